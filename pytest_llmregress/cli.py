@@ -1,0 +1,48 @@
+"""The ``llmregress`` command: a thin dispatcher to subcommands that live beside their library.
+
+Each subcommand is a ``main(argv: list[str]) -> int`` function in its own module, imported only
+when that subcommand runs, so ``llmregress --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("pytest_llmregress.testing.serve", "run the local provider server (Anthropic + OpenAI)"),
+    "models": ("pytest_llmregress.models.cli", "lint and check model ids against lifecycle data"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: llmregress <command> [options]", "", "commands:"]
+    width = max(len(name) for name in SUBCOMMANDS)
+    for name, (_, summary) in SUBCOMMANDS.items():
+        lines.append(f"  {name:<{width}}  {summary}")
+    lines += ["", "Run 'llmregress <command> --help' for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``llmregress`` console script."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if args else 2
+    if args[0] in ("-V", "--version"):
+        from pytest_llmregress import __version__
+
+        print(f"llmregress {__version__}")
+        return 0
+    name, rest = args[0], args[1:]
+    if name not in SUBCOMMANDS:
+        print(f"llmregress: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    result: int = module.main(rest)
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
