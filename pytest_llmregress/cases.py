@@ -1,0 +1,990 @@
+"""Golden cases: the schema of a golden file, its JSONL and YAML loaders, and their validation.
+
+A golden file holds the prompts a model migration must not regress on, each with an optional
+recorded reference answer and the scorers that decide whether a new answer is still good enough.
+The loaders validate everything up front and report *all* problems of a file at once
+(:class:`CaseFileError`), each naming the file, line and field, so a user fixes them in one go.
+
+The format is documented for users in ``docs/golden-files.md``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import math
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
+
+if TYPE_CHECKING:
+    import yaml
+
+__all__ = [
+    "CASE_FIELDS",
+    "DEFAULT_THRESHOLD",
+    "GOLDEN_SUFFIXES",
+    "MAX_PROBLEMS",
+    "PARAM_NAMES",
+    "CaseFileError",
+    "GoldenCase",
+    "Message",
+    "Problem",
+    "ScorerSpec",
+    "load_cases",
+    "parse_jsonl",
+    "parse_yaml",
+]
+
+GOLDEN_SUFFIXES: Final = (".jsonl", ".yaml", ".yml")
+"""File suffixes that :func:`load_cases` understands."""
+
+DEFAULT_THRESHOLD: Final = 0.85
+"""Pass mark of a case that sets no ``threshold``."""
+
+CASE_FIELDS: Final = (
+    "id",
+    "system",
+    "user",
+    "messages",
+    "reference",
+    "threshold",
+    "scorers",
+    "tags",
+    "params",
+    "metadata",
+)
+"""Every field a case mapping may have, in documentation order."""
+
+DEFAULTS_FIELDS: Final = ("system", "threshold", "scorers", "tags", "params", "metadata")
+"""Fields that the ``defaults`` block of a YAML file may set."""
+
+PARAM_NAMES: Final = ("max_tokens", "temperature", "top_p", "top_k", "stop", "seed")
+"""Request parameters a case may set in ``params``."""
+
+MAX_PROBLEMS: Final = 50
+"""At most this many problems of one file are kept; the rest are only counted."""
+
+MAX_ID_LENGTH: Final = 200
+
+_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_TAG_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+_TAG_KEYWORDS: Final = frozenset({"and", "or", "not"})
+# Tags become pytest markers; these names would change how pytest runs the test.
+_RESERVED_TAGS: Final = frozenset(
+    {"skip", "skipif", "xfail", "parametrize", "usefixtures", "filterwarnings"}
+)
+
+
+# --------------------------------------------------------------------------------------------
+# The schema
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Message:
+    """One turn of a conversation sent to the model."""
+
+    role: Literal["user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class ScorerSpec:
+    """Which scorer judges a case's output, and with which options.
+
+    ``options`` is normalized by :func:`pytest_llmregress.scoring.scorers.parse_scorer_spec`
+    (shorthands expanded, lists turned into tuples) and read-only.
+    """
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.options, MappingProxyType):
+            object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able ``{"name": ..., "options": {...}}``."""
+        return {"name": self.name, "options": _plain(self.options)}
+
+
+def _default_scorers() -> tuple[ScorerSpec, ...]:
+    return (ScorerSpec("judge"),)
+
+
+@dataclass(frozen=True)
+class GoldenCase:
+    """One validated golden case: a conversation, its recorded reference and how to score it."""
+
+    id: str
+    messages: tuple[Message, ...]
+    system: str | None = None
+    reference: str | None = None
+    threshold: float = DEFAULT_THRESHOLD
+    scorers: tuple[ScorerSpec, ...] = field(default_factory=_default_scorers)
+    tags: tuple[str, ...] = ()
+    params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    path: str = ""
+    line: int = 0
+    index: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("params", "metadata"):
+            value = getattr(self, name)
+            if not isinstance(value, MappingProxyType):
+                object.__setattr__(self, name, MappingProxyType(dict(value)))
+
+    def __hash__(self) -> int:
+        return hash((self.path, self.index, self.id))
+
+    @property
+    def user(self) -> str:
+        """Text of the last user message (the prompt under test)."""
+        for message in reversed(self.messages):
+            if message.role == "user":
+                return message.content
+        return ""
+
+    @property
+    def needs_judge(self) -> bool:
+        """Whether any scorer of this case is the LLM judge (so a judge model must be set up)."""
+        return any(spec.name == "judge" for spec in self.scorers)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict of every field, for reports."""
+        return {
+            "id": self.id,
+            "messages": [{"role": m.role, "content": m.content} for m in self.messages],
+            "system": self.system,
+            "reference": self.reference,
+            "threshold": self.threshold,
+            "scorers": [spec.to_dict() for spec in self.scorers],
+            "tags": list(self.tags),
+            "params": _plain(self.params),
+            "metadata": _plain(self.metadata),
+            "path": self.path,
+            "line": self.line,
+            "index": self.index,
+        }
+
+
+def _plain(value: Any) -> Any:
+    """A deep copy of ``value`` made of plain dicts and lists (JSON-able if its leaves are)."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a golden file; ``line`` is 1-based, ``field`` a path like ``tags[2]``."""
+
+    line: int | None
+    field: str | None
+    message: str
+    case_id: str | None = None
+
+    def format(self, path: str) -> str:
+        """``path:line: case 'id': field 'name': message``, leaving out the parts not known."""
+        parts = [f"{path}:{self.line}" if self.line is not None else path]
+        if self.case_id is not None:
+            parts.append(f"case {self.case_id!r}")
+        if self.field is not None:
+            parts.append(f"field {self.field!r}")
+        parts.append(self.message)
+        return ": ".join(parts)
+
+
+class CaseFileError(Exception):
+    """All problems found in one golden file."""
+
+    def __init__(self, path: str, problems: list[Problem], omitted: int = 0) -> None:
+        self.path = path
+        self.problems = problems
+        self.omitted = omitted
+        super().__init__(path, problems)
+
+    def __str__(self) -> str:
+        lines = [problem.format(self.path) for problem in self.problems]
+        if self.omitted:
+            lines.append(f"{self.path}: {self.omitted} more problem(s) not shown")
+        return "\n".join(lines)
+
+
+class _Problems:
+    """Collects the problems of one file, keeping the first :data:`MAX_PROBLEMS`."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.items: list[Problem] = []
+        self.omitted = 0
+
+    def add(
+        self, line: int | None, field: str | None, message: str, case_id: str | None = None
+    ) -> None:
+        if len(self.items) < MAX_PROBLEMS:
+            self.items.append(Problem(line, field, message, case_id))
+        else:
+            self.omitted += 1
+
+    def error(self) -> CaseFileError:
+        ordered = sorted(self.items, key=lambda p: p.line or 0)
+        return CaseFileError(self.path, ordered, self.omitted)
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise self.error()
+
+
+def _fail(path: str, line: int | None, message: str) -> CaseFileError:
+    return CaseFileError(path, [Problem(line, None, message)])
+
+
+# --------------------------------------------------------------------------------------------
+# Describing bad values
+# --------------------------------------------------------------------------------------------
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple):
+        return "list"
+    if isinstance(value, Mapping):
+        return "mapping"
+    return type(value).__name__
+
+
+def _short_repr(value: object, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def describe(value: object) -> str:
+    """``string 'high'``, ``integer 3``, ``null``: how error messages show a value they got."""
+    if value is None:
+        return "null"
+    if isinstance(value, list | tuple) and not value:
+        return "an empty list"
+    if isinstance(value, Mapping) and not value:
+        return "an empty mapping"
+    return f"{_type_name(value)} {_short_repr(value)}"
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'tags'?"`` when ``word`` is close to one of ``choices``, else ``""``."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def jsonable_problem(value: object, where: str) -> tuple[str, str] | None:
+    """``(path, why)`` if ``value`` cannot be written as JSON (``where`` is its path), else None."""
+    if value is None or isinstance(value, bool | int | str):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (where, f"{value!r} is not a finite number")
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            problem = jsonable_problem(item, f"{where}[{i}]")
+            if problem:
+                return problem
+        return None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return where, f"expected string keys, got key {describe(key)}"
+            problem = jsonable_problem(item, f"{where}.{key}")
+            if problem:
+                return problem
+        return None
+    return where, f"expected a JSON value, got {describe(value)}"
+
+
+# --------------------------------------------------------------------------------------------
+# Field validation (shared by JSONL cases, YAML cases and YAML defaults)
+# --------------------------------------------------------------------------------------------
+
+# Reports one problem: (top-level key whose line to use, field path, message).
+_Report = Callable[[str | None, str | None, str], None]
+
+
+class _Invalid:
+    """Marker for a field value that failed validation (already reported)."""
+
+
+_INVALID: Final = _Invalid()
+
+
+def _check_id(value: object, report: _Report) -> str | None:
+    if not isinstance(value, str):
+        report("id", "id", f"expected a string, got {describe(value)}")
+        return None
+    if len(value) > MAX_ID_LENGTH:
+        report("id", "id", f"id is {len(value)} characters long; the maximum is {MAX_ID_LENGTH}")
+        return None
+    if not _ID_RE.fullmatch(value):
+        report(
+            "id",
+            "id",
+            f"invalid id {_short_repr(value)}: it must start with a letter or digit and contain "
+            "only letters, digits, '.', '_' and '-'",
+        )
+        return None
+    return value
+
+
+def _check_text(value: object, key: str, report: _Report, *, nullable: bool) -> object:
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str):
+        expected = "a string or null" if nullable else "a string"
+        report(key, key, f"expected {expected}, got {describe(value)}")
+        return _INVALID
+    return value
+
+
+def _check_user(value: object, report: _Report) -> object:
+    if not isinstance(value, str) or not value.strip():
+        report("user", "user", f"expected a non-empty string, got {describe(value)}")
+        return _INVALID
+    return (Message("user", value),)
+
+
+def _check_messages(value: object, report: _Report) -> object:
+    if not isinstance(value, list) or not value:
+        report(
+            "messages", "messages", f"expected a non-empty list of messages, got {describe(value)}"
+        )
+        return _INVALID
+    messages: list[Message] = []
+    ok = True
+    for i, item in enumerate(value):
+        where = f"messages[{i}]"
+        if not isinstance(item, Mapping):
+            report(
+                "messages",
+                where,
+                f"expected a mapping with 'role' and 'content', got {describe(item)}",
+            )
+            ok = False
+            continue
+        for key in item:
+            if key not in ("role", "content"):
+                report(
+                    "messages",
+                    where,
+                    f"unknown key {_short_repr(key)} (expected: role, content)"
+                    + (did_you_mean(key, ("role", "content")) if isinstance(key, str) else ""),
+                )
+                ok = False
+        role = item.get("role")
+        if role == "system":
+            report(
+                "messages",
+                f"{where}.role",
+                "role 'system' is not allowed in messages; put the system prompt in the "
+                "case's 'system' field",
+            )
+            ok = False
+        elif role not in ("user", "assistant"):
+            got = "nothing" if "role" not in item else describe(role)
+            report("messages", f"{where}.role", f"expected 'user' or 'assistant', got {got}")
+            ok = False
+        content = item.get("content")
+        if not isinstance(content, str) or not content.strip():
+            got = "nothing" if "content" not in item else describe(content)
+            report("messages", f"{where}.content", f"expected a non-empty string, got {got}")
+            ok = False
+        if ok:
+            messages.append(Message(cast(Literal["user", "assistant"], role), cast(str, content)))
+    if not ok:
+        return _INVALID
+    if messages[-1].role != "user":
+        report(
+            "messages",
+            "messages",
+            f"the last message must have role 'user', got {messages[-1].role!r}",
+        )
+        return _INVALID
+    return tuple(messages)
+
+
+def _check_threshold(value: object, key: str, report: _Report) -> object:
+    if not _is_number(value):
+        report(key, key, f"expected a number between 0 and 1, got {describe(value)}")
+        return _INVALID
+    number = float(cast(float, value))
+    if not 0.0 <= number <= 1.0:
+        report(key, key, f"expected a number between 0 and 1, got {value!r}")
+        return _INVALID
+    return number
+
+
+def _check_scorers(value: object, report: _Report) -> object:
+    from pytest_llmregress.scoring.scorers import parse_scorer_spec
+
+    if not isinstance(value, list):
+        report(
+            "scorers",
+            "scorers",
+            f'expected a list of scorers (like ["exact"]), got {describe(value)}',
+        )
+        return _INVALID
+    if not value:
+        report("scorers", "scorers", "expected at least one scorer, got an empty list")
+        return _INVALID
+    specs: list[ScorerSpec] = []
+    for i, raw in enumerate(value):
+        try:
+            specs.append(parse_scorer_spec(raw))
+        except ValueError as exc:
+            report("scorers", f"scorers[{i}]", str(exc))
+    return tuple(specs) if len(specs) == len(value) else _INVALID
+
+
+def _check_tags(value: object, report: _Report) -> object:
+    if not isinstance(value, list):
+        report("tags", "tags", f"expected a list of strings, got {describe(value)}")
+        return _INVALID
+    tags: list[str] = []
+    ok = True
+    for i, tag in enumerate(value):
+        where = f"tags[{i}]"
+        if not isinstance(tag, str):
+            report("tags", where, f"expected a string, got {describe(tag)}")
+            ok = False
+        elif tag in _TAG_KEYWORDS:
+            report(
+                "tags",
+                where,
+                f"tag {tag!r} is a keyword of pytest's -m expressions and cannot be a marker",
+            )
+            ok = False
+        elif tag in _RESERVED_TAGS:
+            report(
+                "tags",
+                where,
+                f"tag {tag!r} is a built-in pytest marker and would change how the test runs",
+            )
+            ok = False
+        elif not _TAG_RE.fullmatch(tag):
+            report(
+                "tags",
+                where,
+                f"invalid tag {_short_repr(tag)}: tags become pytest markers, so they must start "
+                "with a letter or '_' and contain only letters, digits, '_' and '-'",
+            )
+            ok = False
+        elif tag not in tags:
+            tags.append(tag)
+    return tuple(tags) if ok else _INVALID
+
+
+def _check_param(name: str, value: object) -> str | None:
+    """Why ``value`` is not a valid request parameter ``name``, or None."""
+    if name in ("max_tokens", "top_k"):
+        if not _is_int(value) or cast(int, value) < 1:
+            return f"expected an integer >= 1, got {describe(value)}"
+    elif name in ("temperature", "top_p"):
+        upper = 2 if name == "temperature" else 1
+        if not _is_number(value) or not 0 <= cast(float, value) <= upper:
+            return f"expected a number between 0 and {upper}, got {describe(value)}"
+    elif name == "stop":
+        if isinstance(value, str):
+            return None if value else "expected a non-empty string, got an empty string"
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(s, str) and s for s in value)
+        ):
+            return (
+                f"expected a string or a non-empty list of non-empty strings, got {describe(value)}"
+            )
+    elif name == "seed" and not _is_int(value):
+        return f"expected an integer, got {describe(value)}"
+    return None
+
+
+def _check_params(value: object, report: _Report) -> object:
+    if not isinstance(value, Mapping):
+        report("params", "params", f"expected a mapping, got {describe(value)}")
+        return _INVALID
+    ok = True
+    params: dict[str, Any] = {}
+    for name, item in value.items():
+        if name not in PARAM_NAMES:
+            hint = did_you_mean(name, PARAM_NAMES) if isinstance(name, str) else ""
+            report(
+                "params",
+                "params",
+                f"unknown parameter {_short_repr(name)} (expected one of: "
+                f"{', '.join(PARAM_NAMES)}){hint}",
+            )
+            ok = False
+            continue
+        problem = _check_param(name, item)
+        if problem:
+            report("params", f"params.{name}", problem)
+            ok = False
+        else:
+            params[name] = tuple(item) if isinstance(item, list) else item
+    return params if ok else _INVALID
+
+
+def _check_metadata(value: object, report: _Report) -> object:
+    if not isinstance(value, Mapping):
+        report("metadata", "metadata", f"expected a mapping, got {describe(value)}")
+        return _INVALID
+    problem = jsonable_problem(value, "metadata")
+    if problem:
+        report("metadata", *problem)
+        return _INVALID
+    return dict(value)
+
+
+def _check_field(name: str, value: object, report: _Report) -> object:
+    """Validate one case/defaults field; returns the normalized value or :data:`_INVALID`."""
+    if name == "id":
+        checked = _check_id(value, report)
+        return _INVALID if checked is None else checked
+    if name == "user":
+        return _check_user(value, report)
+    if name == "messages":
+        return _check_messages(value, report)
+    if name in ("system", "reference"):
+        return _check_text(value, name, report, nullable=True)
+    if name == "threshold":
+        return _check_threshold(value, name, report)
+    if name == "scorers":
+        return _check_scorers(value, report)
+    if name == "tags":
+        return _check_tags(value, report)
+    if name == "params":
+        return _check_params(value, report)
+    if name == "metadata":
+        return _check_metadata(value, report)
+    raise AssertionError(f"no validator for {name}")  # pragma: no cover
+
+
+def _check_fields(
+    raw: Mapping[Any, Any], allowed: tuple[str, ...], report: _Report, what: str
+) -> dict[str, Any]:
+    """Validate every key of ``raw``; returns the valid ones (invalid ones are reported)."""
+    valid: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in allowed:
+            hint = did_you_mean(key, allowed) if isinstance(key, str) else ""
+            report(
+                key if isinstance(key, str) else None,
+                None,
+                f"unknown {what} {_short_repr(key)} (expected one of: {', '.join(allowed)}){hint}",
+            )
+            continue
+        checked = _check_field(key, value, report)
+        if checked is not _INVALID:
+            valid[key] = checked
+    return valid
+
+
+# --------------------------------------------------------------------------------------------
+# Building cases
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _RawCase:
+    """A case mapping as read from a file, before validation."""
+
+    data: Mapping[Any, Any]
+    line: int
+    key_lines: Mapping[str, int]  # line of each top-level key (YAML); empty for JSONL
+    early: list[tuple[int, str]] = field(default_factory=list)  # problems found while reading
+
+
+def _build_cases(
+    raws: list[_RawCase], path: str, problems: _Problems, defaults: Mapping[str, Any]
+) -> list[GoldenCase]:
+    cases: list[GoldenCase] = []
+    first_line: dict[str, int] = {}
+    for index, raw in enumerate(raws):
+        case_id: str | None = None
+        raw_id = raw.data.get("id")
+        if isinstance(raw_id, str) and _ID_RE.fullmatch(raw_id) and len(raw_id) <= MAX_ID_LENGTH:
+            case_id = raw_id
+
+        report = _case_reporter(problems, raw, case_id)
+        for line, message in raw.early:
+            problems.add(line, None, message, case_id)
+        before = len(problems.items) + problems.omitted - len(raw.early)
+        fields = _check_fields(raw.data, CASE_FIELDS, report, "field")
+        if "id" not in raw.data:
+            report("id", "id", "missing; every case needs a unique id")
+        has_user, has_messages = "user" in raw.data, "messages" in raw.data
+        if has_user == has_messages:
+            report(
+                None,
+                None,
+                "a case needs exactly one of 'user' or 'messages', got "
+                + ("both" if has_user else "neither"),
+            )
+        if case_id is not None:
+            if case_id in first_line:
+                report(
+                    None, None, f"duplicate id {case_id!r} (first at line {first_line[case_id]})"
+                )
+            else:
+                first_line[case_id] = raw.line
+        if len(problems.items) + problems.omitted > before:
+            continue
+        cases.append(_make_case(fields, defaults, path, raw.line, index))
+    return cases
+
+
+def _case_reporter(problems: _Problems, raw: _RawCase, case_id: str | None) -> _Report:
+    """A reporter that files problems under ``case_id``, at the line of the offending key."""
+
+    def report(key: str | None, where: str | None, message: str) -> None:
+        line = raw.key_lines.get(key, raw.line) if key is not None else raw.line
+        problems.add(line, where, message, case_id)
+
+    return report
+
+
+def _merge_tags(*groups: Iterable[str]) -> tuple[str, ...]:
+    merged: list[str] = []
+    for group in groups:
+        for tag in group:
+            if tag not in merged:
+                merged.append(tag)
+    return tuple(merged)
+
+
+def _make_case(
+    fields: Mapping[str, Any], defaults: Mapping[str, Any], path: str, line: int, index: int
+) -> GoldenCase:
+    messages = fields["user"] if "user" in fields else fields["messages"]
+    merged = {**defaults, **fields}
+    return GoldenCase(
+        id=fields["id"],
+        messages=messages,
+        system=merged.get("system"),
+        reference=fields.get("reference"),
+        threshold=merged.get("threshold", DEFAULT_THRESHOLD),
+        scorers=merged.get("scorers") or _default_scorers(),
+        tags=_merge_tags(defaults.get("tags", ()), fields.get("tags", ())),
+        params=MappingProxyType({**defaults.get("params", {}), **fields.get("params", {})}),
+        metadata=MappingProxyType({**defaults.get("metadata", {}), **fields.get("metadata", {})}),
+        path=path,
+        line=line,
+        index=index,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# JSONL
+# --------------------------------------------------------------------------------------------
+
+
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKeyError(key)
+        result[key] = value
+    return result
+
+
+def parse_jsonl(text: str, path: str) -> list[GoldenCase]:
+    """Parse a JSONL golden file: one case object per line.
+
+    Blank lines and lines starting with ``//`` are skipped. Raises :class:`CaseFileError` with
+    every problem of the file.
+    """
+    problems = _Problems(path)
+    raws: list[_RawCase] = []
+    # Not str.splitlines(): JSON strings may hold raw U+2028 and friends.
+    for number, line in enumerate(text.removeprefix("\ufeff").split("\n"), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("//"):
+            continue
+        try:
+            data = json.loads(line, object_pairs_hook=_no_duplicate_keys)
+        except _DuplicateKeyError as exc:
+            problems.add(number, None, f"duplicate key {exc.args[0]!r} in JSON object")
+            continue
+        except json.JSONDecodeError as exc:
+            problems.add(number, None, f"invalid JSON at column {exc.colno}: {exc.msg}")
+            continue
+        if not isinstance(data, dict):
+            problems.add(
+                number, None, f"expected a JSON object (one case per line), got {describe(data)}"
+            )
+            continue
+        raws.append(_RawCase(data, number, {}))
+    if not raws and not problems.items:
+        raise _fail(path, None, "no cases in file")
+    cases = _build_cases(raws, path, problems, {})
+    problems.raise_if_any()
+    return cases
+
+
+# --------------------------------------------------------------------------------------------
+# YAML
+# --------------------------------------------------------------------------------------------
+
+
+def _yaml_line(node: yaml.Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+def _yaml_construct(node: yaml.Node) -> Any:
+    """Construct plain Python data from ``node`` like ``yaml.safe_load`` would.
+
+    Timestamps stay strings (``2024-05-01``), so everything loaded is JSON-able.
+    """
+    return _yaml_constructor_class()().construct_document(node)
+
+
+@functools.cache
+def _yaml_constructor_class() -> type[yaml.constructor.SafeConstructor]:
+    from yaml.constructor import SafeConstructor
+
+    class Constructor(SafeConstructor):
+        """``SafeConstructor`` that keeps timestamps as strings."""
+
+        yaml_constructors = {  # noqa: RUF012 - PyYAML's own registry layout
+            **SafeConstructor.yaml_constructors,
+            "tag:yaml.org,2002:timestamp": SafeConstructor.construct_yaml_str,
+        }
+
+    return Constructor
+
+
+def _yaml_key_lines(node: yaml.MappingNode) -> dict[str, int]:
+    lines: dict[str, int] = {}
+    for key_node, _ in node.value:
+        if isinstance(key_node.value, str):
+            lines[key_node.value] = _yaml_line(key_node)
+    return lines
+
+
+def _yaml_duplicate_keys(node: yaml.MappingNode, where: str) -> list[tuple[int, str]]:
+    """``(line, message)`` for each key written twice in ``node`` (call before constructing it:
+    construction flattens merge keys into ``node.value``)."""
+    found: list[tuple[int, str]] = []
+    seen: dict[str, int] = {}
+    for key_node, _ in node.value:
+        key = key_node.value
+        if not isinstance(key, str) or key == "<<":
+            continue
+        if key in seen:
+            found.append(
+                (
+                    _yaml_line(key_node),
+                    f"duplicate key {key!r} in {where} (first at line {seen[key]})",
+                )
+            )
+        else:
+            seen[key] = _yaml_line(key_node)
+    return found
+
+
+def parse_yaml(text: str, path: str) -> list[GoldenCase]:
+    """Parse a YAML golden file.
+
+    The document is either a list of case mappings, or a mapping ``{defaults: {...}, cases:
+    [...]}`` whose ``defaults`` apply to every case. Raises :class:`CaseFileError` with every
+    problem of the file.
+    """
+    import yaml
+
+    problems = _Problems(path)
+    try:
+        root = yaml.compose(text.removeprefix("\ufeff"), Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise _fail(path, line, f"invalid YAML: {_yaml_problem(exc)}") from None
+    except yaml.YAMLError as exc:
+        raise _fail(path, None, f"invalid YAML: {_yaml_problem(exc)}") from None
+
+    defaults: dict[str, Any] = {}
+    if root is None:
+        raise _fail(path, None, "no cases in file")
+    if isinstance(root, yaml.MappingNode):
+        top = _yaml_key_lines(root)
+        if "cases" not in top:
+            keys = ", ".join(_short_repr(k.value) for k, _ in root.value) or "none"
+            problems.add(
+                _yaml_line(root),
+                None,
+                "expected a list of cases, or a mapping with 'cases' (and optional 'defaults'); "
+                f"got a mapping with keys: {keys}",
+            )
+            raise problems.error()
+        for line, message in _yaml_duplicate_keys(root, "the top-level mapping"):
+            problems.add(line, None, message)
+        sections: dict[str, yaml.Node] = {}
+        for key_node, value_node in root.value:
+            key = key_node.value
+            if key in ("defaults", "cases"):
+                sections[key] = value_node
+            else:
+                hint = did_you_mean(key, ("defaults", "cases")) if isinstance(key, str) else ""
+                problems.add(
+                    _yaml_line(key_node),
+                    None,
+                    f"unknown top-level key {_short_repr(key)} (expected: defaults, cases){hint}",
+                )
+        if "defaults" in sections:
+            defaults = _yaml_defaults(sections["defaults"], top["defaults"], problems)
+        cases_node = sections["cases"]
+    else:
+        cases_node = root
+
+    if isinstance(cases_node, yaml.ScalarNode) and cases_node.tag == "tag:yaml.org,2002:null":
+        problems.add(None, None, "no cases in file")
+        raise problems.error()
+    if not isinstance(cases_node, yaml.SequenceNode):
+        what = "the document" if cases_node is root else "'cases'"
+        problems.add(
+            _yaml_line(cases_node),
+            None,
+            f"expected {what} to be a list of cases, got {_yaml_kind(cases_node)}",
+        )
+        raise problems.error()
+    if not cases_node.value:
+        problems.add(None, None, "no cases in file")
+        raise problems.error()
+
+    raws: list[_RawCase] = []
+    for item in cases_node.value:
+        line = _yaml_line(item)
+        if not isinstance(item, yaml.MappingNode):
+            problems.add(line, None, f"expected a case mapping, got {_yaml_kind(item)}")
+            continue
+        duplicates = _yaml_duplicate_keys(item, "the case")
+        try:
+            data = _yaml_construct(item)
+        except yaml.YAMLError as exc:
+            problems.add(line, None, f"invalid YAML: {_yaml_problem(exc)}")
+            continue
+        raws.append(_RawCase(data, line, _yaml_key_lines(item), duplicates))
+    cases = _build_cases(raws, path, problems, defaults)
+    problems.raise_if_any()
+    return cases
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """The message of a YAML error without PyYAML's multi-line mark dump."""
+    problem = getattr(exc, "problem", None)
+    return str(problem) if problem else str(exc).splitlines()[0]
+
+
+def _yaml_kind(node: yaml.Node) -> str:
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    try:
+        return describe(_yaml_construct(node))
+    except yaml.YAMLError:  # pragma: no cover - scalars always construct
+        return f"scalar {node.value!r}"
+
+
+def _yaml_defaults(node: yaml.Node, line: int, problems: _Problems) -> dict[str, Any]:
+    import yaml
+
+    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        problems.add(line, "defaults", f"expected a mapping, got {_yaml_kind(node)}")
+        return {}
+    for dup_line, message in _yaml_duplicate_keys(node, "defaults"):
+        problems.add(dup_line, None, message)
+    try:
+        data = _yaml_construct(node)
+    except yaml.YAMLError as exc:
+        problems.add(line, "defaults", f"invalid YAML: {_yaml_problem(exc)}")
+        return {}
+    key_lines = _yaml_key_lines(node)
+
+    def report(key: str | None, where: str | None, message: str) -> None:
+        problems.add(
+            key_lines.get(key, line) if key is not None else line,
+            f"defaults.{where}" if where is not None else None,
+            message,
+        )
+
+    return _check_fields(data, DEFAULTS_FIELDS, report, "defaults field")
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------
+
+
+def load_cases(path: str | os.PathLike[str]) -> list[GoldenCase]:
+    """Read and validate a golden file (``.jsonl``, ``.yaml`` or ``.yml``).
+
+    Raises :class:`CaseFileError` listing every problem, including an unreadable file.
+    """
+    name = os.fspath(path)
+    suffix = os.path.splitext(name)[1].lower()
+    if suffix not in GOLDEN_SUFFIXES:
+        raise _fail(
+            name,
+            None,
+            f"unsupported file type {suffix or name!r} "
+            f"(expected one of: {', '.join(GOLDEN_SUFFIXES)})",
+        )
+    try:
+        with open(name, encoding="utf-8-sig") as handle:
+            text = handle.read()
+    except UnicodeDecodeError as exc:
+        raise _fail(
+            name, None, f"file is not valid UTF-8: {exc.reason} at byte {exc.start}"
+        ) from None
+    except OSError as exc:
+        raise _fail(name, None, f"cannot read file: {exc.strerror or exc}") from None
+    if suffix == ".jsonl":
+        return parse_jsonl(text, name)
+    return parse_yaml(text, name)

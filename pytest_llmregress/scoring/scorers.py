@@ -1,0 +1,561 @@
+"""Deterministic scorers, and the parser of scorer specs written in golden files.
+
+A golden case lists the scorers that decide whether a model's output is still good enough. All
+but ``judge`` (the LLM judge, scored elsewhere) are pure functions of the output and the case:
+
+``exact``
+    the stripped output equals the stripped reference (or the ``value`` option).
+``contains``
+    every given value occurs in the output; the score is the share found.
+``regex``
+    a regular expression matches somewhere in the stripped output.
+``json``
+    the output (optionally wrapped in one markdown code fence) is JSON, optionally valid against
+    a JSON Schema and holding given top-level fields.
+``similarity``
+    normalized Levenshtein similarity of the stripped output to the stripped reference.
+
+Specs are validated when the golden file loads (:func:`parse_scorer_spec`), so a bad regex or a
+misspelled option fails collection instead of a test run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, Final
+
+from pytest_llmregress.cases import GoldenCase, ScorerSpec, describe, did_you_mean, jsonable_problem
+from pytest_llmregress.scoring.score import Score, ScorerError
+
+__all__ = [
+    "REGEX_FLAGS",
+    "SCORER_NAMES",
+    "SCORER_OPTIONS",
+    "levenshtein",
+    "parse_scorer_spec",
+    "score_deterministic",
+    "similarity",
+]
+
+SCORER_NAMES: Final = ("judge", "exact", "contains", "regex", "json", "similarity")
+"""Every scorer a golden file may name."""
+
+SCORER_OPTIONS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {
+        "judge": ("threshold",),
+        "exact": ("value", "ignore_case", "normalize_whitespace"),
+        "contains": ("values", "ignore_case"),
+        "regex": ("pattern", "flags"),
+        "json": ("schema", "fields"),
+        "similarity": ("threshold",),
+    }
+)
+"""The options each scorer accepts in its mapping form."""
+
+REGEX_FLAGS: Final[Mapping[str, re.RegexFlag]] = MappingProxyType(
+    {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE}
+)
+"""Letters allowed in the ``regex`` scorer's ``flags`` option."""
+
+_JSONSCHEMA_HINT: Final = "pip install pytest-llmregress[jsonschema]"
+_MAX_LISTED: Final = 3
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing specs
+# --------------------------------------------------------------------------------------------
+
+
+def parse_scorer_spec(raw: object) -> ScorerSpec:
+    """Turn a scorer spec from a golden file into a validated, normalized :class:`ScorerSpec`.
+
+    ``raw`` is a bare name (``"exact"``) or a one-key mapping ``{name: options}``. Shorthands are
+    expanded: ``{"contains": "x"}`` becomes options ``{"values": ("x",)}``, ``{"regex": "p"}``
+    becomes ``{"pattern": "p"}``, ``{"exact": "v"}`` becomes ``{"value": "v"}``, and
+    ``{name: null}`` means no options. Raises :class:`ValueError` with a message fit for users.
+    """
+    options: object = None
+    if isinstance(raw, str):
+        name = raw
+    elif isinstance(raw, Mapping):
+        if len(raw) != 1:
+            keys = ", ".join(repr(k) for k in raw) or "none"
+            raise ValueError(
+                "expected a scorer name or a one-key mapping {name: options}, "
+                f"got a mapping with keys: {keys}"
+            )
+        ((name, options),) = raw.items()
+        if not isinstance(name, str):
+            raise ValueError(f"expected a scorer name as the key, got {describe(name)}")
+    else:
+        raise ValueError(
+            f"expected a scorer name or a one-key mapping {{name: options}}, got {describe(raw)}"
+        )
+    if name not in SCORER_NAMES:
+        raise ValueError(
+            f"unknown scorer {name!r} (expected one of: {', '.join(SCORER_NAMES)})"
+            + did_you_mean(name, SCORER_NAMES)
+        )
+    return ScorerSpec(name, MappingProxyType(_OPTION_PARSERS[name](options)))
+
+
+class _Options:
+    """Reads a scorer's options mapping, raising :class:`ValueError` on anything wrong."""
+
+    def __init__(self, scorer: str, raw: object) -> None:
+        self.scorer = scorer
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, Mapping):
+            raise ValueError(
+                f"scorer {scorer!r}: expected a mapping of options, got {describe(raw)}"
+            )
+        allowed = SCORER_OPTIONS[scorer]
+        for key in raw:
+            if key not in allowed:
+                hint = did_you_mean(key, allowed) if isinstance(key, str) else ""
+                raise ValueError(
+                    f"scorer {scorer!r}: unknown option {key!r} "
+                    f"(expected one of: {', '.join(allowed)}){hint}"
+                )
+        self.raw: Mapping[str, Any] = raw
+
+    def error(self, option: str, message: str) -> ValueError:
+        return ValueError(f"scorer {self.scorer!r}: option {option!r}: {message}")
+
+    def flag(self, option: str, into: dict[str, Any]) -> None:
+        if option in self.raw:
+            value = self.raw[option]
+            if not isinstance(value, bool):
+                raise self.error(option, f"expected true or false, got {describe(value)}")
+            into[option] = value
+
+    def threshold(self, into: dict[str, Any]) -> None:
+        if "threshold" in self.raw:
+            value = self.raw["threshold"]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise self.error(
+                    "threshold", f"expected a number between 0 and 1, got {describe(value)}"
+                )
+            if not 0.0 <= value <= 1.0:
+                raise self.error("threshold", f"expected a number between 0 and 1, got {value!r}")
+            into["threshold"] = float(value)
+
+
+def _parse_threshold_only(scorer: str) -> Callable[[object], dict[str, Any]]:
+    def parse(raw: object) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        _Options(scorer, raw).threshold(options)
+        return options
+
+    return parse
+
+
+def _parse_exact(raw: object) -> dict[str, Any]:
+    if isinstance(raw, str):
+        raw = {"value": raw}
+    reader = _Options("exact", raw)
+    options: dict[str, Any] = {}
+    if "value" in reader.raw:
+        value = reader.raw["value"]
+        if not isinstance(value, str):
+            raise reader.error("value", f"expected a string, got {describe(value)}")
+        options["value"] = value
+    reader.flag("ignore_case", options)
+    reader.flag("normalize_whitespace", options)
+    return options
+
+
+def _parse_contains(raw: object) -> dict[str, Any]:
+    if raw is None:
+        raise ValueError(
+            "scorer 'contains' needs the text to look for, like {contains: 'refund'} "
+            "or {contains: ['refund', '30 days']}"
+        )
+    if isinstance(raw, str | list):
+        raw = {"values": raw}
+    reader = _Options("contains", raw)
+    if "values" not in reader.raw:
+        raise reader.error("values", "missing; give the text to look for")
+    values = reader.raw["values"]
+    if isinstance(values, str):
+        values = [values]
+    if not isinstance(values, list) or not values:
+        raise reader.error(
+            "values", f"expected a string or a non-empty list of strings, got {describe(values)}"
+        )
+    for i, value in enumerate(values):
+        if not isinstance(value, str) or not value:
+            raise reader.error(
+                "values", f"item {i}: expected a non-empty string, got {describe(value)}"
+            )
+    options: dict[str, Any] = {"values": tuple(values)}
+    reader.flag("ignore_case", options)
+    return options
+
+
+def _parse_regex(raw: object) -> dict[str, Any]:
+    if raw is None:
+        raise ValueError("scorer 'regex' needs a pattern, like {regex: '^\\d+$'}")
+    if isinstance(raw, str):
+        raw = {"pattern": raw}
+    reader = _Options("regex", raw)
+    if "pattern" not in reader.raw:
+        raise reader.error("pattern", "missing; give the regular expression to search for")
+    pattern = reader.raw["pattern"]
+    if not isinstance(pattern, str) or not pattern:
+        raise reader.error("pattern", f"expected a non-empty string, got {describe(pattern)}")
+    options: dict[str, Any] = {"pattern": pattern}
+    flags = reader.raw.get("flags", "")
+    if not isinstance(flags, str):
+        raise reader.error(
+            "flags", f"expected a string of letters from 'imsx', got {describe(flags)}"
+        )
+    bad = sorted(set(flags) - set(REGEX_FLAGS))
+    if bad:
+        raise reader.error(
+            "flags", f"unknown flag {', '.join(map(repr, bad))} (expected letters from 'imsx')"
+        )
+    if "flags" in reader.raw:
+        options["flags"] = flags
+    try:
+        re.compile(pattern, _regex_flags(flags))
+    except re.error as exc:
+        raise reader.error("pattern", f"invalid regular expression: {exc}") from None
+    return options
+
+
+def _regex_flags(letters: str) -> re.RegexFlag:
+    flags = re.RegexFlag(0)
+    for letter in letters:
+        flags |= REGEX_FLAGS[letter]
+    return flags
+
+
+def _parse_json(raw: object) -> dict[str, Any]:
+    reader = _Options("json", raw)
+    options: dict[str, Any] = {}
+    if "schema" in reader.raw:
+        schema = reader.raw["schema"]
+        if not isinstance(schema, Mapping):
+            raise reader.error(
+                "schema", f"expected a mapping (a JSON Schema), got {describe(schema)}"
+            )
+        problem = jsonable_problem(schema, "schema")
+        if problem:
+            raise reader.error(problem[0], problem[1])
+        schema_error = _schema_error(dict(schema))
+        if schema_error:
+            raise reader.error("schema", f"invalid JSON Schema: {schema_error}")
+        options["schema"] = dict(schema)
+    if "fields" in reader.raw:
+        fields = reader.raw["fields"]
+        if not isinstance(fields, Mapping) or not fields:
+            raise reader.error(
+                "fields", f"expected a non-empty mapping of key: value, got {describe(fields)}"
+            )
+        problem = jsonable_problem(fields, "fields")
+        if problem:
+            raise reader.error(problem[0], problem[1])
+        options["fields"] = dict(fields)
+    return options
+
+
+def _schema_error(schema: dict[str, Any]) -> str | None:
+    """Why ``schema`` is not a valid JSON Schema, or None (also when jsonschema is missing)."""
+    try:
+        import jsonschema
+    except ImportError:  # checked again, with an install hint, when the case is scored
+        return None
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        where = _json_path(exc.absolute_path)
+        return f"{where}: {_clip(exc.message)}" if where != "$" else _clip(exc.message)
+    return None
+
+
+_OPTION_PARSERS: Final[Mapping[str, Callable[[object], dict[str, Any]]]] = MappingProxyType(
+    {
+        "judge": _parse_threshold_only("judge"),
+        "exact": _parse_exact,
+        "contains": _parse_contains,
+        "regex": _parse_regex,
+        "json": _parse_json,
+        "similarity": _parse_threshold_only("similarity"),
+    }
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring
+# --------------------------------------------------------------------------------------------
+
+
+def score_deterministic(spec: ScorerSpec, output: str, case: GoldenCase) -> Score:
+    """Score ``output`` for ``case`` with the deterministic scorer ``spec`` (anything but judge).
+
+    Raises :class:`ScorerError` when no verdict is possible (no reference to compare with, a
+    schema but no ``jsonschema`` installed), and :class:`ValueError` for ``judge`` or an unknown
+    scorer name.
+    """
+    scorer = _SCORERS.get(spec.name)
+    if scorer is None:
+        if spec.name == "judge":
+            raise ValueError("the 'judge' scorer is not deterministic; score it with the judge")
+        raise ValueError(f"unknown scorer {spec.name!r}")
+    return scorer(spec.options, output, case)
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _quote(text: str, limit: int = 40) -> str:
+    return repr(_clip(text, limit))
+
+
+def _listed(items: list[str], sep: str = ", ") -> str:
+    shown = sep.join(items[:_MAX_LISTED])
+    return shown if len(items) <= _MAX_LISTED else f"{shown} (+{len(items) - _MAX_LISTED} more)"
+
+
+def _need_reference(scorer: str, case: GoldenCase, alternative: str) -> str:
+    if case.reference is None:
+        raise ScorerError(
+            f"scorer {scorer!r} needs a reference, but case {case.id!r} has none; {alternative}"
+        )
+    return case.reference
+
+
+def _score_exact(options: Mapping[str, Any], output: str, case: GoldenCase) -> Score:
+    if "value" in options:
+        expected, what = options["value"], "the expected value"
+    else:
+        expected = _need_reference(
+            "exact", case, "record one, or give the expected text as the 'value' option"
+        )
+        what = "the reference"
+
+    def normalize(text: str) -> str:
+        text = text.strip()
+        if options.get("normalize_whitespace"):
+            text = " ".join(text.split())
+        if options.get("ignore_case"):
+            text = text.casefold()
+        return text
+
+    want, got = normalize(expected), normalize(output)
+    if want == got:
+        return Score("exact", 1.0, True, f"output equals {what}")
+    at = next((i for i, (a, b) in enumerate(zip(want, got, strict=False)) if a != b), None)
+    if at is None:
+        at = min(len(want), len(got))
+    start = max(0, at - 10)
+    reason = (
+        f"output differs from {what} at character {at + 1}: "
+        f"expected {_quote(want[start : start + 30])}, got {_quote(got[start : start + 30])}"
+    )
+    return Score("exact", 0.0, False, reason)
+
+
+def _score_contains(options: Mapping[str, Any], output: str, case: GoldenCase) -> Score:
+    values: tuple[str, ...] = options["values"]
+    haystack = output.casefold() if options.get("ignore_case") else output
+    missing = [
+        value
+        for value in values
+        if (value.casefold() if options.get("ignore_case") else value) not in haystack
+    ]
+    found = len(values) - len(missing)
+    value = found / len(values)
+    if not missing:
+        reason = f"found {_quote(values[0])}" if len(values) == 1 else f"found all {len(values)}"
+        return Score("contains", 1.0, True, reason)
+    reason = f"missing {len(missing)} of {len(values)}: {_listed([_quote(m) for m in missing])}"
+    return Score("contains", value, False, reason)
+
+
+def _score_regex(options: Mapping[str, Any], output: str, case: GoldenCase) -> Score:
+    pattern: str = options["pattern"]
+    match = re.search(pattern, output.strip(), _regex_flags(options.get("flags", "")))
+    if match is None:
+        return Score("regex", 0.0, False, f"no match for /{_clip(pattern, 40)}/")
+    return Score(
+        "regex", 1.0, True, f"matched {_quote(match.group(0))} at character {match.start() + 1}"
+    )
+
+
+_FENCE: Final = re.compile(r"\A```[ \t]*[\w+.-]*[ \t]*\n(.*?)\n?[ \t]*```\Z", re.DOTALL)
+
+
+def _strip_fence(text: str) -> str:
+    """``text`` without one surrounding markdown code fence (```` ```json ... ``` ````)."""
+    text = text.strip()
+    match = _FENCE.match(text)
+    return match.group(1) if match else text
+
+
+def _json_path(path: Any) -> str:
+    out = "$"
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _json_equal(a: object, b: object) -> bool:
+    """Equality of JSON values: unlike ``==``, ``true`` is not ``1``."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
+def _json_text(value: object) -> str:
+    return _clip(json.dumps(value, ensure_ascii=False), 30)
+
+
+def _score_json(options: Mapping[str, Any], output: str, case: GoldenCase) -> Score:
+    schema: dict[str, Any] | None = options.get("schema")
+    if schema is not None:
+        try:
+            import jsonschema
+        except ImportError:
+            raise ScorerError(
+                f"scorer 'json' of case {case.id!r} has a schema, but jsonschema is not "
+                f"installed: {_JSONSCHEMA_HINT}"
+            ) from None
+    text = _strip_fence(output)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return Score("json", 0.0, False, f"output is not valid JSON: {exc}")
+    except RecursionError:
+        return Score("json", 0.0, False, "output is not valid JSON: nested too deeply")
+    if isinstance(data, float) and not math.isfinite(data):
+        return Score("json", 0.0, False, f"output is not valid JSON: {text!r} is not a number")
+
+    issues: list[str] = []
+    if schema is not None:
+        validator = jsonschema.validators.validator_for(schema)(schema)
+        errors = sorted(validator.iter_errors(data), key=lambda e: _json_path(e.absolute_path))
+        issues += [f"schema: {_json_path(e.absolute_path)}: {_clip(e.message)}" for e in errors]
+    fields: dict[str, Any] | None = options.get("fields")
+    if fields is not None:
+        if not isinstance(data, dict):
+            issues.append(f"expected a JSON object with fields, got {_json_text(data)}")
+        else:
+            for key, want in fields.items():
+                if key not in data:
+                    issues.append(f"missing field {key!r}")
+                elif not _json_equal(data[key], want):
+                    issues.append(
+                        f"field {key!r} is {_json_text(data[key])}, expected {_json_text(want)}"
+                    )
+    if issues:
+        return Score("json", 0.0, False, _listed(issues, "; "))
+    checks = ["valid JSON"]
+    if schema is not None:
+        checks.append("matches the schema")
+    if fields is not None:
+        checks.append(f"has the {len(fields)} expected field(s)")
+    return Score("json", 1.0, True, ", ".join(checks))
+
+
+def _score_similarity(options: Mapping[str, Any], output: str, case: GoldenCase) -> Score:
+    reference = _need_reference("similarity", case, "record one first").strip()
+    got = output.strip()
+    threshold: float = options.get("threshold", case.threshold)
+    longest = max(len(reference), len(got))
+    distance = levenshtein(reference, got)
+    value = 1.0 if longest == 0 else 1.0 - distance / longest
+    passed = value >= threshold
+    reason = (
+        f"similarity {value:.3f} to the reference ({distance} edit(s) over {longest} "
+        f"characters) {'>=' if passed else '<'} threshold {threshold:g}"
+    )
+    return Score("similarity", value, passed, reason, threshold=threshold)
+
+
+_SCORERS: Final[Mapping[str, Callable[[Mapping[str, Any], str, GoldenCase], Score]]] = (
+    MappingProxyType(
+        {
+            "exact": _score_exact,
+            "contains": _score_contains,
+            "regex": _score_regex,
+            "json": _score_json,
+            "similarity": _score_similarity,
+        }
+    )
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Edit distance
+# --------------------------------------------------------------------------------------------
+
+
+def similarity(a: str, b: str) -> float:
+    """``1 - levenshtein(a, b) / max(len(a), len(b))``: 1.0 for equal (also empty) strings."""
+    longest = max(len(a), len(b))
+    return 1.0 if longest == 0 else 1.0 - levenshtein(a, b) / longest
+
+
+def levenshtein(a: str, b: str) -> int:
+    """Levenshtein distance (insertions, deletions, substitutions) of ``a`` and ``b``.
+
+    Uses the bit-parallel algorithm of Myers (1999) in Hyyrö's formulation for edit distance,
+    with Python ints as bit vectors as long as the shorter string: O(len(a) * len(b) / wordsize).
+    """
+    if a == b:
+        return 0
+    # Common prefix and suffix never change the distance.
+    prefix = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        prefix += 1
+    a, b = a[prefix:], b[prefix:]
+    suffix = 0
+    for x, y in zip(reversed(a), reversed(b), strict=False):
+        if x != y:
+            break
+        suffix += 1
+    if suffix:
+        a, b = a[:-suffix], b[:-suffix]
+    if len(a) < len(b):
+        a, b = b, a
+    # b is the pattern (one bit per character), a the text scanned column by column.
+    m = len(b)
+    if m == 0:
+        return len(a)
+    peq: dict[str, int] = {}
+    for i, char in enumerate(b):
+        peq[char] = peq.get(char, 0) | (1 << i)
+    mask = (1 << m) - 1
+    high = 1 << (m - 1)
+    pv, mv, score = mask, 0, m
+    for char in a:
+        eq = peq.get(char, 0)
+        xv = eq | mv
+        xh = (((eq & pv) + pv) ^ pv) | eq
+        ph = mv | (~(xh | pv) & mask)
+        mh = pv & xh
+        if ph & high:
+            score += 1
+        elif mh & high:
+            score -= 1
+        ph = ((ph << 1) | 1) & mask
+        mh = (mh << 1) & mask
+        pv = mh | (~(xv | ph) & mask)
+        mv = ph & xv
+    return score
