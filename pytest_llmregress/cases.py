@@ -914,7 +914,14 @@ def parse_yaml(text: str, path: str) -> list[GoldenCase]:
 def _yaml_problem(exc: yaml.YAMLError) -> str:
     """The message of a YAML error without PyYAML's multi-line mark dump."""
     problem = getattr(exc, "problem", None)
-    return str(problem) if problem else str(exc).splitlines()[0]
+    if not problem:
+        return str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    # "while parsing ..." contexts only repeat the mark; others ("expected a single document
+    # in the stream") carry half of the message.
+    if context and not context.startswith("while"):
+        return f"{context}, {problem}"
+    return str(problem)
 
 
 def _yaml_kind(node: yaml.Node) -> str:
