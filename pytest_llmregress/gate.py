@@ -1,0 +1,76 @@
+"""The session verdict: pass rate against the minimum, errors against their budget."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pytest_llmregress.results import CaseResult
+from pytest_llmregress.stats import wilson_interval
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Counts, rates and whether the golden suite passes, with the reasons when not."""
+
+    passed: int
+    failed: int
+    errors: int
+    min_pass_rate: float
+    max_error_rate: float
+    reasons: tuple[str, ...]
+
+    @property
+    def scored(self) -> int:
+        return self.passed + self.failed
+
+    @property
+    def total(self) -> int:
+        return self.scored + self.errors
+
+    @property
+    def pass_rate(self) -> float | None:
+        """Passed over scored cases; errors are not in the denominator."""
+        return self.passed / self.scored if self.scored else None
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.total if self.total else 0.0
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson_interval(self.passed, self.scored)
+
+    @property
+    def ok(self) -> bool:
+        return not self.reasons
+
+
+def decide(
+    results: Iterable[CaseResult], *, min_pass_rate: float, max_error_rate: float
+) -> Verdict:
+    """Apply the gate to the results of one run."""
+    passed = failed = errors = 0
+    for result in results:
+        if result.outcome == "passed":
+            passed += 1
+        elif result.outcome == "failed":
+            failed += 1
+        else:
+            errors += 1
+    reasons: list[str] = []
+    scored = passed + failed
+    total = scored + errors
+    if total and errors / total > max_error_rate:
+        reasons.append(
+            f"{errors} of {total} cases errored ({errors / total:.1%} > max error rate "
+            f"{max_error_rate:.1%}): the provider or judge failed, not the model's quality"
+        )
+    if scored and passed / scored < min_pass_rate:
+        reasons.append(
+            f"pass rate {passed / scored:.1%} ({passed}/{scored}) is below the minimum "
+            f"{min_pass_rate:.1%}"
+        )
+    if total and not scored:
+        reasons.append("no case could be scored")
+    return Verdict(passed, failed, errors, min_pass_rate, max_error_rate, tuple(reasons))

@@ -1,0 +1,156 @@
+"""Golden files and golden cases as pytest collectors and items."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_llmregress.cases import CaseFileError, GoldenCase, load_cases
+from pytest_llmregress.results import CaseResult
+
+if TYPE_CHECKING:
+    from _pytest._code.code import TerminalRepr
+
+
+class GoldenCaseFailed(Exception):
+    """The model answered, and the answer did not pass the case's scorers."""
+
+    def __init__(self, result: CaseResult) -> None:
+        super().__init__(result.case_id)
+        self.result = result
+
+
+class GoldenCaseErrored(Exception):
+    """The case could not be scored: a model or judge call failed, or a scorer could not decide."""
+
+    def __init__(self, result: CaseResult) -> None:
+        super().__init__(result.error)
+        self.result = result
+
+
+class GoldenFile(pytest.File):
+    """A JSONL or YAML file of golden cases; each case becomes a ``GoldenItem``."""
+
+    def collect(self) -> Iterator[GoldenItem]:
+        try:
+            cases = load_cases(self.path)
+        except CaseFileError as exc:
+            raise self.CollectError(str(exc)) from None
+        except OSError as exc:
+            raise self.CollectError(f"{self.path}: cannot read: {exc}") from None
+        for case in cases:
+            for tag in case.tags:
+                _register_tag(self.config, tag)
+            yield GoldenItem.from_parent(self, name=case.id, callobj=_golden_case, case=case)
+
+
+_REGISTERED_TAGS = pytest.StashKey[set[str]]()
+
+
+def _register_tag(config: pytest.Config, tag: str) -> None:
+    """Tags become markers; register them so ``--strict-markers`` accepts them."""
+    registered = config.stash.setdefault(_REGISTERED_TAGS, set())
+    if tag not in registered:
+        registered.add(tag)
+        config.addinivalue_line("markers", f"{tag}: golden case tag (pytest-llmregress)")
+
+
+def _golden_case() -> None:
+    """A golden case: pytest-llmregress runs it against the model under test."""
+
+
+class GoldenItem(pytest.Function):
+    """One golden case. A ``pytest.Function`` so autouse fixtures and markers apply as usual."""
+
+    case: GoldenCase
+    case_result: CaseResult | None
+
+    def __init__(self, *, case: GoldenCase, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.case = case
+        self.case_result = None
+        for tag in case.tags:
+            self.add_marker(getattr(pytest.mark, tag))
+
+    def setup(self) -> None:
+        from pytest_llmregress.session import get_session
+
+        session = get_session(self.config)
+        if session.runner is None:
+            pytest.skip(session.skip_reason())
+        super().setup()
+
+    def runtest(self) -> None:
+        from pytest_llmregress.session import get_session
+
+        result = get_session(self.config).run_item(self)
+        self.case_result = result
+        if result.outcome == "failed":
+            raise GoldenCaseFailed(result)
+        if result.outcome == "error":
+            raise GoldenCaseErrored(result)
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, self.case.line - 1, f"golden case {self.case.id}"
+
+    def repr_failure(  # type: ignore[override]
+        self, excinfo: pytest.ExceptionInfo[BaseException]
+    ) -> str | TerminalRepr:
+        if isinstance(excinfo.value, (GoldenCaseFailed, GoldenCaseErrored)):
+            return render_verdict(excinfo.value.result)
+        return super().repr_failure(excinfo)
+
+
+def _indent(text: str, prefix: str = "    ") -> str:
+    return "\n".join(prefix + line for line in text.splitlines()) or prefix
+
+
+def _clip(text: str, limit: int = 600) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def render_verdict(result: CaseResult) -> str:
+    """What a failed or errored golden item shows instead of a traceback."""
+    where = f"{result.path}:{result.line}"
+    lines: list[str] = []
+    if result.outcome == "error":
+        lines.append(f"golden case {result.case_id!r} ({where}) could not be scored")
+        lines.append(f"  {result.error}")
+        if result.output is not None:
+            lines += ["  output:", _indent(_clip(result.output))]
+        return "\n".join(lines)
+    score = result.score
+    shown = f"{score:.2f}" if score is not None else "-"
+    lines.append(
+        f"golden case {result.case_id!r} ({where}) failed: score {shown}, "
+        f"threshold {result.threshold:.2f}"
+    )
+    for item in result.scores:
+        mark = "ok  " if item.passed else "FAIL"
+        limit = f" (threshold {item.threshold:.2f})" if item.threshold is not None else ""
+        judge = f" [{item.judge_model}]" if item.judge_model else ""
+        lines.append(f"  {mark} {item.scorer}{judge}: {item.value:.2f}{limit}: {item.reason}")
+    if result.completion is not None:
+        lines.append(f"  answered by {result.completion.provider}:{result.completion.resolved_model}")
+    if result.reference is not None and result.output is not None:
+        diff = list(
+            difflib.unified_diff(
+                _clip(result.reference, 2000).splitlines(),
+                _clip(result.output, 2000).splitlines(),
+                "reference",
+                "output",
+                lineterm="",
+                n=2,
+            )
+        )
+        if diff:
+            lines.append("  diff (reference -> output):")
+            lines += [_indent(line) for line in diff[:40]]
+            if len(diff) > 40:
+                lines.append(f"    ... {len(diff) - 40} more diff lines")
+    elif result.output is not None:
+        lines += ["  output:", _indent(_clip(result.output))]
+    return "\n".join(lines)

@@ -1,0 +1,196 @@
+"""pytest hooks and fixtures of pytest-llmregress. Thin: every decision lives in a library module.
+
+Loading this module imports neither SDK: providers import theirs on the first model call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_llmregress.cases import GOLDEN_SUFFIXES
+from pytest_llmregress.session import SESSION_KEY, LLMRegressSession, get_session
+from pytest_llmregress.settings import (
+    OPTIONS,
+    SettingsError,
+    read_pyproject_section,
+    resolve_settings,
+)
+
+if TYPE_CHECKING:
+    from pytest_llmregress.scoring.score import Score
+    from pytest_llmregress.testing.server import LocalProviderServer
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("llmregress", "LLM regression testing (pytest-llmregress)")
+    for option in OPTIONS:
+        if option.cli:
+            group.addoption(
+                option.flag,
+                dest=option.ini,
+                type=option.parse,
+                default=None,
+                metavar=option.metavar,
+                help=option.help,
+            )
+        parser.addini(
+            option.ini,
+            option.help,
+            type="linelist" if option.name == "golden_files" else "string",
+            default=[] if option.name == "golden_files" else "",
+        )
+
+
+def _pyproject_path(config: pytest.Config) -> Path:
+    if config.inipath is not None and config.inipath.name == "pyproject.toml":
+        return config.inipath
+    return config.rootpath / "pyproject.toml"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "llm_golden: a golden case collected from a golden file (pytest-llmregress)"
+    )
+    pyproject = _pyproject_path(config)
+    try:
+        settings = resolve_settings(
+            cli={o.name: config.getoption(o.ini) for o in OPTIONS if o.cli},
+            ini={o.name: config.getini(o.ini) for o in OPTIONS},
+            pyproject=read_pyproject_section(pyproject),
+            pyproject_path=str(pyproject),
+        )
+    except SettingsError as exc:
+        raise pytest.UsageError(f"pytest-llmregress: {exc}") from None
+    session = LLMRegressSession(config, settings)
+    config.stash[SESSION_KEY] = session
+    config.pluginmanager.register(_ReportHooks(session), "llmregress-reports")
+    # An xdist controller runs no items: it only serves, schedules and gathers.
+    distributing = config.pluginmanager.hasplugin("dsession")
+    session.start(run_cases=not distributing)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is not None:
+        session.close()
+
+
+class _ReportHooks:
+    """Hooks whose arguments carry no config: they reach the session through ``self``."""
+
+    def __init__(self, session: LLMRegressSession) -> None:
+        self.session = session
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.session.note_collect_error(report.nodeid)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.session.gather_report(report)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    get_session(node.config).configure_worker(node.workerinput)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    session = get_session(config)
+    if config.getvalue("dist") != "load" or session.candidate is None:
+        return None
+    from pytest_llmregress.scheduler import GoldenScheduling
+
+    return GoldenScheduling(config, log, session.scope_of)
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix not in GOLDEN_SUFFIXES:
+        return None
+    session = get_session(parent.config)
+    if not session.is_golden_path(file_path):
+        return None
+    from pytest_llmregress.items import GoldenFile
+
+    golden: GoldenFile = GoldenFile.from_parent(parent, path=file_path)
+    return golden
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    get_session(session.config).allow_golden_collect_errors(session)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if call.when == "call":
+        get_session(item.config).annotate_report(item, report)
+    return report
+
+
+def pytest_report_teststatus(
+    report: pytest.TestReport, config: pytest.Config
+) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
+    result = getattr(report, "llmregress", None)
+    if result is not None and result.get("outcome") == "error":
+        return "error", "E", ("ERROR", {"red": True})
+    return None
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return get_session(config).header_lines()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    get_session(session.config).conclude(session)
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
+) -> None:
+    lines = get_session(config).summary()
+    if not lines:
+        return
+    terminalreporter.write_sep("=", "llmregress")
+    for line in lines:
+        markup = {line.style: True} if line.style else {}
+        terminalreporter.write_line(line.text, **markup)
+
+
+# -- fixtures --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def llm_judge(request: pytest.FixtureRequest) -> Callable[..., Score]:
+    """Judge an output against a reference with the session's judge model; returns a Score."""
+    session = get_session(request.config)
+    if session.judge is None:
+        pytest.skip("no judge model: run with --llm-judge-model=ID")
+    return session.judge_sync
+
+
+@pytest.fixture
+def llm_server_scenario() -> dict[str, Any]:
+    """The scenario the ``llm_server`` fixture serves; override it to script the server."""
+    return {"models": {"*": {"default_reply": "ok"}}}
+
+
+@pytest.fixture
+def llm_server(llm_server_scenario: Any) -> Iterator[LocalProviderServer]:
+    """A local provider server speaking the Anthropic and OpenAI wire formats, for one test."""
+    from pytest_llmregress.testing.server import LocalProviderServer
+
+    server = LocalProviderServer(llm_server_scenario).start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,123 @@
+"""What every provider speaks: a ``Request`` in, a ``Completion`` out, or a ``ProviderError``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+
+Role = Literal["user", "assistant"]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class Request:
+    """One model call: the model id (without provider prefix), the conversation and params."""
+
+    model: str
+    messages: tuple[ChatMessage, ...]
+    system: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One model answer and everything known about how it was produced."""
+
+    text: str
+    provider: str
+    requested_model: str
+    resolved_model: str  # the `model` field the API answered with
+    system_fingerprint: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_s: float = 0.0
+    request_id: str | None = None
+    attempts: int = 1
+    fallback_model: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Completion:
+        return cls(**data)
+
+
+ErrorKind = Literal[
+    "not_found",  # unknown or retired model (404, 410)
+    "auth",  # 401, 403
+    "bad_request",  # 400, 413, 422
+    "rate_limit",  # 429 (transient)
+    "quota",  # 429 insufficient_quota (permanent)
+    "server",  # 5xx, 529, 408, 409
+    "timeout",
+    "connection",
+    "bad_response",  # the API answered 200 with something unusable (no text)
+]
+
+RETRYABLE_KINDS: frozenset[str] = frozenset({"rate_limit", "server", "timeout", "connection"})
+
+
+class ProviderError(Exception):
+    """A model call that failed; ``retryable`` says whether trying again can help."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        model: str,
+        kind: ErrorKind,
+        status: int | None = None,
+        retry_after: float | None = None,
+        request_id: str | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.model = model
+        self.kind = kind
+        self.status = status
+        self.retry_after = retry_after
+        self.request_id = request_id
+        self.attempts = attempts
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in RETRYABLE_KINDS
+
+    def __str__(self) -> str:
+        status = f"HTTP {self.status} " if self.status is not None else ""
+        tries = f" (after {self.attempts} attempts)" if self.attempts > 1 else ""
+        return f"{self.provider}:{self.model}: {status}{self.kind}: {self.message}{tries}"
+
+
+def kind_for_status(status: int, code: str | None = None) -> ErrorKind:
+    """Map an HTTP status (and the error code in the body) to the error taxonomy."""
+    if status == 429:
+        return "quota" if code == "insufficient_quota" else "rate_limit"
+    if status in (404, 410):
+        return "not_found"
+    if status in (401, 403):
+        return "auth"
+    if status in (408, 409) or status >= 500:
+        return "server"
+    return "bad_request"
+
+
+class Provider(Protocol):
+    """A provider turns a ``Request`` into a ``Completion`` (one attempt, no retries)."""
+
+    name: str
+    base_url: str
+
+    async def complete(self, request: Request) -> Completion: ...
+
+    async def aclose(self) -> None: ...

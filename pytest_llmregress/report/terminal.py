@@ -1,0 +1,98 @@
+"""The terminal summary: one section that explains the session's exit status at a glance."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from pytest_llmregress.gate import Verdict
+from pytest_llmregress.results import CaseResult
+
+
+@dataclass(frozen=True)
+class Line:
+    text: str
+    style: str = ""  # "", "green", "red", "yellow"
+
+
+def _pct(value: float) -> str:
+    return f"{value:.1%}"
+
+
+def _one_line(text: str | None, limit: int = 160) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def worst_cases(results: Sequence[CaseResult], count: int) -> list[CaseResult]:
+    """Failed cases, lowest score first (errors are listed apart)."""
+    failed = [r for r in results if r.outcome == "failed"]
+    failed.sort(key=lambda r: (r.score if r.score is not None else 0.0, r.nodeid))
+    return failed[:count]
+
+
+def summary_lines(
+    verdict: Verdict,
+    results: Sequence[CaseResult],
+    *,
+    candidate: str,
+    judge: str | None,
+    resolved: Mapping[str, Mapping[str, int]],
+    worst: int,
+    report_path: str | None,
+) -> list[Line]:
+    """Lines of the ``llmregress`` summary section, most important first."""
+    lines: list[Line] = []
+    status = "PASSED" if verdict.ok else "FAILED"
+    lines.append(
+        Line(f"{status}: {candidate} on {verdict.total} golden cases", "green" if verdict.ok else "red")
+    )
+    if verdict.pass_rate is not None:
+        low, high = verdict.interval
+        lines.append(
+            Line(
+                f"pass rate {_pct(verdict.pass_rate)} (95% CI {_pct(low)}-{_pct(high)}) "
+                f"against minimum {_pct(verdict.min_pass_rate)}"
+            )
+        )
+    lines.append(
+        Line(
+            f"{verdict.passed} passed, {verdict.failed} failed, {verdict.errors} errors "
+            f"(errors are not in the pass rate; max error rate {_pct(verdict.max_error_rate)})"
+        )
+    )
+    for reason in verdict.reasons:
+        lines.append(Line(f"  reason: {reason}", "red"))
+
+    bad = worst_cases(results, worst)
+    if bad:
+        lines.append(Line(f"worst {len(bad)} of {verdict.failed} failed cases:"))
+        for result in bad:
+            score = f"{result.score:.2f}" if result.score is not None else "-"
+            lines.append(Line(f"  {result.nodeid}  score {score} < {result.threshold:.2f}", "red"))
+            for failing in result.failing_scores:
+                lines.append(Line(f"      {failing.scorer}: {_one_line(failing.reason)}"))
+    errored = [r for r in results if r.outcome == "error"]
+    if errored:
+        lines.append(Line(f"{len(errored)} errored cases:", "yellow"))
+        for result in errored[:worst]:
+            lines.append(Line(f"  {result.nodeid}: {_one_line(result.error)}", "yellow"))
+        if len(errored) > worst:
+            lines.append(Line(f"  ... and {len(errored) - worst} more"))
+
+    tokens_in = tokens_out = judge_in = judge_out = 0
+    for result in results:
+        if result.completion is not None:
+            tokens_in += result.completion.input_tokens
+            tokens_out += result.completion.output_tokens
+        if result.judge_completion is not None:
+            judge_in += result.judge_completion.input_tokens
+            judge_out += result.judge_completion.output_tokens
+    lines.append(Line(f"tokens: candidate {tokens_in} in / {tokens_out} out"
+                      + (f"; judge {judge_in} in / {judge_out} out" if judge else "")))
+    for requested, versions in sorted(resolved.items()):
+        listed = ", ".join(f"{name} x{count}" for name, count in sorted(versions.items()))
+        lines.append(Line(f"answered by: {requested} -> {listed}"))
+    if report_path:
+        lines.append(Line(f"results: {report_path}"))
+    return lines

@@ -1,0 +1,434 @@
+"""The per-process state of a pytest-llmregress session, kept in ``config.stash``.
+
+``plugin.py`` holds the hooks; every decision they need is a method here: which cases this
+process starts ahead of pytest's loop, how results are gathered and written, and what the
+verdict is. Under xdist each worker has its own ``LLMRegressSession`` (with a share of the
+concurrency budget) and only the controller gathers results and decides.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_llmregress import __version__
+from pytest_llmregress.gate import Verdict, decide
+from pytest_llmregress.providers.registry import (
+    Endpoints,
+    ModelRef,
+    ModelSpecError,
+    endpoints_from_environment,
+    local_server_endpoints,
+    parse_model,
+)
+from pytest_llmregress.results import CaseResult, ResultsWriter
+from pytest_llmregress.settings import Settings
+
+if TYPE_CHECKING:
+    from pytest_llmregress.items import GoldenItem
+    from pytest_llmregress.runner import Runner
+    from pytest_llmregress.testing.server import LocalProviderServer
+
+SESSION_KEY = pytest.StashKey["LLMRegressSession"]()
+WORKER_SERVER_URL = "llmregress_server_url"
+
+
+class LLMRegressWarning(pytest.PytestWarning):
+    """A warning from pytest-llmregress (model choice, configuration)."""
+
+
+def get_session(config: pytest.Config) -> LLMRegressSession:
+    return config.stash[SESSION_KEY]
+
+
+def worker_share(budget: int, worker_index: int, worker_count: int) -> int:
+    """This worker's part of the concurrency budget; the parts add up to the budget."""
+    share = budget // worker_count + (1 if worker_index < budget % worker_count else 0)
+    return max(1, share)
+
+
+def chunk_size(budget: int, worker_count: int) -> int:
+    """Cases per xdist work unit: enough to keep a worker's share of the budget busy."""
+    return max(8, 2 * -(-budget // worker_count))
+
+
+def golden_nodeid_matcher(patterns: Sequence[str]) -> Any:
+    """A predicate telling golden node ids (``path::case``) from others, by file pattern."""
+
+    def is_golden(nodeid: str) -> bool:
+        path, sep, rest = nodeid.partition("::")
+        return bool(sep) and "::" not in rest and any(fnmatch.fnmatch(path, p) for p in patterns)
+
+    return is_golden
+
+
+def golden_chunks(nodeids: Sequence[str], is_golden: Any, size: int) -> dict[str, str]:
+    """Map each golden node id to its work unit: consecutive cases of one file, ``size`` each.
+
+    The xdist scheduler and the workers compute this from the same collection, so a worker
+    that receives a unit can start all of its cases at once.
+    """
+    scopes: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    for nodeid in nodeids:
+        if not is_golden(nodeid):
+            continue
+        path = nodeid.partition("::")[0]
+        index = counts.get(path, 0)
+        counts[path] = index + 1
+        scopes[nodeid] = f"{path}::llmregress-chunk-{index // size}"
+    return scopes
+
+
+class LLMRegressSession:
+    """Settings, the runner, the local server and the results of one pytest process."""
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.is_worker = hasattr(config, "workerinput")
+        self.server: LocalProviderServer | None = None
+        self.runner: Runner | None = None
+        self.candidate: ModelRef | None = None
+        self.judge: ModelRef | None = None
+        self.endpoints: Endpoints | None = None
+        self.results: list[CaseResult] = []
+        self.writer: ResultsWriter | None = None
+        self.golden_failures = 0  # failed reports that are golden verdicts, not broken tests
+        self.golden_collect_errors = 0
+        self.other_collect_errors = 0
+        self.started_at = dt.datetime.now(dt.UTC)
+        self._verdict: Verdict | None = None
+        self._submitted_groups: set[str] = set()
+        self._groups: dict[str, list[GoldenItem]] | None = None
+        self._is_golden = golden_nodeid_matcher(settings.golden_files)
+
+    # -- start-up ----------------------------------------------------------------------------
+
+    def start(self, *, run_cases: bool) -> None:
+        """Resolve models and endpoints, check keys, start the server and the runner.
+
+        ``run_cases`` is False on an xdist controller, whose workers run the cases.
+        """
+        settings = self.settings
+        try:
+            self.candidate = parse_model(settings.model) if settings.model else None
+            self.judge = parse_model(settings.judge_model) if settings.judge_model else None
+        except ModelSpecError as exc:
+            raise pytest.UsageError(f"pytest-llmregress: {exc}") from None
+        self.endpoints = self._endpoints()
+        refs = [ref for ref in (self.candidate, self.judge) if ref is not None]
+        if not refs:
+            return
+        missing = self.endpoints.missing_keys(refs)
+        if missing:
+            raise pytest.UsageError(
+                f"pytest-llmregress: {' and '.join(missing)} not set; the model(s) "
+                f"{', '.join(str(r) for r in refs)} need it. Set it in the environment, or run "
+                f"against the local provider server with --llm-serve=SCENARIO."
+            )
+        if (
+            self.candidate is not None
+            and self.judge is not None
+            and self.judge.family == self.candidate.family
+            and not self.is_worker
+        ):
+            warnings.warn(
+                LLMRegressWarning(
+                    f"the judge {self.judge} is of the same family ({self.judge.family}) as the "
+                    f"candidate {self.candidate}: LLM judges favour their own family's outputs "
+                    f"(self-preference bias); prefer a judge from another family"
+                ),
+                stacklevel=1,
+            )
+        if settings.report and not self.is_worker and self.candidate is not None:
+            self.writer = ResultsWriter(settings.report, self.metadata())
+        if not run_cases:
+            return
+        from pytest_llmregress.runner import Runner
+
+        self.runner = Runner(
+            candidate=self.candidate,
+            judge=self.judge,
+            endpoints=self.endpoints,
+            concurrency=self._concurrency_share(),
+            timeout=settings.timeout,
+            retries=settings.retries,
+        )
+
+    def _endpoints(self) -> Endpoints:
+        if self.is_worker:
+            url = self.config.workerinput.get(WORKER_SERVER_URL)  # type: ignore[attr-defined]
+            if url:
+                return local_server_endpoints(url)
+        elif self.settings.serve:
+            from pytest_llmregress.testing.scenario import ScenarioError
+            from pytest_llmregress.testing.server import LocalProviderServer
+
+            try:
+                self.server = LocalProviderServer(self._serve_path()).start()
+            except ScenarioError as exc:
+                raise pytest.UsageError(f"pytest-llmregress: --llm-serve: {exc}") from None
+            return local_server_endpoints(self.server.url)
+        return endpoints_from_environment(
+            self.settings.anthropic_base_url, self.settings.openai_base_url
+        )
+
+    def _serve_path(self) -> Path:
+        path = Path(self.settings.serve or "")
+        if not path.is_absolute() and not path.exists():
+            path = self.config.rootpath / path
+        if not path.exists():
+            raise pytest.UsageError(f"pytest-llmregress: --llm-serve: no such file: {path}")
+        return path
+
+    def _concurrency_share(self) -> int:
+        budget = self.settings.concurrency
+        if not self.is_worker:
+            return budget
+        workerinput = self.config.workerinput  # type: ignore[attr-defined]
+        index = int(str(workerinput["workerid"]).removeprefix("gw"))
+        return worker_share(budget, index, int(workerinput["workercount"]))
+
+    def skip_reason(self) -> str:
+        return (
+            "no model under test: run with --llm-model=ID (or set llm_model in the ini file / "
+            "model in [tool.llmregress])"
+        )
+
+    def configure_worker(self, workerinput: dict[str, Any]) -> None:
+        """Called on the controller for each xdist worker it starts."""
+        if self.server is not None:
+            workerinput[WORKER_SERVER_URL] = self.server.url
+
+    def is_golden_path(self, path: Path) -> bool:
+        """Whether a file is collected as golden cases (``golden_files`` patterns)."""
+        try:
+            relative = path.relative_to(self.config.rootpath).as_posix()
+        except ValueError:
+            relative = path.as_posix()
+        return any(fnmatch.fnmatch(relative, pattern) for pattern in self.settings.golden_files)
+
+    def header_lines(self) -> list[str]:
+        if self.candidate is None:
+            if self.judge is None:
+                return ["llmregress: no --llm-model given: golden cases will be skipped"]
+            return [f"llmregress: judge {self.judge}; no --llm-model: golden cases will be skipped"]
+        assert self.endpoints is not None
+        settings = self.settings
+        where = self.endpoints.describe(self.candidate.provider)
+        judge = f"judge {self.judge}" if self.judge else "no judge"
+        served = f", local server {settings.serve}" if settings.serve else ""
+        rerun = " ".join(
+            f"--llm-{name.replace('_', '-')}={value}"
+            for name, value in self.settings.explicit().items()
+            if name not in ("golden_files",)
+        )
+        return [
+            f"llmregress: model {self.candidate} at {where}, {judge}, min pass rate "
+            f"{settings.min_pass_rate:.0%}, concurrency {settings.concurrency}{served}",
+            f"llmregress: rerun with {rerun}",
+        ]
+
+    # -- running -----------------------------------------------------------------------------
+
+    def scope_of(self, nodeids: Sequence[str], worker_count: int) -> dict[str, str]:
+        """The xdist work unit of each golden node id (see ``golden_chunks``)."""
+        size = chunk_size(self.settings.concurrency, worker_count)
+        return golden_chunks(nodeids, self._is_golden, size)
+
+    def _group_items(self, item: GoldenItem) -> list[GoldenItem]:
+        """The cases to start together with ``item``.
+
+        Without xdist this process runs all of its golden items, so all start at once. An xdist
+        worker runs whole work units (see ``scheduler.py``), so it starts ``item``'s unit.
+        """
+        from pytest_llmregress.items import GoldenItem
+
+        if self._groups is None:
+            golden = [i for i in item.session.items if isinstance(i, GoldenItem)]
+            if self.is_worker:
+                count = int(self.config.workerinput["workercount"])  # type: ignore[attr-defined]
+                scopes = self.scope_of([i.nodeid for i in item.session.items], count)
+                self._groups = {}
+                for other in golden:
+                    self._groups.setdefault(scopes.get(other.nodeid, other.nodeid), []).append(other)
+            else:
+                self._groups = {"all": golden}
+        for name, members in self._groups.items():
+            if name not in self._submitted_groups and any(m is item for m in members):
+                self._submitted_groups.add(name)
+                return members
+        return [item]
+
+    def run_item(self, item: GoldenItem) -> CaseResult:
+        """Start ``item``'s group if needed, then wait for ``item``'s own result."""
+        assert self.runner is not None
+        for member in self._group_items(item):
+            self.runner.submit(member.nodeid, member.case)
+        return self.runner.result(item.nodeid, item.case)
+
+    def judge_sync(
+        self, output: str, reference: str, *, threshold: float = 0.85, task: str = ""
+    ) -> Any:
+        """Score ``output`` against ``reference`` with the judge model (the ``llm_judge`` fixture)."""
+        if self.runner is None:
+            raise RuntimeError("the judge runs in the processes that run tests")
+        return self.runner.judge_sync(task=task, reference=reference, output=output, threshold=threshold)
+
+    # -- gathering (controller) --------------------------------------------------------------
+
+    def annotate_report(self, item: pytest.Item, report: pytest.TestReport) -> None:
+        """Attach a golden item's result to its call report, to travel to the controller."""
+        result = getattr(item, "case_result", None)
+        if result is None:
+            return
+        report.llmregress = result.to_dict()  # type: ignore[attr-defined]
+        report.user_properties.append(("llm_outcome", result.outcome))
+        if result.score is not None:
+            report.user_properties.append(("llm_score", round(result.score, 4)))
+        report.user_properties.append(("llm_threshold", result.threshold))
+
+    def gather_report(self, report: pytest.TestReport) -> None:
+        """On the controller (or a lone process): keep each golden result as it arrives."""
+        if self.is_worker or report.when != "call":
+            return
+        data = getattr(report, "llmregress", None)
+        if data is None:
+            return
+        result = CaseResult.from_dict(data)
+        self.results.append(result)
+        if report.failed:
+            self.golden_failures += 1
+        if self.writer is not None:
+            self.writer.add(result)
+
+    def note_collect_error(self, nodeid: str) -> None:
+        path = nodeid.partition("::")[0]
+        if path and self.is_golden_path(self.config.rootpath / path):
+            self.golden_collect_errors += 1
+        else:
+            self.other_collect_errors += 1
+
+    def allow_golden_collect_errors(self, session: pytest.Session) -> None:
+        """A malformed golden file fails the session, but the other files still run."""
+        if self.golden_collect_errors and not self.other_collect_errors:
+            session.config.option.continue_on_collection_errors = True
+
+    def conclude(self, session: pytest.Session) -> None:
+        """Decide the exit status for golden cases (controller) and finish the run.
+
+        Golden failures follow the gate; anything else that failed still fails the session.
+        """
+        if self.is_worker:
+            self.close()
+            return
+        verdict = self._verdict = self.verdict()
+        status = session.exitstatus
+        if verdict is not None:
+            only_golden_failed = session.testsfailed == self.golden_failures
+            if verdict.ok and status == pytest.ExitCode.TESTS_FAILED and only_golden_failed:
+                session.exitstatus = pytest.ExitCode.OK
+            elif not verdict.ok and status == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        self.finish(verdict)
+
+    def summary(self) -> list[Any]:
+        verdict = self._verdict
+        if verdict is None or self.candidate is None:
+            return []
+        from pytest_llmregress.report.terminal import summary_lines
+
+        return summary_lines(
+            verdict,
+            self.results,
+            candidate=str(self.candidate),
+            judge=str(self.judge) if self.judge else None,
+            resolved=self.resolved_models(),
+            worst=self.settings.worst,
+            report_path=self.settings.report,
+        )
+
+    def verdict(self) -> Verdict | None:
+        if self.candidate is None or not self.results:
+            return None
+        return decide(
+            self.results,
+            min_pass_rate=self.settings.min_pass_rate,
+            max_error_rate=self.settings.max_error_rate,
+        )
+
+    def metadata(self) -> dict[str, Any]:
+        settings = self.settings
+        return {
+            "plugin_version": __version__,
+            "started_at": self.started_at.isoformat(),
+            "candidate": str(self.candidate) if self.candidate else None,
+            "judge": str(self.judge) if self.judge else None,
+            "base_urls": {
+                name: self.endpoints.describe(name) for name in ("anthropic", "openai")
+            }
+            if self.endpoints
+            else {},
+            "settings": {
+                "min_pass_rate": settings.min_pass_rate,
+                "max_error_rate": settings.max_error_rate,
+                "concurrency": settings.concurrency,
+                "timeout": settings.timeout,
+                "retries": settings.retries,
+                "serve": settings.serve,
+            },
+            "pid": os.getpid(),
+        }
+
+    def resolved_models(self) -> dict[str, dict[str, int]]:
+        """requested model -> {resolved model (fingerprint): count}, across results."""
+        seen: dict[str, dict[str, int]] = {}
+        for result in self.results:
+            for completion in (result.completion, result.judge_completion):
+                if completion is None:
+                    continue
+                name = completion.resolved_model
+                if completion.system_fingerprint:
+                    name += f" ({completion.system_fingerprint})"
+                per = seen.setdefault(f"{completion.provider}:{completion.requested_model}", {})
+                per[name] = per.get(name, 0) + 1
+        return seen
+
+    def finish(self, verdict: Verdict | None) -> None:
+        """Write the final results document (controller) and stop what this process started."""
+        try:
+            if self.writer is not None:
+                self.writer.finish(
+                    {
+                        "finished_at": dt.datetime.now(dt.UTC).isoformat(),
+                        "resolved_models": self.resolved_models(),
+                        "verdict": None
+                        if verdict is None
+                        else {
+                            "ok": verdict.ok,
+                            "passed": verdict.passed,
+                            "failed": verdict.failed,
+                            "errors": verdict.errors,
+                            "pass_rate": verdict.pass_rate,
+                            "interval95": list(verdict.interval),
+                            "reasons": list(verdict.reasons),
+                        },
+                    }
+                )
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.close()
+        if self.server is not None:
+            self.server.stop()
+            self.server = None

@@ -1,0 +1,218 @@
+"""One frozen ``Settings`` object, resolved once from the command line, ini and pyproject.
+
+Every knob has one name: ``--llm-<name>`` on the command line, ``llm_<name>`` in the ini
+file (``[tool.pytest.ini_options]``, ``pytest.ini``, ...) and ``<name>`` in
+``[tool.llmregress]`` of ``pyproject.toml``. Precedence: command line > ini >
+``[tool.llmregress]`` > default. Nothing else in the plugin reads options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+DEFAULT_GOLDEN_FILES = (
+    "*golden_cases/*.jsonl",
+    "*golden_cases/*.yaml",
+    "*golden_cases/*.yml",
+)
+
+
+class SettingsError(Exception):
+    """A setting has a value the plugin cannot use; the message says what was expected."""
+
+
+def _fraction(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {value!r}") from None
+    if not 0.0 <= number <= 1.0 or math.isnan(number):
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {value!r}")
+    return number
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
+
+
+def _non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {value!r}") from None
+    if not number > 0 or math.isinf(number):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {value!r}")
+    return number
+
+
+def _text(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise argparse.ArgumentTypeError("expected a non-empty value")
+    return value
+
+
+@dataclass(frozen=True)
+class Option:
+    """One knob: its name (without prefix), parser, default, metavar and help text."""
+
+    name: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+    metavar: str = "VALUE"
+    cli: bool = True  # list-valued knobs live in ini / pyproject only
+
+    @property
+    def flag(self) -> str:
+        return "--llm-" + self.name.replace("_", "-")
+
+    @property
+    def ini(self) -> str:
+        return "llm_" + self.name
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("model", _text, None, "model under test, e.g. claude-sonnet-4-6 or openai:gpt-5.5-2026-04-23; "
+           "without it golden cases are skipped", "ID"),
+    Option("judge_model", _text, None, "model that judges outputs against references; pick another "
+           "family than the candidate (self-preference bias)", "ID"),
+    Option("min_pass_rate", _fraction, 1.0, "fail the session when the golden pass rate is below this "
+           "(0..1, default 1.0: every case must pass)", "RATE"),
+    Option("max_error_rate", _fraction, 0.0, "fail the session when more than this share of golden "
+           "cases end in an error (failed model or judge call; default 0)", "RATE"),
+    Option("concurrency", _positive_int, 8, "model and judge calls in flight at once, in total across "
+           "xdist workers (default 8)", "N"),
+    Option("timeout", _positive_float, 60.0, "seconds one model call may take before it is retried "
+           "(default 60)", "SECONDS"),
+    Option("retries", _non_negative_int, 3, "retries of a call that failed for a transient reason "
+           "(429, 5xx, 529, timeouts; default 3)", "N"),
+    Option("report", _text, None, "write a JSON results file here, as results arrive", "PATH"),
+    Option("serve", _text, None, "start the local provider server with this scenario file and send "
+           "every model call to it (no API key, no network)", "SCENARIO"),
+    Option("anthropic_base_url", _text, None, "base URL for Anthropic calls (default: "
+           "$ANTHROPIC_BASE_URL or the SDK's)", "URL"),
+    Option("openai_base_url", _text, None, "base URL for OpenAI and OpenAI-compatible calls (default: "
+           "$OPENAI_BASE_URL or the SDK's)", "URL"),
+    Option("worst", _non_negative_int, 5, "how many of the worst cases the summary shows (default 5)", "N"),
+    Option("golden_files", str, DEFAULT_GOLDEN_FILES, "glob patterns (matched against the path "
+           "relative to rootdir) of files collected as golden cases", cli=False),
+)
+OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of one session, resolved once in ``pytest_configure``."""
+
+    model: str | None = None
+    judge_model: str | None = None
+    min_pass_rate: float = 1.0
+    max_error_rate: float = 0.0
+    concurrency: int = 8
+    timeout: float = 60.0
+    retries: int = 3
+    report: str | None = None
+    serve: str | None = None
+    anthropic_base_url: str | None = None
+    openai_base_url: str | None = None
+    worst: int = 5
+    golden_files: tuple[str, ...] = DEFAULT_GOLDEN_FILES
+    # Where each value came from ("cli", "ini", "pyproject", "default"), for the header line.
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def explicit(self) -> dict[str, Any]:
+        """The settings that were not left at their default."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name != "sources" and self.sources.get(f.name, "default") != "default"
+        }
+
+
+def read_pyproject_section(path: Path | None) -> dict[str, Any]:
+    """Return ``[tool.llmregress]`` of a pyproject.toml, or {} when there is none."""
+    if path is None or not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: invalid TOML: {exc}") from None
+    section = data.get("tool", {}).get("llmregress", {})
+    if not isinstance(section, dict):
+        raise SettingsError(f"{path}: [tool.llmregress] must be a table")
+    return section
+
+
+def _coerce(option: Option, raw: Any, where: str) -> Any:
+    """Turn an ini / pyproject value into the option's type, with a clear error."""
+    if option.name == "golden_files":
+        items: Sequence[Any] = raw.split() if isinstance(raw, str) else raw
+        if not isinstance(items, Sequence) or not all(isinstance(i, str) for i in items):
+            raise SettingsError(f"{where}: expected a list of glob patterns, got {raw!r}")
+        return tuple(items)
+    if isinstance(raw, bool) or isinstance(raw, (list, dict)):
+        raise SettingsError(f"{where}: {option.help.split(';')[0]}: got {raw!r}")
+    try:
+        return option.parse(str(raw))
+    except argparse.ArgumentTypeError as exc:
+        raise SettingsError(f"{where}: {exc}") from None
+
+
+def resolve_settings(
+    cli: Mapping[str, Any],
+    ini: Mapping[str, Any],
+    pyproject: Mapping[str, Any],
+    pyproject_path: str = "pyproject.toml",
+) -> Settings:
+    """Merge the three sources (CLI > ini > pyproject > default) into one ``Settings``.
+
+    ``cli`` and ``ini`` map option names to values or None when not given; ``pyproject`` is the
+    raw ``[tool.llmregress]`` table, whose unknown keys are an error.
+    """
+    known_tables = {"models", "lifecycle"}  # read by pytest_llmregress.models
+    unknown = sorted(set(pyproject) - set(OPTIONS_BY_NAME) - known_tables)
+    if unknown:
+        raise SettingsError(
+            f"{pyproject_path}: unknown key(s) in [tool.llmregress]: {', '.join(unknown)} "
+            f"(known: {', '.join(OPTIONS_BY_NAME)})"
+        )
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for option in OPTIONS:
+        if cli.get(option.name) is not None:
+            values[option.name], sources[option.name] = cli[option.name], "cli"
+        elif ini.get(option.name) not in (None, "", []):
+            where = f"ini option {option.ini}"
+            values[option.name] = _coerce(option, ini[option.name], where)
+            sources[option.name] = "ini"
+        elif option.name in pyproject:
+            where = f"{pyproject_path} [tool.llmregress] {option.name}"
+            values[option.name] = _coerce(option, pyproject[option.name], where)
+            sources[option.name] = "pyproject"
+        else:
+            values[option.name], sources[option.name] = option.default, "default"
+    return Settings(**values, sources=sources)
