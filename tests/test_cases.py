@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 from types import MappingProxyType
@@ -780,3 +781,35 @@ def test_load_cases_reports_unreadable_files(tmp_path: Path) -> None:
     with pytest.raises(CaseFileError) as info:
         load_cases(binary)
     assert str(info.value) == f"{binary}: file is not valid UTF-8: invalid start byte at byte 8"
+
+
+# --------------------------------------------------------------------------------------------
+# The examples in the user docs load
+# --------------------------------------------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "golden-files.md"
+
+
+def doc_examples(language: str) -> list[str]:
+    blocks = re.findall(rf"^```{language}\n(.*?)^```$", DOCS.read_text("utf-8"), re.M | re.S)
+    return [block for block in blocks if "id:" in block or '"id"' in block]
+
+
+@pytest.mark.skipif(not DOCS.exists(), reason="docs are not shipped here")
+def test_docs_examples_are_valid() -> None:
+    jsonl, yaml_files = doc_examples("jsonl"), doc_examples("yaml")
+    assert (len(jsonl), len(yaml_files)) == (1, 2)
+    assert [c.id for c in parse_jsonl(jsonl[0], "docs.jsonl")] == [
+        "refund-window",
+        "refund-receipt",
+        "order-status-json",
+    ]
+    assert [c.id for c in parse_yaml(yaml_files[0], "docs.yaml")] == [
+        "capital-france",
+        "capital-peru",
+    ]
+    paid, revenue = parse_yaml(yaml_files[1], "docs.yaml")
+    assert paid.scorers[1] == ScorerSpec("judge", {"threshold": 0.9})
+    assert revenue.tags == ("sql", "slow")
+    assert revenue.params == {"temperature": 0, "max_tokens": 800}
+    assert revenue.metadata == {"owner": "data-team", "added": "2026-02-01"}
