@@ -1,0 +1,1194 @@
+"""A local HTTP server that speaks the Anthropic Messages and OpenAI Chat Completions APIs.
+
+It exists so the project's tests, benchmarks and users without an API key or network can drive the
+*real* official SDK clients over real HTTP, against deterministic, scriptable models: canned and
+golden answers, aliases that can be re-pointed while running, drift, malformed judge output,
+latency, and injected faults (429 with ``retry-after``, 500, 529, retired models, ...).
+
+Stdlib only (``http.server.ThreadingHTTPServer``, HTTP/1.1 keep-alive); importing this module does
+not import any SDK. See ``docs/local-server.md`` for the scenario format and examples::
+
+    from pytest_llmregress.testing.server import LocalProviderServer
+
+    with LocalProviderServer({"models": {"*": {"default_reply": "ok"}}}) as server:
+        client = anthropic.Anthropic(base_url=server.url, api_key="x")
+        client.messages.create(model="m", max_tokens=64, messages=[...])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import difflib
+import hashlib
+import json
+import math
+import os
+import random
+import re
+import secrets
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from pytest_llmregress.testing.scenario import (
+    WILDCARD,
+    ErrorRule,
+    ModelConfig,
+    Scenario,
+    ScenarioError,
+    check_alias,
+    content_text,
+    load_scenario,
+    normalize_text,
+    parse_model_changes,
+)
+
+__all__ = ["LocalProviderServer", "RequestRecord", "Response"]
+
+Provider = Literal["anthropic", "openai"]
+
+MESSAGES_PATH = "/v1/messages"
+COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
+CHAT_PATH = "/v1/chat/completions"
+MODELS_PATH = "/v1/models"
+
+_DEFAULT_CREATED = _dt.date(2025, 1, 1)
+_JUDGE_REFUSAL = (
+    "I can't grade this: the prompt must contain a <reference>...</reference> block and a "
+    "<candidate>...</candidate> block."
+)
+_REFERENCE_RE = re.compile(r"<reference>(.*?)</reference>", re.DOTALL | re.IGNORECASE)
+_CANDIDATE_RE = re.compile(r"<candidate>(.*?)</candidate>", re.DOTALL | re.IGNORECASE)
+
+# status -> (Anthropic error type, OpenAI error type, OpenAI code)
+_ERROR_TYPES: dict[int, tuple[str, str, str | None]] = {
+    400: ("invalid_request_error", "invalid_request_error", None),
+    401: ("authentication_error", "invalid_request_error", "invalid_api_key"),
+    402: ("billing_error", "invalid_request_error", None),
+    403: ("permission_error", "permission_error", None),
+    404: ("not_found_error", "invalid_request_error", None),
+    408: ("timeout_error", "timeout_error", None),
+    409: ("conflict_error", "invalid_request_error", None),
+    413: ("invalid_request_error", "invalid_request_error", "request_too_large"),
+    422: ("invalid_request_error", "invalid_request_error", None),
+    429: ("rate_limit_error", "rate_limit_error", "rate_limit_exceeded"),
+    500: ("api_error", "server_error", None),
+    503: ("api_error", "server_error", None),
+    504: ("timeout_error", "server_error", None),
+    529: ("overloaded_error", "server_error", None),
+}
+
+_DEFAULT_MESSAGES: dict[int, str] = {
+    400: "Invalid request.",
+    401: "Invalid API key.",
+    402: "Your credit balance is too low.",
+    403: "Your API key does not have permission to use the specified resource.",
+    404: "The requested resource could not be found.",
+    408: "Request timed out.",
+    409: "Conflict.",
+    413: "Request exceeds the maximum allowed number of bytes.",
+    422: "Unprocessable request.",
+    429: "Rate limit exceeded. Please slow down (injected by the llmregress local server).",
+    500: "Internal server error (injected by the llmregress local server).",
+    503: "Service unavailable (injected by the llmregress local server).",
+    504: "Gateway timeout (injected by the llmregress local server).",
+    529: "Overloaded (injected by the llmregress local server).",
+}
+
+_QUOTA_MESSAGE = (
+    "You exceeded your current quota, please check your plan and billing details. For more "
+    "information on this error, read the docs: "
+    "https://platform.openai.com/docs/guides/error-codes/api-errors."
+)
+
+
+def _error_types(status: int) -> tuple[str, str, str | None]:
+    if status in _ERROR_TYPES:
+        return _ERROR_TYPES[status]
+    if status >= 500:
+        return ("api_error", "server_error", None)
+    return ("invalid_request_error", "invalid_request_error", None)
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request to a model endpoint (``/v1/messages`` or ``/v1/chat/completions``).
+
+    ``requested_model`` is the id the client sent (``None`` if missing), ``resolved_model`` the
+    snapshot it resolved to (``None`` for unknown ids and requests rejected before resolution),
+    ``system`` the system prompt text, ``user_text`` the last user message, ``params`` the sampling
+    parameters that were sent and ``time`` the Unix time the request arrived.
+    """
+
+    endpoint: str
+    requested_model: str | None
+    resolved_model: str | None
+    status: int
+    system: str | None
+    user_text: str | None
+    params: dict[str, Any]
+    time: float
+
+
+@dataclass
+class Response:
+    """A response produced by :meth:`LocalProviderServer.handle`, before it goes on the wire."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+
+
+class _HTTPError(Exception):
+    """Raised inside a handler to answer with a provider-formatted error."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        error_type: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        resolved: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.resolved = resolved
+        self.status = status
+        self.message = message
+        self.error_type = error_type
+        self.code = code
+        self.param = param
+        self.headers = dict(headers or {})
+
+
+@dataclass
+class _ModelState:
+    """Mutable per-snapshot runtime state: request counter and seeded random streams."""
+
+    count: int
+    error_rng: random.Random
+    jitter_rng: random.Random
+
+
+@dataclass
+class _Prompt:
+    """What the server extracted from a request body, independent of the provider."""
+
+    model: str
+    system: str
+    user_text: str
+    input_chars: int
+    params: dict[str, Any]
+
+
+def _format_seconds(value: float) -> str:
+    """Format a ``retry-after`` value without exponent notation (``0.05``, ``1``)."""
+    if value == int(value):
+        return str(int(value))
+    return f"{value:.6f}".rstrip("0").rstrip(".")
+
+
+def _tokens(chars: int) -> int:
+    """Deterministic token estimate: one token per four characters, at least one."""
+    return max(1, math.ceil(chars / 4))
+
+
+def _unit_hash(*parts: object) -> float:
+    """Map ``parts`` to a stable float in [0, 1) (same value in every process and run)."""
+    digest = hashlib.sha256("\x00".join(str(p) for p in parts).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def _new_id(prefix: str) -> str:
+    return prefix + secrets.token_hex(12)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _iso(day: _dt.date) -> str:
+    return f"{day.isoformat()}T00:00:00Z"
+
+
+def _unix(day: _dt.date) -> int:
+    return int(_dt.datetime(day.year, day.month, day.day, tzinfo=_dt.UTC).timestamp())
+
+
+def judge_reply(prompt: str) -> str:
+    """Answer a judge prompt: score how similar ``<candidate>`` is to ``<reference>``.
+
+    Returns a JSON object with ``accuracy``, ``completeness`` and ``format`` (all equal to a
+    difflib similarity ratio rounded to 3 places) and a one-sentence ``reason``; or a plain-text
+    refusal when either tagged block is missing (so the caller sees an unparseable verdict).
+    """
+    references = _REFERENCE_RE.findall(prompt)
+    candidates = _CANDIDATE_RE.findall(prompt)
+    if not references or not candidates:
+        return _JUDGE_REFUSAL
+    reference = normalize_text(references[-1]).lower()
+    candidate = normalize_text(candidates[-1]).lower()
+    score = round(difflib.SequenceMatcher(None, reference, candidate).ratio(), 3)
+    if score >= 0.9:
+        reason = f"The candidate matches the reference (similarity {score:.2f})."
+    elif score >= 0.5:
+        reason = f"The candidate partially matches the reference (similarity {score:.2f})."
+    else:
+        reason = (
+            f"The candidate differs from the reference: expected {_snippet(reference)} but got "
+            f"{_snippet(candidate)} (similarity {score:.2f})."
+        )
+    verdict = {"accuracy": score, "completeness": score, "format": score, "reason": reason}
+    return json.dumps(verdict)
+
+
+def _snippet(text: str, limit: int = 60) -> str:
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _malformed_text(token: float) -> str:
+    """Deterministic garbage that no JSON parser (or brace extractor) accepts."""
+    tag = f"{int(token * 1_000_000):06d}"
+    return f"Sure! Here is my verdict: {{accuracy: high, completeness: mostly, format ~{tag}"
+
+
+class LocalProviderServer:
+    """An in-process fake of the Anthropic and OpenAI HTTP APIs, driven by a scenario.
+
+    ``scenario`` is a :class:`~pytest_llmregress.testing.scenario.Scenario`, a mapping with the
+    scenario keys, a path to a YAML/JSON scenario file, or ``None`` (every model id answers a fixed
+    sentence). The server binds ``host:port`` (default ``127.0.0.1`` and an ephemeral port) on
+    :meth:`start`; use it as a context manager to stop it reliably.
+
+    ``url`` is the Anthropic ``base_url``; ``openai_base_url`` (``url + "/v1"``) the OpenAI one.
+    All state is behind one lock; :attr:`requests` and :meth:`stats` return copies.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario | Mapping[str, Any] | str | os.PathLike[str] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        loaded = load_scenario(scenario)
+        self._scenario = loaded
+        self._models: dict[str, ModelConfig] = dict(loaded.models)
+        self._aliases: dict[str, str] = dict(loaded.aliases)
+        self._host = host
+        self._port = port
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._gate = threading.Event()
+        self._gate.set()
+        self._states: dict[str, _ModelState] = {}
+        self._records: list[RequestRecord] = []
+        self._total = 0
+        self._other = 0
+        self._by_model: dict[str, int] = {}
+        self._by_resolved: dict[str, int] = {}
+        self._by_status: dict[int, int] = {}
+        self._in_flight = 0
+        self._max_in_flight = 0
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self, port: int | None = None) -> LocalProviderServer:
+        """Bind and serve in a background thread; returns ``self``. ``port`` overrides the
+        constructor's port (0 = ephemeral)."""
+        if self._httpd is not None:
+            raise RuntimeError("the server is already running")
+        if port is not None:
+            self._port = port
+        httpd = _HTTPServer((self._host, self._port), _Handler, self)
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"llmregress-server-{httpd.server_port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close the listening socket and every open keep-alive connection."""
+        httpd, thread = self._httpd, self._thread
+        if httpd is None:
+            return
+        self._httpd = self._thread = None
+        self._gate.set()
+        httpd.shutdown()
+        httpd.server_close()
+        httpd.close_connections()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> LocalProviderServer:
+        if self._httpd is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        """Whether the server is currently serving."""
+        return self._httpd is not None
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (only while running)."""
+        if self._httpd is None:
+            raise RuntimeError("the server is not running; call start() first")
+        return int(self._httpd.server_port)
+
+    @property
+    def url(self) -> str:
+        """Base URL for the Anthropic SDK (``http://127.0.0.1:PORT``)."""
+        host = self._host if ":" not in self._host else f"[{self._host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def openai_base_url(self) -> str:
+        """Base URL for the OpenAI SDK (``url + "/v1"``)."""
+        return self.url + "/v1"
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def scenario(self) -> Scenario:
+        """A snapshot of the current scenario, including runtime alias/model changes."""
+        with self._lock:
+            return dataclasses.replace(
+                self._scenario, models=dict(self._models), aliases=dict(self._aliases)
+            )
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """Copies of the records of every model request since start (or the last reset)."""
+        with self._lock:
+            records = list(self._records)
+        return [dataclasses.replace(r, params=dict(r.params)) for r in records]
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: ``requests`` (model requests), ``by_model`` (requested id -> count),
+        ``by_resolved_model``, ``by_status``, ``in_flight``, ``max_in_flight`` and ``other``
+        (non-model, non-admin requests such as ``/v1/models``)."""
+        with self._lock:
+            return {
+                "requests": self._total,
+                "by_model": dict(self._by_model),
+                "by_resolved_model": dict(self._by_resolved),
+                "by_status": dict(self._by_status),
+                "in_flight": self._in_flight,
+                "max_in_flight": self._max_in_flight,
+                "other": self._other,
+            }
+
+    def reset_stats(self) -> None:
+        """Clear counters, the request log and per-model runtime state (``first_n`` counts and
+        the seeded error random streams restart). Configuration changes are kept."""
+        with self._lock:
+            self._records.clear()
+            self._states.clear()
+            self._total = self._other = 0
+            self._by_model.clear()
+            self._by_resolved.clear()
+            self._by_status.clear()
+            self._max_in_flight = self._in_flight
+
+    def pause(self) -> None:
+        """Hold every model request (after it is counted as in flight) until :meth:`resume`.
+
+        Lets tests and benchmarks observe exactly how many requests a client keeps in flight,
+        without relying on timing: pause, fire requests, :meth:`wait_for_in_flight`, resume.
+        """
+        self._gate.clear()
+
+    def resume(self) -> None:
+        """Release the requests held by :meth:`pause` and stop holding new ones."""
+        self._gate.set()
+
+    def wait_for_in_flight(self, count: int, timeout: float = 10.0) -> bool:
+        """Block until at least ``count`` model requests are in flight; False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._in_flight >= count, timeout=timeout)
+
+    def set_alias(self, alias: str, target: str) -> None:
+        """Point ``alias`` at the configured model ``target`` (effective from the next request)."""
+        with self._lock:
+            check_alias(self._models, alias, target)
+            self._aliases[alias] = target
+
+    def update_model(self, model_id: str, **changes: Any) -> ModelConfig:
+        """Change (or add) a model's configuration while running, using scenario keys:
+        ``server.update_model("m", retired=True)``. Returns the new configuration."""
+        with self._lock:
+            if model_id in self._aliases:
+                raise ScenarioError(
+                    f"{model_id!r} is an alias; update its target {self._aliases[model_id]!r}",
+                    source="<update>",
+                    path=f"models.{model_id}",
+                )
+            new = parse_model_changes(
+                model_id,
+                changes,
+                existing=self._models.get(model_id),
+                base_dir=self._scenario.base_dir,
+            )
+            self._models[model_id] = new
+            return new
+
+    # -- request handling (provider independent) -----------------------------------------------
+
+    def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Response:
+        """Produce the response for one HTTP request (used by the HTTP handler; usable directly).
+
+        ``headers`` must be a case-insensitive mapping or have lower-case keys.
+        """
+        split = urlsplit(target)
+        path = split.path.rstrip("/") or "/"
+        query = {k: v[-1] for k, v in parse_qs(split.query).items()}
+        method = method.upper()
+        if path.startswith("/_admin/"):
+            return self._handle_admin(method, path, body)
+        if method == "POST" and path in (MESSAGES_PATH, CHAT_PATH):
+            return self._handle_model_request(path, headers, body)
+        if method == "POST" and path == COUNT_TOKENS_PATH:
+            self._count_other()
+            return self._guard("anthropic", lambda: self._count_tokens(headers, body))
+        if method == "GET" and (path == MODELS_PATH or path.startswith(MODELS_PATH + "/")):
+            self._count_other()
+            provider: Provider = "anthropic" if _header(headers, "anthropic-version") else "openai"
+            model_id = unquote(path[len(MODELS_PATH) + 1 :]) if path != MODELS_PATH else None
+            return self._guard(
+                provider, lambda: self._models_endpoint(provider, headers, model_id, query)
+            )
+        self._count_other()
+        return _json_response(
+            404,
+            {"error": {"type": "not_found", "message": f"No route for {method} {split.path}"}},
+        )
+
+    def _count_other(self) -> None:
+        with self._lock:
+            self._other += 1
+
+    def _guard(self, provider: Provider, produce: Callable[[], Response]) -> Response:
+        request_id = _new_id("req_")
+        try:
+            response = produce()
+        except _HTTPError as exc:
+            response = _error_response(provider, exc, request_id)
+        except Exception as exc:  # a bug in the server: answer 500 and show the traceback
+            traceback.print_exc(file=sys.stderr)
+            response = _error_response(
+                provider, _HTTPError(500, f"local server bug: {exc!r}"), request_id
+            )
+        response.headers[_request_id_header(provider)] = request_id
+        return response
+
+    def _handle_model_request(self, path: str, headers: Mapping[str, str], body: bytes) -> Response:
+        provider: Provider = "anthropic" if path == MESSAGES_PATH else "openai"
+        request_id = _new_id("req_")
+        arrived = time.time()
+        with self._changed:
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+            self._changed.notify_all()
+        self._gate.wait()
+        prompt: _Prompt | None = None
+        resolved: str | None = None
+        requested: str | None = None
+        try:
+            try:
+                self._check_auth(provider, headers)
+                data = _parse_json(body)
+                requested = data.get("model") if isinstance(data.get("model"), str) else None
+                prompt = (
+                    _anthropic_prompt(data) if provider == "anthropic" else _openai_prompt(data)
+                )
+                if data.get("stream"):
+                    raise _HTTPError(
+                        400, "streaming is not supported by the local server", param="stream"
+                    )
+                resolved, config = self._resolve(provider, prompt.model)
+                self._inject_faults(resolved, config, prompt)
+                self._sleep(resolved, config)
+                text = self._reply_text(resolved, config, prompt)
+                if provider == "anthropic":
+                    response = _anthropic_message(resolved, text, prompt)
+                else:
+                    response = _openai_completion(resolved, config, text, prompt)
+            except _HTTPError as exc:
+                resolved = resolved or exc.resolved
+                response = _error_response(provider, exc, request_id)
+            except Exception as exc:
+                traceback.print_exc(file=sys.stderr)
+                response = _error_response(
+                    provider, _HTTPError(500, f"local server bug: {exc!r}"), request_id
+                )
+            response.headers[_request_id_header(provider)] = request_id
+            record = RequestRecord(
+                endpoint=path,
+                requested_model=requested,
+                resolved_model=resolved,
+                status=response.status,
+                system=prompt.system if prompt is not None else None,
+                user_text=prompt.user_text if prompt is not None else None,
+                params=prompt.params if prompt is not None else {},
+                time=arrived,
+            )
+            with self._lock:
+                self._records.append(record)
+                self._total += 1
+                key = requested if requested is not None else "<none>"
+                self._by_model[key] = self._by_model.get(key, 0) + 1
+                if resolved is not None:
+                    self._by_resolved[resolved] = self._by_resolved.get(resolved, 0) + 1
+                self._by_status[response.status] = self._by_status.get(response.status, 0) + 1
+            return response
+        finally:
+            with self._changed:
+                self._in_flight -= 1
+                self._changed.notify_all()
+
+    def _check_auth(self, provider: Provider, headers: Mapping[str, str]) -> None:
+        expected = self._scenario.api_key
+        bearer = _header(headers, "authorization") or ""
+        bearer_key = bearer[7:].strip() if bearer.lower().startswith("bearer ") else None
+        if provider == "anthropic":
+            key = _header(headers, "x-api-key") or bearer_key
+            if not key:
+                raise _HTTPError(401, "x-api-key header is required")
+            if expected is not None and key != expected:
+                raise _HTTPError(401, "invalid x-api-key")
+            return
+        if not bearer_key:
+            raise _HTTPError(
+                401,
+                "You didn't provide an API key. You need to provide your API key in an "
+                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                code="invalid_api_key",
+            )
+        if expected is not None and bearer_key != expected:
+            shown = bearer_key if len(bearer_key) <= 8 else f"{bearer_key[:3]}***{bearer_key[-4:]}"
+            raise _HTTPError(
+                401,
+                f"Incorrect API key provided: {shown}. You can find your API key at "
+                "https://platform.openai.com/account/api-keys.",
+                code="invalid_api_key",
+            )
+
+    def _resolve(self, provider: Provider, model_id: str) -> tuple[str, ModelConfig]:
+        with self._lock:
+            snapshot = self._aliases.get(model_id, model_id)
+            config = self._models.get(snapshot) or self._models.get(WILDCARD)
+        if config is None:
+            if provider == "anthropic":
+                raise _HTTPError(404, f"model: {model_id}")
+            raise _HTTPError(
+                404,
+                f"The model `{model_id}` does not exist or you do not have access to it.",
+                code="model_not_found",
+            )
+        if config.retired:
+            if provider == "anthropic":
+                via = f" (alias of {snapshot})" if snapshot != model_id else ""
+                raise _HTTPError(
+                    404,
+                    f"model: {model_id}{via} has been retired and is no longer available",
+                    resolved=snapshot,
+                )
+            raise _HTTPError(
+                404,
+                f"The model `{model_id}` has been deprecated, learn more here: "
+                "https://platform.openai.com/docs/deprecations",
+                code="model_not_found",
+                resolved=snapshot,
+            )
+        return snapshot, config
+
+    def _state(self, snapshot: str) -> _ModelState:
+        """Per-snapshot runtime state; call with the lock held."""
+        state = self._states.get(snapshot)
+        if state is None:
+            seed = self._scenario.seed
+            state = _ModelState(
+                count=0,
+                error_rng=random.Random(f"errors:{seed}:{snapshot}"),
+                jitter_rng=random.Random(f"jitter:{seed}:{snapshot}"),
+            )
+            self._states[snapshot] = state
+        return state
+
+    def _inject_faults(self, snapshot: str, config: ModelConfig, prompt: _Prompt) -> None:
+        fired: ErrorRule | None = None
+        with self._lock:
+            state = self._state(snapshot)
+            state.count += 1
+            for rule in config.errors:
+                if (
+                    rule.match is not None
+                    and rule.match.casefold() not in prompt.user_text.casefold()
+                ):
+                    continue
+                if rule.first_n is not None and state.count > rule.first_n:
+                    continue
+                if rule.share is not None and state.error_rng.random() >= rule.share:
+                    continue
+                fired = rule
+                break
+        if fired is None:
+            return
+        if fired.latency_ms:
+            time.sleep(fired.latency_ms / 1000)
+        raise _injected_error(fired)
+
+    def _sleep(self, snapshot: str, config: ModelConfig) -> None:
+        latency = config.latency_ms if config.latency_ms is not None else self._scenario.latency_ms
+        jitter = config.jitter_ms or self._scenario.jitter_ms
+        if jitter:
+            with self._lock:
+                latency += self._state(snapshot).jitter_rng.uniform(0, jitter)
+        if latency > 0:
+            time.sleep(latency / 1000)
+
+    def _reply_text(self, snapshot: str, config: ModelConfig, prompt: _Prompt) -> str:
+        seed = self._scenario.seed
+        key = normalize_text(prompt.user_text)
+        if config.malformed_share > 0:
+            token = _unit_hash("malformed", seed, snapshot, key)
+            if token < config.malformed_share:
+                return _malformed_text(token)
+        drift = config.drift
+        if drift is not None and drift.share > 0:
+            drift_seed = seed if drift.seed is None else drift.seed
+            if _unit_hash("drift", drift_seed, snapshot, key) < drift.share:
+                return drift.reply
+        if config.judge:
+            return judge_reply(prompt.user_text)
+        for rule in config.answers:
+            if rule.matches(prompt.user_text):
+                return rule.reply
+        if config.answers_index:
+            found = config.answers_index.get(key)
+            if found is not None:
+                return found
+        return config.default_reply
+
+    def _count_tokens(self, headers: Mapping[str, str], body: bytes) -> Response:
+        self._check_auth("anthropic", headers)
+        prompt = _anthropic_prompt(_parse_json(body), require_max_tokens=False)
+        self._resolve("anthropic", prompt.model)
+        return _json_response(200, {"input_tokens": _tokens(prompt.input_chars)})
+
+    # -- /v1/models --------------------------------------------------------------------------
+
+    def _models_endpoint(
+        self,
+        provider: Provider,
+        headers: Mapping[str, str],
+        model_id: str | None,
+        query: Mapping[str, str],
+    ) -> Response:
+        self._check_auth(provider, headers)
+        with self._lock:
+            models = dict(self._models)
+            aliases = dict(self._aliases)
+        if model_id is not None:
+            snapshot = aliases.get(model_id, model_id)
+            config = models.get(snapshot) or models.get(WILDCARD)
+            if config is None or config.retired:
+                self._resolve(provider, model_id)  # raises the provider's 404
+                raise AssertionError("unreachable")  # pragma: no cover
+            if provider == "anthropic":
+                return _json_response(200, _anthropic_model(snapshot, config))
+            return _json_response(200, _openai_model(model_id, config))
+        listed = [(m, c) for m, c in models.items() if m != WILDCARD and not c.retired]
+        if provider == "openai":
+            entries = [_openai_model(m, c) for m, c in listed]
+            entries += [
+                _openai_model(alias, models[target])
+                for alias, target in aliases.items()
+                if target in models and not models[target].retired
+            ]
+            return _json_response(200, {"object": "list", "data": entries})
+        return _json_response(
+            200, _anthropic_page([_anthropic_model(m, c) for m, c in listed], query)
+        )
+
+    # -- admin -------------------------------------------------------------------------------
+
+    def _handle_admin(self, method: str, path: str, body: bytes) -> Response:
+        try:
+            if method == "GET" and path == "/_admin/stats":
+                return _json_response(200, self.stats())
+            if method == "GET" and path == "/_admin/requests":
+                return _json_response(200, {"data": [dataclasses.asdict(r) for r in self.requests]})
+            if method == "POST" and path in ("/_admin/pause", "/_admin/resume"):
+                (self.pause if path.endswith("pause") else self.resume)()
+                return _json_response(200, {"ok": True})
+            if method == "POST" and path == "/_admin/reset":
+                self.reset_stats()
+                return _json_response(200, {"ok": True})
+            if method == "POST" and path == "/_admin/alias":
+                data = _parse_json(body)
+                alias, target = data.get("alias"), data.get("target")
+                if not isinstance(alias, str) or not isinstance(target, str):
+                    raise ScenarioError('body must be {"alias": str, "target": str}')
+                self.set_alias(alias, target)
+                return _json_response(200, {"ok": True, "alias": alias, "target": target})
+            if method == "PATCH" and path.startswith("/_admin/models/"):
+                model_id = unquote(path[len("/_admin/models/") :])
+                data = _parse_json(body)
+                config = self.update_model(model_id, **data)
+                return _json_response(
+                    200, {"ok": True, "model": model_id, "retired": config.retired}
+                )
+        except (ScenarioError, _HTTPError) as exc:
+            return _json_response(400, {"ok": False, "error": str(exc)})
+        return _json_response(
+            404, {"error": {"type": "not_found", "message": f"No admin route for {method} {path}"}}
+        )
+
+
+# -------------------------------------------------------------------------------------------
+# Request parsing
+# -------------------------------------------------------------------------------------------
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        value = headers.get(name.title())
+    return value
+
+
+def _parse_json(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body.decode("utf-8")) if body else None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _HTTPError(400, f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise _HTTPError(400, "The request body must be a JSON object.")
+    return data
+
+
+_ANTHROPIC_PARAMS = (
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "stop_sequences",
+    "metadata",
+    "thinking",
+    "output_config",
+    "service_tier",
+)
+_OPENAI_PARAMS = (
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "seed",
+    "n",
+    "metadata",
+    "response_format",
+    "reasoning_effort",
+    "frequency_penalty",
+    "presence_penalty",
+    "service_tier",
+)
+
+
+def _require_model(data: Mapping[str, Any]) -> str:
+    model = data.get("model")
+    if model is None:
+        raise _HTTPError(400, "model: Field required", param="model")
+    if not isinstance(model, str) or not model:
+        raise _HTTPError(400, "model: Input should be a non-empty string", param="model")
+    return model
+
+
+def _check_range(data: Mapping[str, Any], name: str, low: float, high: float) -> None:
+    value = data.get(name)
+    if value is None:
+        return
+    if not _is_number(value) or not low <= value <= high:
+        raise _HTTPError(
+            400, f"{name}: Input should be a number between {low:g} and {high:g}", param=name
+        )
+
+
+def _anthropic_prompt(data: Mapping[str, Any], *, require_max_tokens: bool = True) -> _Prompt:
+    model = _require_model(data)
+    if require_max_tokens:
+        max_tokens = data.get("max_tokens")
+        if max_tokens is None:
+            raise _HTTPError(400, "max_tokens: Field required", param="max_tokens")
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+            raise _HTTPError(400, "max_tokens: Input should be an integer >= 1", param="max_tokens")
+    messages = data.get("messages")
+    if messages is None:
+        raise _HTTPError(400, "messages: Field required", param="messages")
+    if not isinstance(messages, list) or not messages:
+        raise _HTTPError(400, "messages: at least one message is required", param="messages")
+    chars = 0
+    user_text = ""
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise _HTTPError(400, f"messages.{index}: Input should be an object")
+        role = message.get("role")
+        if role == "system":
+            raise _HTTPError(
+                400,
+                'messages: Unexpected role "system". The Messages API accepts a top-level '
+                '`system` parameter, not "system" as an input message role.',
+            )
+        if role not in ("user", "assistant"):
+            raise _HTTPError(400, f"messages.{index}.role: Input should be 'user' or 'assistant'")
+        content = message.get("content")
+        if not isinstance(content, str | list):
+            raise _HTTPError(400, f"messages.{index}.content: Input should be a string or a list")
+        text = content_text(content)
+        chars += len(text)
+        if role == "user":
+            user_text = text
+    system_raw = data.get("system")
+    if system_raw is not None and not isinstance(system_raw, str | list):
+        raise _HTTPError(400, "system: Input should be a string or a list of text blocks")
+    system = content_text(system_raw) if system_raw is not None else ""
+    _check_range(data, "temperature", 0.0, 1.0)
+    _check_range(data, "top_p", 0.0, 1.0)
+    stops = data.get("stop_sequences")
+    if stops is not None and (
+        not isinstance(stops, list) or not all(isinstance(s, str) for s in stops)
+    ):
+        raise _HTTPError(400, "stop_sequences: Input should be a list of strings")
+    params = {k: data[k] for k in _ANTHROPIC_PARAMS if data.get(k) is not None}
+    return _Prompt(model, system, user_text, chars + len(system), params)
+
+
+def _openai_prompt(data: Mapping[str, Any]) -> _Prompt:
+    if data.get("model") is None:
+        raise _HTTPError(400, "you must provide a model parameter", param="model")
+    model = _require_model(data)
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _HTTPError(
+            400,
+            "Missing required parameter: 'messages'.",
+            param="messages",
+            code="missing_required_parameter",
+        )
+    chars = 0
+    user_text = ""
+    system_parts: list[str] = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise _HTTPError(400, f"Invalid type for 'messages[{index}]': expected an object.")
+        role = message.get("role")
+        if role not in ("system", "developer", "user", "assistant", "tool", "function"):
+            raise _HTTPError(
+                400,
+                f"Invalid value: '{role}'. Supported values are: 'system', 'assistant', 'user', "
+                "'tool', 'function' and 'developer'.",
+                param=f"messages[{index}].role",
+                code="invalid_value",
+            )
+        text = content_text(message.get("content"))
+        chars += len(text)
+        if role in ("system", "developer"):
+            system_parts.append(text)
+        elif role == "user":
+            user_text = text
+    _check_range(data, "temperature", 0.0, 2.0)
+    _check_range(data, "top_p", 0.0, 1.0)
+    n = data.get("n")
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 128):
+        raise _HTTPError(400, "n: Input should be an integer between 1 and 128", param="n")
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = data.get(name)
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 1
+        ):
+            raise _HTTPError(400, f"Invalid '{name}': integer below minimum value.", param=name)
+    params = {k: data[k] for k in _OPENAI_PARAMS if data.get(k) is not None}
+    return _Prompt(model, "\n".join(system_parts), user_text, chars, params)
+
+
+# -------------------------------------------------------------------------------------------
+# Response building
+# -------------------------------------------------------------------------------------------
+
+
+def _json_response(
+    status: int, payload: object, headers: Mapping[str, str] | None = None
+) -> Response:
+    body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    return Response(status=status, body=body, headers=dict(headers or {}))
+
+
+def _request_id_header(provider: Provider) -> str:
+    return "request-id" if provider == "anthropic" else "x-request-id"
+
+
+def _injected_error(rule: ErrorRule) -> _HTTPError:
+    headers: dict[str, str] = {}
+    retry_after = rule.retry_after
+    if retry_after is None and rule.status == 429:
+        retry_after = rule.retry_after_ms / 1000 if rule.retry_after_ms is not None else 1.0
+    if retry_after is not None:
+        headers["retry-after"] = _format_seconds(retry_after)
+    if rule.retry_after_ms is not None:
+        headers["retry-after-ms"] = _format_seconds(rule.retry_after_ms)
+    code = rule.code
+    error_type = rule.type
+    message = rule.message
+    if rule.quota and rule.status == 429:
+        code = code or "insufficient_quota"
+        error_type = error_type or "insufficient_quota"
+        message = message or _QUOTA_MESSAGE
+    return _HTTPError(
+        rule.status,
+        message or _DEFAULT_MESSAGES.get(rule.status, f"Injected error {rule.status}."),
+        error_type=error_type,
+        code=code,
+        headers=headers,
+    )
+
+
+def _error_response(provider: Provider, exc: _HTTPError, request_id: str) -> Response:
+    anthropic_type, openai_type, openai_code = _error_types(exc.status)
+    if provider == "anthropic":
+        payload: dict[str, Any] = {
+            "type": "error",
+            "error": {"type": exc.error_type or anthropic_type, "message": exc.message},
+            "request_id": request_id,
+        }
+    else:
+        payload = {
+            "error": {
+                "message": exc.message,
+                "type": exc.error_type or openai_type,
+                "param": exc.param,
+                "code": exc.code if exc.code is not None else openai_code,
+            }
+        }
+    return _json_response(exc.status, payload, exc.headers)
+
+
+def _anthropic_message(snapshot: str, text: str, prompt: _Prompt) -> Response:
+    payload = {
+        "id": _new_id("msg_"),
+        "type": "message",
+        "role": "assistant",
+        "model": snapshot,
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": _tokens(prompt.input_chars),
+            "output_tokens": _tokens(len(text)),
+        },
+    }
+    return _json_response(200, payload)
+
+
+def _openai_completion(snapshot: str, config: ModelConfig, text: str, prompt: _Prompt) -> Response:
+    n = int(prompt.params.get("n", 1))
+    prompt_tokens = _tokens(prompt.input_chars)
+    completion_tokens = _tokens(len(text)) * n
+    payload = {
+        "id": "chatcmpl-" + secrets.token_hex(14),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": snapshot,
+        "system_fingerprint": config.system_fingerprint,
+        "choices": [
+            {
+                "index": index,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+            for index in range(n)
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+    return _json_response(200, payload)
+
+
+def _anthropic_model(model_id: str, config: ModelConfig) -> dict[str, Any]:
+    return {
+        "type": "model",
+        "id": model_id,
+        "display_name": config.display_name or model_id,
+        "created_at": _iso(config.created_at or _DEFAULT_CREATED),
+        "lifecycle": "deprecated" if config.retires_on is not None else "active",
+        "retires_at": _iso(config.retires_on) if config.retires_on is not None else None,
+    }
+
+
+def _openai_model(model_id: str, config: ModelConfig) -> dict[str, Any]:
+    return {
+        "id": model_id,
+        "object": "model",
+        "created": _unix(config.created_at or _DEFAULT_CREATED),
+        "owned_by": "llmregress-local",
+        "shutdown_date": config.retires_on.isoformat() if config.retires_on is not None else None,
+    }
+
+
+def _anthropic_page(entries: list[dict[str, Any]], query: Mapping[str, str]) -> dict[str, Any]:
+    try:
+        limit = max(1, min(1000, int(query.get("limit", "20"))))
+    except ValueError:
+        raise _HTTPError(400, "limit: Input should be a valid integer", param="limit") from None
+    ids = [entry["id"] for entry in entries]
+    after, before = query.get("after_id"), query.get("before_id")
+    if before:
+        end = ids.index(before) if before in ids else len(ids)
+        page = entries[max(0, end - limit) : end]
+        has_more = end - limit > 0
+    else:
+        start = ids.index(after) + 1 if after in ids else 0
+        page = entries[start : start + limit]
+        has_more = start + limit < len(entries)
+    return {
+        "data": page,
+        "has_more": has_more,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+    }
+
+
+# -------------------------------------------------------------------------------------------
+# HTTP plumbing
+# -------------------------------------------------------------------------------------------
+
+
+_REASONS = {529: "Overloaded", 499: "Client Closed Request"}
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server that knows its :class:`LocalProviderServer` and its connections."""
+
+    daemon_threads = True
+    request_queue_size = 512
+    allow_reuse_address = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        app: LocalProviderServer,
+    ) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self.app = app
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def close_connections(self) -> None:
+        """Shut down every open keep-alive connection (their handler threads then exit)."""
+        with self.connections_lock:
+            connections = list(self.connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Stay quiet about clients that disconnect; report real bugs."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError | OSError):
+            return
+        super().handle_error(request, client_address)  # pragma: no cover
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Reads one HTTP request, hands it to :meth:`LocalProviderServer.handle`, writes the reply."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "llmregress-local"
+    sys_version = ""
+    disable_nagle_algorithm = True
+    server: _HTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.connections_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.connections_lock:
+            self.server.connections.discard(self.connection)
+        with contextlib.suppress(OSError):
+            super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence per-request logging."""
+
+    def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks: list[bytes] = []
+            while True:
+                size_line = self.rfile.readline(65537)
+                size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(65537)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _dispatch(self) -> None:
+        try:
+            body = self._read_body()
+        except ValueError:
+            self._write(
+                _json_response(400, {"error": {"type": "bad_request", "message": "bad body"}})
+            )
+            self.close_connection = True
+            return
+        headers = {key.lower(): value for key, value in self.headers.items()}
+        response = self.server.app.handle(self.command, self.path, headers, body)
+        self._write(response, head_only=self.command == "HEAD")
+
+    def _write(self, response: Response, *, head_only: bool = False) -> None:
+        self.send_response(response.status, _REASONS.get(response.status))
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(response.body)))
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if not head_only:
+            self.wfile.write(response.body)
+
+    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
