@@ -349,7 +349,8 @@ _INVALID: Final = _Invalid()
 
 def _check_id(value: object, report: _Report) -> str | None:
     if not isinstance(value, str):
-        report("id", "id", f"expected a string, got {describe(value)}")
+        hint = "; put it in quotes" if isinstance(value, int | float) else ""
+        report("id", "id", f"expected a string, got {describe(value)}{hint}")
         return None
     if len(value) > MAX_ID_LENGTH:
         report("id", "id", f"id is {len(value)} characters long; the maximum is {MAX_ID_LENGTH}")
@@ -769,6 +770,23 @@ def parse_jsonl(text: str, path: str) -> list[GoldenCase]:
 # --------------------------------------------------------------------------------------------
 
 
+def _yaml_compose(text: str) -> yaml.Node | None:
+    """The node tree of ``text``, parsed with libyaml when available (20x faster).
+
+    On a syntax error the pure-Python parser runs again, so messages and marks do not depend on
+    whether libyaml is installed.
+    """
+    import yaml
+
+    fast = getattr(yaml, "CSafeLoader", None)
+    if fast is not None:
+        try:
+            return yaml.compose(text, Loader=fast)
+        except yaml.YAMLError:
+            pass
+    return yaml.compose(text, Loader=yaml.SafeLoader)
+
+
 def _yaml_line(node: yaml.Node) -> int:
     return int(node.start_mark.line) + 1
 
@@ -836,7 +854,7 @@ def parse_yaml(text: str, path: str) -> list[GoldenCase]:
 
     problems = _Problems(path)
     try:
-        root = yaml.compose(text.removeprefix("\ufeff"), Loader=yaml.SafeLoader)
+        root = _yaml_compose(text.removeprefix("\ufeff"))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None

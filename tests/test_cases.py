@@ -194,7 +194,7 @@ BAD_CASES: list[tuple[str, str]] = [
     ('{"id": "a", "id": "b", "user": "x"}', "g.jsonl:1: duplicate key 'id' in JSON object"),
     # id
     ('{"user": "x"}', "g.jsonl:1: field 'id': missing; every case needs a unique id"),
-    (one_case(id=5), "g.jsonl:1: field 'id': expected a string, got integer 5"),
+    (one_case(id=5), "g.jsonl:1: field 'id': expected a string, got integer 5; put it in quotes"),
     (one_case(id=None), "g.jsonl:1: field 'id': expected a string, got null"),
     (
         one_case(id="a b"),
@@ -593,6 +593,21 @@ def test_yaml_keeps_timestamps_as_strings_and_supports_anchors() -> None:
     assert (two.id, two.user, two.threshold, two.line) == ("two", "hi", 0.6, 6)
 
 
+def test_yaml_without_libyaml_gives_the_same_cases(monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    text = "cases:\n  - id: a\n    user: hi\n\n  - id: b\n    user: [1\n"
+    fast = yaml_errors(text)
+    monkeypatch.delattr(yaml, "CSafeLoader", raising=False)
+    assert (
+        yaml_errors(text)
+        == fast
+        == ["g.yaml:7: invalid YAML: expected ',' or ']', but got '<stream end>'"]
+    )
+    one, two = parse_yaml("- id: a\n  user: hi\n\n- id: b\n  user: yo\n", "g.yaml")
+    assert (one.line, two.line) == (1, 4)
+
+
 BAD_YAML: list[tuple[str, list[str]]] = [
     ("a: [", ["g.yaml:1: invalid YAML: expected the node content, but found '<stream end>'"]),
     (
@@ -669,6 +684,10 @@ BAD_YAML: list[tuple[str, list[str]]] = [
             "g.yaml:3: case 'a': field 'scorers[0]': expected a scorer name or a one-key "
             "mapping {name: options}, got a mapping with keys: 'exact', 'ignore_case'"
         ],
+    ),
+    (
+        "- id: 007\n  user: hi\n",
+        ["g.yaml:1: field 'id': expected a string, got integer 7; put it in quotes"],
     ),
     (
         "- id: a\n  user: hi\n  threshold: yes\n",

@@ -514,7 +514,7 @@ def levenshtein(a: str, b: str) -> int:
     """Levenshtein distance (insertions, deletions, substitutions) of ``a`` and ``b``.
 
     Uses the bit-parallel algorithm of Myers (1999) in Hyyrö's formulation for edit distance,
-    with Python ints as bit vectors as long as the shorter string: O(len(a) * len(b) / wordsize).
+    with Python ints as bit vectors: O(len(a) * len(b) / wordsize).
     """
     if a == b:
         return 0
@@ -532,9 +532,10 @@ def levenshtein(a: str, b: str) -> int:
         suffix += 1
     if suffix:
         a, b = a[:-suffix], b[:-suffix]
-    if len(a) < len(b):
+    if len(a) > len(b):
         a, b = b, a
-    # b is the pattern (one bit per character), a the text scanned column by column.
+    # b, the longer string, is the pattern (one bit per character); a is scanned character by
+    # character. Few iterations on wide ints beat many on narrow ones in Python.
     m = len(b)
     if m == 0:
         return len(a)
