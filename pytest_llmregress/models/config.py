@@ -1,0 +1,393 @@
+"""The one source of truth for a project's model ids: named roles in a TOML file.
+
+``[tool.llmregress.models]`` in ``pyproject.toml``, or top-level ``[models]`` in
+``llmregress.toml``::
+
+    [tool.llmregress.models.chat]
+    id = "claude-sonnet-4-6"
+    fallbacks = ["gpt-5.5-2026-04-23"]
+    retires_on = "2027-02-17"          # optional: overrides the lifecycle data for this id
+
+    [[tool.llmregress.lifecycle]]      # optional extra lifecycle entries
+    id = "claude-sonnet-4-6"
+    retires_on = "2027-02-17"
+
+Application code and the pytest plugin both call :func:`load_model_config`, so production and
+tests read the same file. Only the standard library is imported here (no pytest, no SDKs).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final
+
+from pytest_llmregress.models.ids import DEFAULT_SURFACE, Surface, parse_model_id
+from pytest_llmregress.models.lifecycle import (
+    DEFAULT_WARNING_DAYS,
+    LifecycleData,
+    LifecycleError,
+    LifecycleFinding,
+    LifecycleOverride,
+    bundled_lifecycle,
+    load_overrides_file,
+    parse_date,
+    parse_override,
+)
+
+CONFIG_FILENAME: Final = "llmregress.toml"
+PYPROJECT_FILENAME: Final = "pyproject.toml"
+ROLE_KEYS: Final = ("id", "fallbacks", "retires_on")
+_ROLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+class ModelConfigError(ValueError):
+    """An invalid model config, or a reference to a role it does not define.
+
+    The message names the file and the key; ``path`` and ``key`` carry them separately.
+    """
+
+    def __init__(self, message: str, *, path: Path | None = None, key: str | None = None):
+        super().__init__(message)
+        self.path = path
+        self.key = key
+
+
+@dataclass(frozen=True)
+class ModelRole:
+    """A named use of a model (``chat``, ``summary``, ``judge``...): a pinned id + fallbacks."""
+
+    name: str
+    id: str
+    fallbacks: tuple[str, ...] = ()
+    retires_on: date | None = None
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        """The id, then the fallbacks, in the order they are tried."""
+        return (self.id, *self.fallbacks)
+
+
+def _empty_roles() -> Mapping[str, ModelRole]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The project's model roles and lifecycle overrides (frozen)."""
+
+    roles: Mapping[str, ModelRole] = field(default_factory=_empty_roles)
+    path: Path | None = None
+    """The file the config was read from; None when no config file was found."""
+    lifecycle_overrides: tuple[LifecycleOverride, ...] = ()
+    """Entries from ``lifecycle_files``, ``[[...lifecycle]]`` and roles' ``retires_on``."""
+    lifecycle_files: tuple[Path, ...] = ()
+    """The override files named by ``lifecycle_files`` (resolved against the config's dir)."""
+
+    def role(self, name: str) -> ModelRole:
+        """The role ``name``; :class:`ModelConfigError` listing the known roles otherwise."""
+        try:
+            return self.roles[name]
+        except KeyError:
+            pass
+        if self.path is None:
+            raise ModelConfigError(
+                f"unknown model role {name!r}: no model config found (looked for "
+                f"{CONFIG_FILENAME} or {PYPROJECT_FILENAME} with [tool.llmregress.models])"
+            )
+        known = ", ".join(sorted(self.roles)) or "none"
+        raise ModelConfigError(
+            f"unknown model role {name!r} in {self.path}; known roles: {known}",
+            path=self.path,
+        )
+
+    def resolve(self, ref: str) -> str:
+        """``"@chat"`` -> the ``chat`` role's id; a plain model id passes through unchanged."""
+        ref = ref.strip()
+        if not ref or ref == "@":
+            raise ModelConfigError("empty model reference", path=self.path)
+        if ref.startswith("@"):
+            return self.role(ref[1:]).id
+        return ref
+
+    def model_ids(self) -> tuple[str, ...]:
+        """Every configured id (roles' ids and fallbacks), first occurrence order."""
+        return tuple(dict.fromkeys(mid for role in self.roles.values() for mid in role.chain))
+
+    def lifecycle(self, base: LifecycleData | None = None) -> LifecycleData:
+        """``base`` (default: the bundled data) with this config's overrides applied."""
+        base = base or bundled_lifecycle()
+        if not self.lifecycle_overrides:
+            return base
+        return base.with_overrides(self.lifecycle_overrides)
+
+    def check(
+        self,
+        today: date | None = None,
+        warning_days: int = DEFAULT_WARNING_DAYS,
+        *,
+        require_pinned: bool = False,
+        data: LifecycleData | None = None,
+    ) -> list[LifecycleFinding]:
+        """Lifecycle findings for every role's id and fallbacks (roles ``chat``,
+        ``chat fallback 1``, ...), against ``data`` or :meth:`lifecycle`."""
+        data = data or self.lifecycle()
+        findings: list[LifecycleFinding] = []
+        for role in self.roles.values():
+            for index, model_id in enumerate(role.chain):
+                label = role.name if index == 0 else f"{role.name} fallback {index}"
+                findings += data.check(
+                    model_id, label, today, warning_days, require_pinned=require_pinned
+                )
+        return findings
+
+
+# -- discovery ----------------------------------------------------------------------------
+
+
+def _pyproject_has_section(path: Path) -> bool:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return False
+    if "llmregress" not in text:
+        return False
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ModelConfigError(f"{path}: invalid TOML: {exc}", path=path) from None
+    tool = doc.get("tool")
+    return isinstance(tool, dict) and "llmregress" in tool
+
+
+def find_config_file(start: Path | None = None) -> Path | None:
+    """The nearest config file at or above ``start`` (default: the current directory).
+
+    In each directory, ``llmregress.toml`` wins over ``pyproject.toml``; a ``pyproject.toml``
+    counts only if it has a ``[tool.llmregress]`` table.
+    """
+    here = (start or Path.cwd()).resolve()
+    if here.is_file():
+        here = here.parent
+    for directory in (here, *here.parents):
+        candidate = directory / CONFIG_FILENAME
+        if candidate.is_file():
+            return candidate
+        pyproject = directory / PYPROJECT_FILENAME
+        if pyproject.is_file() and _pyproject_has_section(pyproject):
+            return pyproject
+    return None
+
+
+def load_model_config(start: Path | None = None, *, path: Path | None = None) -> ModelConfig:
+    """Load the project's model config.
+
+    ``path`` names the file explicitly (``pyproject.toml`` is read from ``[tool.llmregress]``,
+    any other file from its top level); otherwise :func:`find_config_file` searches upward
+    from ``start``. Without a config file, returns an empty :class:`ModelConfig` (``path`` is
+    None). Raises :class:`ModelConfigError` for an invalid file.
+    """
+    if path is None:
+        path = find_config_file(start)
+        if path is None:
+            return ModelConfig()
+    return _load_file(path)
+
+
+# -- parsing ------------------------------------------------------------------------------
+
+
+class _Reader:
+    def __init__(self, path: Path, prefix: str) -> None:
+        self.path = path
+        self.prefix = prefix
+
+    def error(self, key: str, problem: str) -> ModelConfigError:
+        full = f"{self.prefix}{key}"
+        return ModelConfigError(f"{self.path}: {full}: {problem}", path=self.path, key=full)
+
+    def string(self, value: object, key: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(key, f"expected a non-empty string, got {_describe(value)}")
+        return value.strip()
+
+    def date(self, value: object, key: str) -> date | None:
+        try:
+            return parse_date(value, key)
+        except LifecycleError:
+            raise self.error(key, f"expected a date YYYY-MM-DD, got {_describe(value)}") from None
+
+
+def _describe(value: object) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _load_file(path: Path) -> ModelConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ModelConfigError(f"{path}: cannot read model config: {exc}", path=path) from None
+    try:
+        doc: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ModelConfigError(f"{path}: invalid TOML: {exc}", path=path) from None
+    if path.name == PYPROJECT_FILENAME:
+        reader = _Reader(path, "tool.llmregress.")
+        tool = doc.get("tool", {})
+        section = tool.get("llmregress", {}) if isinstance(tool, dict) else {}
+        if not isinstance(section, dict):
+            raise reader.error("", "expected a table") from None
+    else:
+        reader, section = _Reader(path, ""), doc
+
+    roles = _parse_roles(reader, section.get("models", {}))
+    files = _parse_lifecycle_files(reader, section)
+    overrides = _parse_lifecycle(reader, files, section)
+    overrides += tuple(
+        LifecycleOverride(
+            id=role.id,
+            given=frozenset({"retires_on"}),
+            retires_on=role.retires_on,
+            source=f"{path}: {reader.prefix}models.{role.name}.retires_on",
+        )
+        for role in roles.values()
+        if role.retires_on is not None
+    )
+    config = ModelConfig(roles=MappingProxyType(roles), path=path, lifecycle_overrides=overrides)
+    data = config.lifecycle()
+    for role in roles.values():
+        _check_chain(reader, role, data)
+    return config
+
+
+def _parse_roles(reader: _Reader, models: object) -> dict[str, ModelRole]:
+    if not isinstance(models, dict):
+        raise reader.error("models", f"expected a table of roles, got {_describe(models)}")
+    roles: dict[str, ModelRole] = {}
+    for name, raw in models.items():
+        key = f"models.{name}"
+        if not _ROLE_NAME.match(name):
+            raise reader.error(key, "a role name is letters, digits, '_' and '-'")
+        if not isinstance(raw, dict):
+            raise reader.error(
+                key,
+                f'expected a table with id = "...", got {_describe(raw)} '
+                f"(write [{reader.prefix}models.{name}] and id = ... under it)",
+            )
+        unknown = sorted(set(raw) - set(ROLE_KEYS))
+        if unknown:
+            raise reader.error(
+                f"{key}.{unknown[0]}", f"unknown key (allowed: {', '.join(ROLE_KEYS)})"
+            )
+        if "id" not in raw:
+            raise reader.error(f"{key}.id", "missing: every role needs a model id")
+        model_id = reader.string(raw["id"], f"{key}.id")
+        fallbacks_raw = raw.get("fallbacks", [])
+        if not isinstance(fallbacks_raw, list):
+            raise reader.error(
+                f"{key}.fallbacks", f"expected a list of model ids, got {_describe(fallbacks_raw)}"
+            )
+        fallbacks = tuple(
+            reader.string(item, f"{key}.fallbacks[{i}]") for i, item in enumerate(fallbacks_raw)
+        )
+        retires_on = (
+            reader.date(raw["retires_on"], f"{key}.retires_on") if "retires_on" in raw else None
+        )
+        roles[name] = ModelRole(name=name, id=model_id, fallbacks=fallbacks, retires_on=retires_on)
+    return roles
+
+
+def _parse_lifecycle_files(reader: _Reader, section: Mapping[str, Any]) -> tuple[Path, ...]:
+    files = section.get("lifecycle_files", [])
+    if not isinstance(files, list) or not all(isinstance(f, str) and f for f in files):
+        raise reader.error(
+            "lifecycle_files", f"expected a list of file paths, got {_describe(files)}"
+        )
+    return tuple(reader.path.parent / name for name in files)
+
+
+def _parse_lifecycle(
+    reader: _Reader, files: tuple[Path, ...], section: Mapping[str, Any]
+) -> tuple[LifecycleOverride, ...]:
+    overrides: list[LifecycleOverride] = []
+    for file in files:
+        try:
+            overrides += load_overrides_file(file)
+        except LifecycleError as exc:
+            raise ModelConfigError(
+                f"{reader.path}: {reader.prefix}lifecycle_files: {exc}",
+                path=reader.path,
+                key=f"{reader.prefix}lifecycle_files",
+            ) from None
+    entries = section.get("lifecycle", [])
+    if not isinstance(entries, list):
+        raise reader.error(
+            "lifecycle",
+            f"expected an array of tables [[{reader.prefix}lifecycle]], got {_describe(entries)}",
+        )
+    for index, raw in enumerate(entries):
+        key = f"{reader.prefix}lifecycle[{index}]"
+        if not isinstance(raw, dict):
+            raise reader.error(f"lifecycle[{index}]", f"expected a table, got {_describe(raw)}")
+        try:
+            override = parse_override(raw, f"{reader.path}: {key}")
+        except LifecycleError as exc:
+            raise ModelConfigError(str(exc), path=reader.path, key=key) from None
+        if "source" not in override.given:
+            override = replace(
+                override, given=override.given | {"source"}, source=f"{reader.path}: {key}"
+            )
+        overrides.append(override)
+    return tuple(overrides)
+
+
+def _chain_key(model_id: str) -> tuple[Surface | None, str]:
+    parsed = parse_model_id(model_id)
+    surface = parsed.surface or (DEFAULT_SURFACE[parsed.provider] if parsed.provider else None)
+    return surface, parsed.name
+
+
+def _check_chain(reader: _Reader, role: ModelRole, data: LifecycleData) -> None:
+    """A chain must not repeat an id, nor hold an alias and the snapshot it points to."""
+
+    def key_of(index: int) -> str:
+        return (
+            f"models.{role.name}.id" if index == 0 else f"models.{role.name}.fallbacks[{index - 1}]"
+        )
+
+    seen: dict[tuple[Surface | None, str], int] = {}
+    for index, model_id in enumerate(role.chain):
+        key = _chain_key(model_id)
+        if key in seen:
+            first = seen[key]
+            raise reader.error(
+                key_of(index),
+                f"{model_id!r} repeats {reader.prefix}{key_of(first)} ({role.chain[first]!r}) "
+                "in the fallback chain",
+            )
+        seen[key] = index
+
+    effective: dict[tuple[Surface | None, str], int] = {}
+    notes: dict[int, str] = {}
+    for index, model_id in enumerate(role.chain):
+        info = data.classify(model_id)
+        surface, name = _chain_key(model_id)
+        target = name
+        if info.kind == "alias" and info.resolves_to:
+            target = parse_model_id(info.resolves_to).name
+            notes[index] = f"alias {model_id!r} points to {info.resolves_to!r}"
+        key = (surface, target)
+        if key in effective:
+            first = effective[key]
+            why = "; ".join(notes[i] for i in (first, index) if i in notes)
+            raise reader.error(
+                key_of(index),
+                f"{model_id!r} and {reader.prefix}{key_of(first)} ({role.chain[first]!r}) are "
+                f"the same model ({why}); a fallback must be a different model",
+            )
+        effective[key] = index
