@@ -987,12 +987,17 @@ def _yaml_defaults(node: yaml.Node, line: int, problems: _Problems) -> dict[str,
 # --------------------------------------------------------------------------------------------
 
 
-def load_cases(path: str | os.PathLike[str]) -> list[GoldenCase]:
+def load_cases(
+    path: str | os.PathLike[str], *, display_path: str | None = None
+) -> list[GoldenCase]:
     """Read and validate a golden file (``.jsonl``, ``.yaml`` or ``.yml``).
 
-    Raises :class:`CaseFileError` listing every problem, including an unreadable file.
+    ``display_path`` is how messages and cases name the file (pytest passes the path relative
+    to the rootdir). Raises :class:`CaseFileError` listing every problem, including an
+    unreadable file.
     """
-    name = os.fspath(path)
+    source = os.fspath(path)
+    name = display_path or source
     suffix = os.path.splitext(name)[1].lower()
     if suffix not in GOLDEN_SUFFIXES:
         raise _fail(
@@ -1002,7 +1007,7 @@ def load_cases(path: str | os.PathLike[str]) -> list[GoldenCase]:
             f"(expected one of: {', '.join(GOLDEN_SUFFIXES)})",
         )
     try:
-        with open(name, encoding="utf-8-sig") as handle:
+        with open(source, encoding="utf-8-sig") as handle:
             text = handle.read()
     except UnicodeDecodeError as exc:
         raise _fail(

@@ -36,7 +36,7 @@ class GoldenFile(pytest.File):
 
     def collect(self) -> Iterator[GoldenItem]:
         try:
-            cases = load_cases(self.path)
+            cases = load_cases(self.path, display_path=self.nodeid)
         except CaseFileError as exc:
             raise self.CollectError(str(exc)) from None
         except OSError as exc:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -140,13 +139,13 @@ class LLMRegressSession:
             and self.judge.family == self.candidate.family
             and not self.is_worker
         ):
-            warnings.warn(
+            self.config.issue_config_time_warning(
                 LLMRegressWarning(
                     f"the judge {self.judge} is of the same family ({self.judge.family}) as the "
                     f"candidate {self.candidate}: LLM judges favour their own family's outputs "
                     f"(self-preference bias); prefer a judge from another family"
                 ),
-                stacklevel=1,
+                stacklevel=2,
             )
         if settings.report and not self.is_worker and self.candidate is not None:
             self.writer = ResultsWriter(settings.report, self.metadata())

@@ -1,0 +1,49 @@
+"""Shared fixtures: a local provider server per test and the three ways to run pytest."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from pytest_llmregress.testing.server import LocalProviderServer
+
+pytest_plugins = ["pytester"]
+
+CANDIDATE = "claude-sonnet-4-6"
+JUDGE = "gpt-5.5-2026-04-23"
+
+
+@pytest.fixture
+def make_server() -> Iterator[Callable[[dict[str, Any]], LocalProviderServer]]:
+    """Start local provider servers with the given scenarios; all stop after the test."""
+    servers: list[LocalProviderServer] = []
+
+    def make(scenario: dict[str, Any]) -> LocalProviderServer:
+        server = LocalProviderServer(scenario).start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def provider_env(monkeypatch: pytest.MonkeyPatch) -> Callable[[LocalProviderServer], None]:
+    """Point both SDKs at a server through their own environment variables, with keys."""
+
+    def point(server: LocalProviderServer) -> None:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-secret-0001")
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret-0002")
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+        monkeypatch.setenv("OPENAI_BASE_URL", server.openai_base_url)
+
+    return point
+
+
+@pytest.fixture(params=["no-xdist", "n0", "n2"])
+def run_mode(request: pytest.FixtureRequest) -> list[str]:
+    """Extra pytest arguments: without xdist options, with -n0, with two workers."""
+    return {"no-xdist": [], "n0": ["-n0"], "n2": ["-n2"]}[request.param]
