@@ -452,7 +452,7 @@ def test_openai_compatible_server_via_prefix(
     )
     result.assert_outcomes(passed=2)
     assert {r.endpoint for r in server.requests if r.requested_model == "llama-3.3-70b"} == {
-        "openai"
+        "/v1/chat/completions"
     }
 
 
