@@ -12,6 +12,10 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("pytest_llmregress.testing.serve", "run the local provider server (Anthropic + OpenAI)"),
     "models": ("pytest_llmregress.models.cli", "lint and check model ids against lifecycle data"),
+    "compare": ("pytest_llmregress.compare_cli", "compare two results files, no model calls"),
+    "history": ("pytest_llmregress.compare_cli", "pass rate and mean score per model over time"),
+    "canary": ("pytest_llmregress.canary_cli", "canary ramp: status, advance, rollback"),
+    "import": ("pytest_llmregress.importer", "turn production logs into golden cases"),
 }
 
 
@@ -40,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"llmregress: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(SUBCOMMANDS[name][0])
-    result: int = module.main(rest)
+    # A module serving several commands takes the command's name as argv[0].
+    shared = sum(1 for target, _ in SUBCOMMANDS.values() if target == SUBCOMMANDS[name][0]) > 1
+    result: int = module.main([name, *rest] if shared else rest)
     return result
 
 
