@@ -10,7 +10,10 @@ import importlib
 import sys
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "serve": ("pytest_llmregress.testing.serve", "run the local provider server (Anthropic + OpenAI)"),
+    "serve": (
+        "pytest_llmregress.testing.serve",
+        "run the local provider server (Anthropic + OpenAI)",
+    ),
     "models": ("pytest_llmregress.models.cli", "lint and check model ids against lifecycle data"),
     "compare": ("pytest_llmregress.compare_cli", "compare two results files, no model calls"),
     "history": ("pytest_llmregress.compare_cli", "pass rate and mean score per model over time"),

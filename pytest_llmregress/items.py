@@ -134,7 +134,9 @@ def render_verdict(result: CaseResult) -> str:
         judge = f" [{item.judge_model}]" if item.judge_model else ""
         lines.append(f"  {mark} {item.scorer}{judge}: {item.value:.2f}{limit}: {item.reason}")
     if result.completion is not None:
-        lines.append(f"  answered by {result.completion.provider}:{result.completion.resolved_model}")
+        lines.append(
+            f"  answered by {result.completion.provider}:{result.completion.resolved_model}"
+        )
     if result.reference is not None and result.output is not None:
         diff = list(
             difflib.unified_diff(

@@ -37,12 +37,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 metavar=option.metavar,
                 help=option.help,
             )
-        parser.addini(
-            option.ini,
-            option.help,
-            type="linelist" if option.name == "golden_files" else "string",
-            default=[] if option.name == "golden_files" else "",
-        )
+        if option.name == "golden_files":
+            parser.addini(option.ini, option.help, type="linelist", default=[])
+        else:
+            parser.addini(option.ini, option.help, type="string", default="")
 
 
 def _pyproject_path(config: pytest.Config) -> Path:

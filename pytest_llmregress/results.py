@@ -100,7 +100,7 @@ def partial_path(path: str | os.PathLike[str]) -> Path:
 def load_results(path: str | os.PathLike[str]) -> RunResult:
     """Read a results document, or the partial file an interrupted run left behind."""
     target = Path(path)
-    if target.suffix == ".jsonl" or not target.exists() and partial_path(target).exists():
+    if target.suffix == ".jsonl" or (not target.exists() and partial_path(target).exists()):
         source = target if target.suffix == ".jsonl" else partial_path(target)
         lines = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
         if not lines or lines[0].get("kind") != "header":

@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pytest_llmregress.cases import GoldenCase
-from pytest_llmregress.providers.base import ChatMessage, Completion, Provider, ProviderError, Request
+from pytest_llmregress.providers.base import (
+    ChatMessage,
+    Completion,
+    Provider,
+    ProviderError,
+    Request,
+)
 from pytest_llmregress.providers.registry import Endpoints, ModelRef
 from pytest_llmregress.results import CaseResult
 from pytest_llmregress.scoring.judge import build_judge_prompt, parse_judge_reply
@@ -243,7 +249,9 @@ class Runner:
         self, *, task: str, reference: str, output: str, threshold: float
     ) -> tuple[Score, Completion]:
         if self.judge is None:
-            raise ScorerError("scoring needs the judge but no judge model is set (--llm-judge-model)")
+            raise ScorerError(
+                "scoring needs the judge but no judge model is set (--llm-judge-model)"
+            )
         prompt = build_judge_prompt(task=task, reference=reference, candidate=output)
         request = Request(
             model=self.judge.model,

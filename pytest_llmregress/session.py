@@ -258,7 +258,9 @@ class LLMRegressSession:
                 scopes = self.scope_of([i.nodeid for i in item.session.items], count)
                 self._groups = {}
                 for other in golden:
-                    self._groups.setdefault(scopes.get(other.nodeid, other.nodeid), []).append(other)
+                    self._groups.setdefault(scopes.get(other.nodeid, other.nodeid), []).append(
+                        other
+                    )
             else:
                 self._groups = {"all": golden}
         for name, members in self._groups.items():
@@ -277,10 +279,12 @@ class LLMRegressSession:
     def judge_sync(
         self, output: str, reference: str, *, threshold: float = 0.85, task: str = ""
     ) -> Any:
-        """Score ``output`` against ``reference`` with the judge model (the ``llm_judge`` fixture)."""
+        """Score ``output`` against ``reference`` with the judge (the ``llm_judge`` fixture)."""
         if self.runner is None:
             raise RuntimeError("the judge runs in the processes that run tests")
-        return self.runner.judge_sync(task=task, reference=reference, output=output, threshold=threshold)
+        return self.runner.judge_sync(
+            task=task, reference=reference, output=output, threshold=threshold
+        )
 
     # -- gathering (controller) --------------------------------------------------------------
 
@@ -371,9 +375,7 @@ class LLMRegressSession:
             "started_at": self.started_at.isoformat(),
             "candidate": str(self.candidate) if self.candidate else None,
             "judge": str(self.judge) if self.judge else None,
-            "base_urls": {
-                name: self.endpoints.describe(name) for name in ("anthropic", "openai")
-            }
+            "base_urls": {name: self.endpoints.describe(name) for name in ("anthropic", "openai")}
             if self.endpoints
             else {},
             "settings": {

@@ -31,7 +31,9 @@ def _fraction(value: str) -> float:
     try:
         number = float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {value!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a number between 0 and 1, got {value!r}"
+        ) from None
     if not 0.0 <= number <= 1.0 or math.isnan(number):
         raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {value!r}")
     return number
@@ -61,7 +63,9 @@ def _positive_float(value: str) -> float:
     try:
         number = float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {value!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds > 0, got {value!r}"
+        ) from None
     if not number > 0 or math.isinf(number):
         raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {value!r}")
     return number
@@ -95,30 +99,97 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("model", _text, None, "model under test, e.g. claude-sonnet-4-6 or openai:gpt-5.5-2026-04-23; "
-           "without it golden cases are skipped", "ID"),
-    Option("judge_model", _text, None, "model that judges outputs against references; pick another "
-           "family than the candidate (self-preference bias)", "ID"),
-    Option("min_pass_rate", _fraction, 1.0, "fail the session when the golden pass rate is below this "
-           "(0..1, default 1.0: every case must pass)", "RATE"),
-    Option("max_error_rate", _fraction, 0.0, "fail the session when more than this share of golden "
-           "cases end in an error (failed model or judge call; default 0)", "RATE"),
-    Option("concurrency", _positive_int, 8, "model and judge calls in flight at once, in total across "
-           "xdist workers (default 8)", "N"),
-    Option("timeout", _positive_float, 60.0, "seconds one model call may take before it is retried "
-           "(default 60)", "SECONDS"),
-    Option("retries", _non_negative_int, 3, "retries of a call that failed for a transient reason "
-           "(429, 5xx, 529, timeouts; default 3)", "N"),
+    Option(
+        "model",
+        _text,
+        None,
+        "model under test, e.g. claude-sonnet-4-6 or openai:gpt-5.5-2026-04-23; "
+        "without it golden cases are skipped",
+        "ID",
+    ),
+    Option(
+        "judge_model",
+        _text,
+        None,
+        "model that judges outputs against references; pick another "
+        "family than the candidate (self-preference bias)",
+        "ID",
+    ),
+    Option(
+        "min_pass_rate",
+        _fraction,
+        1.0,
+        "fail the session when the golden pass rate is below this "
+        "(0..1, default 1.0: every case must pass)",
+        "RATE",
+    ),
+    Option(
+        "max_error_rate",
+        _fraction,
+        0.0,
+        "fail the session when more than this share of golden "
+        "cases end in an error (failed model or judge call; default 0)",
+        "RATE",
+    ),
+    Option(
+        "concurrency",
+        _positive_int,
+        8,
+        "model and judge calls in flight at once, in total across xdist workers (default 8)",
+        "N",
+    ),
+    Option(
+        "timeout",
+        _positive_float,
+        60.0,
+        "seconds one model call may take before it is retried (default 60)",
+        "SECONDS",
+    ),
+    Option(
+        "retries",
+        _non_negative_int,
+        3,
+        "retries of a call that failed for a transient reason (429, 5xx, 529, timeouts; default 3)",
+        "N",
+    ),
     Option("report", _text, None, "write a JSON results file here, as results arrive", "PATH"),
-    Option("serve", _text, None, "start the local provider server with this scenario file and send "
-           "every model call to it (no API key, no network)", "SCENARIO"),
-    Option("anthropic_base_url", _text, None, "base URL for Anthropic calls (default: "
-           "$ANTHROPIC_BASE_URL or the SDK's)", "URL"),
-    Option("openai_base_url", _text, None, "base URL for OpenAI and OpenAI-compatible calls (default: "
-           "$OPENAI_BASE_URL or the SDK's)", "URL"),
-    Option("worst", _non_negative_int, 5, "how many of the worst cases the summary shows (default 5)", "N"),
-    Option("golden_files", str, DEFAULT_GOLDEN_FILES, "glob patterns (matched against the path "
-           "relative to rootdir) of files collected as golden cases", cli=False),
+    Option(
+        "serve",
+        _text,
+        None,
+        "start the local provider server with this scenario file and send "
+        "every model call to it (no API key, no network)",
+        "SCENARIO",
+    ),
+    Option(
+        "anthropic_base_url",
+        _text,
+        None,
+        "base URL for Anthropic calls (default: $ANTHROPIC_BASE_URL or the SDK's)",
+        "URL",
+    ),
+    Option(
+        "openai_base_url",
+        _text,
+        None,
+        "base URL for OpenAI and OpenAI-compatible calls (default: $OPENAI_BASE_URL or the SDK's)",
+        "URL",
+    ),
+    Option(
+        "worst",
+        _non_negative_int,
+        5,
+        "how many of the worst cases the summary shows (default 5)",
+        "N",
+    ),
+    Option(
+        "golden_files",
+        str,
+        DEFAULT_GOLDEN_FILES,
+        "glob patterns (matched against the path "
+        "relative to rootdir) of files collected as golden cases",
+        cli=False,
+    ),
 )
 OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
 
@@ -174,7 +245,7 @@ def _coerce(option: Option, raw: Any, where: str) -> Any:
         if not isinstance(items, Sequence) or not all(isinstance(i, str) for i in items):
             raise SettingsError(f"{where}: expected a list of glob patterns, got {raw!r}")
         return tuple(items)
-    if isinstance(raw, bool) or isinstance(raw, (list, dict)):
+    if isinstance(raw, (bool, list, dict)):
         raise SettingsError(f"{where}: {option.help.split(';')[0]}: got {raw!r}")
     try:
         return option.parse(str(raw))

@@ -263,7 +263,8 @@ def test_results_file(
     assert by_id["case-001"]["completion"]["request_id"].startswith("req_")
     assert by_id["case-001"]["scores"][0]["scorer"] == "judge"
     text = (pytester.path / "out/results.json").read_text()
-    assert "sk-ant-test-secret" not in text and "sk-test-secret" not in text
+    assert "sk-ant-test-secret" not in text
+    assert "sk-test-secret" not in text
 
 
 def test_results_survive_a_crash(
@@ -493,7 +494,8 @@ def test_llm_judge_fixture_in_a_plain_test(
 def test_loading_the_plugin_imports_no_sdk() -> None:
     code = (
         "import sys, pytest_llmregress.plugin\n"
-        "heavy = [m for m in ('anthropic', 'openai', 'yaml', 'httpx', 'httpx2') if m in sys.modules]\n"
+        "names = ('anthropic', 'openai', 'yaml', 'httpx', 'httpx2')\n"
+        "heavy = [m for m in names if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -71,7 +71,7 @@ def translate_sdk_error(exc: BaseException, *, provider: str, model: str) -> Pro
         )
     is_timeout = "Timeout" in name
     is_connection = is_timeout or any(
-        "APIConnectionError" == cls.__name__ for cls in type(exc).__mro__
+        cls.__name__ == "APIConnectionError" for cls in type(exc).__mro__
     )
     if is_connection:
         return ProviderError(

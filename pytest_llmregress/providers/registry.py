@@ -103,7 +103,9 @@ class Endpoints:
         from_env = os.environ.get(BASE_URL_ENV[provider])
         if from_env:
             return from_env
-        return "https://api.anthropic.com" if provider == "anthropic" else "https://api.openai.com/v1"
+        return (
+            "https://api.anthropic.com" if provider == "anthropic" else "https://api.openai.com/v1"
+        )
 
 
 def endpoints_from_environment(
@@ -127,5 +129,5 @@ def local_server_endpoints(url: str) -> Endpoints:
     url = url.rstrip("/")
     return Endpoints(
         base_urls={"anthropic": url, "openai": url + "/v1"},
-        api_keys={provider: LOCAL_SERVER_KEY for provider in PROVIDERS},
+        api_keys=dict.fromkeys(PROVIDERS, LOCAL_SERVER_KEY),
     )

@@ -45,7 +45,10 @@ def summary_lines(
     lines: list[Line] = []
     status = "PASSED" if verdict.ok else "FAILED"
     lines.append(
-        Line(f"{status}: {candidate} on {verdict.total} golden cases", "green" if verdict.ok else "red")
+        Line(
+            f"{status}: {candidate} on {verdict.total} golden cases",
+            "green" if verdict.ok else "red",
+        )
     )
     if verdict.pass_rate is not None:
         low, high = verdict.interval
@@ -74,11 +77,17 @@ def summary_lines(
                 lines.append(Line(f"      {failing.scorer}: {_one_line(failing.reason)}"))
     errored = [r for r in results if r.outcome == "error"]
     if errored:
-        lines.append(Line(f"{len(errored)} errored cases:", "yellow"))
-        for result in errored[:worst]:
-            lines.append(Line(f"  {result.nodeid}: {_one_line(result.error)}", "yellow"))
-        if len(errored) > worst:
-            lines.append(Line(f"  ... and {len(errored) - worst} more"))
+        # One line per cause: 300 cases failing with one 404 read as one problem.
+        causes: dict[str, list[CaseResult]] = {}
+        for result in errored:
+            causes.setdefault(_one_line(result.error), []).append(result)
+        lines.append(Line(f"{len(errored)} errored cases, by cause:", "yellow"))
+        for cause, members in sorted(causes.items(), key=lambda kv: -len(kv[1]))[: max(worst, 1)]:
+            example = members[0].nodeid + (
+                f" and {len(members) - 1} more" if len(members) > 1 else ""
+            )
+            lines.append(Line(f"  {len(members)} x {cause}", "yellow"))
+            lines.append(Line(f"      {example}"))
 
     tokens_in = tokens_out = judge_in = judge_out = 0
     for result in results:
@@ -88,8 +97,12 @@ def summary_lines(
         if result.judge_completion is not None:
             judge_in += result.judge_completion.input_tokens
             judge_out += result.judge_completion.output_tokens
-    lines.append(Line(f"tokens: candidate {tokens_in} in / {tokens_out} out"
-                      + (f"; judge {judge_in} in / {judge_out} out" if judge else "")))
+    lines.append(
+        Line(
+            f"tokens: candidate {tokens_in} in / {tokens_out} out"
+            + (f"; judge {judge_in} in / {judge_out} out" if judge else "")
+        )
+    )
     for requested, versions in sorted(resolved.items()):
         listed = ", ".join(f"{name} x{count}" for name, count in sorted(versions.items()))
         lines.append(Line(f"answered by: {requested} -> {listed}"))

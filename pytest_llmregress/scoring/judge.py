@@ -27,7 +27,7 @@ for the same task. Judge the candidate on three criteria, each a number from 0 t
 - completeness: does the candidate cover everything the reference covers?
 - format: does the candidate follow the same format (structure, length, language, JSON shape)?
 Wording may differ; meaning may not. Answer with exactly one JSON object and nothing else:
-{"accuracy": <0..1>, "completeness": <0..1>, "format": <0..1>, "reason": "<one or two sentences>"}"""
+{"accuracy": <0..1>, "completeness": <0..1>, "format": <0..1>, "reason": "<one sentence>"}"""
 
 
 @dataclass(frozen=True)
