@@ -1,0 +1,1380 @@
+"""``llmregress import``: turn production request/response logs into a golden file.
+
+The best golden cases are real traffic. This module reads JSONL logs in three shapes (OpenAI
+chat, Anthropic messages, plain ``{input, output}``), removes duplicate conversations, samples
+to a target size stratified by a chosen field, redacts secrets and personal data, and writes a
+JSONL golden file that :func:`pytest_llmregress.cases.load_cases` loads, with stable ids so
+re-importing the same log gives the same cases.
+
+The pipeline, each step a function usable on its own:
+
+1. :func:`read_logs` / :func:`parse_record`: one :class:`LogRecord` per good line; every bad
+   line becomes a :class:`Malformed` naming its file and line.
+2. :func:`redact`: typed placeholders such as ``[REDACTED_EMAIL]`` in system, messages,
+   reference and kept metadata (skipped with ``--no-redact``).
+3. :func:`dedupe`: one record per conversation (system + messages, whitespace normalized).
+4. :func:`stratified_sample`: proportional allocation by largest remainder, seeded.
+5. :func:`to_case` / :func:`render_jsonl` / :func:`write_atomic`: the golden file.
+
+``main(argv) -> int`` is called by the ``llmregress`` dispatcher. Exit status: 0 when at least
+one case was written, 1 when none was, 2 on usage errors. Users' documentation:
+``docs/importing-traffic.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import os
+import random
+import re
+import sys
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date
+from pathlib import Path
+from typing import Any, BinaryIO, Final, Literal, TextIO, TypeVar, cast
+
+from pytest_llmregress.cases import CaseFileError, parse_jsonl
+from pytest_llmregress.stats import min_detectable_effect
+
+__all__ = [
+    "DEFAULT_SIZE",
+    "FORMATS",
+    "REDACTION_KINDS",
+    "SMALL_SET",
+    "ImportOptions",
+    "ImportResult",
+    "LogRecord",
+    "Malformed",
+    "ReadResult",
+    "RecordError",
+    "UsageError",
+    "allocate",
+    "case_id",
+    "check_options",
+    "conversation_key",
+    "dedupe",
+    "default_prefix",
+    "detect_format",
+    "detectable_drop",
+    "import_logs",
+    "length_band",
+    "luhn_ok",
+    "main",
+    "parse_record",
+    "read_logs",
+    "redact",
+    "redact_record",
+    "render_jsonl",
+    "stratified_sample",
+    "stratum_of",
+    "to_case",
+    "write_atomic",
+]
+
+PROG: Final = "llmregress import"
+
+Format = Literal["auto", "openai", "anthropic", "plain"]
+FORMATS: Final[tuple[Format, ...]] = ("auto", "openai", "anthropic", "plain")
+"""Values of ``--format``; ``auto`` detects the shape of each line."""
+
+DEFAULT_SIZE: Final = 300
+"""Default target number of cases."""
+
+SMALL_SET: Final = 200
+"""Below this many cases the import warns that a few points of regression are invisible."""
+
+ID_HASH_LENGTH: Final = 10
+"""Hex digits of the conversation's sha256 in a case id."""
+
+SHORT_LIMIT: Final = 200
+MEDIUM_LIMIT: Final = 1000
+"""``length`` strata: the user input is short below 200 characters, medium below 1000."""
+
+MAX_SHOWN_MALFORMED: Final = 50
+"""Malformed lines listed per file; the rest are counted in one line."""
+
+MAX_SHOWN_STRATA: Final = 30
+
+ASSUMED_DISCORDANCE: Final = 0.10
+"""Share of cases assumed to change verdict between two models, for the small-set warning."""
+
+MISSING: Final = "(none)"
+"""Stratum of a record that lacks the stratification field (or has null)."""
+
+REDACTION_KINDS: Final = ("api_key", "token", "email", "card", "phone")
+"""Kinds of redacted data, in reporting order."""
+
+_KIND_NAMES: Final = {
+    "api_key": ("API key", "API keys"),
+    "token": ("token", "tokens"),
+    "email": ("email address", "email addresses"),
+    "card": ("card number", "card numbers"),
+    "phone": ("phone number", "phone numbers"),
+}
+
+_CASE_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+# Top-level log fields that hold user identities; matched after lower-casing and removing
+# everything but letters and digits (so user_id, userId and User-ID all match).
+_USER_ID_KEYS: Final = frozenset(
+    {
+        "user",
+        "userid",
+        "uid",
+        "username",
+        "useremail",
+        "email",
+        "enduser",
+        "enduserid",
+        "customer",
+        "customerid",
+        "accountid",
+        "ip",
+        "ipaddress",
+        "clientip",
+        "remoteip",
+        "remoteaddr",
+    }
+)
+
+_T = TypeVar("_T")
+
+
+# --------------------------------------------------------------------------------------------
+# Records
+# --------------------------------------------------------------------------------------------
+
+
+class RecordError(ValueError):
+    """A log line that cannot become a case; the message says why."""
+
+
+class UsageError(Exception):
+    """Bad command-line arguments or paths (exit status 2)."""
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One logged exchange: the conversation up to the last user turn and the logged answer.
+
+    ``messages`` is a tuple of ``(role, content)`` with roles ``user``/``assistant`` ending with
+    ``user``. ``fields`` are the log's extra top-level fields and the contents of its
+    ``metadata`` object (user ids included; they are dropped when the case is written).
+    ``redactions`` counts what :func:`redact_record` replaced.
+    """
+
+    source: str
+    system: str | None
+    messages: tuple[tuple[str, str], ...]
+    reference: str
+    model: str | None = None
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    truncated: bool = False
+    format: str = ""
+    redactions: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def user(self) -> str:
+        """The last user message: the prompt under test."""
+        return self.messages[-1][1]
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """A log line that was skipped, and why."""
+
+    path: str
+    line: int
+    message: str
+
+    def format(self) -> str:
+        return f"{self.path}:{self.line}: skipped: {self.message}"
+
+
+@dataclass
+class ReadResult:
+    """What :func:`read_logs` found: the good records and the skipped lines."""
+
+    records: list[LogRecord] = field(default_factory=list)
+    malformed: list[Malformed] = field(default_factory=list)
+    lines: int = 0
+    files: int = 0
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+_TEXT_PARTS: Final = frozenset({"text", "input_text", "output_text"})
+# Reasoning that is not part of the answer; dropped from assistant turns.
+_DROPPED_PARTS: Final = frozenset({"thinking", "redacted_thinking", "reasoning"})
+
+
+def _content_text(content: object, where: str, *, joiner: str, allow_reasoning: bool) -> str:
+    """The text of a message content: a string, or a list of text parts/blocks."""
+    if isinstance(content, str):
+        text = content
+    elif isinstance(content, list):
+        texts: list[str] = []
+        for i, part in enumerate(content):
+            if not isinstance(part, dict):
+                raise RecordError(f"{where}[{i}]: expected a content block, got {_kind(part)}")
+            kind = part.get("type")
+            if kind in _TEXT_PARTS:
+                text_value = part.get("text")
+                if not isinstance(text_value, str):
+                    raise RecordError(
+                        f"{where}[{i}].text: expected a string, got {_kind(text_value)}"
+                    )
+                texts.append(text_value)
+            elif kind in _DROPPED_PARTS and allow_reasoning:
+                continue
+            else:
+                raise RecordError(
+                    f"{where}[{i}]: non-text content ({kind!r}); only text conversations "
+                    "can be imported"
+                )
+        text = joiner.join(texts)
+    elif content is None:
+        raise RecordError(f"{where}: no content")
+    else:
+        raise RecordError(f"{where}: expected text, got {_kind(content)}")
+    if not text.strip():
+        raise RecordError(f"{where}: empty text")
+    return text
+
+
+def _system_text(value: object, where: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value if value.strip() else None
+    return _content_text(value, where, joiner="\n\n", allow_reasoning=False)
+
+
+def _conversation(messages: object, where: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """System texts and ``(role, content)`` turns of a chat message list."""
+    if not isinstance(messages, list) or not messages:
+        got = "an empty list" if isinstance(messages, list) else _kind(messages)
+        raise RecordError(f"{where}: expected a non-empty list of messages, got {got}")
+    systems: list[str] = []
+    turns: list[tuple[str, str]] = []
+    for i, message in enumerate(messages):
+        at = f"{where}[{i}]"
+        if not isinstance(message, dict):
+            raise RecordError(f"{at}: expected a message object, got {_kind(message)}")
+        role = message.get("role")
+        if role in ("system", "developer"):
+            text = _system_text(message.get("content"), f"{at}.content")
+            if text is not None:
+                systems.append(text)
+        elif role in ("user", "assistant"):
+            if role == "assistant" and (message.get("tool_calls") or message.get("function_call")):
+                raise RecordError(
+                    f"{at}: assistant tool calls are not supported; only text conversations "
+                    "can be imported"
+                )
+            text = _content_text(
+                message.get("content"),
+                f"{at}.content",
+                joiner="\n\n",
+                allow_reasoning=role == "assistant",
+            )
+            turns.append((role, text))
+        elif role in ("tool", "function"):
+            raise RecordError(
+                f"{at}: {role} messages are not supported; only text conversations can be imported"
+            )
+        else:
+            raise RecordError(f"{at}.role: unknown role {role!r}")
+    return systems, turns
+
+
+def _check_ends_with_user(turns: list[tuple[str, str]], where: str) -> None:
+    if not turns:
+        raise RecordError(f"{where}: no user message")
+    if turns[-1][0] != "user":
+        raise RecordError(
+            f"{where}: the conversation ends with an assistant message; expected the user's turn"
+        )
+
+
+def detect_format(data: Mapping[str, Any]) -> str | None:
+    """``openai``, ``anthropic`` or ``plain`` for a log object, or None for an unknown shape."""
+    if "request" in data or "response" in data:
+        response = data.get("response")
+        request = data.get("request")
+        if isinstance(response, dict):
+            if "choices" in response:
+                return "openai"
+            if "content" in response or response.get("type") == "message":
+                return "anthropic"
+        if isinstance(request, dict) and "system" in request:
+            return "anthropic"
+        return "openai"
+    if "messages" in data:
+        return "openai"
+    if "input" in data or "output" in data:
+        return "plain"
+    return None
+
+
+def _string_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _parse_request_response(data: Mapping[str, Any], fmt: str) -> dict[str, Any]:
+    request = data.get("request")
+    response = data.get("response")
+    if not isinstance(request, dict):
+        raise RecordError(f"request: expected an object, got {_kind(request)}")
+    if response is None:
+        raise RecordError("no response: nothing for the reference (no assistant output)")
+    if not isinstance(response, dict):
+        raise RecordError(f"response: expected an object, got {_kind(response)}")
+    if "error" in response or response.get("type") == "error":
+        raise RecordError("the response is an error (no assistant output)")
+    systems, turns = _conversation(request.get("messages"), "request.messages")
+    if fmt == "anthropic":
+        system = _system_text(request.get("system"), "request.system")
+        if system is not None:
+            systems.insert(0, system)
+        reference = _content_text(
+            response.get("content"), "response.content", joiner="", allow_reasoning=True
+        )
+        truncated = response.get("stop_reason") == "max_tokens"
+    else:
+        choices = response.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise RecordError("response.choices: no choices (no assistant output)")
+        choice = choices[0]
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if not isinstance(message, dict):
+            raise RecordError("response.choices[0].message: no message (no assistant output)")
+        if message.get("tool_calls") or message.get("function_call"):
+            raise RecordError(
+                "response.choices[0].message: the answer is a tool call; only text answers "
+                "can be imported"
+            )
+        if message.get("content") is None:
+            raise RecordError("response.choices[0].message.content: no assistant output")
+        reference = _content_text(
+            message.get("content"),
+            "response.choices[0].message.content",
+            joiner="",
+            allow_reasoning=True,
+        )
+        truncated = isinstance(choice, dict) and choice.get("finish_reason") == "length"
+    _check_ends_with_user(turns, "request.messages")
+    model = (
+        _string_or_none(response.get("model"))
+        or _string_or_none(request.get("model"))
+        or _string_or_none(data.get("model"))
+    )
+    return {
+        "systems": systems,
+        "turns": turns,
+        "reference": reference,
+        "model": model,
+        "truncated": truncated,
+        "consumed": {"request", "response", "model"},
+    }
+
+
+def _parse_flat(data: Mapping[str, Any]) -> dict[str, Any]:
+    systems, turns = _conversation(data.get("messages"), "messages")
+    if not turns or turns[-1][0] != "assistant":
+        raise RecordError(
+            "messages: the last message must be the assistant's answer (no assistant output)"
+        )
+    reference = turns.pop()[1]
+    _check_ends_with_user(turns, "messages")
+    system = _system_text(data.get("system"), "system")
+    if system is not None:
+        systems.insert(0, system)
+    return {
+        "systems": systems,
+        "turns": turns,
+        "reference": reference,
+        "model": _string_or_none(data.get("model")),
+        "truncated": False,
+        "consumed": {"messages", "system", "model"},
+    }
+
+
+def _parse_plain(data: Mapping[str, Any]) -> dict[str, Any]:
+    user = data.get("input")
+    if not isinstance(user, str) or not user.strip():
+        got = "nothing" if "input" not in data else _kind(user)
+        raise RecordError(f"input: expected a non-empty string, got {got}")
+    output = data.get("output")
+    if output is None:
+        raise RecordError("output: missing (no assistant output)")
+    if not isinstance(output, str):
+        raise RecordError(f"output: expected a string, got {_kind(output)}")
+    if not output.strip():
+        raise RecordError("output: empty (no assistant output)")
+    system = data.get("system")
+    if system is not None and not isinstance(system, str):
+        raise RecordError(f"system: expected a string, got {_kind(system)}")
+    return {
+        "systems": [system] if system and system.strip() else [],
+        "turns": [("user", user)],
+        "reference": output,
+        "model": _string_or_none(data.get("model")),
+        "truncated": False,
+        "consumed": {"input", "output", "system", "model"},
+    }
+
+
+_FORMAT_NAMES: Final = {
+    "openai": "an OpenAI chat",
+    "anthropic": "an Anthropic messages",
+    "plain": "a plain {input, output}",
+}
+
+
+def parse_record(data: object, fmt: Format = "auto", *, source: str = "") -> LogRecord:
+    """The :class:`LogRecord` of one decoded log line; raises :class:`RecordError`."""
+    if not isinstance(data, dict):
+        raise RecordError(f"expected a JSON object, got {_kind(data)}")
+    detected = detect_format(data)
+    if detected is None:
+        keys = ", ".join(sorted(data)[:8]) or "none"
+        raise RecordError(
+            "unknown record shape: expected 'request' and 'response', 'messages', or "
+            f"'input' and 'output' (keys: {keys})"
+        )
+    if fmt != "auto":
+        flat = "messages" in data and "request" not in data and "response" not in data
+        compatible = detected == fmt or (flat and fmt == "anthropic")
+        if not compatible:
+            raise RecordError(
+                f"not {_FORMAT_NAMES[fmt]} record (it looks like {_FORMAT_NAMES[detected]} "
+                "record; try --format auto)"
+            )
+        detected = fmt
+    if "request" in data or "response" in data:
+        parsed = _parse_request_response(data, detected)
+    elif detected == "plain":
+        parsed = _parse_plain(data)
+    else:
+        parsed = _parse_flat(data)
+    fields: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in parsed["consumed"] or key == "metadata":
+            continue
+        fields[key] = value
+    metadata = data.get("metadata")
+    if isinstance(metadata, dict):
+        fields.update(metadata)
+    elif metadata is not None:
+        fields["metadata"] = metadata
+    systems: list[str] = parsed["systems"]
+    return LogRecord(
+        source=source,
+        system="\n\n".join(systems) if systems else None,
+        messages=tuple(parsed["turns"]),
+        reference=parsed["reference"],
+        model=parsed["model"],
+        fields=fields,
+        truncated=parsed["truncated"],
+        format=detected,
+    )
+
+
+def _reject_constant(name: str) -> Any:
+    raise RecordError(f"invalid JSON: {name} is not a JSON value")
+
+
+def _parse_line(raw: bytes, number: int, fmt: Format, label: str) -> LogRecord | str | None:
+    """A record, a reason to skip the line, or None for a blank line."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"not valid UTF-8 ({exc.reason} at byte {exc.start})"
+    if number == 1:
+        text = text.removeprefix("\ufeff")
+    if not text.strip():
+        return None
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        return f"invalid JSON at column {exc.colno}: {exc.msg}"
+    except RecordError as exc:
+        return str(exc)
+    except RecursionError:
+        return "invalid JSON: nested too deeply"
+    try:
+        return parse_record(data, fmt, source=f"{label}:{number}")
+    except RecordError as exc:
+        return str(exc)
+
+
+def _open_log(path: str) -> BinaryIO:
+    if path == "-":
+        return sys.stdin.buffer
+    if path.endswith(".gz"):
+        return cast(BinaryIO, gzip.open(path, "rb"))
+    return open(path, "rb")
+
+
+def read_logs(paths: Sequence[str], fmt: Format = "auto") -> ReadResult:
+    """Read JSONL logs (``-`` is stdin, ``*.gz`` is decompressed), skipping bad lines.
+
+    Raises :class:`OSError` (or :class:`EOFError` for a truncated gzip file) when a file
+    cannot be read at all.
+    """
+    result = ReadResult()
+    for path in paths:
+        label = "<stdin>" if path == "-" else path
+        handle = _open_log(path)
+        try:
+            for number, raw in enumerate(handle, start=1):
+                result.lines += 1
+                outcome = _parse_line(raw.rstrip(b"\r\n"), number, fmt, label)
+                if isinstance(outcome, LogRecord):
+                    result.records.append(outcome)
+                elif outcome is not None:
+                    result.malformed.append(Malformed(label, number, outcome))
+        finally:
+            if path != "-":
+                handle.close()
+        result.files += 1
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Redaction
+# --------------------------------------------------------------------------------------------
+
+
+def _digits(text: str) -> str:
+    return re.sub(r"\D", "", text)
+
+
+def luhn_ok(digits: str) -> bool:
+    """Whether a digit string passes the Luhn checksum of payment card numbers."""
+    total = 0
+    for i, char in enumerate(reversed(digits)):
+        value = int(char)
+        if i % 2 == 1:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def _card_ok(text: str) -> bool:
+    digits = _digits(text)
+    # Major industry identifiers 2-6: Mastercard 2-series, Amex/Diners/JCB, Visa,
+    # Mastercard, Discover/UnionPay/Maestro. Numbers starting 0, 1, 7, 8, 9 are not cards.
+    return 13 <= len(digits) <= 19 and digits[0] in "23456" and luhn_ok(digits)
+
+
+def _consistent_separators(text: str) -> bool:
+    return len(set(re.findall(r"[ .-]", text))) <= 1
+
+
+def _intl_phone_ok(text: str) -> bool:
+    digits = _digits(text)
+    if text.startswith("00"):
+        digits = digits[2:]
+    return 8 <= len(digits) <= 15
+
+
+def _national_phone_ok(text: str) -> bool:
+    if not 9 <= len(_digits(text)) <= 11:
+        return False
+    return "(" in text or _consistent_separators(text)
+
+
+def _nanp_phone_ok(text: str) -> bool:
+    return len(_digits(text)) in (10, 11)
+
+
+_DATE_RE: Final = re.compile(r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}")
+
+
+def _context_phone_ok(text: str) -> bool:
+    return 7 <= len(_digits(text)) <= 15 and not _DATE_RE.fullmatch(text.strip())
+
+
+def _bearer_ok(text: str) -> bool:
+    return (len(text) >= 8 and any(c.isdigit() for c in text)) or len(text) >= 24
+
+
+@dataclass(frozen=True)
+class _Rule:
+    kind: str
+    pattern: re.Pattern[str]
+    group: int | str = 0
+    check: Callable[[str], bool] | None = None
+
+
+# The end of a number: not followed by a letter or digit, nor by a separator and a digit.
+_NUM_END: Final = r"(?!\w|[.,-]\d)"
+# The start of a number: not inside a word, another number, an id, a path or a price.
+_NUM_START: Final = r"(?<![\w+#/.$€£(-])"
+
+_PLACEHOLDERS: Final = {
+    "api_key": "[REDACTED_API_KEY]",
+    "token": "[REDACTED_TOKEN]",
+    "email": "[REDACTED_EMAIL]",
+    "card": "[REDACTED_CARD]",
+    "phone": "[REDACTED_PHONE]",
+}
+
+# Applied in order: secrets first (they contain digits and '@'), then emails, cards, phones.
+_RULES: Final = (
+    # OpenAI sk-..., sk-proj-..., Anthropic sk-ant-api03-...: long, with at least one digit.
+    _Rule("api_key", re.compile(r"(?<![A-Za-z0-9_-])sk-(?=[A-Za-z0-9_-]*\d)[A-Za-z0-9_-]{20,}")),
+    # AWS access key ids.
+    _Rule(
+        "api_key", re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Za-z0-9])")
+    ),
+    # AWS secret access keys, recognized by their name.
+    _Rule(
+        "api_key",
+        re.compile(
+            r"(?i)\b(?:aws_?)?secret_?access_?key[\"']?\s*[:=]\s*[\"']?"
+            r"(?P<secret>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
+        ),
+        "secret",
+    ),
+    # GitHub tokens.
+    _Rule(
+        "api_key",
+        re.compile(r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})"),
+    ),
+    # Slack tokens and Google API keys.
+    _Rule("api_key", re.compile(r"(?<![A-Za-z0-9])xox[abposr]-[A-Za-z0-9-]{10,}")),
+    _Rule("api_key", re.compile(r"(?<![A-Za-z0-9])AIza[0-9A-Za-z_-]{35}")),
+    # JSON Web Tokens.
+    _Rule(
+        "token",
+        re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+"),
+    ),
+    # Bearer <token> and Authorization: Basic <credentials>.
+    _Rule(
+        "token",
+        re.compile(r"(?i)\bbearer\s+(?P<token>[A-Za-z0-9._~+/-]+=*)"),
+        "token",
+        _bearer_ok,
+    ),
+    _Rule(
+        "token",
+        re.compile(
+            r"(?i)\bauthorization[\"']?\s*[:=]\s*[\"']?basic\s+(?P<token>[A-Za-z0-9+/]{8,}={0,2})"
+        ),
+        "token",
+    ),
+    _Rule(
+        "email",
+        re.compile(
+            r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@"
+            r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}(?![A-Za-z0-9-])"
+        ),
+    ),
+    # Card numbers: 4-4-4-4(-3), Amex/Diners 4-6-5/4-6-4, or 13-19 digits; Luhn-checked.
+    _Rule(
+        "card",
+        re.compile(
+            _NUM_START + r"(?:\d{4}(?P<sep>[ -])\d{4}(?P=sep)\d{4}(?P=sep)\d{4}(?:(?P=sep)\d{1,3})?"
+            r"|\d{4}[ -]\d{6}[ -]\d{4,5}|\d{13,19})" + _NUM_END
+        ),
+        0,
+        _card_ok,
+    ),
+    # International: +CC or 00CC then groups, 8-15 digits (E.164).
+    _Rule(
+        "phone",
+        re.compile(
+            _NUM_START
+            + r"(?:\+|00)[1-9]\d{0,2}(?:[ .-]?\(\d{1,4}\))?(?:[ .-]?\d{1,5}){1,6}"
+            + _NUM_END
+        ),
+        0,
+        _intl_phone_ok,
+    ),
+    # North American: (212) 555-0199, 212-555-0199, 212.555.0199, 1-800-555-0199.
+    _Rule(
+        "phone",
+        re.compile(
+            r"(?<![\w+#/.$€£-])(?:1[ .-])?(?:\([2-9]\d{2}\) ?|[2-9]\d{2}[ .-])[2-9]\d{2}[ .-]\d{4}"
+            + _NUM_END
+        ),
+        0,
+        _nanp_phone_ok,
+    ),
+    # National with a trunk 0: 020 7946 0958, 07700 900123, 01 23 45 67 89, (030) 1234567.
+    _Rule(
+        "phone",
+        re.compile(
+            r"(?<![\w+#/.$€£-])(?:\(0\d{1,4}\) ?|0\d{1,4}[ .-])\d{2,8}(?:[ .-]\d{2,8}){0,3}"
+            + _NUM_END
+        ),
+        0,
+        _national_phone_ok,
+    ),
+    # Any 7-15 digit number right after a word such as "phone", "call me at", "WhatsApp".
+    _Rule(
+        "phone",
+        re.compile(
+            r"(?i)\b(?:phone|tel|telephone|mobile|cell|fax|whatsapp|call me|text me|sms)\b"
+            r"(?:\s*(?:number|no\.?|nr\.?|\#))?\s*[:=]?\s*(?:(?:is|at|on)\s+)?"
+            r"(?P<number>\+?\(?\d[\d ().-]{5,}\d)" + _NUM_END
+        ),
+        "number",
+        _context_phone_ok,
+    ),
+)
+
+
+def redact(text: str) -> tuple[str, Counter[str]]:
+    """``text`` with secrets and personal data replaced by typed placeholders, and the counts.
+
+    Kinds (:data:`REDACTION_KINDS`): ``api_key`` (OpenAI, Anthropic, AWS, GitHub, Slack,
+    Google keys) as ``[REDACTED_API_KEY]``; ``token`` (``Bearer`` tokens, JWTs, Basic
+    credentials) as ``[REDACTED_TOKEN]``; ``email``; ``card`` (13-19 digits, Luhn-checked);
+    ``phone`` (international, North American, national with a trunk 0, or any number after a
+    word like "phone").
+    """
+    counts: Counter[str] = Counter()
+    for rule in _RULES:
+        if rule.kind == "card" and not any(c.isdigit() for c in text):
+            break  # cards and phones need digits
+
+        def replace_match(match: re.Match[str], rule: _Rule = rule) -> str:
+            found = match.group(rule.group)
+            if rule.check is not None and not rule.check(found):
+                return match.group(0)
+            counts[rule.kind] += 1
+            whole = match.group(0)
+            start = match.start(rule.group) - match.start(0)
+            end = match.end(rule.group) - match.start(0)
+            return whole[:start] + _PLACEHOLDERS[rule.kind] + whole[end:]
+
+        text = rule.pattern.sub(replace_match, text)
+    return text, counts
+
+
+def _redact_value(value: Any, counts: Counter[str]) -> Any:
+    if isinstance(value, str):
+        text, found = redact(value)
+        counts.update(found)
+        return text
+    if isinstance(value, dict):
+        return {key: _redact_value(item, counts) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redact_value(item, counts) for item in value]
+    return value
+
+
+def redact_record(record: LogRecord) -> LogRecord:
+    """The record with system, messages, reference and fields redacted, and the counts."""
+    counts: Counter[str] = Counter()
+    system = None if record.system is None else _redact_value(record.system, counts)
+    messages = tuple((role, _redact_value(text, counts)) for role, text in record.messages)
+    reference = _redact_value(record.reference, counts)
+    fields = _redact_value(dict(record.fields), counts)
+    return replace(
+        record,
+        system=system,
+        messages=messages,
+        reference=reference,
+        fields=fields,
+        redactions=dict(counts),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Duplicates, ids, strata, sampling
+# --------------------------------------------------------------------------------------------
+
+
+def _normalize(text: str | None) -> str:
+    return " ".join(unicodedata.normalize("NFC", text or "").split())
+
+
+def conversation_key(system: str | None, messages: Iterable[tuple[str, str]]) -> str:
+    """A canonical string of a conversation: whitespace runs collapsed, Unicode NFC."""
+    return json.dumps(
+        {
+            "system": _normalize(system),
+            "messages": [[role, _normalize(content)] for role, content in messages],
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def case_id(prefix: str, system: str | None, messages: Iterable[tuple[str, str]]) -> str:
+    """``<prefix>-<first 10 hex of sha256 of the normalized conversation>``."""
+    digest = hashlib.sha256(conversation_key(system, messages).encode("utf-8")).hexdigest()
+    return f"{prefix}-{digest[:ID_HASH_LENGTH]}"
+
+
+def dedupe(records: Iterable[LogRecord]) -> tuple[list[LogRecord], int]:
+    """The first record of each conversation (system + messages), and how many were removed."""
+    seen: set[str] = set()
+    kept: list[LogRecord] = []
+    removed = 0
+    for record in records:
+        key = conversation_key(record.system, record.messages)
+        if key in seen:
+            removed += 1
+            continue
+        seen.add(key)
+        kept.append(record)
+    return kept, removed
+
+
+def length_band(text: str) -> str:
+    """``short`` (< 200 characters), ``medium`` (< 1000) or ``long``."""
+    if len(text) < SHORT_LIMIT:
+        return "short"
+    if len(text) < MEDIUM_LIMIT:
+        return "medium"
+    return "long"
+
+
+def _label(value: object) -> str:
+    if value is None:
+        return MISSING
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def stratum_of(record: LogRecord, by: str) -> str:
+    """The stratum of a record for ``--stratify-by``.
+
+    ``length`` is the length band of the last user message; ``model`` the logged model;
+    ``metadata.KEY`` (or just ``KEY``, dots for nested keys) a field of the log record or of
+    its ``metadata`` object. ``tag`` falls back to ``tags`` (a list becomes comma-joined).
+    A missing or null field is the stratum ``(none)``.
+    """
+    if by == "length":
+        return length_band(record.user)
+    if by == "model":
+        return record.model or MISSING
+    parts = by.removeprefix("metadata.").split(".")
+    value: Any = dict(record.fields)
+    if parts == ["tag"] and "tag" not in value and "tags" in value:
+        tags = value["tags"]
+        return ",".join(map(str, tags)) if isinstance(tags, list) and tags else _label(tags)
+    for part in parts:
+        if not isinstance(value, dict) or part not in value:
+            return MISSING
+        value = value[part]
+    return _label(value)
+
+
+def allocate(counts: Mapping[str, int], size: int) -> dict[str, int]:
+    """Proportional allocation of ``size`` over strata by largest remainder.
+
+    Each stratum gets ``floor(size * n / total)``; the seats left go to the largest
+    remainders (ties: the larger stratum, then the name). Everything when ``size >= total``.
+    """
+    total = sum(counts.values())
+    if size >= total:
+        return dict(counts)
+    shares = {name: size * n // total for name, n in counts.items()}
+    left = size - sum(shares.values())
+    order = sorted(counts, key=lambda name: (-(size * counts[name] % total), -counts[name], name))
+    for name in order[:left]:
+        shares[name] += 1
+    return shares
+
+
+def stratified_sample(
+    items: Sequence[_T], size: int, stratum: Callable[[_T], str], seed: int = 0
+) -> tuple[list[_T], dict[str, tuple[int, int]]]:
+    """A seeded proportional sample and, per stratum, ``(selected, available)``.
+
+    Strata are visited in sorted order with one ``random.Random(seed)``, so the same items,
+    size and seed always give the same sample. The sample keeps the items' order.
+    """
+    groups: dict[str, list[int]] = {}
+    for index, item in enumerate(items):
+        groups.setdefault(stratum(item), []).append(index)
+    shares = allocate({name: len(members) for name, members in groups.items()}, size)
+    rng = random.Random(seed)
+    chosen: list[int] = []
+    for name in sorted(groups):
+        members = groups[name]
+        chosen.extend(
+            members if shares[name] >= len(members) else rng.sample(members, shares[name])
+        )
+    report = {name: (shares[name], len(groups[name])) for name in groups}
+    return [items[i] for i in sorted(chosen)], report
+
+
+# --------------------------------------------------------------------------------------------
+# Cases and the golden file
+# --------------------------------------------------------------------------------------------
+
+
+def _is_user_id_key(key: str) -> bool:
+    return re.sub(r"[^a-z0-9]", "", key.lower()) in _USER_ID_KEYS
+
+
+def _drop_user_ids(fields: Mapping[str, Any], dropped: Counter[str]) -> dict[str, Any]:
+    kept: dict[str, Any] = {}
+    for key, value in fields.items():
+        if _is_user_id_key(key):
+            dropped[key] += 1
+            continue
+        kept[key] = _drop_user_ids(value, dropped) if isinstance(value, dict) else value
+    return kept
+
+
+def to_case(
+    record: LogRecord,
+    *,
+    prefix: str,
+    tags: Sequence[str] = (),
+    keep_user_ids: bool = False,
+    dropped: Counter[str] | None = None,
+) -> dict[str, Any]:
+    """The golden case of a record, keys in the order id, system, user/messages, reference,
+    tags, metadata; ``dropped`` counts the user-id fields left out, by name."""
+    fields = dict(record.fields)
+    if not keep_user_ids:
+        fields = _drop_user_ids(fields, Counter() if dropped is None else dropped)
+    metadata: dict[str, Any] = {"source": record.source}
+    if record.model:
+        metadata["model"] = record.model
+    if record.truncated:
+        metadata["truncated"] = True
+    for key in sorted(fields):
+        metadata.setdefault(key, fields[key])
+    case: dict[str, Any] = {"id": case_id(prefix, record.system, record.messages)}
+    if record.system is not None:
+        case["system"] = record.system
+    if len(record.messages) == 1:
+        case["user"] = record.messages[0][1]
+    else:
+        case["messages"] = [{"role": role, "content": text} for role, text in record.messages]
+    case["reference"] = record.reference
+    if tags:
+        case["tags"] = list(tags)
+    case["metadata"] = metadata
+    return case
+
+
+def render_jsonl(cases: Iterable[Mapping[str, Any]], header: Sequence[str] = ()) -> str:
+    """The text of a JSONL golden file: ``//`` header lines, then one case per line."""
+    lines = ["// " + " ".join(line.split()) for line in header]
+    lines.extend(json.dumps(case, ensure_ascii=False) for case in cases)
+    return "\n".join(lines) + "\n"
+
+
+def write_atomic(path: Path, text: str, *, force: bool = False) -> None:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``.
+
+    Raises :class:`FileExistsError` when ``path`` exists and ``force`` is false. Parent
+    directories are created. The new file gets the usual permissions (0666 minus the umask).
+    """
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} exists; pass --force to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{random.getrandbits(32):08x}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def detectable_drop(n: int) -> float:
+    """The smallest pass-rate drop, in points, that ``n`` paired cases detect (80% power).
+
+    Assumes about :data:`ASSUMED_DISCORDANCE` of the cases change verdict between the two
+    models; ``math.inf`` when no drop would be detected.
+    """
+    return 100.0 * min_detectable_effect(n, discordance=ASSUMED_DISCORDANCE)
+
+
+# --------------------------------------------------------------------------------------------
+# The whole import
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """Everything ``llmregress import`` takes on its command line."""
+
+    logs: tuple[str, ...]
+    output: Path
+    format: Format = "auto"
+    size: int = DEFAULT_SIZE
+    stratify_by: str | None = None
+    seed: int = 0
+    id_prefix: str | None = None
+    tags: tuple[str, ...] = ()
+    redact: bool = True
+    keep_user_ids: bool = False
+    force: bool = False
+
+
+@dataclass
+class ImportResult:
+    """What an import did; :func:`import_logs` fills it, ``main`` reports it."""
+
+    read: ReadResult
+    duplicates: int = 0
+    unique: int = 0
+    strata: dict[str, tuple[int, int]] = field(default_factory=dict)
+    cases: list[dict[str, Any]] = field(default_factory=list)
+    redactions: Counter[str] = field(default_factory=Counter)
+    dropped_fields: Counter[str] = field(default_factory=Counter)
+    prefix: str = ""
+    text: str = ""
+
+
+def default_prefix(output: Path) -> str:
+    """The id prefix from the output file's stem, made a valid case id."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", output.name.removesuffix(".jsonl"))
+    stem = re.sub(r"^[^A-Za-z0-9]+", "", stem)[:100]
+    return stem or "case"
+
+
+def _check_tags(tags: Sequence[str]) -> None:
+    """Reuse the golden-file loader's tag rules so an invalid ``--tag`` fails up front."""
+    probe = json.dumps({"id": "probe", "user": "probe", "tags": list(tags)})
+    try:
+        parse_jsonl(probe, "--tag")
+    except CaseFileError as exc:
+        raise UsageError(
+            "; ".join(problem.message for problem in exc.problems).replace("tag ", "--tag ", 1)
+        ) from None
+
+
+def check_options(options: ImportOptions) -> str:
+    """Validate options that need no log reading; returns the id prefix."""
+    if options.output.suffix.lower() != ".jsonl":
+        raise UsageError(f"the output must be a .jsonl file, got {str(options.output)!r}")
+    if options.output.is_dir():
+        raise UsageError(f"the output {str(options.output)!r} is a directory")
+    if options.output.exists() and not options.force:
+        raise UsageError(f"{options.output} exists; pass --force to overwrite it")
+    if options.size < 1:
+        raise UsageError(f"--size must be at least 1, got {options.size}")
+    by = options.stratify_by
+    if by is not None and (not by.strip() or by.endswith(".") or by == "metadata"):
+        raise UsageError(
+            f"--stratify-by: expected endpoint, tag, length, model or metadata.KEY, got {by!r}"
+        )
+    prefix = options.id_prefix if options.id_prefix is not None else default_prefix(options.output)
+    if not _CASE_ID_RE.fullmatch(prefix) or len(prefix) > 150:
+        raise UsageError(
+            f"--id-prefix {prefix!r}: it must start with a letter or digit, contain only "
+            "letters, digits, '.', '_' and '-', and be at most 150 characters"
+        )
+    _check_tags(options.tags)
+    for log in options.logs:
+        if log == "-":
+            continue
+        if not os.path.exists(log):
+            raise UsageError(f"{log}: no such file")
+        if os.path.isdir(log):
+            raise UsageError(f"{log}: is a directory; pass the log files")
+        if options.output.exists() and os.path.samefile(log, options.output):
+            raise UsageError(f"{log} is both an input and the output")
+    if options.logs.count("-") > 1:
+        raise UsageError("'-' (stdin) can be given only once")
+    return prefix
+
+
+def import_logs(options: ImportOptions, *, today: date | None = None) -> ImportResult:
+    """Read, redact, deduplicate, sample and render; nothing is written.
+
+    Raises :class:`UsageError` for bad options and :class:`OSError` for unreadable logs.
+    """
+    prefix = check_options(options)
+    read = read_logs(options.logs, options.format)
+    records = [redact_record(r) for r in read.records] if options.redact else read.records
+    unique, duplicates = dedupe(records)
+    by = options.stratify_by
+    selected, strata = stratified_sample(
+        unique,
+        options.size,
+        (lambda record: stratum_of(record, by)) if by else (lambda record: "all"),
+        options.seed,
+    )
+    result = ImportResult(read, duplicates=duplicates, unique=len(unique), prefix=prefix)
+    result.strata = strata if by else {}
+    cases: list[dict[str, Any]] = []
+    for record in selected:
+        cases.append(
+            to_case(
+                record,
+                prefix=prefix,
+                tags=options.tags,
+                keep_user_ids=options.keep_user_ids,
+                dropped=result.dropped_fields,
+            )
+        )
+        result.redactions.update(record.redactions)
+    cases.sort(key=lambda case: str(case["id"]))
+    result.cases = cases
+    if cases:
+        result.text = render_jsonl(cases, _header(options, result, today or date.today()))
+    return result
+
+
+def _header(options: ImportOptions, result: ImportResult, today: date) -> list[str]:
+    logs = ["<stdin>" if log == "-" else log for log in options.logs]
+    shown = ", ".join(logs[:3]) + (f" and {len(logs) - 3} more" if len(logs) > 3 else "")
+    details = [f"{len(result.cases)} of {result.unique} unique records"]
+    if result.duplicates:
+        details.append(f"{result.duplicates} duplicates removed")
+    if options.stratify_by:
+        details.append(f"stratified by {options.stratify_by}")
+    details.append(f"seed {options.seed}")
+    details.append("redacted" if options.redact else "NOT redacted")
+    return [
+        f"imported by llmregress import from {shown} on {today.isoformat()}: "
+        f"{len(result.cases)} cases",
+        "; ".join(details),
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of cases >= 1, got {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Turn production request/response logs (JSONL: OpenAI chat, Anthropic messages, "
+            "or plain {input, output}) into a golden file: duplicates removed, sampled, "
+            "secrets and personal data redacted, stable ids."
+        ),
+        epilog="Exit status: 0 cases written, 1 no case written, 2 usage error. "
+        "See docs/importing-traffic.md.",
+    )
+    parser.add_argument(
+        "logs", nargs="+", metavar="LOGS", help="JSONL log files ('-' for stdin, .gz is read)"
+    )
+    parser.add_argument(
+        "-o", "--output", required=True, type=Path, metavar="PATH", help="golden file (.jsonl)"
+    )
+    parser.add_argument(
+        "--format", choices=FORMATS, default="auto", help="log format (default: per line)"
+    )
+    parser.add_argument(
+        "--size",
+        type=_positive_int,
+        default=DEFAULT_SIZE,
+        metavar="N",
+        help=f"number of cases to sample (default {DEFAULT_SIZE})",
+    )
+    parser.add_argument(
+        "--stratify-by",
+        metavar="FIELD",
+        help="endpoint, tag, length (short/medium/long user input), model, or metadata.KEY",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    parser.add_argument(
+        "--id-prefix", metavar="NAME", help="case id prefix (default: the output file's stem)"
+    )
+    parser.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        dest="tags",
+        metavar="TAG",
+        help="tag every case (repeatable)",
+    )
+    parser.add_argument(
+        "--no-redact", action="store_true", help="keep secrets and personal data as logged"
+    )
+    parser.add_argument(
+        "--keep-user-ids", action="store_true", help="keep user id fields in metadata"
+    )
+    parser.add_argument("--force", action="store_true", help="overwrite an existing output")
+    return parser
+
+
+def _report_malformed(malformed: Sequence[Malformed], err: TextIO) -> None:
+    per_file: Counter[str] = Counter()
+    hidden: Counter[str] = Counter()
+    for item in malformed:
+        per_file[item.path] += 1
+        if per_file[item.path] <= MAX_SHOWN_MALFORMED:
+            print(f"{PROG}: {item.format()}", file=err)
+        else:
+            hidden[item.path] += 1
+    for path, count in hidden.items():
+        print(f"{PROG}: {path}: {_plural(count, 'more malformed line')} not shown", file=err)
+
+
+def _report(options: ImportOptions, result: ImportResult, out: TextIO, err: TextIO) -> None:
+    read = result.read
+    skipped = len(read.malformed)
+    line = f"read {_plural(len(read.records), 'record')} from {_plural(read.files, 'file')}"
+    if skipped:
+        line += f" ({_plural(skipped, 'malformed line')} skipped)"
+    print(line, file=out)
+    print(f"removed {_plural(result.duplicates, 'duplicate')}", file=out)
+    n = len(result.cases)
+    if result.unique <= options.size:
+        print(
+            f"kept all {_plural(result.unique, 'unique record')} (--size is {options.size})",
+            file=out,
+        )
+    else:
+        how = f", stratified by {options.stratify_by}" if options.stratify_by else ""
+        print(
+            f"sampled {n} of {_plural(result.unique, 'unique record')}{how} (seed {options.seed})",
+            file=out,
+        )
+    if options.stratify_by and result.strata:
+        ordered = sorted(result.strata.items(), key=lambda kv: (-kv[1][1], kv[0]))
+        width = max(len(name) for name, _ in ordered[:MAX_SHOWN_STRATA])
+        print(f"  {options.stratify_by:<{width}}  selected of available", file=out)
+        for name, (chosen, available) in ordered[:MAX_SHOWN_STRATA]:
+            print(f"  {name:<{width}}  {chosen:>8} of {available}", file=out)
+        if len(ordered) > MAX_SHOWN_STRATA:
+            print(f"  ... and {len(ordered) - MAX_SHOWN_STRATA} more strata", file=out)
+        if set(result.strata) == {MISSING}:
+            print(
+                f"{PROG}: warning: no record has the field {options.stratify_by!r}; "
+                "the sample is not stratified",
+                file=err,
+            )
+    if options.redact:
+        found = [
+            _plural(result.redactions[kind], *_KIND_NAMES[kind])
+            for kind in REDACTION_KINDS
+            if result.redactions[kind]
+        ]
+        print("redacted: " + (", ".join(found) if found else "nothing found"), file=out)
+    else:
+        print(
+            f"{PROG}: warning: redaction is off (--no-redact): the cases may hold secrets "
+            "and personal data as logged",
+            file=err,
+        )
+    if result.dropped_fields:
+        names = ", ".join(sorted(result.dropped_fields))
+        total = sum(result.dropped_fields.values())
+        print(
+            f"dropped {_plural(total, 'user-id field')} ({names}); --keep-user-ids keeps them",
+            file=out,
+        )
+
+
+def _warn_small(n: int, err: TextIO) -> None:
+    drop = detectable_drop(n)
+    if drop == float("inf") or drop >= 100:
+        can = "no pass-rate drop can be reliably detected"
+    else:
+        can = f"only pass-rate drops of about {round(drop)} points or more are visible"
+    print(
+        f"{PROG}: warning: only {_plural(n, 'case')}: too small to see a regression of a few "
+        f"points; with {n} cases {can} (80% power, assuming about 1 case in 10 changes "
+        f"verdict between models). Aim for {SMALL_SET}-{DEFAULT_SIZE} cases or more: "
+        f"{DEFAULT_SIZE} cases show drops of about {round(detectable_drop(DEFAULT_SIZE))} "
+        "points.",
+        file=err,
+    )
+
+
+def _options(args: argparse.Namespace) -> ImportOptions:
+    return ImportOptions(
+        logs=tuple(args.logs),
+        output=args.output,
+        format=args.format,
+        size=args.size,
+        stratify_by=args.stratify_by,
+        seed=args.seed,
+        id_prefix=args.id_prefix,
+        tags=tuple(args.tags),
+        redact=not args.no_redact,
+        keep_user_ids=args.keep_user_ids,
+        force=args.force,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``llmregress import LOGS... -o FILE``; returns the exit status."""
+    out, err = sys.stdout, sys.stderr
+    try:
+        args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
+    options = _options(args)
+    try:
+        result = import_logs(options)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=err)
+        return 2
+    except (OSError, EOFError) as exc:
+        print(f"{PROG}: error: cannot read the logs: {exc}", file=err)
+        return 1
+    _report_malformed(result.read.malformed, err)
+    _report(options, result, out, err)
+    if not result.cases:
+        print(f"{PROG}: error: no cases to write; {options.output} was not written", file=err)
+        return 1
+    try:
+        parse_jsonl(result.text, str(options.output))
+    except CaseFileError as exc:  # a bug here, not in the logs
+        print(f"{PROG}: error: the generated cases do not load:\n{exc}", file=err)
+        return 1
+    try:
+        write_atomic(options.output, result.text, force=options.force)
+    except FileExistsError as exc:
+        print(f"{PROG}: error: {exc}", file=err)
+        return 2
+    except OSError as exc:
+        print(f"{PROG}: error: cannot write {options.output}: {exc}", file=err)
+        return 1
+    print(f"wrote {_plural(len(result.cases), 'case')} to {options.output}", file=out)
+    if len(result.cases) < SMALL_SET:
+        _warn_small(len(result.cases), err)
+    return 0
