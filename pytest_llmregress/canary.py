@@ -582,6 +582,10 @@ def canary_config_from_mapping(
             )
         except (TypeError, ValueError) as exc:
             raise error(key, str(exc)) from None
+    try:
+        _check_stages(stages)
+    except ValueError as exc:
+        raise error("stages", str(exc)) from None
     min_requests = table.get("min_requests", DEFAULT_MIN_REQUESTS)
     try:
         return CanaryConfig(

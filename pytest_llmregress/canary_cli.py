@@ -140,9 +140,11 @@ def _split_eol(line: str) -> tuple[str, str]:
     return line, ""
 
 
-def _table_region(lines: Sequence[str], table: tuple[str, ...]) -> tuple[int, int]:
-    """(first line after the table's header, index of the next header or len(lines))."""
+def _table_lines(lines: Sequence[str], table: tuple[str, ...]) -> list[int]:
+    """Indices of the lines of ``table`` (after its header, up to the next header) that do not
+    start inside a multi-line string; the approximation is safe because edits are verified."""
     start: int | None = None
+    found: list[int] = []
     in_multiline: str | None = None
     for index, line in enumerate(lines):
         body, _ = _split_eol(line)
@@ -150,15 +152,18 @@ def _table_region(lines: Sequence[str], table: tuple[str, ...]) -> tuple[int, in
             header = _HEADER.match(body)
             if header is not None:
                 if start is not None:
-                    return start, index
+                    return found
                 if not header.group("array") and _split_dotted(header.group("key")) == table:
-                    start = index + 1
+                    start = index
+                    continue
+            if start is not None:
+                found.append(index)
         for quote in ('"""', "'''"):
             if in_multiline in (None, quote) and body.count(quote) % 2 == 1:
                 in_multiline = quote if in_multiline is None else None
     if start is None:
         raise CanaryEditError(f"no [{'.'.join(table)}] table header")
-    return start, len(lines)
+    return found
 
 
 def format_pct(value: float) -> str:
@@ -183,11 +188,11 @@ def edit_canary_text(text: str, path: Path, canary_pct: float, started_at: datet
     """
     table = canary_table_path(path)
     lines = text.splitlines(keepends=True)
-    start, end = _table_region(lines, table)
+    candidates = _table_lines(lines, table)
     found: dict[str, int] = {}
     for key in ("canary_pct", "stage_started_at"):
         pattern = _key_line(key)
-        for index in range(start, end):
+        for index in candidates:
             body, _ = _split_eol(lines[index])
             if pattern.match(body):
                 found[key] = index
@@ -238,7 +243,10 @@ def _verify(old: str, new: str, path: Path, canary_pct: float, started_at: datet
         after = tomllib.loads(new)
     except tomllib.TOMLDecodeError as exc:
         raise CanaryEditError(f"the edited file would not parse: {exc}") from None
-    config = parse_canary_config(new, path)
+    try:
+        config = parse_canary_config(new, path)
+    except CanaryConfigError as exc:
+        raise CanaryEditError(f"the edited file would be invalid: {exc}") from None
     expected_start = started_at.astimezone(UTC).replace(microsecond=0)
     if config.canary_pct != canary_pct or config.stage_started_at != expected_start:
         raise CanaryEditError("the edit did not set canary_pct and stage_started_at as intended")
