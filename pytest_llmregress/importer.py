@@ -27,6 +27,7 @@ import argparse
 import gzip
 import hashlib
 import json
+import math
 import os
 import random
 import re
@@ -40,7 +41,6 @@ from pathlib import Path
 from typing import Any, BinaryIO, Final, Literal, TextIO, TypeVar, cast
 
 from pytest_llmregress.cases import CaseFileError, parse_jsonl
-from pytest_llmregress.stats import min_detectable_effect
 
 __all__ = [
     "DEFAULT_SIZE",
@@ -103,6 +103,10 @@ MAX_SHOWN_STRATA: Final = 30
 
 ASSUMED_DISCORDANCE: Final = 0.10
 """Share of cases assumed to change verdict between two models, for the small-set warning."""
+
+_Z_ALPHA: Final = 1.959963984540054  # two-sided 5%
+_Z_POWER: Final = 0.8416212335729143  # 80% power
+_MIN_FLIPS: Final = 6  # fewest one-way flips the exact McNemar test finds significant at 5%
 
 MISSING: Final = "(none)"
 """Stratum of a record that lacks the stratification field (or has null)."""
@@ -978,7 +982,7 @@ def to_case(
         case["messages"] = [{"role": role, "content": text} for role, text in record.messages]
     case["reference"] = record.reference
     if tags:
-        case["tags"] = list(tags)
+        case["tags"] = list(dict.fromkeys(tags))
     case["metadata"] = metadata
     return case
 
@@ -1013,12 +1017,17 @@ def write_atomic(path: Path, text: str, *, force: bool = False) -> None:
 
 
 def detectable_drop(n: int) -> float:
-    """The smallest pass-rate drop, in points, that ``n`` paired cases detect (80% power).
+    """The smallest pass-rate drop, in points, that ``n`` paired cases detect.
 
-    Assumes about :data:`ASSUMED_DISCORDANCE` of the cases change verdict between the two
-    models; ``math.inf`` when no drop would be detected.
+    The normal approximation of McNemar's test at a two-sided 5% level with 80% power, when
+    about :data:`ASSUMED_DISCORDANCE` of the cases change verdict between the two models:
+    ``(1.96 + 0.84) * sqrt(0.10 / n)``; never below the 6 one-way flips the exact test needs
+    to call anything significant. ``math.inf`` when even a drop from 100% to 0% is not seen.
     """
-    return 100.0 * min_detectable_effect(n, discordance=ASSUMED_DISCORDANCE)
+    if n <= 0:
+        return math.inf
+    drop = max((_Z_ALPHA + _Z_POWER) * math.sqrt(ASSUMED_DISCORDANCE / n), _MIN_FLIPS / n)
+    return math.inf if drop > 1.0 else 100.0 * drop
 
 
 # --------------------------------------------------------------------------------------------
@@ -1310,7 +1319,7 @@ def _report(options: ImportOptions, result: ImportResult, out: TextIO, err: Text
 
 def _warn_small(n: int, err: TextIO) -> None:
     drop = detectable_drop(n)
-    if drop == float("inf") or drop >= 100:
+    if math.isinf(drop):
         can = "no pass-rate drop can be reliably detected"
     else:
         can = f"only pass-rate drops of about {round(drop)} points or more are visible"
