@@ -281,12 +281,17 @@ def min_detectable_effect(
 
         delta * sqrt(n) = z(1 - alpha/2) * sqrt(psi) + z(power) * sqrt(psi - delta**2)
 
-    which is solved for ``delta`` by bisection. ``discordance`` is the observed (or an
-    assumed) discordance rate; a drop of ``delta`` needs at least ``delta`` of the cases to
-    flip, so ``psi`` is taken as ``max(discordance, delta)``. Without ``discordance`` the two
-    runs are assumed independent given the pass rates (``psi = p(1 - p') + p'(1 - p)`` with
-    ``p = baseline_rate`` and ``p' = p - delta``), which is the unpaired two-proportion
-    answer and an upper bound for models whose verdicts agree more often than chance.
+    which is solved for ``delta`` by bisection.
+
+    ``discordance`` is the noise floor: the share of cases that flip between two runs when
+    there is no real difference (measured by an A/A run, or estimated from a comparison as
+    the flips that cancel out, ``2 * min(b, c) / n``). Noise flips go both ways, so a real
+    drop of ``delta`` adds ``delta`` one-way flips: ``psi = discordance + delta``.
+
+    Without ``discordance`` the two runs are assumed independent given their pass rates
+    (``psi = p(1 - p') + p'(1 - p)`` with ``p = baseline_rate`` and ``p' = p - delta``): the
+    classical unpaired two-proportion answer, an upper bound for models whose verdicts
+    agree more often than chance.
 
     The result is never below ``k / n`` where ``k`` is the fewest one-directional flips the
     exact test can call significant (6 at alpha = 0.05), and is ``math.inf`` when no drop,
@@ -308,11 +313,9 @@ def min_detectable_effect(
 
     def psi(delta: float) -> float:
         if discordance is not None:
-            base = discordance
-        else:
-            p, q = baseline_rate, baseline_rate - delta
-            base = p * (1.0 - q) + q * (1.0 - p)
-        return min(1.0, max(base, delta))
+            return min(1.0, discordance + delta)
+        p, q = baseline_rate, baseline_rate - delta
+        return min(1.0, max(p * (1.0 - q) + q * (1.0 - p), delta))
 
     def shortfall(delta: float) -> float:
         share = psi(delta)

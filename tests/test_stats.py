@@ -249,14 +249,15 @@ def _required_n(delta: float, psi: float, alpha: float = 0.05, power: float = 0.
 
 
 def test_mde_inverts_the_sample_size_formula() -> None:
-    # delta 0.10 with 20% discordance needs 154.6 pairs (textbook value ~155).
+    # delta 0.10 with 20% discordance needs 154.6 pairs (textbook value ~155); a 20%
+    # discordance at a 10-point drop is a 10% noise floor plus the 10 one-way flips.
     assert _required_n(0.1, 0.2) == pytest.approx(154.6, abs=0.1)
-    mde = min_detectable_effect(155, 0.05, 0.8, discordance=0.2)
+    mde = min_detectable_effect(155, 0.05, 0.8, discordance=0.1)
     assert mde == pytest.approx(0.1, abs=0.001)
     assert mde <= 0.1
-    for n, psi in ((300, 0.1), (1000, 0.05), (80, 0.3)):
-        delta = min_detectable_effect(n, discordance=psi)
-        assert _required_n(delta, psi) == pytest.approx(n, rel=1e-6)
+    for n, noise in ((300, 0.1), (1000, 0.05), (80, 0.3)):
+        delta = min_detectable_effect(n, discordance=noise)
+        assert _required_n(delta, noise + delta) == pytest.approx(n, rel=1e-6)
 
 
 def test_mde_shrinks_with_more_cases_and_grows_with_noise() -> None:
@@ -289,7 +290,7 @@ def test_mde_unpaired_default_and_floors() -> None:
     assert high == pytest.approx(0.0905, abs=0.001)
     assert min_detectable_effect(300, baseline_rate=0.85) == pytest.approx(high, rel=0.02)
     # The paired answer with a realistic discordance is much smaller.
-    assert min_detectable_effect(300, discordance=0.06) < high / 2
+    assert min_detectable_effect(300, discordance=0.02) < high / 2
     # No flips observed: the exact test still needs 6 one-sided flips at alpha 0.05.
     assert min_detectable_effect(1000, discordance=0.0) >= 6 / 1000
     assert min_detectable_effect(3) == math.inf
@@ -300,10 +301,11 @@ def test_mde_unpaired_default_and_floors() -> None:
 
 def test_mde_has_about_the_promised_power() -> None:
     """Simulated exact McNemar tests at the detectable drop reject about 80% of the time."""
-    n, psi = 300, 0.12
-    delta = min_detectable_effect(n, discordance=psi)
+    n, noise = 300, 0.08
+    delta = min_detectable_effect(n, discordance=noise)
     rng = random.Random(2)
-    p_worse = (psi + delta) / 2  # pass->fail share; fail->pass share is psi - p_worse
+    psi = noise + delta  # all flips; pass->fail flips are noise / 2 + delta
+    p_worse = noise / 2 + delta
     rejections = 0
     sims = 600
     cache: dict[tuple[int, int], float] = {}

@@ -1,0 +1,989 @@
+"""Paired comparison of two runs of the same golden cases: does the candidate regress?
+
+A comparison pairs the cases of two results documents by ``(path, case_id)``, keeps the cases
+that were scored in both runs, and asks two questions of them:
+
+1. Is the candidate's pass rate lower than the baseline's by more than the practical margin
+   (``max_regression``, a fraction: 0.05 is five percentage points)?
+2. Is the difference more than noise? The exact McNemar test on the flips (cases that passed
+   in one run and failed in the other) answers at significance level ``alpha``.
+
+Only when both hold is the verdict ``"regression"``; the ``reasons`` say which condition
+fired and which did not. The comparison also reports Wilson intervals for both pass rates,
+a seeded paired-bootstrap interval for the mean score difference, and the smallest drop the
+set can detect at its size (:func:`pytest_llmregress.stats.min_detectable_effect`).
+
+:func:`alias_moved` reports model aliases that resolved to different versions (or system
+fingerprints) between or within runs, and :func:`attribute` splits a migration's change into
+the effect of the model, of the prompt, and their interaction from four runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pytest_llmregress.report.terminal import Line
+from pytest_llmregress.results import CaseResult, RunResult
+from pytest_llmregress.stats import (
+    BootstrapInterval,
+    mcnemar_exact,
+    min_detectable_effect,
+    paired_bootstrap_ci,
+    sign_test,
+    wilson_interval,
+)
+
+Flip = Literal["pass->fail", "fail->pass"]
+VerdictName = Literal["regression", "within noise", "improvement"]
+CaseKey = tuple[str, str]  # (path, case_id)
+
+DEFAULT_MAX_REGRESSION = 0.05
+DEFAULT_ALPHA = 0.05
+DEFAULT_POWER = 0.8
+DEFAULT_RESAMPLES = 2000
+
+
+def case_key(result: CaseResult) -> CaseKey:
+    """What pairs a case across runs: its golden file and its id within that file."""
+    return (result.path, result.case_id)
+
+
+def _passed(result: CaseResult) -> bool:
+    return result.outcome == "passed"
+
+
+def _pct(value: float) -> str:
+    return f"{value:.1%}"
+
+
+def _points(value: float) -> str:
+    """A difference of rates in percentage points: 0.1 -> '10.0 points'."""
+    amount = abs(value) * 100
+    return f"{amount:.1f} point" + ("" if round(amount, 1) == 1.0 else "s")
+
+
+def _margin(value: float) -> str:
+    """The margin as an adjective: 0.05 -> 'the 5.0-point margin'."""
+    return f"the {abs(value) * 100:.1f}-point margin"
+
+
+def _cases(count: int) -> str:
+    return f"{count} case" + ("" if count == 1 else "s")
+
+
+def _p(value: float) -> str:
+    return f"{value:.2g}" if value < 0.001 else f"{value:.3f}"
+
+
+def _one_line(text: str | None, limit: int = 160) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def run_label(run: RunResult, fallback: str) -> str:
+    """The model a run evaluated (``metadata.candidate``), else ``fallback``."""
+    candidate = run.metadata.get("candidate")
+    return str(candidate) if candidate else fallback
+
+
+# --- pairing ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PairedCase:
+    """One golden case as both runs saw it."""
+
+    baseline: CaseResult
+    candidate: CaseResult
+
+    @property
+    def key(self) -> CaseKey:
+        return case_key(self.candidate)
+
+    @property
+    def case_id(self) -> str:
+        return self.candidate.case_id
+
+    @property
+    def path(self) -> str:
+        return self.candidate.path
+
+    @property
+    def nodeid(self) -> str:
+        return self.candidate.nodeid
+
+    @property
+    def baseline_output(self) -> str | None:
+        return self.baseline.output
+
+    @property
+    def candidate_output(self) -> str | None:
+        return self.candidate.output
+
+    @property
+    def baseline_score(self) -> float | None:
+        return self.baseline.score
+
+    @property
+    def candidate_score(self) -> float | None:
+        return self.candidate.score
+
+    @property
+    def errored(self) -> bool:
+        return self.baseline.outcome == "error" or self.candidate.outcome == "error"
+
+    @property
+    def delta(self) -> float | None:
+        """Candidate score minus baseline score; None when either has no score."""
+        if self.errored or self.baseline_score is None or self.candidate_score is None:
+            return None
+        return self.candidate_score - self.baseline_score
+
+    @property
+    def flip(self) -> Flip | None:
+        if self.errored:
+            return None
+        before, after = _passed(self.baseline), _passed(self.candidate)
+        if before and not after:
+            return "pass->fail"
+        if after and not before:
+            return "fail->pass"
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "case_id": self.case_id,
+            "path": self.path,
+            "nodeid": self.nodeid,
+            "baseline_outcome": self.baseline.outcome,
+            "candidate_outcome": self.candidate.outcome,
+            "baseline_score": self.baseline_score,
+            "candidate_score": self.candidate_score,
+            "delta": self.delta,
+            "flip": self.flip,
+            "threshold": self.candidate.threshold,
+            "baseline_output": self.baseline_output,
+            "candidate_output": self.candidate_output,
+            "baseline_error": self.baseline.error,
+            "candidate_error": self.candidate.error,
+        }
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """The cases of two runs matched by ``(path, case_id)``; nothing is silently dropped.
+
+    ``paired`` holds cases scored in both runs (the statistics use only these), ``errored``
+    cases present in both runs but an error in either, ``only_baseline`` and
+    ``only_candidate`` cases one run lacks, and ``duplicates`` keys seen more than once in
+    one run (the first occurrence is used).
+    """
+
+    paired: tuple[PairedCase, ...]
+    errored: tuple[PairedCase, ...]
+    only_baseline: tuple[CaseResult, ...]
+    only_candidate: tuple[CaseResult, ...]
+    duplicates: tuple[CaseKey, ...] = ()
+
+    @property
+    def flips(self) -> tuple[PairedCase, ...]:
+        return tuple(p for p in self.paired if p.flip is not None)
+
+    @property
+    def pass_to_fail(self) -> tuple[PairedCase, ...]:
+        return tuple(p for p in self.paired if p.flip == "pass->fail")
+
+    @property
+    def fail_to_pass(self) -> tuple[PairedCase, ...]:
+        return tuple(p for p in self.paired if p.flip == "fail->pass")
+
+
+def _index(results: Iterable[CaseResult], duplicates: list[CaseKey]) -> dict[CaseKey, CaseResult]:
+    index: dict[CaseKey, CaseResult] = {}
+    for result in results:
+        key = case_key(result)
+        if key in index:
+            duplicates.append(key)
+            continue
+        index[key] = result
+    return index
+
+
+def pair_runs(baseline: RunResult, candidate: RunResult) -> Pairing:
+    """Match the cases of two runs by ``(path, case_id)``, in the baseline's order."""
+    duplicates: list[CaseKey] = []
+    before = _index(baseline.cases, duplicates)
+    after = _index(candidate.cases, duplicates)
+    paired: list[PairedCase] = []
+    errored: list[PairedCase] = []
+    only_baseline: list[CaseResult] = []
+    for key, result in before.items():
+        other = after.get(key)
+        if other is None:
+            only_baseline.append(result)
+            continue
+        pair = PairedCase(result, other)
+        (errored if pair.errored else paired).append(pair)
+    only_candidate = [result for key, result in after.items() if key not in before]
+    return Pairing(
+        tuple(paired),
+        tuple(errored),
+        tuple(only_baseline),
+        tuple(only_candidate),
+        tuple(dict.fromkeys(duplicates)),
+    )
+
+
+# --- drift: aliases that moved ---------------------------------------------------------------
+
+VersionField = Literal["resolved_model", "system_fingerprint"]
+MoveScope = Literal["between runs", "within baseline", "within candidate"]
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """A requested model that was answered by different versions (or fingerprints).
+
+    ``baseline`` and ``candidate`` count the versions each run saw; for a move within one
+    run the other run's mapping is empty.
+    """
+
+    requested: str  # "provider:requested model", as in the results' resolved_models
+    attribute: VersionField
+    scope: MoveScope
+    baseline: Mapping[str, int] = field(default_factory=dict)
+    candidate: Mapping[str, int] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        what = "resolved to" if self.attribute == "resolved_model" else "had system fingerprint"
+        if self.scope == "between runs":
+            return (
+                f"{self.requested} {what} {_versions(self.baseline)} in the baseline "
+                f"but {_versions(self.candidate)} in the candidate run"
+            )
+        seen = self.baseline if self.scope == "within baseline" else self.candidate
+        kind = "versions" if self.attribute == "resolved_model" else "system fingerprints"
+        run = self.scope.removeprefix("within ")
+        return f"{self.requested} answered with {len(seen)} {kind} within the {run} run: " + (
+            _versions(seen)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requested": self.requested,
+            "attribute": self.attribute,
+            "scope": self.scope,
+            "baseline": dict(self.baseline),
+            "candidate": dict(self.candidate),
+            "description": self.describe(),
+        }
+
+
+def _versions(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{name} x{count}" for name, count in sorted(counts.items()))
+
+
+def model_versions(run: RunResult) -> dict[str, dict[VersionField, dict[str, int]]]:
+    """requested model -> {"resolved_model": {version: count}, "system_fingerprint": {...}}.
+
+    Counts the candidate's and the judge's completions alike: a judge alias that moves
+    changes scores as surely as a candidate alias.
+    """
+    seen: dict[str, dict[VersionField, dict[str, int]]] = {}
+    for result in run.cases:
+        for completion in (result.completion, result.judge_completion):
+            if completion is None:
+                continue
+            requested = f"{completion.provider}:{completion.requested_model}"
+            per = seen.setdefault(requested, {"resolved_model": {}, "system_fingerprint": {}})
+            resolved = per["resolved_model"]
+            resolved[completion.resolved_model] = resolved.get(completion.resolved_model, 0) + 1
+            if completion.system_fingerprint:
+                prints = per["system_fingerprint"]
+                fp = completion.system_fingerprint
+                prints[fp] = prints.get(fp, 0) + 1
+    return seen
+
+
+def within_run_moves(run: RunResult, scope: MoveScope = "within candidate") -> list[AliasMove]:
+    """Requested models that one run saw answered by more than one version or fingerprint."""
+    moves: list[AliasMove] = []
+    attribute: VersionField
+    for requested, per in sorted(model_versions(run).items()):
+        for attribute in ("resolved_model", "system_fingerprint"):
+            counts = per[attribute]
+            if len(counts) > 1:
+                if scope == "within baseline":
+                    moves.append(AliasMove(requested, attribute, scope, baseline=dict(counts)))
+                else:
+                    moves.append(AliasMove(requested, attribute, scope, candidate=dict(counts)))
+    return moves
+
+
+def alias_moved(baseline: RunResult, candidate: RunResult) -> list[AliasMove]:
+    """Aliases whose resolved version or system fingerprint changed between or within runs.
+
+    Between runs, a requested model (provider and id) present in both runs moved when the
+    sets of versions differ; fingerprints are compared only when both runs report them
+    (Anthropic does not). Within a run, more than one version for one requested model is a
+    move. Requested models present in only one run (the migration itself) are not moves.
+    """
+    before, after = model_versions(baseline), model_versions(candidate)
+    moves: list[AliasMove] = []
+    attribute: VersionField
+    for requested in sorted(before.keys() & after.keys()):
+        for attribute in ("resolved_model", "system_fingerprint"):
+            old, new = before[requested][attribute], after[requested][attribute]
+            if old and new and old.keys() != new.keys():
+                moves.append(AliasMove(requested, attribute, "between runs", dict(old), dict(new)))
+    moves += within_run_moves(baseline, "within baseline")
+    moves += within_run_moves(candidate, "within candidate")
+    return moves
+
+
+# --- the comparison --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RateSummary:
+    """One run's pass rate over the paired cases, with its Wilson interval."""
+
+    passed: int
+    scored: int
+    mean_score: float | None
+
+    @property
+    def rate(self) -> float | None:
+        return self.passed / self.scored if self.scored else None
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson_interval(self.passed, self.scored)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "scored": self.scored,
+            "pass_rate": self.rate,
+            "interval95": list(self.interval),
+            "mean_score": self.mean_score,
+        }
+
+
+def _rates(results: Sequence[CaseResult]) -> RateSummary:
+    scores = [r.score for r in results if r.score is not None]
+    return RateSummary(
+        passed=sum(1 for r in results if _passed(r)),
+        scored=len(results),
+        mean_score=math.fsum(scores) / len(scores) if scores else None,
+    )
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The paired comparison of a candidate run with a baseline run, and its verdict."""
+
+    baseline_label: str
+    candidate_label: str
+    pairing: Pairing
+    baseline: RateSummary
+    candidate: RateSummary
+    p_value: float
+    score_delta: BootstrapInterval | None
+    min_detectable_effect: float
+    margin_exceeded: bool
+    significant: bool
+    verdict: VerdictName
+    reasons: tuple[str, ...]
+    max_regression: float
+    alpha: float
+    power: float
+    seed: int
+    mid_p: bool = False
+    alias_moves: tuple[AliasMove, ...] = ()
+
+    @property
+    def n(self) -> int:
+        """Cases scored in both runs: the sample the statistics are about."""
+        return len(self.pairing.paired)
+
+    @property
+    def pass_to_fail(self) -> int:
+        return len(self.pairing.pass_to_fail)
+
+    @property
+    def fail_to_pass(self) -> int:
+        return len(self.pairing.fail_to_pass)
+
+    @property
+    def difference(self) -> float:
+        """Candidate pass rate minus baseline pass rate (negative: the candidate is worse)."""
+        return (self.fail_to_pass - self.pass_to_fail) / self.n if self.n else 0.0
+
+    @property
+    def discordance(self) -> float:
+        """The share of paired cases whose verdict flipped."""
+        return (self.pass_to_fail + self.fail_to_pass) / self.n if self.n else 0.0
+
+    @property
+    def noise_floor(self) -> float:
+        """The estimated share of cases flipping by chance (see :func:`noise_floor`)."""
+        return noise_floor(self.pass_to_fail, self.fail_to_pass, self.n)
+
+    @property
+    def is_regression(self) -> bool:
+        return self.verdict == "regression"
+
+    def to_dict(self, *, cases: bool = True) -> dict[str, Any]:
+        pairing = self.pairing
+        data: dict[str, Any] = {
+            "baseline": {"label": self.baseline_label, **self.baseline.to_dict()},
+            "candidate": {"label": self.candidate_label, **self.candidate.to_dict()},
+            "paired_cases": self.n,
+            "difference": self.difference,
+            "pass_to_fail": self.pass_to_fail,
+            "fail_to_pass": self.fail_to_pass,
+            "discordance": self.discordance,
+            "noise_floor": self.noise_floor,
+            "mcnemar_p": self.p_value,
+            "mid_p": self.mid_p,
+            "score_delta": None
+            if self.score_delta is None
+            else {
+                "mean": self.score_delta.mean,
+                "low": self.score_delta.low,
+                "high": self.score_delta.high,
+                "confidence": self.score_delta.confidence,
+                "resamples": self.score_delta.resamples,
+                "n": self.score_delta.n,
+                "seed": self.score_delta.seed,
+            },
+            "min_detectable_effect": _finite(self.min_detectable_effect),
+            "max_regression": self.max_regression,
+            "alpha": self.alpha,
+            "power": self.power,
+            "seed": self.seed,
+            "margin_exceeded": self.margin_exceeded,
+            "significant": self.significant,
+            "verdict": self.verdict,
+            "reasons": list(self.reasons),
+            "alias_moves": [move.to_dict() for move in self.alias_moves],
+            "errored": [p.to_dict() for p in pairing.errored],
+            "only_baseline": [r.nodeid for r in pairing.only_baseline],
+            "only_candidate": [r.nodeid for r in pairing.only_candidate],
+            "duplicates": [list(key) for key in pairing.duplicates],
+        }
+        if cases:
+            data["cases"] = [p.to_dict() for p in pairing.paired]
+        return data
+
+
+def noise_floor(pass_to_fail: int, fail_to_pass: int, n: int) -> float:
+    """The share of cases flipping by chance, estimated from the flips that cancel out.
+
+    Noise flips go both ways in equal measure; the excess in one direction is the effect.
+    So ``2 * min(b, c) / n`` estimates the A/A discordance (0 without any flip).
+    """
+    return 2 * min(pass_to_fail, fail_to_pass) / n if n else 0.0
+
+
+def compare_runs(
+    baseline: RunResult,
+    candidate: RunResult,
+    *,
+    max_regression: float = DEFAULT_MAX_REGRESSION,
+    alpha: float = DEFAULT_ALPHA,
+    seed: int = 0,
+    resamples: int = DEFAULT_RESAMPLES,
+    power: float = DEFAULT_POWER,
+    mid_p: bool = False,
+    baseline_label: str | None = None,
+    candidate_label: str | None = None,
+) -> Comparison:
+    """Compare a candidate run with a baseline run of the same golden cases.
+
+    ``max_regression`` is the practical margin as a fraction of cases (0.05: five pass-rate
+    points); ``alpha`` the significance level of the two-sided exact McNemar test. The
+    verdict is ``"regression"`` when the candidate's pass rate is lower by more than the
+    margin *and* the difference is significant, ``"improvement"`` when it is higher and
+    significant, ``"within noise"`` otherwise (including a significant drop smaller than the
+    margin: the reasons say so). ``resamples=0`` skips the bootstrap.
+    """
+    if not 0.0 <= max_regression <= 1.0:
+        raise ValueError(f"max_regression must be a fraction in [0, 1], got {max_regression!r}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    pairing = pair_runs(baseline, candidate)
+    paired = pairing.paired
+    n = len(paired)
+    before = _rates([p.baseline for p in paired])
+    after = _rates([p.candidate for p in paired])
+    b = sum(1 for p in paired if p.flip == "pass->fail")
+    c = sum(1 for p in paired if p.flip == "fail->pass")
+    p_value = mcnemar_exact(b, c, mid_p=mid_p)
+    deltas = [d for d in (p.delta for p in paired) if d is not None]
+    score_delta = (
+        paired_bootstrap_ci(deltas, resamples=resamples, seed=seed)
+        if deltas and resamples > 0
+        else None
+    )
+    mde = min_detectable_effect(
+        n,
+        alpha,
+        power,
+        baseline_rate=before.rate if before.rate is not None else 0.5,
+        discordance=noise_floor(b, c, n),
+    )
+    difference = (c - b) / n if n else 0.0
+    drop = -difference
+    # Rounded so that 0.05 read from a file is not "more than" a 5-point margin.
+    margin_exceeded = n > 0 and round(drop, 12) > round(max_regression, 12)
+    significant = n > 0 and p_value < alpha
+
+    reasons: list[str] = []
+    flips = f"{b} pass->fail, {c} fail->pass"
+    test = f"exact McNemar p = {_p(p_value)}"
+    if n == 0:
+        verdict: VerdictName = "within noise"
+        reasons.append("no case was scored in both runs: there is nothing to compare")
+    else:
+        rates = f"{_pct(before.rate or 0.0)} -> {_pct(after.rate or 0.0)} on {n} paired cases"
+        if drop > 0:
+            change = f"pass rate fell by {_points(drop)} ({rates})"
+            margin = (
+                f"more than {_margin(max_regression)}"
+                if margin_exceeded
+                else f"within {_margin(max_regression)}"
+            )
+            reasons.append(f"{change}, {margin}")
+        elif difference > 0:
+            reasons.append(f"pass rate rose by {_points(difference)} ({rates})")
+        else:
+            reasons.append(f"pass rate unchanged ({rates})")
+        if significant:
+            reasons.append(f"the difference is significant: {test} < alpha {alpha:g} ({flips})")
+        else:
+            reasons.append(
+                f"the difference is not significant: {test} >= alpha {alpha:g} ({flips})"
+            )
+        if margin_exceeded and significant:
+            verdict = "regression"
+        elif difference > 0 and significant:
+            verdict = "improvement"
+        else:
+            verdict = "within noise"
+    if n and mde > max_regression:
+        reasons.append(
+            f"the set is too small to detect a drop of {_margin(max_regression)}: "
+            f"the smallest drop detectable with {n} paired cases is "
+            + (_points(mde) if math.isfinite(mde) else "none")
+            + f" ({power:.0%} power, alpha {alpha:g}); add cases"
+        )
+    if pairing.errored:
+        reasons.append(
+            f"{_cases(len(pairing.errored))} errored in either run and are not in the statistics"
+        )
+    missing = len(pairing.only_baseline) + len(pairing.only_candidate)
+    if missing:
+        reasons.append(
+            f"{_cases(missing)} in only one run ({len(pairing.only_baseline)} only in the "
+            f"baseline, {len(pairing.only_candidate)} only in the candidate), not compared"
+        )
+    return Comparison(
+        baseline_label=baseline_label or run_label(baseline, "baseline"),
+        candidate_label=candidate_label or run_label(candidate, "candidate"),
+        pairing=pairing,
+        baseline=before,
+        candidate=after,
+        p_value=p_value,
+        score_delta=score_delta,
+        min_detectable_effect=mde,
+        margin_exceeded=margin_exceeded,
+        significant=significant,
+        verdict=verdict,
+        reasons=tuple(reasons),
+        max_regression=max_regression,
+        alpha=alpha,
+        power=power,
+        seed=seed,
+        mid_p=mid_p,
+        alias_moves=tuple(alias_moved(baseline, candidate)),
+    )
+
+
+def worst_pairs(comparison: Comparison, count: int) -> list[PairedCase]:
+    """Pass->fail flips first, then the largest score drops; ``count`` of them."""
+    ranked = sorted(
+        (p for p in comparison.pairing.paired if p.flip == "pass->fail" or (p.delta or 0) < 0),
+        key=lambda p: (p.flip != "pass->fail", p.delta if p.delta is not None else 0.0, p.nodeid),
+    )
+    return ranked[:count]
+
+
+def comparison_lines(comparison: Comparison, *, worst: int = 5) -> list[Line]:
+    """The comparison as terminal summary lines, most important first."""
+    c = comparison
+    style = {"regression": "red", "improvement": "green", "within noise": "green"}[c.verdict]
+    lines = [
+        Line(
+            f"{c.verdict.upper()}: {c.candidate_label} against {c.baseline_label} "
+            f"on {c.n} paired cases",
+            style,
+        )
+    ]
+    for label, summary in ((c.baseline_label, c.baseline), (c.candidate_label, c.candidate)):
+        if summary.rate is None:
+            continue
+        low, high = summary.interval
+        mean = f", mean score {summary.mean_score:.3f}" if summary.mean_score is not None else ""
+        lines.append(
+            Line(
+                f"  {label}: pass rate {_pct(summary.rate)} "
+                f"(95% CI {_pct(low)}-{_pct(high)}, {summary.passed}/{summary.scored}){mean}"
+            )
+        )
+    lines.append(
+        Line(
+            f"flips: {c.pass_to_fail} pass->fail, {c.fail_to_pass} fail->pass; "
+            f"exact McNemar p = {_p(c.p_value)} (alpha {c.alpha:g})"
+            + (", mid-p" if c.mid_p else "")
+        )
+    )
+    if c.score_delta is not None:
+        d = c.score_delta
+        lines.append(
+            Line(
+                f"mean score difference {d.mean:+.3f} "
+                f"({d.confidence:.0%} bootstrap CI {d.low:+.3f} to {d.high:+.3f}, "
+                f"{d.resamples} resamples, seed {d.seed})"
+            )
+        )
+    mde = c.min_detectable_effect
+    lines.append(
+        Line(
+            "smallest detectable drop: "
+            + (_points(mde) if math.isfinite(mde) else "none at this size")
+            + f" ({c.power:.0%} power, alpha {c.alpha:g}, {c.n} cases, noise floor "
+            f"{_pct(c.noise_floor)} of cases flipping); margin {_points(c.max_regression)}",
+            "yellow" if mde > c.max_regression else "",
+        )
+    )
+    for reason in c.reasons:
+        lines.append(Line(f"  reason: {reason}", "red" if c.is_regression else ""))
+    bad = [p for p in worst_pairs(c, worst) if p.flip == "pass->fail"]
+    if bad:
+        lines.append(Line(f"{len(bad)} of {c.pass_to_fail} pass->fail flips:"))
+        for pair in bad:
+            lines.append(
+                Line(
+                    f"  {pair.nodeid}  score {_score(pair.baseline_score)} -> "
+                    f"{_score(pair.candidate_score)} (threshold {pair.candidate.threshold:.2f})",
+                    "red",
+                )
+            )
+            for failing in pair.candidate.failing_scores:
+                lines.append(Line(f"      {failing.scorer}: {_one_line(failing.reason)}"))
+    pairing = c.pairing
+    if pairing.errored:
+        lines.append(
+            Line(f"{_cases(len(pairing.errored))} errored in either run (not compared):", "yellow")
+        )
+        for pair in pairing.errored[: max(worst, 1)]:
+            cause = pair.candidate.error or pair.baseline.error
+            lines.append(Line(f"  {pair.nodeid}: {_one_line(cause, 120)}", "yellow"))
+    for name, only in (
+        ("baseline", pairing.only_baseline),
+        ("candidate", pairing.only_candidate),
+    ):
+        if only:
+            lines.append(Line(f"{_cases(len(only))} only in the {name} run (not compared):"))
+            for result in only[: max(worst, 1)]:
+                lines.append(Line(f"  {result.nodeid}"))
+            if len(only) > max(worst, 1):
+                lines.append(Line(f"  ... and {len(only) - max(worst, 1)} more"))
+    for move in c.alias_moves:
+        lines.append(Line(f"alias moved: {move.describe()}", "yellow"))
+    return lines
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+# --- one run on its own (history) ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """Pass rate and mean score of one run, for a history of runs."""
+
+    label: str
+    started_at: str | None
+    passed: int
+    failed: int
+    errors: int
+    mean_score: float | None
+
+    @property
+    def scored(self) -> int:
+        return self.passed + self.failed
+
+    @property
+    def pass_rate(self) -> float | None:
+        return self.passed / self.scored if self.scored else None
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson_interval(self.passed, self.scored)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.label,
+            "started_at": self.started_at,
+            "passed": self.passed,
+            "failed": self.failed,
+            "errors": self.errors,
+            "pass_rate": self.pass_rate,
+            "interval95": list(self.interval),
+            "mean_score": self.mean_score,
+        }
+
+
+def summarize_run(run: RunResult, fallback_label: str = "unknown model") -> RunSummary:
+    scored = [r for r in run.cases if r.outcome != "error"]
+    scores = [r.score for r in scored if r.score is not None]
+    started = run.metadata.get("started_at")
+    return RunSummary(
+        label=run_label(run, fallback_label),
+        started_at=str(started) if started else None,
+        passed=sum(1 for r in scored if _passed(r)),
+        failed=sum(1 for r in scored if r.outcome == "failed"),
+        errors=len(run.cases) - len(scored),
+        mean_score=math.fsum(scores) / len(scores) if scores else None,
+    )
+
+
+# --- attribution: model, prompt, interaction -------------------------------------------------
+
+Cell = Literal[
+    "old_model_old_prompt", "old_model_new_prompt", "new_model_old_prompt", "new_model_new_prompt"
+]
+CELLS: tuple[Cell, ...] = (
+    "old_model_old_prompt",
+    "old_model_new_prompt",
+    "new_model_old_prompt",
+    "new_model_new_prompt",
+)
+
+
+@dataclass(frozen=True)
+class Effect:
+    """One effect of a 2x2 factorial comparison, with its paired significance.
+
+    ``estimate`` is in pass-rate points as a fraction. ``p_value`` is the exact sign test of
+    the per-case effects over the cases scored in all four runs (for a single pair of runs
+    this is McNemar's test); ``interval`` a seeded paired bootstrap interval of the estimate.
+    """
+
+    name: str
+    estimate: float
+    p_value: float
+    drops: int  # cases whose per-case effect is negative
+    gains: int
+    interval: BootstrapInterval | None
+
+    def significant(self, alpha: float) -> bool:
+        return self.p_value < alpha
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "estimate": self.estimate,
+            "p_value": self.p_value,
+            "drops": self.drops,
+            "gains": self.gains,
+            "interval": None
+            if self.interval is None
+            else {"low": self.interval.low, "high": self.interval.high},
+        }
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """A migration's pass-rate change split into model effect, prompt effect, interaction.
+
+    With pass rates ``r[model][prompt]`` on the cases scored in all four runs:
+
+    - model effect = mean over prompts of (new model - old model)
+      = ((r10 - r00) + (r11 - r01)) / 2
+    - prompt effect = mean over models of (new prompt - old prompt)
+      = ((r01 - r00) + (r11 - r10)) / 2
+    - interaction = (r11 - r10) - (r01 - r00): how much the new prompt's effect differs
+      between the models (equivalently the model effect between the prompts).
+
+    ``total = r11 - r00 = model + prompt`` exactly. Read from the old/old corner instead,
+    ``total = model_at_old_prompt + prompt_at_old_model + interaction``.
+    """
+
+    labels: Mapping[Cell, str]
+    n: int
+    rates: Mapping[Cell, float]
+    model: Effect
+    prompt: Effect
+    interaction: Effect
+    alpha: float
+    excluded: tuple[CaseKey, ...]
+    reasons: tuple[str, ...]
+
+    @property
+    def total(self) -> float:
+        return self.rates["new_model_new_prompt"] - self.rates["old_model_old_prompt"]
+
+    @property
+    def model_at_old_prompt(self) -> float:
+        return self.rates["new_model_old_prompt"] - self.rates["old_model_old_prompt"]
+
+    @property
+    def prompt_at_old_model(self) -> float:
+        return self.rates["old_model_new_prompt"] - self.rates["old_model_old_prompt"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "labels": dict(self.labels),
+            "cases": self.n,
+            "rates": dict(self.rates),
+            "total": self.total,
+            "model": self.model.to_dict(),
+            "prompt": self.prompt.to_dict(),
+            "interaction": self.interaction.to_dict(),
+            "model_at_old_prompt": self.model_at_old_prompt,
+            "prompt_at_old_model": self.prompt_at_old_model,
+            "alpha": self.alpha,
+            "excluded": [list(key) for key in self.excluded],
+            "reasons": list(self.reasons),
+        }
+
+
+def _effect(
+    name: str, per_case: Sequence[float], *, seed: int, resamples: int, mid_p: bool
+) -> Effect:
+    n = len(per_case)
+    return Effect(
+        name=name,
+        estimate=math.fsum(per_case) / n if n else 0.0,
+        p_value=sign_test(per_case, mid_p=mid_p),
+        drops=sum(1 for d in per_case if d < 0),
+        gains=sum(1 for d in per_case if d > 0),
+        interval=paired_bootstrap_ci(per_case, resamples=resamples, seed=seed)
+        if n and resamples > 0
+        else None,
+    )
+
+
+def attribute(
+    old_old: RunResult,
+    old_new_prompt: RunResult,
+    new_model_old_prompt: RunResult,
+    new_new: RunResult,
+    *,
+    alpha: float = DEFAULT_ALPHA,
+    seed: int = 0,
+    resamples: int = DEFAULT_RESAMPLES,
+    mid_p: bool = False,
+) -> Attribution:
+    """Attribute the change from (old model, old prompt) to (new model, new prompt).
+
+    The four runs are: the old model with its own prompts, the old model with the prompts
+    written for the new model, the new model with the old prompts (``--llm-prompt-model``),
+    and the new model with its own prompts. Only cases scored (not errored) in all four runs
+    are used; the others are listed in ``excluded``.
+    """
+    runs: dict[Cell, RunResult] = dict(
+        zip(CELLS, (old_old, old_new_prompt, new_model_old_prompt, new_new), strict=True)
+    )
+    indexes: dict[Cell, dict[CaseKey, CaseResult]] = {}
+    for cell, run in runs.items():
+        indexes[cell] = _index(run.cases, [])
+    all_keys = list(dict.fromkeys(key for cell in CELLS for key in indexes[cell]))
+    common = [
+        key
+        for key in all_keys
+        if all(key in indexes[cell] and indexes[cell][key].outcome != "error" for cell in CELLS)
+    ]
+    excluded = tuple(key for key in all_keys if key not in set(common))
+    x: dict[Cell, list[float]] = {
+        cell: [1.0 if _passed(indexes[cell][key]) else 0.0 for key in common] for cell in CELLS
+    }
+    n = len(common)
+    rates: dict[Cell, float] = {
+        cell: math.fsum(values) / n if n else 0.0 for cell, values in x.items()
+    }
+    r00, r01, r10, r11 = (
+        x["old_model_old_prompt"],
+        x["old_model_new_prompt"],
+        x["new_model_old_prompt"],
+        x["new_model_new_prompt"],
+    )
+    per_model = [((d - a) + (e - b)) / 2 for a, b, d, e in zip(r00, r01, r10, r11, strict=True)]
+    per_prompt = [((b - a) + (e - d)) / 2 for a, b, d, e in zip(r00, r01, r10, r11, strict=True)]
+    per_inter = [(e - d) - (b - a) for a, b, d, e in zip(r00, r01, r10, r11, strict=True)]
+    model, prompt, inter = (
+        _effect(name, values, seed=seed, resamples=resamples, mid_p=mid_p)
+        for name, values in (
+            ("model", per_model),
+            ("prompt", per_prompt),
+            ("interaction", per_inter),
+        )
+    )
+
+    reasons: list[str] = []
+    if n == 0:
+        reasons.append("no case was scored in all four runs: nothing to attribute")
+    else:
+        total = rates["new_model_new_prompt"] - rates["old_model_old_prompt"]
+        reasons.append(
+            f"pass rate {_pct(rates['old_model_old_prompt'])} (old model, old prompt) -> "
+            f"{_pct(rates['new_model_new_prompt'])} (new model, new prompt) on {n} cases: "
+            f"{_signed_points(total)}"
+        )
+        for effect in (model, prompt, inter):
+            verdict = "significant" if effect.significant(alpha) else "not significant"
+            reasons.append(
+                f"{effect.name} effect {_signed_points(effect.estimate)} "
+                f"({verdict}: sign test p = {_p(effect.p_value)}, "
+                f"{effect.drops} cases worse, {effect.gains} better)"
+            )
+        causes = [e.name for e in (model, prompt) if e.significant(alpha)]
+        if inter.significant(alpha):
+            reasons.append(
+                "the model and the prompt interact: the new prompt's effect depends on the model"
+            )
+        if causes:
+            reasons.append("the change is attributable to the " + " and the ".join(causes))
+        else:
+            reasons.append("neither the model nor the prompt has a significant effect")
+    if excluded:
+        reasons.append(f"{_cases(len(excluded))} missing or errored in some run, not attributed")
+    return Attribution(
+        labels={cell: run_label(run, cell) for cell, run in runs.items()},
+        n=n,
+        rates=rates,
+        model=model,
+        prompt=prompt,
+        interaction=inter,
+        alpha=alpha,
+        excluded=excluded,
+        reasons=tuple(reasons),
+    )
+
+
+def _signed_points(value: float) -> str:
+    sign = "-" if value < 0 else "+"
+    return f"{sign}{_points(value)}"
