@@ -261,12 +261,13 @@ class AliasMove:
     baseline: Mapping[str, int] = field(default_factory=dict)
     candidate: Mapping[str, int] = field(default_factory=dict)
 
-    def describe(self) -> str:
+    def describe(self, before: str = "the baseline", after: str = "the candidate run") -> str:
+        """One sentence; ``before`` and ``after`` name the runs of a move between runs."""
         what = "resolved to" if self.attribute == "resolved_model" else "had system fingerprint"
         if self.scope == "between runs":
             return (
-                f"{self.requested} {what} {_versions(self.baseline)} in the baseline "
-                f"but {_versions(self.candidate)} in the candidate run"
+                f"{self.requested} {what} {_versions(self.baseline)} in {before} "
+                f"but {_versions(self.candidate)} in {after}"
             )
         seen = self.baseline if self.scope == "within baseline" else self.candidate
         kind = "versions" if self.attribute == "resolved_model" else "system fingerprints"

@@ -1,0 +1,430 @@
+"""``llmregress compare`` and ``llmregress history``: statistics over stored results.
+
+No model is called::
+
+    llmregress compare BASELINE.json CANDIDATE.json [--max-regression 0.05] [--alpha 0.05]
+                       [--seed 0] [--format text|json|markdown] [--fail-on-regression]
+    llmregress compare --attribute OLD_OLD OLD_NEW NEW_OLD NEW_NEW
+    llmregress history DIR [--format text|json|markdown]
+
+Results files are the documents ``--llm-report`` writes, or the ``.partial.jsonl`` file an
+interrupted run left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pytest_llmregress.compare import (
+    DEFAULT_ALPHA,
+    DEFAULT_MAX_REGRESSION,
+    DEFAULT_POWER,
+    DEFAULT_RESAMPLES,
+    Attribution,
+    Comparison,
+    RunSummary,
+    alias_moved,
+    attribute,
+    compare_runs,
+    comparison_lines,
+    summarize_run,
+    within_run_moves,
+)
+from pytest_llmregress.results import RunResult, load_results
+
+EXIT_OK = 0
+EXIT_REGRESSION = 1
+EXIT_USAGE = 2
+
+
+def parse_margin(text: str) -> float:
+    """A pass-rate margin: ``0.05``, ``5%`` and ``5`` all mean five percentage points.
+
+    Values up to 1 are fractions; values above 1 (or with ``%``) are percentage points.
+    """
+    raw = text.strip()
+    percent = raw.endswith("%")
+    try:
+        value = float(raw.rstrip("%").strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if percent or value > 1.0:
+        value /= 100.0
+    if not 0.0 <= value <= 1.0 or math.isnan(value):
+        raise argparse.ArgumentTypeError(f"margin must be between 0 and 100 points: {text!r}")
+    return value
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive): {text!r}")
+    return value
+
+
+def _compare_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmregress compare",
+        description=(
+            "Compare a candidate run with a baseline run of the same golden cases (paired by "
+            "case id), without calling a model. The verdict is 'regression' when the "
+            "candidate's pass rate is lower by more than --max-regression AND the exact "
+            "McNemar test on the flips is significant at --alpha."
+        ),
+    )
+    parser.add_argument(
+        "files",
+        nargs="*",
+        metavar="RESULTS",
+        help="BASELINE CANDIDATE: two results files (.json or .partial.jsonl)",
+    )
+    parser.add_argument(
+        "--attribute",
+        nargs=4,
+        metavar=("OLD_OLD", "OLD_NEW", "NEW_OLD", "NEW_NEW"),
+        help=(
+            "attribute a migration to the model, the prompt and their interaction from four "
+            "runs: old model + old prompt, old model + new prompt, new model + old prompt, "
+            "new model + new prompt"
+        ),
+    )
+    parser.add_argument(
+        "--max-regression",
+        type=parse_margin,
+        default=DEFAULT_MAX_REGRESSION,
+        help="practical margin in pass-rate points: 0.05, 5 or 5%% (default 0.05)",
+    )
+    parser.add_argument(
+        "--alpha",
+        type=_probability,
+        default=DEFAULT_ALPHA,
+        help="significance level of the two-sided exact McNemar test (default 0.05)",
+    )
+    parser.add_argument(
+        "--power",
+        type=_probability,
+        default=DEFAULT_POWER,
+        help="power for the smallest detectable drop (default 0.8)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument(
+        "--resamples",
+        type=int,
+        default=DEFAULT_RESAMPLES,
+        help="bootstrap resamples; 0 skips the bootstrap (default 2000)",
+    )
+    parser.add_argument(
+        "--mid-p", action="store_true", help="use the mid-p McNemar test (less conservative)"
+    )
+    parser.add_argument(
+        "--format", choices=("text", "json", "markdown"), default="text", help="output format"
+    )
+    parser.add_argument(
+        "--markdown",
+        metavar="PATH",
+        help='also append the markdown summary to PATH (e.g. "$GITHUB_STEP_SUMMARY")',
+    )
+    parser.add_argument(
+        "--worst", type=int, default=5, help="how many flipped cases to list (default 5)"
+    )
+    parser.add_argument(
+        "--fail-on-regression",
+        action="store_true",
+        help="exit with status 1 when the verdict is 'regression'",
+    )
+    return parser
+
+
+def _history_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmregress history",
+        description=(
+            "Pass rate and mean score per model over time, from a folder holding one results "
+            "file per run; flags aliases that moved and significant changes between "
+            "consecutive runs of one model."
+        ),
+    )
+    parser.add_argument("directory", metavar="DIR", help="the history folder")
+    parser.add_argument(
+        "--format", choices=("text", "json", "markdown"), default="text", help="output format"
+    )
+    parser.add_argument(
+        "--alpha",
+        type=_probability,
+        default=DEFAULT_ALPHA,
+        help="significance level for changes between consecutive runs (default 0.05)",
+    )
+    return parser
+
+
+def _load(path: str) -> RunResult:
+    return load_results(path)
+
+
+def _error(message: str) -> int:
+    print(f"llmregress: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _append(path: str, text: str) -> None:
+    target = Path(path)
+    if target.parent != Path():
+        target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("a", encoding="utf-8") as handle:
+        handle.write(text if text.endswith("\n") else text + "\n")
+        handle.write("\n")
+
+
+def _text(comparison: Comparison, worst: int) -> str:
+    return "\n".join(line.text for line in comparison_lines(comparison, worst=worst)) + "\n"
+
+
+def _attribution_text(attribution: Attribution) -> str:
+    r = attribution.rates
+    lines = [
+        f"attribution over {attribution.n} cases scored in all four runs:",
+        f"  old model, old prompt  {r['old_model_old_prompt']:.1%}  "
+        f"({attribution.labels['old_model_old_prompt']})",
+        f"  old model, new prompt  {r['old_model_new_prompt']:.1%}  "
+        f"({attribution.labels['old_model_new_prompt']})",
+        f"  new model, old prompt  {r['new_model_old_prompt']:.1%}  "
+        f"({attribution.labels['new_model_old_prompt']})",
+        f"  new model, new prompt  {r['new_model_new_prompt']:.1%}  "
+        f"({attribution.labels['new_model_new_prompt']})",
+    ]
+    lines += [f"  {reason}" for reason in attribution.reasons]
+    return "\n".join(lines) + "\n"
+
+
+def compare_main(argv: Sequence[str]) -> int:
+    parser = _compare_parser()
+    args = parser.parse_args(list(argv))
+    from pytest_llmregress.report.markdown import attribution_markdown, comparison_markdown
+
+    if args.resamples < 0:
+        parser.error("--resamples must be >= 0")
+    if args.attribute:
+        if args.files:
+            parser.error("--attribute takes the four files itself; no other files")
+        try:
+            runs = [_load(path) for path in args.attribute]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return _error(f"cannot read results: {exc}")
+        attribution = attribute(
+            *runs, alpha=args.alpha, seed=args.seed, resamples=args.resamples, mid_p=args.mid_p
+        )
+        markdown = attribution_markdown(attribution)
+        if args.format == "json":
+            sys.stdout.write(json.dumps(attribution.to_dict(), indent=2) + "\n")
+        elif args.format == "markdown":
+            sys.stdout.write(markdown)
+        else:
+            sys.stdout.write(_attribution_text(attribution))
+        if args.markdown:
+            _append(args.markdown, markdown)
+        return EXIT_OK
+
+    if len(args.files) != 2:
+        parser.error("give two results files, BASELINE CANDIDATE (or --attribute with four)")
+    try:
+        baseline, candidate = (_load(path) for path in args.files)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return _error(f"cannot read results: {exc}")
+    comparison = compare_runs(
+        baseline,
+        candidate,
+        max_regression=args.max_regression,
+        alpha=args.alpha,
+        seed=args.seed,
+        resamples=args.resamples,
+        power=args.power,
+        mid_p=args.mid_p,
+    )
+    if args.format == "json":
+        document = comparison.to_dict()
+        document["files"] = {"baseline": args.files[0], "candidate": args.files[1]}
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    elif args.format == "markdown":
+        sys.stdout.write(comparison_markdown(comparison, worst=args.worst))
+    else:
+        sys.stdout.write(f"baseline:  {args.files[0]}\ncandidate: {args.files[1]}\n")
+        sys.stdout.write(_text(comparison, args.worst))
+    if args.markdown:
+        _append(args.markdown, comparison_markdown(comparison, worst=args.worst))
+    if args.fail_on_regression and comparison.is_regression:
+        return EXIT_REGRESSION
+    return EXIT_OK
+
+
+# --- history ---------------------------------------------------------------------------------
+
+
+def _started(run: RunResult) -> dt.datetime | None:
+    value = run.metadata.get("started_at")
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def history_files(directory: Path) -> list[Path]:
+    """Results files in a history folder (recursively); a final document wins over its partial."""
+    finals = sorted(p for p in directory.rglob("*.json") if p.is_file())
+    partials = sorted(p for p in directory.rglob("*.partial.jsonl") if p.is_file())
+    final_names = {str(p) for p in finals}
+    kept = [p for p in partials if str(p).removesuffix(".partial.jsonl") not in final_names]
+    return finals + kept
+
+
+def load_history(directory: Path) -> tuple[list[tuple[Path, RunResult]], list[str]]:
+    """Every readable run in the folder, oldest first by ``metadata.started_at``; and warnings."""
+    runs: list[tuple[Path, RunResult]] = []
+    warnings: list[str] = []
+    for path in history_files(directory):
+        try:
+            runs.append((path, load_results(path)))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            warnings.append(f"skipped {path}: {exc}")
+    undated = [str(path) for path, run in runs if _started(run) is None]
+    if undated:
+        warnings.append("no metadata.started_at (listed last): " + ", ".join(undated))
+    far_future = dt.datetime.max.replace(tzinfo=dt.UTC)
+    runs.sort(key=lambda item: (_started(item[1]) or far_future, str(item[0])))
+    return runs, warnings
+
+
+def _history_entries(
+    runs: Sequence[tuple[Path, RunResult]], directory: Path, alpha: float
+) -> list[dict[str, Any]]:
+    """One entry per run with its summary, the change from the same model's previous run,
+    and flags: aliases that moved, significant changes, interrupted runs."""
+    entries: list[dict[str, Any]] = []
+    previous: dict[str, tuple[RunResult, RunSummary]] = {}
+    for path, run in runs:
+        summary = summarize_run(run)
+        flags: list[str] = []
+        entry: dict[str, Any] = {
+            "file": str(path.relative_to(directory))
+            if path.is_relative_to(directory)
+            else str(path),
+            **summary.to_dict(),
+            "partial": path.name.endswith(".partial.jsonl"),
+            "change": None,
+            "p_value": None,
+        }
+        if entry["partial"]:
+            flags.append("interrupted run (partial results)")
+        before = previous.get(summary.label)
+        if before is not None:
+            prev_run, prev_summary = before
+            if summary.pass_rate is not None and prev_summary.pass_rate is not None:
+                entry["change"] = summary.pass_rate - prev_summary.pass_rate
+            paired = compare_runs(prev_run, run, resamples=0, alpha=alpha)
+            if paired.n:
+                entry["p_value"] = paired.p_value
+                if paired.significant:
+                    direction = "drop" if paired.difference < 0 else "rise"
+                    flags.append(
+                        f"significant {direction} vs previous run "
+                        f"({paired.difference * 100:+.1f} pts on {paired.n} paired cases, "
+                        f"p = {paired.p_value:.2g})"
+                    )
+            flags += [
+                "alias moved: " + move.describe("the previous run", "this run")
+                for move in alias_moved(prev_run, run)
+                if move.scope == "between runs"
+            ]
+        flags += ["alias moved: " + move.describe() for move in within_run_moves(run)]
+        entry["flags"] = flags
+        entries.append(entry)
+        previous[summary.label] = (run, summary)
+    return entries
+
+
+def _history_text(entries: Sequence[dict[str, Any]]) -> str:
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for entry in entries:
+        by_model.setdefault(str(entry["model"]), []).append(entry)
+    lines: list[str] = []
+    for model, items in by_model.items():
+        lines.append(f"{model} ({len(items)} runs)")
+        lines.append(
+            f"  {'started':<26} {'pass rate':>9} {'95% CI':>13} {'mean':>6} {'cases':>6} "
+            f"{'errors':>6} {'change':>10}  file"
+        )
+        for entry in items:
+            rate = entry["pass_rate"]
+            low, high = entry["interval95"]
+            scored = entry["passed"] + entry["failed"]
+            mean = entry["mean_score"]
+            change = entry["change"]
+            lines.append(
+                f"  {entry['started_at'] or '?'!s:<26} "
+                f"{'-' if rate is None else f'{rate:.1%}':>9} "
+                f"{f'{low:.1%}-{high:.1%}' if scored else '-':>13} "
+                f"{'-' if mean is None else f'{mean:.3f}':>6} {scored:>6} {entry['errors']:>6} "
+                f"{'' if change is None else f'{change * 100:+.1f} pts':>10}  {entry['file']}"
+            )
+            for flag in entry["flags"]:
+                lines.append(f"    ! {flag}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def history_main(argv: Sequence[str]) -> int:
+    args = _history_parser().parse_args(list(argv))
+    directory = Path(args.directory)
+    if not directory.is_dir():
+        return _error(f"history folder {directory} does not exist")
+    runs, warnings = load_history(directory)
+    for warning in warnings:
+        print(f"llmregress history: {warning}", file=sys.stderr)
+    entries = _history_entries(runs, directory, args.alpha)
+    if args.format == "json":
+        models: dict[str, list[dict[str, Any]]] = {}
+        for entry in entries:
+            models.setdefault(str(entry["model"]), []).append(entry)
+        sys.stdout.write(json.dumps({"runs": entries, "models": models}, indent=2) + "\n")
+    elif args.format == "markdown":
+        from pytest_llmregress.report.markdown import history_markdown
+
+        sys.stdout.write(
+            history_markdown(
+                [
+                    (str(entry["file"]), summarize_run(run), entry["flags"])
+                    for entry, (_, run) in zip(entries, runs, strict=True)
+                ]
+            )
+        )
+    elif not entries:
+        print(f"no results files in {directory}")
+    else:
+        sys.stdout.write(_history_text(entries))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str]) -> int:
+    """Entry point for both commands; ``argv[0]`` is the command name."""
+    if not argv or argv[0] not in ("compare", "history"):
+        return _error("usage: llmregress compare|history ...")
+    command, rest = argv[0], argv[1:]
+    try:
+        if command == "compare":
+            return compare_main(rest)
+        return history_main(rest)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        code = exc.code
+        return code if isinstance(code, int) else EXIT_USAGE
