@@ -33,6 +33,7 @@ import random
 import re
 import sys
 import unicodedata
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -357,10 +358,11 @@ def _parse_request_response(data: Mapping[str, Any], fmt: str) -> dict[str, Any]
     if "error" in response or response.get("type") == "error":
         raise RecordError("the response is an error (no assistant output)")
     systems, turns = _conversation(request.get("messages"), "request.messages")
+    # Anthropic's top-level system; some gateways log one for OpenAI requests too.
+    system = _system_text(request.get("system"), "request.system")
+    if system is not None:
+        systems.insert(0, system)
     if fmt == "anthropic":
-        system = _system_text(request.get("system"), "request.system")
-        if system is not None:
-            systems.insert(0, system)
         reference = _content_text(
             response.get("content"), "response.content", joiner="", allow_reasoning=True
         )
@@ -1362,7 +1364,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=err)
         return 2
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         print(f"{PROG}: error: cannot read the logs: {exc}", file=err)
         return 1
     _report_malformed(result.read.malformed, err)

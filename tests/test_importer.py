@@ -7,6 +7,7 @@ its false positives, stable ids, the written file, warnings and exit statuses.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import re
 from collections import Counter
@@ -816,3 +817,22 @@ def test_empty_log_exits_1(tmp_path: Path, capsys: Capture) -> None:
     status, stdout, _ = run(capsys, log, "-o", tmp_path / "out.jsonl")
     assert status == 1
     assert "read 0 records from 1 file" in stdout
+
+
+def test_unreadable_gzip_exits_1(tmp_path: Path, capsys: Capture) -> None:
+    log = tmp_path / "log.jsonl.gz"
+    log.write_bytes(b"not gzip at all")
+    status, _, err = run(capsys, log, "-o", tmp_path / "out.jsonl")
+    assert status == 1
+    assert "cannot read the logs" in err
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_stdin(tmp_path: Path, capsys: Capture, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = (json.dumps(plain("from a pipe")) + "\nbad\n").encode()
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data)))
+    status, _, err = run(capsys, "-", "-o", tmp_path / "out.jsonl")
+    assert status == 0
+    assert "<stdin>:2: skipped: invalid JSON" in err
+    (case,) = load_cases(tmp_path / "out.jsonl")
+    assert case.metadata["source"] == "<stdin>:1"
