@@ -363,6 +363,8 @@ def _parse_request_response(data: Mapping[str, Any], fmt: str) -> dict[str, Any]
     if system is not None:
         systems.insert(0, system)
     if fmt == "anthropic":
+        if response.get("content") is None:
+            raise RecordError("response.content: no assistant output")
         reference = _content_text(
             response.get("content"), "response.content", joiner="", allow_reasoning=True
         )
@@ -470,8 +472,15 @@ def parse_record(data: object, fmt: Format = "auto", *, source: str = "") -> Log
             f"'input' and 'output' (keys: {keys})"
         )
     if fmt != "auto":
-        flat = "messages" in data and "request" not in data and "response" not in data
-        compatible = detected == fmt or (flat and fmt == "anthropic")
+        logged = "request" in data or "response" in data
+        response = data.get("response")
+        # Without 'choices' or 'content' a response does not tell its provider; the parser
+        # then reports what is missing.
+        undecided = logged and not (
+            isinstance(response, dict) and ("choices" in response or "content" in response)
+        )
+        flat = "messages" in data and not logged
+        compatible = detected == fmt or (fmt != "plain" and (flat or undecided))
         if not compatible:
             raise RecordError(
                 f"not {_FORMAT_NAMES[fmt]} record (it looks like {_FORMAT_NAMES[detected]} "
