@@ -395,14 +395,14 @@ class CanaryController:
                             "rollback",
                             f"{observed}, against {_share(ctrl_rate)} for control "
                             f"({ctrl_count} of {control.requests}); the difference of "
-                            f"{_share(cand_rate - ctrl_rate)} exceeds the {where} maximum of "
-                            f"{_share(limit)}.",
+                            f"{_share(cand_rate - ctrl_rate)} exceeds the maximum of "
+                            f"{_share(limit)} at {where}.",
                             0.0,
                         )
                 elif cand_rate > limit:
                     return Decision(
                         "rollback",
-                        f"{observed}, above the {where} maximum of {_share(limit)} "
+                        f"{observed}, above the maximum of {_share(limit)} at {where} "
                         "(control has no requests to compare with).",
                         0.0,
                     )

@@ -489,7 +489,12 @@ def _advance(
         hint = "" if metrics is not None else " (no --metrics given)"
         print(
             f"{PROG}: advance refused{hint}: the controller says {decision.action}: "
-            f"{decision.reason}\nUse --force to advance anyway.",
+            f"{decision.reason}\n"
+            + (
+                "Roll back with 'llmregress canary rollback', or use --force to advance anyway."
+                if decision.action == "rollback"
+                else "Use --force to advance anyway."
+            ),
             file=sys.stderr,
         )
         return EXIT_REFUSED

@@ -246,6 +246,12 @@ def test_rollback_changes_only_two_lines_atomically(project: Path, run: Run) -> 
     assert "0% already" in out
     assert project.read_bytes() == after
 
+    # From 0% the controller promotes to the first stage, metrics or not.
+    code, out, _ = run("advance", "--config", str(project), "--now", "2026-11-27T00:00:00Z")
+    assert code == 0
+    assert "canary_pct 0 -> 1" in out
+    assert canary_table(project)["canary_pct"] == 1
+
 
 def test_rollback_in_llmregress_toml_with_crlf_and_quoted_date(tmp_path: Path, run: Run) -> None:
     text = (
@@ -339,7 +345,7 @@ def test_failed_write_leaves_the_file_and_no_temp_file(
     def broken_replace(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(canary_cli.os, "replace", broken_replace)
+    monkeypatch.setattr(os, "replace", broken_replace)
     code, _, err = run("rollback", "--config", str(project), "--now", NOW)
     assert code == 2
     assert "disk full" in err
