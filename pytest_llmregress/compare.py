@@ -961,13 +961,17 @@ def attribute(
                 f"({verdict}: sign test p = {_p(effect.p_value)}, "
                 f"{effect.drops} cases worse, {effect.gains} better)"
             )
-        causes = [e.name for e in (model, prompt) if e.significant(alpha)]
+        causes = [
+            f"the {e.name} ({_signed_points(e.estimate)})"
+            for e in (model, prompt)
+            if e.significant(alpha)
+        ]
         if inter.significant(alpha):
             reasons.append(
                 "the model and the prompt interact: the new prompt's effect depends on the model"
             )
         if causes:
-            reasons.append("the change is attributable to the " + " and the ".join(causes))
+            reasons.append("the change is attributable to " + " and ".join(causes))
         else:
             reasons.append("neither the model nor the prompt has a significant effect")
     if excluded:

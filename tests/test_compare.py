@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
 from pytest_llmregress.compare import (
+    Comparison,
     PairedCase,
     alias_moved,
     attribute,
@@ -116,11 +118,17 @@ def flipped(base: Sequence[Outcome], *, pass_to_fail: int, fail_to_pass: int) ->
 BASE = outcomes(300, 255)  # 85% on 300 cases
 
 
+def compare(baseline: RunResult, candidate: RunResult, **options: Any) -> Comparison:
+    """compare_runs with fewer bootstrap resamples, for speed where the bootstrap is not tested."""
+    options.setdefault("resamples", 200)
+    return compare_runs(baseline, candidate, **options)
+
+
 # --- scenarios from the issue ----------------------------------------------------------------
 
 
 def test_identical_model_twice_is_no_difference() -> None:
-    comparison = compare_runs(make_run(BASE), make_run(BASE), max_regression=0.05)
+    comparison = compare(make_run(BASE), make_run(BASE), max_regression=0.05)
     assert comparison.verdict == "within noise"
     assert comparison.p_value == 1.0
     assert (comparison.pass_to_fail, comparison.fail_to_pass) == (0, 0)
@@ -133,7 +141,7 @@ def test_identical_model_twice_is_no_difference() -> None:
 
 def test_a_a_with_symmetric_noise_is_not_significant() -> None:
     noisy = flipped(BASE, pass_to_fail=9, fail_to_pass=8)
-    comparison = compare_runs(make_run(BASE), make_run(noisy), max_regression=0.05)
+    comparison = compare(make_run(BASE), make_run(noisy), max_regression=0.05)
     assert comparison.verdict == "within noise"
     assert comparison.p_value == pytest.approx(mcnemar_exact(9, 8))
     assert comparison.p_value > 0.9
@@ -141,9 +149,7 @@ def test_a_a_with_symmetric_noise_is_not_significant() -> None:
 
 def test_ten_point_drop_on_300_cases_is_a_significant_regression() -> None:
     worse = flipped(BASE, pass_to_fail=36, fail_to_pass=6)
-    comparison = compare_runs(
-        make_run(BASE), make_run(worse, candidate=CANDIDATE), max_regression=0.05
-    )
+    comparison = compare(make_run(BASE), make_run(worse, candidate=CANDIDATE), max_regression=0.05)
     assert comparison.verdict == "regression"
     assert comparison.is_regression
     assert comparison.difference == pytest.approx(-0.10)
@@ -166,7 +172,7 @@ def test_ten_point_drop_on_300_cases_is_a_significant_regression() -> None:
 
 def test_one_point_drop_is_within_noise_and_prints_the_detectable_effect() -> None:
     worse = flipped(BASE, pass_to_fail=6, fail_to_pass=3)
-    comparison = compare_runs(make_run(BASE), make_run(worse), max_regression=0.05)
+    comparison = compare(make_run(BASE), make_run(worse), max_regression=0.05)
     assert comparison.verdict == "within noise"
     assert comparison.difference == pytest.approx(-0.01)
     assert not comparison.significant
@@ -181,7 +187,7 @@ def test_one_point_drop_is_within_noise_and_prints_the_detectable_effect() -> No
 
 def test_significant_drop_within_the_margin_says_so() -> None:
     worse = flipped(BASE, pass_to_fail=12, fail_to_pass=0)
-    comparison = compare_runs(make_run(BASE), make_run(worse), max_regression=0.05)
+    comparison = compare(make_run(BASE), make_run(worse), max_regression=0.05)
     assert comparison.significant
     assert not comparison.margin_exceeded
     assert comparison.verdict == "within noise"
@@ -191,7 +197,7 @@ def test_significant_drop_within_the_margin_says_so() -> None:
 def test_drop_beyond_the_margin_on_a_tiny_set_is_not_significant() -> None:
     base = outcomes(20, 18)
     worse = flipped(base, pass_to_fail=3, fail_to_pass=0)
-    comparison = compare_runs(make_run(base), make_run(worse), max_regression=0.05)
+    comparison = compare(make_run(base), make_run(worse), max_regression=0.05)
     assert comparison.margin_exceeded
     assert not comparison.significant
     assert comparison.verdict == "within noise"
@@ -202,7 +208,7 @@ def test_drop_beyond_the_margin_on_a_tiny_set_is_not_significant() -> None:
 
 def test_significant_gain_is_an_improvement() -> None:
     better = flipped(BASE, pass_to_fail=2, fail_to_pass=25)
-    comparison = compare_runs(make_run(BASE), make_run(better), max_regression=0.05)
+    comparison = compare(make_run(BASE), make_run(better), max_regression=0.05)
     assert comparison.verdict == "improvement"
     assert "rose by" in comparison.reasons[0]
 
@@ -210,7 +216,7 @@ def test_significant_gain_is_an_improvement() -> None:
 def test_margin_exactly_met_is_not_exceeded() -> None:
     base = outcomes(100, 90)
     worse = flipped(base, pass_to_fail=5, fail_to_pass=0)
-    comparison = compare_runs(make_run(base), make_run(worse), max_regression=0.05)
+    comparison = compare(make_run(base), make_run(worse), max_regression=0.05)
     assert comparison.difference == pytest.approx(-0.05)
     assert not comparison.margin_exceeded
 
@@ -226,7 +232,7 @@ def test_cases_in_only_one_run_are_listed_not_dropped() -> None:
     assert [r.case_id for r in pairing.only_baseline] == ["case-000"]
     assert [r.case_id for r in pairing.only_candidate] == ["case-010", "case-011"]
     assert len(pairing.paired) == 9
-    comparison = compare_runs(baseline, candidate)
+    comparison = compare(baseline, candidate)
     assert comparison.n == 9
     assert "3 cases in only one run (1 only in the baseline, 2 only in the candidate)" in " ".join(
         comparison.reasons
@@ -251,7 +257,7 @@ def test_errors_are_excluded_from_the_statistics_and_listed() -> None:
     with_errors[45] = "error"  # a failing one too
     baseline_errors: list[Outcome] = list(base)
     baseline_errors[1] = "error"
-    comparison = compare_runs(make_run(baseline_errors), make_run(with_errors))
+    comparison = compare(make_run(baseline_errors), make_run(with_errors))
     errored = comparison.pairing.errored
     assert [p.case_id for p in errored] == ["case-000", "case-001", "case-045"]
     assert comparison.n == 47
@@ -284,7 +290,7 @@ def test_paired_case_fields() -> None:
 
 
 def test_no_common_cases_is_reported() -> None:
-    comparison = compare_runs(make_run([]), make_run(outcomes(5, 5)))
+    comparison = compare(make_run([]), make_run(outcomes(5, 5)))
     assert comparison.n == 0
     assert comparison.verdict == "within noise"
     assert "nothing to compare" in comparison.reasons[0]
@@ -307,12 +313,12 @@ def test_bootstrap_interval_is_seeded_and_covers_the_score_shift() -> None:
     assert first.score_delta is not None
     assert first.score_delta.mean == pytest.approx(-0.025)
     assert first.score_delta.low <= -0.025 <= first.score_delta.high
-    assert compare_runs(baseline, candidate, resamples=0).score_delta is None
+    assert compare(baseline, candidate, resamples=0).score_delta is None
 
 
 def test_to_dict_is_json() -> None:
     worse = flipped(BASE, pass_to_fail=36, fail_to_pass=6)
-    data = compare_runs(make_run(BASE), make_run(worse)).to_dict()
+    data = compare(make_run(BASE), make_run(worse)).to_dict()
     document = json.loads(json.dumps(data))
     assert document["verdict"] == "regression"
     assert document["pass_to_fail"] == 36
@@ -322,9 +328,9 @@ def test_to_dict_is_json() -> None:
 
 def test_invalid_parameters() -> None:
     with pytest.raises(ValueError, match="max_regression"):
-        compare_runs(make_run(BASE), make_run(BASE), max_regression=5)
+        compare(make_run(BASE), make_run(BASE), max_regression=5)
     with pytest.raises(ValueError, match="alpha"):
-        compare_runs(make_run(BASE), make_run(BASE), alpha=0)
+        compare(make_run(BASE), make_run(BASE), alpha=0)
 
 
 # --- drift -----------------------------------------------------------------------------------
@@ -340,7 +346,7 @@ def test_alias_moved_between_runs() -> None:
     ]
     assert "claude-sonnet-4-6-20260101 x5 in the baseline" in moves[0].describe()
     assert "claude-sonnet-4-6-20260301 x5 in the candidate run" in moves[0].describe()
-    comparison = compare_runs(baseline, candidate)
+    comparison = compare(baseline, candidate)
     assert len(comparison.alias_moves) == 2
     lines = [line.text for line in comparison_lines(comparison)]
     assert any(line.startswith("alias moved: anthropic:claude-sonnet-4-6") for line in lines)
@@ -445,7 +451,7 @@ def test_comparison_markdown() -> None:
     candidate = make_run(worse, candidate=CANDIDATE)
     candidate.cases[0] = make_case(0, "failed", model="claude-sonnet-5", output="a | b\nc")
     candidate.cases[299] = make_case(299, "error", model="claude-sonnet-5")
-    markdown = comparison_markdown(compare_runs(make_run(BASE), candidate))
+    markdown = comparison_markdown(compare(make_run(BASE), candidate))
     assert markdown.startswith("## ❌ LLM regression check: regression\n")
     assert "| Baseline | `anthropic:claude-sonnet-4-6` | 85.3% |" in markdown
     assert "| Candidate | `anthropic:claude-sonnet-5` |" in markdown

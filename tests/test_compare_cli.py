@@ -104,17 +104,31 @@ def test_compare_regression_text_and_exit_codes(
     assert "REGRESSION: anthropic:claude-sonnet-5 against anthropic:claude-sonnet-4-6" in out
     assert "36 pass->fail, 6 fail->pass" in out
     assert "smallest detectable drop" in out
-    assert main(["compare", a, b, "--fail-on-regression"]) == 1
+    assert main(["compare", a, b, "--fail-on-regression", "--resamples", "200"]) == 1
     capsys.readouterr()
     # A generous margin turns the same data into "within noise".
-    assert main(["compare", a, b, "--fail-on-regression", "--max-regression", "15"]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                a,
+                b,
+                "--fail-on-regression",
+                "--max-regression",
+                "15",
+                "--resamples",
+                "200",
+            ]
+        )
+        == 0
+    )
     assert "WITHIN NOISE" in capsys.readouterr().out
 
 
 def test_compare_a_a_and_one_point_drop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a = write(tmp_path / "a.json", run_of(255))
     same = write(tmp_path / "same.json", run_of(255))
-    assert main(["compare", a, same, "--fail-on-regression"]) == 0
+    assert main(["compare", a, same, "--fail-on-regression", "--resamples", "200"]) == 0
     assert "WITHIN NOISE" in capsys.readouterr().out
     flags = [i < 255 for i in range(300)]
     for i in range(6):
@@ -122,7 +136,7 @@ def test_compare_a_a_and_one_point_drop(tmp_path: Path, capsys: pytest.CaptureFi
     for i in range(255, 258):
         flags[i] = True
     drop = write(tmp_path / "drop.json", run_of(flags))
-    assert main(["compare", a, drop, "--fail-on-regression"]) == 0
+    assert main(["compare", a, drop, "--fail-on-regression", "--resamples", "200"]) == 0
     out = capsys.readouterr().out
     assert "WITHIN NOISE" in out
     assert "pass rate fell by 1.0 point " in out
@@ -149,7 +163,22 @@ def test_compare_markdown_and_step_summary(
     b = write(tmp_path / "b.json", run_of(regressed(), candidate=CANDIDATE))
     summary = tmp_path / "summary.md"
     summary.write_text("# earlier step\n")
-    assert main(["compare", a, b, "--format", "markdown", "--markdown", str(summary)]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                a,
+                b,
+                "--format",
+                "markdown",
+                "--markdown",
+                str(summary),
+                "--resamples",
+                "200",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert out.startswith("## ❌ LLM regression check: regression")
     written = summary.read_text()
@@ -162,12 +191,15 @@ def test_compare_reads_partial_files(tmp_path: Path, capsys: pytest.CaptureFixtu
     interrupted.cases = interrupted.cases[:200]
     partial = write_partial(tmp_path / "b.json", interrupted)
     assert partial.endswith("b.json.partial.jsonl")
-    assert main(["compare", a, partial, "--format", "json"]) == 0
+    assert main(["compare", a, partial, "--format", "json", "--resamples", "200"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["paired_cases"] == 200
     assert len(document["only_baseline"]) == 100
     # The final name works too when only the partial file exists.
-    assert main(["compare", a, str(tmp_path / "b.json"), "--format", "json"]) == 0
+    assert (
+        main(["compare", a, str(tmp_path / "b.json"), "--format", "json", "--resamples", "200"])
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["paired_cases"] == 200
 
 
@@ -180,15 +212,17 @@ def test_compare_attribute(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         write(tmp_path / "new_old.json", new_model),
         write(tmp_path / "new_new.json", new_model),
     ]
-    assert main(["compare", "--attribute", *paths]) == 0
+    assert main(["compare", "--resamples", "200", "--attribute", *paths]) == 0
     out = capsys.readouterr().out
     assert "attribution over 200 cases" in out
     assert "model effect -10.0 points (significant" in out
     assert "attributable to the model" in out
-    assert main(["compare", "--attribute", *paths, "--format", "json"]) == 0
+    assert main(["compare", "--resamples", "200", "--attribute", *paths, "--format", "json"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["model"]["estimate"] == pytest.approx(-0.1)
-    assert main(["compare", "--attribute", *paths, "--format", "markdown"]) == 0
+    assert (
+        main(["compare", "--resamples", "200", "--attribute", *paths, "--format", "markdown"]) == 0
+    )
     assert "| Model effect | -10.0 pts |" in capsys.readouterr().out
 
 
@@ -221,7 +255,7 @@ def test_parse_margin() -> None:
 def test_dispatch_through_llmregress(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a = write(tmp_path / "a.json", run_of(255))
     b = write(tmp_path / "b.json", run_of(regressed(), candidate=CANDIDATE))
-    assert cli.main(["compare", a, b, "--fail-on-regression"]) == 1
+    assert cli.main(["compare", a, b, "--fail-on-regression", "--resamples", "200"]) == 1
     assert cli.main(["history", str(tmp_path)]) == 0
     assert "claude-sonnet-4-6" in capsys.readouterr().out
 
