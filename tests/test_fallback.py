@@ -181,6 +181,17 @@ def test_rate_limit_and_server_errors_are_retried_before_falling_through(
     assert log(server) == [(PRIMARY, 429)] * 3 + [(SECOND, 503)] * 3 + [(OPENAI, 200)]
 
 
+def test_a_timeout_after_a_retry_counts_both_attempts(make_server: MakeServer) -> None:
+    server = make_server(
+        scenario({PRIMARY: {"latency_ms": 600, "errors": [{"status": 529, "first_n": 1}]}})
+    )
+    result = chain(server, PRIMARY, OPENAI, timeout=0.3).complete(ask())
+    assert result.answered_by == OPENAI
+    assert [(e.kind, e.attempts) for e in result.failures] == [("timeout", 2)]
+    settle(server)
+    assert sorted(log(server)) == sorted([(PRIMARY, 529), (PRIMARY, 200), (OPENAI, 200)])
+
+
 def test_a_transient_error_is_retried_on_the_same_model(make_server: MakeServer) -> None:
     server = make_server(scenario({PRIMARY: {"errors": [{"status": 500, "first_n": 1}]}}))
     result = chain(server, PRIMARY, SECOND).complete(ask())
@@ -323,6 +334,8 @@ def test_other_construction_checks() -> None:
         FallbackChain([PRIMARY], endpoints, timeout=0)
     with pytest.raises(TypeError, match="sequence"):
         FallbackChain(PRIMARY, endpoints, timeout=1)
+    with pytest.raises(ValueError, match="ModelRef"):
+        FallbackChain([ModelRef("google", "gemini-2.5-pro")], endpoints, timeout=1)
     no_openai_key = Endpoints(
         base_urls={"anthropic": None, "openai": None},
         api_keys={"anthropic": "k", "openai": None},

@@ -42,7 +42,7 @@ from types import TracebackType
 from typing import Final
 
 from pytest_llmregress.providers.base import Completion, Provider, ProviderError, Request
-from pytest_llmregress.providers.registry import Endpoints, ModelRef, parse_model
+from pytest_llmregress.providers.registry import PROVIDERS, Endpoints, ModelRef, parse_model
 from pytest_llmregress.runner import RetryPolicy, call_with_retries
 
 LOGGER_NAME: Final = "pytest_llmregress.fallback"
@@ -167,6 +167,11 @@ class FallbackChain:
         refs = tuple(parse_model(m) if isinstance(m, str) else m for m in models)
         if not refs:
             raise ValueError("a fallback chain needs at least one model")
+        for ref in refs:
+            if not isinstance(ref, ModelRef) or ref.provider not in PROVIDERS:
+                raise ValueError(
+                    f"{ref!r}: expected a model id or a ModelRef of one of {', '.join(PROVIDERS)}"
+                )
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
             raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
         _check_chain(refs)
@@ -260,8 +265,11 @@ class FallbackChain:
         provider = pool.get(ref.provider)
         call_request = replace(request, model=ref.model)
         timeout = self.timeout
+        attempts = 0
 
         async def once() -> Completion:
+            nonlocal attempts
+            attempts += 1
             try:
                 async with asyncio.timeout(timeout):
                     return await provider.complete(call_request)
@@ -271,10 +279,12 @@ class FallbackChain:
                     provider=ref.provider,
                     model=ref.model,
                     kind="timeout",
+                    attempts=attempts,
                 )
                 raise _FallThrough(error) from None
             except ProviderError as error:
                 if error.kind in FALL_THROUGH_AT_ONCE:
+                    error.attempts = attempts
                     raise _FallThrough(error) from error
                 raise
 
