@@ -439,6 +439,11 @@ class Comparison:
         return noise_floor(self.pass_to_fail, self.fail_to_pass, self.n)
 
     @property
+    def comparable(self) -> bool:
+        """False when no case was scored in both runs: the verdict then proves nothing."""
+        return self.n > 0
+
+    @property
     def is_regression(self) -> bool:
         return self.verdict == "regression"
 
@@ -589,7 +594,7 @@ def compare_runs(
         )
     if pairing.errored:
         reasons.append(
-            f"{_cases(len(pairing.errored))} errored in either run and are not in the statistics"
+            f"{_cases(len(pairing.errored))} errored in either run, not in the statistics"
         )
     missing = len(pairing.only_baseline) + len(pairing.only_candidate)
     if missing:

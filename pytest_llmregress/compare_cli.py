@@ -140,7 +140,7 @@ def _compare_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--fail-on-regression",
         action="store_true",
-        help="exit with status 1 when the verdict is 'regression'",
+        help="exit with status 1 when the verdict is 'regression' (or nothing could be paired)",
     )
     return parser
 
@@ -263,6 +263,11 @@ def compare_main(argv: Sequence[str]) -> int:
         _append(args.markdown, comparison_markdown(comparison, worst=args.worst))
     if args.fail_on_regression and comparison.is_regression:
         return EXIT_REGRESSION
+    if args.fail_on_regression and not comparison.comparable:
+        # Nothing paired (every candidate case errored, or other case ids): a gate that
+        # passed here would pass a candidate it never looked at.
+        print("llmregress: no case was scored in both runs; failing the gate", file=sys.stderr)
+        return EXIT_REGRESSION
     return EXIT_OK
 
 
@@ -293,11 +298,23 @@ def load_history(directory: Path) -> tuple[list[tuple[Path, RunResult]], list[st
     """Every readable run in the folder, oldest first by ``metadata.started_at``; and warnings."""
     runs: list[tuple[Path, RunResult]] = []
     warnings: list[str] = []
+    seen: dict[str, Path] = {}
     for path in history_files(directory):
         try:
-            runs.append((path, load_results(path)))
+            run = load_results(path)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             warnings.append(f"skipped {path}: {exc}")
+            continue
+        # A copy of a run (an "accepted.json" beside the runs) would show the run twice.
+        identity = json.dumps(
+            [run.metadata.get(k) for k in ("started_at", "candidate", "pid")] + [len(run.cases)],
+            default=str,
+        )
+        if run.metadata.get("started_at") and identity in seen:
+            warnings.append(f"skipped {path}: the same run as {seen[identity]}")
+            continue
+        seen[identity] = path
+        runs.append((path, run))
     undated = [str(path) for path, run in runs if _started(run) is None]
     if undated:
         warnings.append("no metadata.started_at (listed last): " + ", ".join(undated))

@@ -472,7 +472,8 @@ def test_cell_escaping() -> None:
 
 
 def test_run_markdown_from_verdict_run_and_dict() -> None:
-    results = [make_case(i, o) for i, o in enumerate(["passed"] * 8 + ["failed", "error"])]
+    verdicts: list[Outcome] = [*outcomes(9, 8), "error"]
+    results = [make_case(i, o) for i, o in enumerate(verdicts)]
     verdict = decide(results, min_pass_rate=0.9, max_error_rate=0.2)
     markdown = run_markdown(verdict, results=results, candidate=PRODUCTION)
     assert markdown.startswith("## ❌ LLM golden suite — `anthropic:claude-sonnet-4-6`: failed")

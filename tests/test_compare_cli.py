@@ -143,6 +143,18 @@ def test_compare_a_a_and_one_point_drop(tmp_path: Path, capsys: pytest.CaptureFi
     assert "smallest detectable drop: " in out
 
 
+def test_fail_on_regression_fails_when_nothing_is_paired(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = write(tmp_path / "a.json", run_of(8, n=10))
+    broken = run_of(8, n=10, candidate=CANDIDATE)
+    broken.cases = [_case(i, "error", "claude-sonnet-5", None) for i in range(10)]
+    b = write(tmp_path / "b.json", broken)
+    assert main(["compare", a, b]) == 0
+    assert main(["compare", a, b, "--fail-on-regression"]) == 1
+    assert "no case was scored in both runs" in capsys.readouterr().err
+
+
 def test_compare_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a = write(tmp_path / "a.json", run_of(255))
     b = write(tmp_path / "b.json", run_of(regressed(), candidate=CANDIDATE))
@@ -343,6 +355,16 @@ def test_history_markdown_and_edges(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["history", str(empty)]) == 0
     assert "no results files" in capsys.readouterr().out
     assert main(["history", str(tmp_path / "missing")]) == 2
+
+
+def test_history_skips_copies_of_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = run_of(6, n=10, started_at="2026-01-01T00:00:00+00:00")
+    write(tmp_path / "runs" / "2026-01-01.json", run)
+    write(tmp_path / "accepted.json", run)
+    assert main(["history", str(tmp_path), "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert len(json.loads(captured.out)["runs"]) == 1
+    assert "the same run as" in captured.err
 
 
 def test_history_runs_without_a_date_go_last(

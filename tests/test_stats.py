@@ -21,7 +21,7 @@ from pytest_llmregress.stats import (
 )
 
 try:
-    from scipy import stats as scipy_stats
+    from scipy import stats as scipy_stats  # type: ignore[import-untyped, unused-ignore]
 except ImportError:  # pragma: no cover - scipy is optional, the hard-coded values still run
     scipy_stats = None
 
