@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,39 @@ BASE_SCENARIO: dict[str, Any] = {
 ServerFactory = Callable[..., LocalProviderServer]
 
 
+class SDK:
+    """Real SDK clients, built once per module and re-pointed at each test's server.
+
+    ``with_options`` shares the underlying HTTP connection pool, which saves the ~70 ms an SDK
+    client takes to construct; the copies are never closed, the module fixture closes the roots.
+    """
+
+    def __init__(self) -> None:
+        self.root_claude = anthropic.Anthropic(
+            base_url="http://127.0.0.1:9", api_key="x", max_retries=0
+        )
+        self.root_gpt = openai.OpenAI(base_url="http://127.0.0.1:9/v1", api_key="x", max_retries=0)
+
+    @contextmanager
+    def claude(self, server: LocalProviderServer, **options: Any) -> Iterator[anthropic.Anthropic]:
+        yield self.root_claude.with_options(base_url=server.url, **options)
+
+    @contextmanager
+    def gpt(self, server: LocalProviderServer, **options: Any) -> Iterator[openai.OpenAI]:
+        yield self.root_gpt.with_options(base_url=server.openai_base_url, **options)
+
+    def close(self) -> None:
+        self.root_claude.close()
+        self.root_gpt.close()
+
+
+@pytest.fixture(scope="module")
+def sdk() -> Iterator[SDK]:
+    clients = SDK()
+    yield clients
+    clients.close()
+
+
 @pytest.fixture
 def make_server() -> Iterator[ServerFactory]:
     """Start servers on demand; stop them all at teardown."""
@@ -65,14 +99,14 @@ def server(make_server: ServerFactory) -> LocalProviderServer:
 
 
 @pytest.fixture
-def claude(server: LocalProviderServer) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(base_url=server.url, api_key="x", max_retries=0) as client:
+def claude(server: LocalProviderServer, sdk: SDK) -> Iterator[anthropic.Anthropic]:
+    with sdk.claude(server) as client:
         yield client
 
 
 @pytest.fixture
-def gpt(server: LocalProviderServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=server.openai_base_url, api_key="x", max_retries=0) as client:
+def gpt(server: LocalProviderServer, sdk: SDK) -> Iterator[openai.OpenAI]:
+    with sdk.gpt(server) as client:
         yield client
 
 
@@ -276,16 +310,16 @@ def test_repointing_an_alias_while_running(
     assert "does-not-exist" in body["error"]
 
 
-def test_wildcard_model_answers_any_id(make_server: ServerFactory) -> None:
+def test_wildcard_model_answers_any_id(make_server: ServerFactory, sdk: SDK) -> None:
     server = make_server({"models": {"*": {"default_reply": "ok"}}})
-    with anthropic.Anthropic(base_url=server.url, api_key="x", max_retries=0) as claude:
+    with sdk.claude(server) as claude:
         message = ask_claude(claude, "any-model-id", "hello")
     assert (message.model, message.content[0].text) == ("any-model-id", "ok")
 
 
-def test_default_scenario_answers_everything(make_server: ServerFactory) -> None:
+def test_default_scenario_answers_everything(make_server: ServerFactory, sdk: SDK) -> None:
     server = make_server()
-    with openai.OpenAI(base_url=server.openai_base_url, api_key="k", max_retries=0) as gpt:
+    with sdk.gpt(server, api_key="k") as gpt:
         completion = ask_gpt(gpt, "whatever", "hello")
     assert completion.choices[0].message.content
     assert completion.model == "whatever"
@@ -304,13 +338,21 @@ ANTHROPIC_ERRORS = [
     (400, anthropic.BadRequestError, "invalid_request_error"),
     (401, anthropic.AuthenticationError, "authentication_error"),
     (403, anthropic.PermissionDeniedError, "permission_error"),
-    (408, anthropic.APIStatusError, "timeout_error"),
+    (408, getattr(anthropic, "RequestTimeoutError", anthropic.APIStatusError), "timeout_error"),
     (409, anthropic.ConflictError, "conflict_error"),
-    (413, anthropic.APIStatusError, "invalid_request_error"),
+    (
+        413,
+        getattr(anthropic, "ContentTooLargeError", anthropic.APIStatusError),
+        "invalid_request_error",
+    ),
     (422, anthropic.UnprocessableEntityError, "invalid_request_error"),
     (429, anthropic.RateLimitError, "rate_limit_error"),
     (500, anthropic.InternalServerError, "api_error"),
-    (503, anthropic.InternalServerError, "api_error"),
+    (
+        503,
+        getattr(anthropic, "ServiceUnavailableError", anthropic.InternalServerError),
+        "api_error",
+    ),
     (529, getattr(anthropic, "OverloadedError", anthropic.InternalServerError), "overloaded_error"),
 ]
 
@@ -335,11 +377,15 @@ def _always_failing(status: int, **extra: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("status", "exc_class", "error_type"), ANTHROPIC_ERRORS)
 def test_injected_errors_anthropic(
-    make_server: ServerFactory, status: int, exc_class: type[Exception], error_type: str
+    make_server: ServerFactory,
+    status: int,
+    exc_class: type[Exception],
+    error_type: str,
+    sdk: SDK,
 ) -> None:
     server = make_server(_always_failing(status))
     with (
-        anthropic.Anthropic(base_url=server.url, api_key="x", max_retries=0) as claude,
+        sdk.claude(server) as claude,
         pytest.raises(exc_class) as info,
     ):
         ask_claude(claude, "m", "hello")
@@ -365,10 +411,11 @@ def test_injected_errors_openai(
     exc_class: type[Exception],
     error_type: str,
     code: str | None,
+    sdk: SDK,
 ) -> None:
     server = make_server(_always_failing(status))
     with (
-        openai.OpenAI(base_url=server.openai_base_url, api_key="x", max_retries=0) as gpt,
+        sdk.gpt(server) as gpt,
         pytest.raises(exc_class) as info,
     ):
         ask_gpt(gpt, "m", "hello")
@@ -383,17 +430,17 @@ def test_injected_errors_openai(
     assert exc.request_id.startswith("req_")
 
 
-def test_rate_limit_retry_after_headers(make_server: ServerFactory) -> None:
+def test_rate_limit_retry_after_headers(make_server: ServerFactory, sdk: SDK) -> None:
     server = make_server(_always_failing(429, retry_after=0.05, retry_after_ms=50))
     with (
-        anthropic.Anthropic(base_url=server.url, api_key="x", max_retries=0) as claude,
+        sdk.claude(server) as claude,
         pytest.raises(anthropic.RateLimitError) as a_info,
     ):
         ask_claude(claude, "m", "hello")
     assert a_info.value.response.headers["retry-after"] == "0.05"
     assert a_info.value.response.headers["retry-after-ms"] == "50"
     with (
-        openai.OpenAI(base_url=server.openai_base_url, api_key="x", max_retries=0) as gpt,
+        sdk.gpt(server) as gpt,
         pytest.raises(openai.RateLimitError) as o_info,
     ):
         ask_gpt(gpt, "m", "hello")
@@ -401,20 +448,20 @@ def test_rate_limit_retry_after_headers(make_server: ServerFactory) -> None:
     assert o_info.value.code == "rate_limit_exceeded"
 
 
-def test_sdk_retries_honour_retry_after(make_server: ServerFactory) -> None:
+def test_sdk_retries_honour_retry_after(make_server: ServerFactory, sdk: SDK) -> None:
     server = make_server(
         {"models": {"m": {"errors": [{"status": 429, "first_n": 1, "retry_after": 0.01}]}}}
     )
-    with anthropic.Anthropic(base_url=server.url, api_key="x", max_retries=2) as claude:
+    with sdk.claude(server, max_retries=2) as claude:
         message = ask_claude(claude, "m", "hello")
     assert message.model == "m"
     assert server.stats()["by_status"] == {429: 1, 200: 1}
 
 
-def test_insufficient_quota(make_server: ServerFactory) -> None:
+def test_insufficient_quota(make_server: ServerFactory, sdk: SDK) -> None:
     server = make_server(_always_failing(429, quota=True))
     with (
-        openai.OpenAI(base_url=server.openai_base_url, api_key="x", max_retries=0) as gpt,
+        sdk.gpt(server) as gpt,
         pytest.raises(openai.RateLimitError) as info,
     ):
         ask_gpt(gpt, "m", "hello")
@@ -422,9 +469,9 @@ def test_insufficient_quota(make_server: ServerFactory) -> None:
     assert "quota" in info.value.message
 
 
-def test_first_n_errors(make_server: ServerFactory) -> None:
+def test_first_n_errors(make_server: ServerFactory, sdk: SDK) -> None:
     server = make_server({"models": {"m": {"errors": [{"status": 500, "first_n": 3}]}}})
-    with anthropic.Anthropic(base_url=server.url, api_key="x", max_retries=0) as claude:
+    with sdk.claude(server) as claude:
         for _ in range(3):
             with pytest.raises(anthropic.InternalServerError):
                 ask_claude(claude, "m", "hello")
@@ -434,10 +481,10 @@ def test_first_n_errors(make_server: ServerFactory) -> None:
             ask_claude(claude, "m", "hello")
 
 
-def test_error_share_is_roughly_respected(make_server: ServerFactory) -> None:
+def test_error_share_is_roughly_respected(make_server: ServerFactory, sdk: SDK) -> None:
     server = make_server({"models": {"m": {"errors": [{"status": 429, "share": 0.2}]}}})
     failures = 0
-    with openai.OpenAI(base_url=server.openai_base_url, api_key="x", max_retries=0) as gpt:
+    with sdk.gpt(server) as gpt:
         for index in range(200):
             try:
                 ask_gpt(gpt, "m", f"prompt {index}")
@@ -447,7 +494,7 @@ def test_error_share_is_roughly_respected(make_server: ServerFactory) -> None:
     assert server.stats()["by_status"][429] == failures
 
 
-def test_error_rules_checked_in_order_and_match(make_server: ServerFactory) -> None:
+def test_error_rules_checked_in_order_and_match(make_server: ServerFactory, sdk: SDK) -> None:
     server = make_server(
         {
             "models": {
@@ -460,7 +507,7 @@ def test_error_rules_checked_in_order_and_match(make_server: ServerFactory) -> N
             }
         }
     )
-    with anthropic.Anthropic(base_url=server.url, api_key="x", max_retries=0) as claude:
+    with sdk.claude(server) as claude:
         with pytest.raises(anthropic.InternalServerError) as info:
             ask_claude(claude, "m", "a POISON pill")
         assert info.value.status_code == 503
@@ -498,7 +545,6 @@ def test_retired_model_404(
     with pytest.raises(openai.NotFoundError) as o_info:
         ask_gpt(gpt, "gpt-old", "hi")
     assert o_info.value.code == "model_not_found"
-    assert o_info.value.message.startswith("Error code: 404") or "deprecated" in str(o_info.value)
     assert isinstance(o_info.value.body, dict)
     assert o_info.value.body["message"] == (
         "The model `gpt-old` has been deprecated, learn more here: "
@@ -549,17 +595,17 @@ def test_auth_is_required(server: LocalProviderServer) -> None:
     assert status == 401
 
 
-def test_configured_api_key_must_match(make_server: ServerFactory) -> None:
+def test_configured_api_key_must_match(make_server: ServerFactory, sdk: SDK) -> None:
     server = make_server({"api_key": "sekret", "models": {"*": {}}})
-    with anthropic.Anthropic(base_url=server.url, api_key="wrong", max_retries=0) as claude:
+    with sdk.claude(server, api_key="wrong") as claude:
         with pytest.raises(anthropic.AuthenticationError) as info:
             ask_claude(claude, "m", "hi")
         assert info.value.type == "authentication_error"
-    with openai.OpenAI(base_url=server.openai_base_url, api_key="wrong", max_retries=0) as gpt:
+    with sdk.gpt(server, api_key="wrong") as gpt:
         with pytest.raises(openai.AuthenticationError) as o_info:
             ask_gpt(gpt, "m", "hi")
         assert o_info.value.code == "invalid_api_key"
-    with anthropic.Anthropic(base_url=server.url, api_key="sekret", max_retries=0) as claude:
+    with sdk.claude(server, api_key="sekret") as claude:
         assert ask_claude(claude, "m", "hi").model == "m"
 
 
@@ -664,7 +710,7 @@ def _write_golden(directory: Path) -> None:
     (directory / "list.yml").write_text("- user: Structured?\n  reference: {a: 1}\n")
 
 
-def test_answers_from_golden_files(make_server: ServerFactory, tmp_path: Path) -> None:
+def test_answers_from_golden_files(make_server: ServerFactory, tmp_path: Path, sdk: SDK) -> None:
     _write_golden(tmp_path / "golden")
     scenario_file = tmp_path / "scenarios" / "s.yaml"
     scenario_file.parent.mkdir()
@@ -683,7 +729,7 @@ def test_answers_from_golden_files(make_server: ServerFactory, tmp_path: Path) -
         "Structured?": '{"a": 1}',
     }
     server = make_server(scenario_file)
-    with openai.OpenAI(base_url=server.openai_base_url, api_key="x", max_retries=0) as gpt:
+    with sdk.gpt(server) as gpt:
         assert ask_gpt(gpt, "m", "What is 2+2?").choices[0].message.content == "4"
         assert ask_gpt(gpt, "m", " What   is 2+2? ").choices[0].message.content == "4"
         assert ask_gpt(gpt, "m", "Capital of France?").choices[0].message.content == "Paris"
@@ -726,12 +772,13 @@ def _drifted_indices_in_subprocess(count: int) -> set[int]:
 
 def test_drift_is_deterministic_across_instances_and_processes(
     make_server: ServerFactory,
+    sdk: SDK,
 ) -> None:
     count = 200
     first, second = make_server(DRIFT_SCENARIO), make_server(DRIFT_SCENARIO)
     with (
-        anthropic.Anthropic(base_url=first.url, api_key="x", max_retries=0) as claude,
-        openai.OpenAI(base_url=second.openai_base_url, api_key="x", max_retries=0) as gpt,
+        sdk.claude(first) as claude,
+        sdk.gpt(second) as gpt,
     ):
         via_claude = {
             i
@@ -748,7 +795,7 @@ def test_drift_is_deterministic_across_instances_and_processes(
     assert _drifted_indices_in_subprocess(count) == via_claude
 
 
-def test_malformed_share(make_server: ServerFactory) -> None:
+def test_malformed_share(make_server: ServerFactory, sdk: SDK) -> None:
     server = make_server(
         {
             "models": {
@@ -757,7 +804,7 @@ def test_malformed_share(make_server: ServerFactory) -> None:
             }
         }
     )
-    with anthropic.Anthropic(base_url=server.url, api_key="x", max_retries=0) as claude:
+    with sdk.claude(server) as claude:
         text = (
             ask_claude(claude, "always", "<reference>a</reference><candidate>a</candidate>")
             .content[0]
@@ -783,9 +830,9 @@ def _judge_prompt(reference: str, candidate: str) -> str:
     )
 
 
-def test_judge_mode(make_server: ServerFactory) -> None:
+def test_judge_mode(make_server: ServerFactory, sdk: SDK) -> None:
     server = make_server({"models": {"judge": {"judge": True}}})
-    with openai.OpenAI(base_url=server.openai_base_url, api_key="x", max_retries=0) as gpt:
+    with sdk.gpt(server) as gpt:
         same = ask_gpt(
             gpt, "judge", _judge_prompt("Refunds within 30 days.", "refunds within  30 days.")
         )

@@ -674,6 +674,6 @@ def load_answers(paths: Iterable[str | os.PathLike[str]]) -> dict[str, str]:
                     continue
                 reference = record["reference"]
                 if not isinstance(reference, str):
-                    reference = json.dumps(reference, ensure_ascii=False, sort_keys=True)
+                    reference = json.dumps(reference, ensure_ascii=False)
                 index[normalize_text(user)] = reference
     return index

@@ -8,6 +8,7 @@ SDKs, and therefore pytest-llmregress, at a scripted local server. Dispatched by
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import signal
 import sys
@@ -132,5 +133,6 @@ def main(argv: list[str]) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         server.stop()
-    print("llmregress serve: stopped", flush=True)
+    with contextlib.suppress(OSError):  # stdout may be a pipe whose reader is gone
+        print("llmregress serve: stopped", flush=True)
     return 0

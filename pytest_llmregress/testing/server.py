@@ -319,7 +319,7 @@ class LocalProviderServer:
         self._httpd = httpd
         self._thread = threading.Thread(
             target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.01},
             name=f"llmregress-server-{httpd.server_port}",
             daemon=True,
         )
@@ -513,11 +513,11 @@ class LocalProviderServer:
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
             self._changed.notify_all()
-        self._gate.wait()
         prompt: _Prompt | None = None
         resolved: str | None = None
         requested: str | None = None
         try:
+            self._gate.wait()  # pause() holds requests here, already counted as in flight
             try:
                 self._check_auth(provider, headers)
                 data = _parse_json(body)
@@ -1125,7 +1125,7 @@ class _HTTPServer(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Stay quiet about clients that disconnect; report real bugs."""
         exc = sys.exc_info()[1]
-        if isinstance(exc, ConnectionError | TimeoutError | OSError):
+        if isinstance(exc, OSError):  # includes ConnectionError and TimeoutError
             return
         super().handle_error(request, client_address)  # pragma: no cover
 
