@@ -258,7 +258,12 @@ def _load_file(path: Path) -> ModelConfig:
         for role in roles.values()
         if role.retires_on is not None
     )
-    config = ModelConfig(roles=MappingProxyType(roles), path=path, lifecycle_overrides=overrides)
+    config = ModelConfig(
+        roles=MappingProxyType(roles),
+        path=path,
+        lifecycle_overrides=overrides,
+        lifecycle_files=files,
+    )
     data = config.lifecycle()
     for role in roles.values():
         _check_chain(reader, role, data)
@@ -335,9 +340,11 @@ def _parse_lifecycle(
         if not isinstance(raw, dict):
             raise reader.error(f"lifecycle[{index}]", f"expected a table, got {_describe(raw)}")
         try:
-            override = parse_override(raw, f"{reader.path}: {key}")
+            override = parse_override(raw, key)
         except LifecycleError as exc:
-            raise ModelConfigError(str(exc), path=reader.path, key=key) from None
+            raise ModelConfigError(
+                f"{reader.path}: {exc}", path=reader.path, key=exc.key or key
+            ) from None
         if "source" not in override.given:
             override = replace(
                 override, given=override.given | {"source"}, source=f"{reader.path}: {key}"

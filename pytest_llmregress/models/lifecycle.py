@@ -84,7 +84,14 @@ FindingCode = Literal[
 
 
 class LifecycleError(ValueError):
-    """Bad lifecycle data or a bad override entry; the message names where."""
+    """Bad lifecycle data or a bad override entry; the message names where.
+
+    ``key`` is the dotted location of the bad value when there is one (``where.key``).
+    """
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass(frozen=True)
@@ -158,14 +165,16 @@ def parse_date(value: object, where: str) -> date | None:
             try:
                 return date.fromisoformat(value)
             except ValueError as exc:
-                raise LifecycleError(f"{where}: invalid date {value!r}: {exc}") from None
-    raise LifecycleError(f"{where}: expected a date YYYY-MM-DD, got {value!r}")
+                raise LifecycleError(f"{where}: invalid date {value!r}: {exc}", key=where) from None
+    raise LifecycleError(f"{where}: expected a date YYYY-MM-DD, got {value!r}", key=where)
 
 
 def _optional_str(value: object, where: str) -> str | None:
     if isinstance(value, str):
         return value.strip() or None
-    raise LifecycleError(f"{where}: expected a string, got {type(value).__name__} {value!r}")
+    raise LifecycleError(
+        f"{where}: expected a string, got {type(value).__name__} {value!r}", key=where
+    )
 
 
 def parse_override(raw: Mapping[str, object], where: str = "override") -> LifecycleOverride:
@@ -175,13 +184,16 @@ def parse_override(raw: Mapping[str, object], where: str = "override") -> Lifecy
     unknown = sorted(set(raw) - set(OVERRIDE_KEYS))
     if unknown:
         raise LifecycleError(
-            f"{where}.{unknown[0]}: unknown key (allowed: {', '.join(OVERRIDE_KEYS)})"
+            f"{where}.{unknown[0]}: unknown key (allowed: {', '.join(OVERRIDE_KEYS)})",
+            key=f"{where}.{unknown[0]}",
         )
     if "id" not in raw:
         raise LifecycleError(f"{where}: missing required key 'id'")
     model_id = raw["id"]
     if not isinstance(model_id, str) or not model_id.strip():
-        raise LifecycleError(f"{where}.id: expected a non-empty string, got {model_id!r}")
+        raise LifecycleError(
+            f"{where}.id: expected a non-empty string, got {model_id!r}", key=f"{where}.id"
+        )
     values: dict[str, Any] = {}
     for key in OVERRIDE_KEYS[1:]:
         if key not in raw:
@@ -191,12 +203,14 @@ def parse_override(raw: Mapping[str, object], where: str = "override") -> Lifecy
             values[key] = parse_date(value, here)
         elif key == "kind":
             if value not in KINDS:
-                raise LifecycleError(f"{here}: expected one of {', '.join(KINDS)}, got {value!r}")
+                raise LifecycleError(
+                    f"{here}: expected one of {', '.join(KINDS)}, got {value!r}", key=here
+                )
             values[key] = value
         elif key == "surface":
             if value not in SURFACES:
                 raise LifecycleError(
-                    f"{here}: expected one of {', '.join(SURFACES)}, got {value!r}"
+                    f"{here}: expected one of {', '.join(SURFACES)}, got {value!r}", key=here
                 )
             values[key] = value
         else:
@@ -408,8 +422,9 @@ class LifecycleData:
             if nxt is None:
                 break
             current = nxt
-        dates_from = current.id if current is not entry else None
-        return _Dates(current.deprecated_on, current.retires_on, dates_from)
+        if current is entry or not (current.deprecated_on or current.retires_on):
+            return _Dates(entry.deprecated_on, entry.retires_on, None)
+        return _Dates(current.deprecated_on, current.retires_on, current.id)
 
     # -- classification -------------------------------------------------------------------
 
