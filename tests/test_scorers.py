@@ -434,7 +434,7 @@ def test_json_schema_without_jsonschema_cannot_decide(monkeypatch: pytest.Monkey
         score_deterministic(spec, "{}", make_case())
     assert str(info.value) == (
         "scorer 'json' of case 'refund-001' has a schema, but jsonschema is not installed: "
-        "pip install pytest-llmregress[jsonschema]"
+        "pip install jsonschema"
     )
 
 

@@ -61,7 +61,7 @@ REGEX_FLAGS: Final[Mapping[str, re.RegexFlag]] = MappingProxyType(
 )
 """Letters allowed in the ``regex`` scorer's ``flags`` option."""
 
-_JSONSCHEMA_HINT: Final = "pip install pytest-llmregress[jsonschema]"
+_JSONSCHEMA_HINT: Final = "pip install jsonschema"
 _MAX_LISTED: Final = 3
 
 
