@@ -155,12 +155,21 @@ def test_lifecycle_files_are_read_relative_to_the_config(tmp_path: Path) -> None
         '[[lifecycle]]\nid = "gpt-5.5-2026-04-23"\nretires_on = 2027-05-05\n',
     )
     path = write(
-        tmp_path / "llmregress.toml",
-        'lifecycle_files = ["lifecycle/openai.toml"]\n[models.judge]\nid = "gpt-5.5-2026-04-23"\n',
+        tmp_path / "pyproject.toml",
+        "[tool.llmregress.models.judge]\n"
+        'id = "gpt-5.5-2026-04-23"\n'
+        "[[tool.llmregress.lifecycle]]\n"
+        'file = "lifecycle/openai.toml"\n'
+        "[[tool.llmregress.lifecycle]]\n"
+        'id = "claude-opus-4-7"\n'
+        "retires_on = 2027-06-01\n",
     )
     config = load_model_config(path=path)
     assert config.lifecycle_files == (tmp_path / "lifecycle" / "openai.toml",)
-    assert config.lifecycle().classify("gpt-5.5-2026-04-23").retires_on == date(2027, 5, 5)
+    data = config.lifecycle()
+    assert data.classify("gpt-5.5-2026-04-23").retires_on == date(2027, 5, 5)
+    assert data.classify("claude-opus-4-7").retires_on == date(2027, 6, 1)
+    assert [o.id for o in config.lifecycle_overrides] == ["gpt-5.5-2026-04-23", "claude-opus-4-7"]
 
 
 def test_fallback_on_another_surface_is_a_different_model(tmp_path: Path) -> None:
@@ -256,9 +265,14 @@ PY = "tool.llmregress."
             "expected an array of tables [[tool.llmregress.lifecycle]], got int 3",
         ),
         (
-            '[tool.llmregress]\nlifecycle_files = "x.toml"\n',
-            PY + "lifecycle_files",
-            "expected a list of file paths, got str 'x.toml'",
+            '[[tool.llmregress.lifecycle]]\nfile = "x.toml"\nid = "o3"\n',
+            PY + "lifecycle[0].id",
+            "an entry with 'file' includes an overrides file and takes no other key",
+        ),
+        (
+            "[[tool.llmregress.lifecycle]]\nfile = 3\n",
+            PY + "lifecycle[0].file",
+            "expected a non-empty string, got int 3",
         ),
     ],
 )
@@ -286,12 +300,13 @@ def test_invalid_toml_and_missing_lifecycle_file(tmp_path: Path) -> None:
     bad = write(tmp_path / "a" / "llmregress.toml", "[models.chat\n")
     with pytest.raises(ModelConfigError, match=r"llmregress\.toml: invalid TOML: "):
         load_model_config(path=bad)
-    missing = write(tmp_path / "b" / "llmregress.toml", 'lifecycle_files = ["nope.toml"]\n')
+    missing = write(tmp_path / "b" / "llmregress.toml", '[[lifecycle]]\nfile = "nope.toml"\n')
     with pytest.raises(ModelConfigError) as excinfo:
         load_model_config(path=missing)
     assert str(excinfo.value).startswith(
-        f"{missing}: lifecycle_files: {tmp_path / 'b' / 'nope.toml'}: cannot read"
+        f"{missing}: lifecycle[0].file: {tmp_path / 'b' / 'nope.toml'}: cannot read"
     )
+    assert excinfo.value.key == "lifecycle[0].file"
 
 
 def test_models_package_never_imports_pytest() -> None:

@@ -195,7 +195,7 @@ def test_lint_skips_the_config_file_and_its_lifecycle_files(
 ) -> None:
     write(
         tmp_path / "llmregress.toml",
-        'lifecycle_files = ["lifecycle.json"]\n[models.chat]\nid = "gpt-5.5"\n',
+        '[[lifecycle]]\nfile = "lifecycle.json"\n[models.chat]\nid = "gpt-5.5"\n',
     )
     write(tmp_path / "lifecycle.json", '[{"id": "gpt-4o", "retires_on": "2027-01-14"}]')
     write(tmp_path / "app.py", 'M = "gpt-5.5"\n')

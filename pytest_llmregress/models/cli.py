@@ -653,7 +653,8 @@ def _cmd_refresh(args: argparse.Namespace, out: TextIO) -> int:
     header = (
         f"Lifecycle overrides for pytest-llmregress, written by `{PROG} refresh` on {today}\n"
         f"from GET {args.openai_base_url.rstrip('/')}/models (shutdown_date).\n"
-        'Use it from your config: lifecycle_files = ["' + args.output.name + '"]'
+        "Include it from your config: [[tool.llmregress.lifecycle]] (or [[lifecycle]] in "
+        f'llmregress.toml) with file = "{args.output.name}"'
     )
     dump_overrides(entries, args.output, header=header)
     out.write(f"Wrote {_count(len(entries), 'lifecycle entry')} to {args.output}\n")

@@ -12,6 +12,9 @@
     id = "claude-sonnet-4-6"
     retires_on = "2027-02-17"
 
+    [[tool.llmregress.lifecycle]]      # or an overrides file (``llmregress models refresh``)
+    file = "lifecycle/openai.toml"
+
 Application code and the pytest plugin both call :func:`load_model_config`, so production and
 tests read the same file. Only the standard library is imported here (no pytest, no SDKs).
 """
@@ -85,9 +88,9 @@ class ModelConfig:
     path: Path | None = None
     """The file the config was read from; None when no config file was found."""
     lifecycle_overrides: tuple[LifecycleOverride, ...] = ()
-    """Entries from ``lifecycle_files``, ``[[...lifecycle]]`` and roles' ``retires_on``."""
+    """``[[...lifecycle]]`` entries (and the files they include), then roles' ``retires_on``."""
     lifecycle_files: tuple[Path, ...] = ()
-    """The override files named by ``lifecycle_files`` (resolved against the config's dir)."""
+    """Override files included by ``[[...lifecycle]]`` ``file = ...`` entries."""
 
     def role(self, name: str) -> ModelRole:
         """The role ``name``; :class:`ModelConfigError` listing the known roles otherwise."""
@@ -246,8 +249,7 @@ def _load_file(path: Path) -> ModelConfig:
         reader, section = _Reader(path, ""), doc
 
     roles = _parse_roles(reader, section.get("models", {}))
-    files = _parse_lifecycle_files(reader, section)
-    overrides = _parse_lifecycle(reader, files, section)
+    overrides, files = _parse_lifecycle(reader, section)
     overrides += tuple(
         LifecycleOverride(
             id=role.id,
@@ -307,28 +309,13 @@ def _parse_roles(reader: _Reader, models: object) -> dict[str, ModelRole]:
     return roles
 
 
-def _parse_lifecycle_files(reader: _Reader, section: Mapping[str, Any]) -> tuple[Path, ...]:
-    files = section.get("lifecycle_files", [])
-    if not isinstance(files, list) or not all(isinstance(f, str) and f for f in files):
-        raise reader.error(
-            "lifecycle_files", f"expected a list of file paths, got {_describe(files)}"
-        )
-    return tuple(reader.path.parent / name for name in files)
-
-
 def _parse_lifecycle(
-    reader: _Reader, files: tuple[Path, ...], section: Mapping[str, Any]
-) -> tuple[LifecycleOverride, ...]:
+    reader: _Reader, section: Mapping[str, Any]
+) -> tuple[tuple[LifecycleOverride, ...], tuple[Path, ...]]:
+    """``[[lifecycle]]`` entries in order; ``{file = "..."}`` entries include an overrides
+    file (relative to the config file) at their position."""
     overrides: list[LifecycleOverride] = []
-    for file in files:
-        try:
-            overrides += load_overrides_file(file)
-        except LifecycleError as exc:
-            raise ModelConfigError(
-                f"{reader.path}: {reader.prefix}lifecycle_files: {exc}",
-                path=reader.path,
-                key=f"{reader.prefix}lifecycle_files",
-            ) from None
+    files: list[Path] = []
     entries = section.get("lifecycle", [])
     if not isinstance(entries, list):
         raise reader.error(
@@ -339,6 +326,23 @@ def _parse_lifecycle(
         key = f"{reader.prefix}lifecycle[{index}]"
         if not isinstance(raw, dict):
             raise reader.error(f"lifecycle[{index}]", f"expected a table, got {_describe(raw)}")
+        if "file" in raw:
+            if len(raw) > 1:
+                other = sorted(set(raw) - {"file"})[0]
+                raise reader.error(
+                    f"lifecycle[{index}].{other}",
+                    "an entry with 'file' includes an overrides file and takes no other key",
+                )
+            name = reader.string(raw["file"], f"lifecycle[{index}].file")
+            file = reader.path.parent / name
+            try:
+                overrides += load_overrides_file(file)
+            except LifecycleError as exc:
+                raise ModelConfigError(
+                    f"{reader.path}: {key}.file: {exc}", path=reader.path, key=f"{key}.file"
+                ) from None
+            files.append(file)
+            continue
         try:
             override = parse_override(raw, key)
         except LifecycleError as exc:
@@ -350,7 +354,7 @@ def _parse_lifecycle(
                 override, given=override.given | {"source"}, source=f"{reader.path}: {key}"
             )
         overrides.append(override)
-    return tuple(overrides)
+    return tuple(overrides), tuple(files)
 
 
 def _chain_key(model_id: str) -> tuple[Surface | None, str]:
