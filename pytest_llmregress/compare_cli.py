@@ -7,8 +7,8 @@ No model is called::
     llmregress compare --attribute OLD_OLD OLD_NEW NEW_OLD NEW_NEW
     llmregress history DIR [--format text|json|markdown]
 
-Results files are the documents ``--llm-report`` writes, or the ``.partial.jsonl`` file an
-interrupted run left behind.
+Results files are the documents ``--llm-report`` writes; for an interrupted run, give the same
+path: :func:`~pytest_llmregress.results.load_results` reads the partial results it left.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import json
 import math
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,7 @@ def _compare_parser() -> argparse.ArgumentParser:
         "files",
         nargs="*",
         metavar="RESULTS",
-        help="BASELINE CANDIDATE: two results files (.json or .partial.jsonl)",
+        help="BASELINE CANDIDATE: two results files (an interrupted run's partial results too)",
     )
     parser.add_argument(
         "--attribute",
@@ -285,25 +286,51 @@ def _started(run: RunResult) -> dt.datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
-def history_files(directory: Path) -> list[Path]:
-    """Results files in a history folder (recursively); a final document wins over its partial."""
-    finals = sorted(p for p in directory.rglob("*.json") if p.is_file())
-    partials = sorted(p for p in directory.rglob("*.partial.jsonl") if p.is_file())
-    final_names = {str(p) for p in finals}
-    kept = [p for p in partials if str(p).removesuffix(".partial.jsonl") not in final_names]
-    return finals + kept
+@dataclass(frozen=True)
+class HistoryRun:
+    """Where one run of a history folder is: the path to load and whether it is complete."""
+
+    path: Path  # what load_results reads: a results document, or a run's journal
+    shown: str  # the name to print, relative to the folder
+    partial: bool  # no final document: the run was interrupted
 
 
-def load_history(directory: Path) -> tuple[list[tuple[Path, RunResult]], list[str]]:
+def _relative(path: Path, directory: Path) -> str:
+    return str(path.relative_to(directory)) if path.is_relative_to(directory) else str(path)
+
+
+def history_files(directory: Path) -> list[HistoryRun]:
+    """The runs in a history folder, recursively.
+
+    A run is its final results document (``NAME.json``); without one, what an interrupted
+    run left: a journal folder ``NAME.json.partial/`` or a journal file
+    ``NAME.json.partial.jsonl``, both read by :func:`load_results`.
+    """
+    runs: dict[Path, HistoryRun] = {}
+    for path in sorted(directory.rglob("*.json")):
+        if path.is_file():
+            runs[path] = HistoryRun(path, _relative(path, directory), partial=False)
+    for path in sorted(directory.rglob("*.partial")):
+        final = path.with_name(path.name.removesuffix(".partial"))
+        if path.is_dir() and final not in runs:
+            runs[final] = HistoryRun(final, _relative(path, directory) + "/", partial=True)
+    for path in sorted(directory.rglob("*.partial.jsonl")):
+        final = path.with_name(path.name.removesuffix(".partial.jsonl"))
+        if path.is_file() and final not in runs:
+            runs[final] = HistoryRun(path, _relative(path, directory), partial=True)
+    return [runs[key] for key in sorted(runs)]
+
+
+def load_history(directory: Path) -> tuple[list[tuple[HistoryRun, RunResult]], list[str]]:
     """Every readable run in the folder, oldest first by ``metadata.started_at``; and warnings."""
-    runs: list[tuple[Path, RunResult]] = []
+    runs: list[tuple[HistoryRun, RunResult]] = []
     warnings: list[str] = []
-    seen: dict[str, Path] = {}
-    for path in history_files(directory):
+    seen: dict[str, str] = {}
+    for where in history_files(directory):
         try:
-            run = load_results(path)
+            run = load_results(where.path)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            warnings.append(f"skipped {path}: {exc}")
+            warnings.append(f"skipped {where.shown}: {exc}")
             continue
         # A copy of a run (an "accepted.json" beside the runs) would show the run twice.
         identity = json.dumps(
@@ -311,34 +338,32 @@ def load_history(directory: Path) -> tuple[list[tuple[Path, RunResult]], list[st
             default=str,
         )
         if run.metadata.get("started_at") and identity in seen:
-            warnings.append(f"skipped {path}: the same run as {seen[identity]}")
+            warnings.append(f"skipped {where.shown}: the same run as {seen[identity]}")
             continue
-        seen[identity] = path
-        runs.append((path, run))
-    undated = [str(path) for path, run in runs if _started(run) is None]
+        seen[identity] = where.shown
+        runs.append((where, run))
+    undated = [where.shown for where, run in runs if _started(run) is None]
     if undated:
         warnings.append("no metadata.started_at (listed last): " + ", ".join(undated))
     far_future = dt.datetime.max.replace(tzinfo=dt.UTC)
-    runs.sort(key=lambda item: (_started(item[1]) or far_future, str(item[0])))
+    runs.sort(key=lambda item: (_started(item[1]) or far_future, item[0].shown))
     return runs, warnings
 
 
 def _history_entries(
-    runs: Sequence[tuple[Path, RunResult]], directory: Path, alpha: float
+    runs: Sequence[tuple[HistoryRun, RunResult]], alpha: float
 ) -> list[dict[str, Any]]:
     """One entry per run with its summary, the change from the same model's previous run,
     and flags: aliases that moved, significant changes, interrupted runs."""
     entries: list[dict[str, Any]] = []
     previous: dict[str, tuple[RunResult, RunSummary]] = {}
-    for path, run in runs:
+    for where, run in runs:
         summary = summarize_run(run)
         flags: list[str] = []
         entry: dict[str, Any] = {
-            "file": str(path.relative_to(directory))
-            if path.is_relative_to(directory)
-            else str(path),
+            "file": where.shown,
             **summary.to_dict(),
-            "partial": path.name.endswith(".partial.jsonl"),
+            "partial": where.partial,
             "change": None,
             "p_value": None,
         }
@@ -409,7 +434,7 @@ def history_main(argv: Sequence[str]) -> int:
     runs, warnings = load_history(directory)
     for warning in warnings:
         print(f"llmregress history: {warning}", file=sys.stderr)
-    entries = _history_entries(runs, directory, args.alpha)
+    entries = _history_entries(runs, args.alpha)
     if args.format == "json":
         models: dict[str, list[dict[str, Any]]] = {}
         for entry in entries:

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from pytest_llmregress import cli
+from pytest_llmregress import results as results_module
 from pytest_llmregress.compare_cli import main, parse_margin
 from pytest_llmregress.providers.base import Completion
-from pytest_llmregress.results import CaseResult, Outcome, RunResult, partial_path
+from pytest_llmregress.results import CaseResult, Outcome, RunResult
 from pytest_llmregress.scoring.score import Score
 
 PRODUCTION = "anthropic:claude-sonnet-4-6"
@@ -72,8 +73,14 @@ def write(path: Path, run: RunResult) -> str:
 
 
 def write_partial(path: Path, run: RunResult) -> str:
-    """What an interrupted run leaves behind: a header line, then one line per case."""
-    target = partial_path(path)
+    """What an interrupted run leaves behind instead of ``path``: a journal (a header line,
+    then one line per case) where results.py puts it (``PATH.partial/<process>.jsonl``, or
+    ``PATH.partial.jsonl`` in the single-file layout). Returns the journal's path."""
+    journal_dir = getattr(results_module, "journal_dir", None)
+    if journal_dir is not None:
+        target = Path(journal_dir(path)) / "main.jsonl"
+    else:
+        target = Path(results_module.partial_path(path))  # type: ignore[attr-defined, unused-ignore]
     target.parent.mkdir(parents=True, exist_ok=True)
     lines = [json.dumps({"kind": "header", "version": 1, "metadata": run.metadata})]
     lines += [json.dumps({"kind": "case", "case": c.to_dict()}) for c in run.cases]
@@ -202,12 +209,12 @@ def test_compare_reads_partial_files(tmp_path: Path, capsys: pytest.CaptureFixtu
     interrupted = run_of(regressed(), candidate=CANDIDATE)
     interrupted.cases = interrupted.cases[:200]
     partial = write_partial(tmp_path / "b.json", interrupted)
-    assert partial.endswith("b.json.partial.jsonl")
+    assert partial.endswith(".jsonl")
     assert main(["compare", a, partial, "--format", "json", "--resamples", "200"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["paired_cases"] == 200
     assert len(document["only_baseline"]) == 100
-    # The final name works too when only the partial file exists.
+    # The final name works too when only the partial results exist.
     assert (
         main(["compare", a, str(tmp_path / "b.json"), "--format", "json", "--resamples", "200"])
         == 0
