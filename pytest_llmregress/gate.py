@@ -16,6 +16,7 @@ class Verdict:
     passed: int
     failed: int
     errors: int
+    missing: int
     min_pass_rate: float
     max_error_rate: float
     reasons: tuple[str, ...]
@@ -47,7 +48,11 @@ class Verdict:
 
 
 def decide(
-    results: Iterable[CaseResult], *, min_pass_rate: float, max_error_rate: float
+    results: Iterable[CaseResult],
+    *,
+    min_pass_rate: float,
+    max_error_rate: float,
+    missing: int = 0,
 ) -> Verdict:
     """Apply the gate to the results of one run."""
     passed = failed = errors = 0
@@ -73,4 +78,9 @@ def decide(
         )
     if total and not scored:
         reasons.append("no case could be scored")
-    return Verdict(passed, failed, errors, min_pass_rate, max_error_rate, tuple(reasons))
+    if missing:
+        reasons.append(
+            f"{missing} golden cases have no result (interrupted, or a worker died): the run is "
+            f"incomplete, not a smaller denominator"
+        )
+    return Verdict(passed, failed, errors, missing, min_pass_rate, max_error_rate, tuple(reasons))

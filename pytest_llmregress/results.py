@@ -1,16 +1,20 @@
 """Results of golden cases as versioned JSON documents, written as they arrive.
 
-A run writes ``PATH.partial.jsonl`` while it goes (a header line, then one line per finished
-case, flushed at once), and at the end the whole document to ``PATH`` atomically, removing
-the partial file. A crash or Ctrl-C leaves every finished case in the partial file.
+While a run goes, each process that runs cases appends every finished case to its own
+journal, ``PATH.partial/<process>.jsonl`` (a header line, then one line per case, flushed at
+once). At the end the controller writes the whole document to ``PATH`` atomically and
+removes the journals. A crash, a killed worker or Ctrl-C leaves every finished case in the
+journals, and ``load_results`` reads them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -93,26 +97,66 @@ class RunResult:
         )
 
 
-def partial_path(path: str | os.PathLike[str]) -> Path:
-    return Path(os.fspath(path) + ".partial.jsonl")
+def journal_dir(path: str | os.PathLike[str]) -> Path:
+    """Where the processes of a run append their results while it goes."""
+    return Path(os.fspath(path) + ".partial")
+
+
+def _read_journal(source: Path) -> tuple[dict[str, Any], list[CaseResult]]:
+    header: dict[str, Any] | None = None
+    cases: list[CaseResult] = []
+    for number, line in enumerate(source.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            # The last line of a killed process can be cut short; everything before it counts.
+            continue
+        if record.get("kind") == "header":
+            header = record
+        elif record.get("kind") == "case":
+            cases.append(CaseResult.from_dict(record["case"]))
+        else:
+            raise ValueError(f"{source}:{number}: not a results journal line")
+    if header is None:
+        raise ValueError(f"{source}: not a results journal (no header line)")
+    if header.get("version") != RESULTS_VERSION:
+        raise ValueError(
+            f"{source}: results version {header.get('version')!r} is not {RESULTS_VERSION}"
+        )
+    return dict(header.get("metadata", {})), cases
 
 
 def load_results(path: str | os.PathLike[str]) -> RunResult:
-    """Read a results document, or the partial file an interrupted run left behind."""
+    """Read a results document, adding what its run's journals hold.
+
+    An interrupted run may have no document, or a document without the cases that finished
+    but were not reported; the journals (``PATH.partial/*.jsonl``) have them. For a case found
+    more than once, the document wins over journals and a later journal line over an earlier.
+    """
     target = Path(path)
-    if target.suffix == ".jsonl" or (not target.exists() and partial_path(target).exists()):
-        source = target if target.suffix == ".jsonl" else partial_path(target)
-        lines = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
-        if not lines or lines[0].get("kind") != "header":
-            raise ValueError(f"{source}: not a partial results file (no header line)")
-        header = lines[0]
-        run = RunResult.from_dict(
-            {"version": header.get("version"), "metadata": header.get("metadata", {})},
-            str(source),
-        )
-        run.cases = [CaseResult.from_dict(line["case"]) for line in lines[1:] if "case" in line]
-        return run
-    return RunResult.from_dict(json.loads(target.read_text()), str(target))
+    journals = sorted(journal_dir(target).glob("*.jsonl")) if journal_dir(target).is_dir() else []
+    if target.suffix == ".jsonl" and target.is_file():
+        journals, document = [target], None
+    elif target.is_file():
+        document = RunResult.from_dict(json.loads(target.read_text()), str(target))
+    elif journals:
+        document = None
+    else:
+        raise FileNotFoundError(f"no results at {target} (and no {journal_dir(target)}/)")
+    by_node: dict[str, CaseResult] = {}
+    metadata: dict[str, Any] = {}
+    for journal in journals:
+        meta, cases = _read_journal(journal)
+        metadata = metadata or meta
+        for case in cases:
+            by_node[case.nodeid] = case
+    if document is not None:
+        metadata = document.metadata
+        for case in document.cases:
+            by_node[case.nodeid] = case
+    return RunResult(metadata=metadata, cases=list(by_node.values()))
 
 
 def write_json_atomic(path: str | os.PathLike[str], document: Any) -> None:
@@ -132,37 +176,44 @@ def write_json_atomic(path: str | os.PathLike[str], document: Any) -> None:
         raise
 
 
-class ResultsWriter:
-    """Appends each case result to the partial file as it arrives; finalizes at the end."""
+class ResultsJournal:
+    """One process's append-only record of the cases it finished, flushed line by line.
 
-    def __init__(self, path: str | os.PathLike[str], metadata: dict[str, Any]) -> None:
-        self.path = Path(path)
-        self.run = RunResult(metadata=metadata)
-        self._partial = partial_path(self.path)
-        self._partial.parent.mkdir(parents=True, exist_ok=True)
-        self._handle: IO[str] | None = self._partial.open("w")
-        self._write_line({"kind": "header", "version": RESULTS_VERSION, "metadata": metadata})
+    Every process that runs cases (the lone pytest process, or each xdist worker) keeps its
+    own journal, so no two writers share a file. Thread-safe: the runner's loop thread writes
+    each case the moment it finishes.
+    """
 
-    def _write_line(self, obj: Mapping[str, Any]) -> None:
-        assert self._handle is not None
-        self._handle.write(json.dumps(obj) + "\n")
-        self._handle.flush()
+    def __init__(self, path: str | os.PathLike[str], name: str, metadata: dict[str, Any]) -> None:
+        directory = journal_dir(path)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f"{name}.jsonl"
+        self._lock = threading.Lock()
+        self._handle: IO[str] | None = self.path.open("a")
+        self._write({"kind": "header", "version": RESULTS_VERSION, "metadata": metadata})
+
+    def _write(self, obj: Mapping[str, Any]) -> None:
+        with self._lock:
+            if self._handle is not None:
+                self._handle.write(json.dumps(obj) + "\n")
+                self._handle.flush()
 
     def add(self, result: CaseResult) -> None:
-        self.run.cases.append(result)
-        if self._handle is not None:
-            self._write_line({"kind": "case", "case": result.to_dict()})
+        self._write({"kind": "case", "case": result.to_dict()})
 
-    def extend(self, results: Iterable[CaseResult]) -> None:
-        for result in results:
-            self.add(result)
+    def close(self) -> None:
+        with self._lock:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
 
-    def finish(self, extra_metadata: Mapping[str, Any]) -> None:
-        """Write the whole document atomically and drop the partial file."""
-        if self._handle is None:
-            return
-        self._handle.close()
-        self._handle = None
-        self.run.metadata.update(extra_metadata)
-        write_json_atomic(self.path, self.run.to_dict())
-        self._partial.unlink(missing_ok=True)
+
+def finish_results(path: str | os.PathLike[str], run: RunResult, *, keep_journals: bool) -> None:
+    """Write the run's document atomically; drop the journals once the run is complete."""
+    write_json_atomic(path, run.to_dict())
+    if not keep_journals:
+        directory = journal_dir(path)
+        for journal in directory.glob("*.jsonl"):
+            journal.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            directory.rmdir()

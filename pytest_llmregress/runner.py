@@ -2,21 +2,24 @@
 
 pytest runs one item at a time, but model calls are network-bound. The ``Runner`` owns an
 event loop on a background thread; the plugin submits the cases a process is going to run,
-they start at once (bounded by the concurrency budget), and each pytest item only waits for
-its own result. One retry policy lives here; the SDKs' own retries are off.
+they start at once (bounded by separate candidate and judge budgets that back off on 429),
+and each pytest item only waits for its own result. One retry policy lives here; the SDKs'
+own retries are off.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from dataclasses import dataclass, replace
+from typing import Any, Literal, TypeVar
 
+from pytest_llmregress.cache import CacheMode, ResponseCache, request_key
 from pytest_llmregress.cases import GoldenCase
 from pytest_llmregress.providers.base import (
     ChatMessage,
@@ -27,11 +30,16 @@ from pytest_llmregress.providers.base import (
 )
 from pytest_llmregress.providers.registry import Endpoints, ModelRef
 from pytest_llmregress.results import CaseResult
-from pytest_llmregress.scoring.judge import build_judge_prompt, parse_judge_reply
+from pytest_llmregress.scoring.judge import (
+    JUDGE_PROMPT_VERSION,
+    build_judge_prompt,
+    parse_judge_reply,
+)
 from pytest_llmregress.scoring.score import Score, ScorerError
 from pytest_llmregress.scoring.scorers import score_deterministic
 
 T = TypeVar("T")
+CallKind = Literal["candidate", "judge"]
 
 
 @dataclass(frozen=True)
@@ -68,8 +76,64 @@ async def call_with_retries(
             attempt += 1
             continue
         if attempt > 1:
-            completion = Completion(**{**completion.to_dict(), "attempts": attempt})
+            completion = replace(completion, attempts=attempt)
         return completion
+
+
+class AdaptiveLimiter:
+    """A concurrency limit that halves on a rate limit and grows back on successes.
+
+    At most ``limit`` holders at once, never more. A 429 halves the effective limit once per
+    "generation": the other calls that were already in flight when it shrank do not shrink it
+    again. Every ``recover_after`` successes add one slot back, up to ``limit``.
+    """
+
+    def __init__(self, limit: int, recover_after: int = 4) -> None:
+        self.limit = limit
+        self.current = limit
+        self.in_use = 0
+        self.peak = 0
+        self._recover_after = recover_after
+        self._successes = 0
+        self._generation = 0
+        self._condition: asyncio.Condition | None = None
+
+    def _cond(self) -> asyncio.Condition:
+        if self._condition is None:
+            self._condition = asyncio.Condition()
+        return self._condition
+
+    async def acquire(self) -> int:
+        """Wait for a slot; returns the generation to pass to ``on_rate_limit``."""
+        condition = self._cond()
+        async with condition:
+            await condition.wait_for(lambda: self.in_use < self.current)
+            self.in_use += 1
+            self.peak = max(self.peak, self.in_use)
+            return self._generation
+
+    async def release(self) -> None:
+        condition = self._cond()
+        async with condition:
+            self.in_use -= 1
+            condition.notify()
+
+    def on_rate_limit(self, generation: int) -> None:
+        if generation == self._generation and self.current > 1:
+            self.current = max(1, self.current // 2)
+            self._generation += 1
+            self._successes = 0
+
+    async def on_success(self) -> None:
+        if self.current >= self.limit:
+            return
+        self._successes += 1
+        if self._successes >= self._recover_after:
+            self._successes = 0
+            condition = self._cond()
+            async with condition:
+                self.current += 1
+                condition.notify()
 
 
 class Runner:
@@ -82,21 +146,34 @@ class Runner:
         judge: ModelRef | None,
         endpoints: Endpoints,
         concurrency: int,
+        judge_concurrency: int,
         timeout: float,
         retries: int,
+        case_deadline: float | None = None,
+        cache: ResponseCache | None = None,
+        cache_mode: CacheMode = "off",
+        judge_cache: bool = True,
+        on_result: Callable[[CaseResult], None] | None = None,
         base_delay: float = 0.5,
     ) -> None:
         self.candidate = candidate
         self.judge = judge
         self._endpoints = endpoints
         self._timeout = timeout
+        self._case_deadline = case_deadline
         self._policy = RetryPolicy(retries=retries, base_delay=base_delay)
-        self._concurrency = concurrency
+        self.limiters: dict[CallKind, AdaptiveLimiter] = {
+            "candidate": AdaptiveLimiter(concurrency),
+            "judge": AdaptiveLimiter(judge_concurrency),
+        }
+        self._cache = cache
+        self._cache_mode = cache_mode
+        self._judge_cache = judge_cache and cache is not None
+        self._on_result = on_result
         self._futures: dict[str, concurrent.futures.Future[CaseResult]] = {}
         self._providers: dict[str, Provider] = {}
         self._rng = random.Random(0)
         self._loop = asyncio.new_event_loop()
-        self._semaphore: asyncio.Semaphore | None = None
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="llmregress-runner", daemon=True
         )
@@ -122,6 +199,13 @@ class Runner:
             if future.done():
                 del self._futures[key]
 
+    def judge_sync(self, *, task: str, reference: str, output: str, threshold: float) -> Score:
+        """Judge one output from a test body (the ``llm_judge`` fixture); raises on failure."""
+        future = self._spawn(
+            self._judge_text(task=task, reference=reference, output=output, threshold=threshold)
+        )
+        return future.result()[0]
+
     def close(self) -> None:
         """Cancel what has not finished, close the HTTP clients, stop the loop thread."""
         if self._closed:
@@ -130,11 +214,8 @@ class Runner:
         for future in self._futures.values():
             future.cancel()
         self._futures.clear()
-        try:
-            closing = self._spawn(self._aclose())
-            closing.result(timeout=10)
-        except (concurrent.futures.TimeoutError, RuntimeError):
-            pass
+        with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
+            self._spawn(self._aclose()).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         if not self._thread.is_alive():
@@ -149,43 +230,94 @@ class Runner:
         for provider in self._providers.values():
             await provider.aclose()
         self._providers.clear()
+        if self._cache is not None:
+            self._cache.close()
 
     def _provider(self, name: str) -> Provider:
         if name not in self._providers:
             self._providers[name] = self._endpoints.build(name, self._timeout)
         return self._providers[name]
 
-    async def _call(self, ref: ModelRef, request: Request) -> Completion:
-        if self._semaphore is None:
-            self._semaphore = asyncio.Semaphore(self._concurrency)
+    async def _call(self, kind: CallKind, ref: ModelRef, request: Request) -> Completion:
+        """One logical call: the cache first where allowed, then the network with retries."""
         provider = self._provider(ref.provider)
-        semaphore = self._semaphore
+        use_cache = self._cache is not None and (
+            (kind == "candidate" and self._cache_mode != "off")
+            or (kind == "judge" and (self._judge_cache or self._cache_mode == "replay"))
+        )
+        key = ""
+        if use_cache:
+            assert self._cache is not None
+            key = request_key(
+                kind=kind,
+                provider=ref.provider,
+                base_url=provider.base_url,
+                request=request,
+                salt=JUDGE_PROMPT_VERSION if kind == "judge" else "",
+            )
+            if self._cache_mode != "refresh" or kind == "judge":
+                hit = await asyncio.to_thread(self._cache.get, key, kind)
+                if hit is not None:
+                    return hit
+            if self._cache_mode == "replay":
+                raise ProviderError(
+                    "no cached reply for this request (--llm-cache=replay makes no network "
+                    "calls; record one with --llm-cache=record)",
+                    provider=ref.provider,
+                    model=request.model,
+                    kind="not_found",
+                )
+        limiter = self.limiters[kind]
 
         async def attempt() -> Completion:
-            async with semaphore:
-                return await provider.complete(request)
+            generation = await limiter.acquire()
+            try:
+                async with asyncio.timeout(self._timeout):
+                    completion = await provider.complete(request)
+            except TimeoutError:
+                raise ProviderError(
+                    f"no answer within {self._timeout:g} s",
+                    provider=ref.provider,
+                    model=request.model,
+                    kind="timeout",
+                ) from None
+            except ProviderError as error:
+                if error.kind == "rate_limit":
+                    limiter.on_rate_limit(generation)
+                raise
+            finally:
+                await limiter.release()
+            await limiter.on_success()
+            return completion
 
-        return await call_with_retries(attempt, self._policy, self._rng)
-
-    def judge_sync(self, *, task: str, reference: str, output: str, threshold: float) -> Score:
-        """Judge one output from a test body (the ``llm_judge`` fixture); raises on failure."""
-        future = self._spawn(
-            self._judge_text(task=task, reference=reference, output=output, threshold=threshold)
-        )
-        return future.result()[0]
+        completion = await call_with_retries(attempt, self._policy, self._rng)
+        if use_cache and completion.text.strip():
+            assert self._cache is not None
+            await asyncio.to_thread(self._cache.put, key, kind, completion)
+        return completion
 
     async def _run_case(self, nodeid: str, case: GoldenCase) -> CaseResult:
-        assert self.candidate is not None
         started = time.perf_counter()
-        common: dict[str, Any] = {
-            "case_id": case.id,
-            "nodeid": nodeid,
-            "path": case.path,
-            "line": case.line,
-            "threshold": case.threshold,
-            "reference": case.reference,
-            "tags": case.tags,
-        }
+        try:
+            if self._case_deadline is None:
+                result = await self._score_case(nodeid, case, started)
+            else:
+                async with asyncio.timeout(self._case_deadline):
+                    result = await self._score_case(nodeid, case, started)
+        except TimeoutError:
+            result = _error_result(
+                nodeid,
+                case,
+                started,
+                f"case deadline of {self._case_deadline:g} s exceeded (--llm-case-deadline)",
+                "timeout",
+            )
+        if self._on_result is not None:
+            self._on_result(result)
+        return result
+
+    async def _score_case(self, nodeid: str, case: GoldenCase, started: float) -> CaseResult:
+        assert self.candidate is not None
         request = Request(
             model=self.candidate.model,
             messages=tuple(ChatMessage(m.role, m.content) for m in case.messages),
@@ -193,15 +325,9 @@ class Runner:
             params=dict(case.params),
         )
         try:
-            completion = await self._call(self.candidate, request)
+            completion = await self._call("candidate", self.candidate, request)
         except ProviderError as error:
-            return CaseResult(
-                outcome="error",
-                error=f"model call failed: {error}",
-                error_kind=error.kind,
-                duration_s=time.perf_counter() - started,
-                **common,
-            )
+            return _error_result(nodeid, case, started, f"model call failed: {error}", error.kind)
         scores: list[Score] = []
         judge_completion: Completion | None = None
         try:
@@ -212,18 +338,16 @@ class Runner:
                 else:
                     scores.append(score_deterministic(spec, completion.text, case))
         except (ScorerError, ProviderError) as error:
-            kind = error.kind if isinstance(error, ProviderError) else "scorer"
-            what = "judge call failed" if isinstance(error, ProviderError) else "scoring failed"
-            return CaseResult(
-                outcome="error",
-                output=completion.text,
+            judged = isinstance(error, ProviderError)
+            return _error_result(
+                nodeid,
+                case,
+                started,
+                f"{'judge call failed' if judged else 'scoring failed'}: {error}",
+                error.kind if isinstance(error, ProviderError) else "scorer",
                 completion=completion,
                 judge_completion=judge_completion,
-                scores=tuple(scores),
-                error=f"{what}: {error}",
-                error_kind=kind,
-                duration_s=time.perf_counter() - started,
-                **common,
+                scores=scores,
             )
         return CaseResult(
             outcome="passed" if all(s.passed for s in scores) else "failed",
@@ -232,7 +356,7 @@ class Runner:
             judge_completion=judge_completion,
             scores=tuple(scores),
             duration_s=time.perf_counter() - started,
-            **common,
+            **_case_fields(nodeid, case),
         )
 
     async def _judge(
@@ -257,8 +381,63 @@ class Runner:
             model=self.judge.model,
             messages=(ChatMessage("user", prompt.user),),
             system=prompt.system,
-            params={},
         )
-        judged = await self._call(self.judge, request)
+        judged = await self._call("judge", self.judge, request)
         score = parse_judge_reply(judged.text, judge_model=str(self.judge), threshold=threshold)
         return score, judged
+
+
+def _case_fields(nodeid: str, case: GoldenCase) -> dict[str, Any]:
+    return {
+        "case_id": case.id,
+        "nodeid": nodeid,
+        "path": case.path,
+        "line": case.line,
+        "threshold": case.threshold,
+        "reference": case.reference,
+        "tags": case.tags,
+    }
+
+
+def _error_result(
+    nodeid: str,
+    case: GoldenCase,
+    started: float,
+    message: str,
+    kind: str,
+    *,
+    completion: Completion | None = None,
+    judge_completion: Completion | None = None,
+    scores: Iterable[Score] = (),
+) -> CaseResult:
+    return CaseResult(
+        outcome="error",
+        output=completion.text if completion is not None else None,
+        completion=completion,
+        judge_completion=judge_completion,
+        scores=tuple(scores),
+        error=message,
+        error_kind=kind,
+        duration_s=time.perf_counter() - started,
+        **_case_fields(nodeid, case),
+    )
+
+
+async def preflight(endpoints: Endpoints, refs: Iterable[ModelRef], timeout: float) -> list[str]:
+    """Check each distinct model once; return one message per model that is not served."""
+    problems: list[str] = []
+    providers: dict[str, Provider] = {}
+    try:
+        for ref in dict.fromkeys(refs):
+            provider = providers.setdefault(ref.provider, endpoints.build(ref.provider, timeout))
+            try:
+                async with asyncio.timeout(timeout):
+                    await provider.check_model(ref.model)
+            except ProviderError as error:
+                problems.append(f"{ref} at {provider.base_url}: {error}")
+            except TimeoutError:
+                problems.append(f"{ref} at {provider.base_url}: no answer within {timeout:g} s")
+    finally:
+        for provider in providers.values():
+            await provider.aclose()
+    return problems

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +26,7 @@ from pytest_llmregress.providers.registry import (
     local_server_endpoints,
     parse_model,
 )
-from pytest_llmregress.results import CaseResult, ResultsWriter
+from pytest_llmregress.results import CaseResult, ResultsJournal
 from pytest_llmregress.settings import Settings
 
 if TYPE_CHECKING:
@@ -99,7 +98,9 @@ class LLMRegressSession:
         self.judge: ModelRef | None = None
         self.endpoints: Endpoints | None = None
         self.results: list[CaseResult] = []
-        self.writer: ResultsWriter | None = None
+        self.expected: set[str] = set()  # golden node ids this run should produce results for
+        self.resumed: dict[str, CaseResult] = {}
+        self.journal: ResultsJournal | None = None
         self.golden_failures = 0  # failed reports that are golden verdicts, not broken tests
         self.golden_collect_errors = 0
         self.other_collect_errors = 0
@@ -147,20 +148,81 @@ class LLMRegressSession:
                 ),
                 stacklevel=2,
             )
-        if settings.report and not self.is_worker and self.candidate is not None:
-            self.writer = ResultsWriter(settings.report, self.metadata())
+        if self.candidate is not None and self.settings.resume:
+            self.resumed = self._load_resumed(self.settings.resume)
+        if not self.is_worker and not self.config.option.collectonly:
+            self._preflight(refs)
         if not run_cases:
             return
         from pytest_llmregress.runner import Runner
 
+        if self.report_path and self.candidate is not None:
+            name = self.config.workerinput["workerid"] if self.is_worker else "main"  # type: ignore[attr-defined]
+            self.journal = ResultsJournal(self.report_path, name, self.metadata())
         self.runner = Runner(
             candidate=self.candidate,
             judge=self.judge,
             endpoints=self.endpoints,
-            concurrency=self._concurrency_share(),
+            concurrency=self._share(settings.concurrency),
+            judge_concurrency=self._share(settings.judge_concurrency),
             timeout=settings.timeout,
             retries=settings.retries,
+            case_deadline=settings.case_deadline,
+            cache=self._cache(),
+            cache_mode=settings.cache,  # type: ignore[arg-type]
+            judge_cache=settings.judge_cache == "on",
+            on_result=self.journal.add if self.journal is not None else None,
         )
+
+    @property
+    def report_path(self) -> Path | None:
+        """The results file: ``--llm-report``, else the file being resumed."""
+        chosen = self.settings.report or self.settings.resume
+        if not chosen:
+            return None
+        path = Path(chosen)
+        return path if path.is_absolute() else self.config.rootpath / path
+
+    def _cache(self) -> Any:
+        settings = self.settings
+        if settings.cache == "off" and settings.judge_cache == "off":
+            return None
+        from pytest_llmregress.cache import ResponseCache
+
+        directory = Path(settings.cache_dir)
+        return ResponseCache(
+            directory if directory.is_absolute() else self.config.rootpath / directory
+        )
+
+    def _load_resumed(self, path: str) -> dict[str, CaseResult]:
+        """Scored cases of an earlier run, by node id; its errors run again."""
+        from pytest_llmregress.results import load_results
+
+        target = Path(path) if Path(path).is_absolute() else self.config.rootpath / path
+        try:
+            earlier = load_results(target)
+        except FileNotFoundError:
+            return {}  # nothing to resume: this run starts the file
+        except (OSError, ValueError) as exc:
+            raise pytest.UsageError(f"pytest-llmregress: --llm-resume: {exc}") from None
+        return {case.nodeid: case for case in earlier.cases if case.outcome != "error"}
+
+    def _preflight(self, refs: list[ModelRef]) -> None:
+        """One cheap check per distinct model before any case runs, instead of N 404s."""
+        if self.settings.preflight == "off" or self.settings.cache == "replay":
+            return
+        import asyncio
+
+        from pytest_llmregress.runner import preflight
+
+        assert self.endpoints is not None
+        problems = asyncio.run(preflight(self.endpoints, refs, self.settings.timeout))
+        if problems:
+            listed = "\n  ".join(problems)
+            raise pytest.UsageError(
+                f"pytest-llmregress: preflight: no case was run, because these models are not "
+                f"available:\n  {listed}\n(--llm-preflight=off skips this check)"
+            )
 
     def _endpoints(self) -> Endpoints:
         if self.is_worker:
@@ -188,8 +250,7 @@ class LLMRegressSession:
             raise pytest.UsageError(f"pytest-llmregress: --llm-serve: no such file: {path}")
         return path
 
-    def _concurrency_share(self) -> int:
-        budget = self.settings.concurrency
+    def _share(self, budget: int) -> int:
         if not self.is_worker:
             return budget
         workerinput = self.config.workerinput  # type: ignore[attr-defined]
@@ -270,11 +331,31 @@ class LLMRegressSession:
         return [item]
 
     def run_item(self, item: GoldenItem) -> CaseResult:
-        """Start ``item``'s group if needed, then wait for ``item``'s own result."""
+        """Start ``item``'s group if needed, then wait for ``item``'s own result.
+
+        A case the resumed results file already has is not called again.
+        """
         assert self.runner is not None
+        resumed = self.resumed.get(item.nodeid)
+        if resumed is not None:
+            if self.journal is not None:
+                self.journal.add(resumed)
+            return resumed
         for member in self._group_items(item):
-            self.runner.submit(member.nodeid, member.case)
+            if member.nodeid not in self.resumed:
+                self.runner.submit(member.nodeid, member.case)
         return self.runner.result(item.nodeid, item.case)
+
+    def expect(self, nodeids: Sequence[str]) -> None:
+        """Record the golden cases this run should produce (the controller's denominator)."""
+        self.expected = {nodeid for nodeid in nodeids if self._is_golden(nodeid)}
+
+    def missing(self) -> list[str]:
+        """Golden cases that were collected but have no result (interrupted, worker died)."""
+        if self.candidate is None:
+            return []
+        done = {result.nodeid for result in self.results}
+        return sorted(self.expected - done)
 
     def judge_sync(
         self, output: str, reference: str, *, threshold: float = 0.85, task: str = ""
@@ -306,12 +387,9 @@ class LLMRegressSession:
         data = getattr(report, "llmregress", None)
         if data is None:
             return
-        result = CaseResult.from_dict(data)
-        self.results.append(result)
+        self.results.append(CaseResult.from_dict(data))
         if report.failed:
             self.golden_failures += 1
-        if self.writer is not None:
-            self.writer.add(result)
 
     def note_collect_error(self, nodeid: str) -> None:
         path = nodeid.partition("::")[0]
@@ -356,7 +434,9 @@ class LLMRegressSession:
             judge=str(self.judge) if self.judge else None,
             resolved=self.resolved_models(),
             worst=self.settings.worst,
-            report_path=self.settings.report,
+            report_path=str(self.report_path) if self.report_path else None,
+            missing=self.missing(),
+            resumed=sum(1 for r in self.results if r.nodeid in self.resumed),
         )
 
     def verdict(self) -> Verdict | None:
@@ -366,6 +446,7 @@ class LLMRegressSession:
             self.results,
             min_pass_rate=self.settings.min_pass_rate,
             max_error_rate=self.settings.max_error_rate,
+            missing=len(self.missing()),
         )
 
     def metadata(self) -> dict[str, Any]:
@@ -379,14 +460,21 @@ class LLMRegressSession:
             if self.endpoints
             else {},
             "settings": {
-                "min_pass_rate": settings.min_pass_rate,
-                "max_error_rate": settings.max_error_rate,
-                "concurrency": settings.concurrency,
-                "timeout": settings.timeout,
-                "retries": settings.retries,
-                "serve": settings.serve,
+                name: getattr(settings, name)
+                for name in (
+                    "min_pass_rate",
+                    "max_error_rate",
+                    "concurrency",
+                    "judge_concurrency",
+                    "timeout",
+                    "retries",
+                    "case_deadline",
+                    "cache",
+                    "judge_cache",
+                    "serve",
+                    "resume",
+                )
             },
-            "pid": os.getpid(),
         }
 
     def resolved_models(self) -> dict[str, dict[str, int]]:
@@ -406,30 +494,43 @@ class LLMRegressSession:
     def finish(self, verdict: Verdict | None) -> None:
         """Write the final results document (controller) and stop what this process started."""
         try:
-            if self.writer is not None:
-                self.writer.finish(
-                    {
-                        "finished_at": dt.datetime.now(dt.UTC).isoformat(),
-                        "resolved_models": self.resolved_models(),
-                        "verdict": None
-                        if verdict is None
-                        else {
-                            "ok": verdict.ok,
-                            "passed": verdict.passed,
-                            "failed": verdict.failed,
-                            "errors": verdict.errors,
-                            "pass_rate": verdict.pass_rate,
-                            "interval95": list(verdict.interval),
-                            "reasons": list(verdict.reasons),
-                        },
-                    }
-                )
+            if self.report_path is not None and self.candidate is not None and self.results:
+                self._write_document(verdict)
         finally:
             self.close()
+
+    def _write_document(self, verdict: Verdict | None) -> None:
+        from pytest_llmregress.results import RunResult, finish_results
+
+        missing = self.missing()
+        metadata = self.metadata()
+        metadata.update(
+            finished_at=dt.datetime.now(dt.UTC).isoformat(),
+            resolved_models=self.resolved_models(),
+            missing=missing,
+            verdict=None
+            if verdict is None
+            else {
+                "ok": verdict.ok,
+                "passed": verdict.passed,
+                "failed": verdict.failed,
+                "errors": verdict.errors,
+                "pass_rate": verdict.pass_rate,
+                "interval95": list(verdict.interval),
+                "reasons": list(verdict.reasons),
+            },
+        )
+        cases = sorted(self.results, key=lambda r: (r.path, r.line, r.case_id))
+        assert self.report_path is not None
+        finish_results(self.report_path, RunResult(metadata, cases), keep_journals=bool(missing))
 
     def close(self) -> None:
         if self.runner is not None:
             self.runner.close()
+            self.runner = None
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
         if self.server is not None:
             self.server.stop()
             self.server = None

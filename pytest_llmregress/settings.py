@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from pytest_llmregress.cache import CACHE_MODES
+
 DEFAULT_GOLDEN_FILES = (
     "*golden_cases/*.jsonl",
     "*golden_cases/*.yaml",
@@ -69,6 +71,15 @@ def _positive_float(value: str) -> float:
     if not number > 0 or math.isinf(number):
         raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {value!r}")
     return number
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in choices:
+            raise argparse.ArgumentTypeError(f"expected one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    return parse
 
 
 def _text(value: str) -> str:
@@ -135,7 +146,14 @@ OPTIONS: tuple[Option, ...] = (
         "concurrency",
         _positive_int,
         8,
-        "model and judge calls in flight at once, in total across xdist workers (default 8)",
+        "candidate model calls in flight at once, in total across xdist workers (default 8)",
+        "N",
+    ),
+    Option(
+        "judge_concurrency",
+        _positive_int,
+        8,
+        "judge calls in flight at once, in total across xdist workers (default 8)",
         "N",
     ),
     Option(
@@ -151,6 +169,48 @@ OPTIONS: tuple[Option, ...] = (
         3,
         "retries of a call that failed for a transient reason (429, 5xx, 529, timeouts; default 3)",
         "N",
+    ),
+    Option(
+        "case_deadline",
+        _positive_float,
+        None,
+        "seconds one case (model and judge calls, retries included) may take before it is an "
+        "error (default: none)",
+        "SECONDS",
+    ),
+    Option(
+        "cache",
+        _choice(*CACHE_MODES),
+        "off",
+        "candidate reply cache: off; replay (cached replies only, no network); record (use and "
+        "fill); refresh (call and overwrite). Judge verdicts are cached unless "
+        "--llm-judge-cache=off",
+        "MODE",
+    ),
+    Option(
+        "judge_cache", _choice("on", "off"), "on", "cache judge verdicts (default on)", "on|off"
+    ),
+    Option(
+        "cache_dir",
+        _text,
+        ".llmregress/cache",
+        "where the cache lives, relative to rootdir (default .llmregress/cache)",
+        "DIR",
+    ),
+    Option(
+        "resume",
+        _text,
+        None,
+        "results file of an interrupted run: run only the cases it lacks and write the complete "
+        "results there",
+        "PATH",
+    ),
+    Option(
+        "preflight",
+        _choice("on", "off"),
+        "on",
+        "check each model once before any case runs (default on)",
+        "on|off",
     ),
     Option("report", _text, None, "write a JSON results file here, as results arrive", "PATH"),
     Option(
@@ -203,8 +263,15 @@ class Settings:
     min_pass_rate: float = 1.0
     max_error_rate: float = 0.0
     concurrency: int = 8
+    judge_concurrency: int = 8
     timeout: float = 60.0
     retries: int = 3
+    case_deadline: float | None = None
+    cache: str = "off"
+    judge_cache: str = "on"
+    cache_dir: str = ".llmregress/cache"
+    resume: str | None = None
+    preflight: str = "on"
     report: str | None = None
     serve: str | None = None
     anthropic_base_url: str | None = None

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from pytest_llmregress.results import load_results
 from pytest_llmregress.testing.server import LocalProviderServer
 from tests.conftest import CANDIDATE, JUDGE
 
@@ -278,10 +279,12 @@ def test_results_survive_a_crash(
     result = pytester.runpytest_subprocess(*model_args("--llm-report=results.json"))
     assert result.ret == 3
     assert not (pytester.path / "results.json").exists()
-    lines = (pytester.path / "results.json.partial.jsonl").read_text().splitlines()
+    journal = pytester.path / "results.json.partial" / "main.jsonl"
+    lines = journal.read_text().splitlines()
     assert json.loads(lines[0])["kind"] == "header"
     finished = sorted(json.loads(line)["case"]["case_id"] for line in lines[1:])
     assert finished == [c["id"] for c in cases]
+    assert sorted(c.case_id for c in load_results(pytester.path / "results.json").cases) == finished
 
 
 def test_without_model_golden_items_skip_and_other_tests_run(pytester: pytest.Pytester) -> None:

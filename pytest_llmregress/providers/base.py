@@ -40,6 +40,7 @@ class Completion:
     request_id: str | None = None
     attempts: int = 1
     fallback_model: str | None = None
+    cached: bool = False  # served from the response cache, not the network
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,5 +120,8 @@ class Provider(Protocol):
     base_url: str
 
     async def complete(self, request: Request) -> Completion: ...
+
+    async def check_model(self, model: str) -> None:
+        """Raise ``ProviderError`` unless the provider serves ``model`` (the preflight)."""
 
     async def aclose(self) -> None: ...

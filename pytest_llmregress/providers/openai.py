@@ -94,6 +94,29 @@ class OpenAIProvider:
             request_id=getattr(completion, "_request_id", None),
         )
 
+    async def check_model(self, model: str) -> None:
+        """Ask the models endpoint for ``model``; a 404 means unknown or retired.
+
+        Some compatible servers have no retrieve route: then the model must be in the list.
+        """
+        client = self._get_client()
+        try:
+            await client.models.retrieve(model)
+            return
+        except Exception as exc:
+            error = translate_sdk_error(exc, provider=self.name, model=model)
+            if error is None:
+                raise
+            if error.kind != "not_found":
+                raise error from exc
+            first = error
+        try:
+            listed = {m.id async for m in client.models.list()}
+        except Exception:
+            raise first from None
+        if model not in listed:
+            raise first
+
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.close()

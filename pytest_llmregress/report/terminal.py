@@ -40,6 +40,8 @@ def summary_lines(
     resolved: Mapping[str, Mapping[str, int]],
     worst: int,
     report_path: str | None,
+    missing: Sequence[str] = (),
+    resumed: int = 0,
 ) -> list[Line]:
     """Lines of the ``llmregress`` summary section, most important first."""
     lines: list[Line] = []
@@ -106,6 +108,32 @@ def summary_lines(
     for requested, versions in sorted(resolved.items()):
         listed = ", ".join(f"{name} x{count}" for name, count in sorted(versions.items()))
         lines.append(Line(f"answered by: {requested} -> {listed}"))
+    cache_line = _cache_line(results)
+    if cache_line:
+        lines.append(Line(cache_line))
+    if resumed:
+        lines.append(Line(f"resumed: {resumed} cases taken from the earlier run, not called again"))
+    if missing:
+        shown = ", ".join(missing[:3]) + (
+            f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        )
+        lines.append(
+            Line(f"incomplete: {len(missing)} golden cases have no result: {shown}", "red")
+        )
+        if report_path:
+            resume = f"--llm-resume={report_path}"
+            lines.append(Line(f"  finished results are kept; run only the rest with {resume}"))
     if report_path:
         lines.append(Line(f"results: {report_path}"))
     return lines
+
+
+def _cache_line(results: Sequence[CaseResult]) -> str:
+    """Cache hits among the calls whose replies are in the results."""
+    parts = []
+    for kind, attribute in (("candidate", "completion"), ("judge", "judge_completion")):
+        completions = [getattr(r, attribute) for r in results if getattr(r, attribute) is not None]
+        hits = sum(1 for c in completions if c.cached)
+        if hits:
+            parts.append(f"{kind} {hits} hits / {len(completions) - hits} calls")
+    return "cache: " + "; ".join(parts) if parts else ""
