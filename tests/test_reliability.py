@@ -1,0 +1,239 @@
+"""Runs that survive rate limits, faults, retired models, a dying server and Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from pytest_llmregress.results import load_results
+from pytest_llmregress.testing.server import LocalProviderServer
+from tests.conftest import CANDIDATE, JUDGE
+from tests.test_plugin_e2e import model_args, qa_cases, scenario, write_cases
+
+MakeServer = Callable[[dict[str, Any]], LocalProviderServer]
+PointEnv = Callable[[LocalProviderServer], None]
+
+
+def completions(server: LocalProviderServer, model: str) -> int:
+    return sum(1 for r in server.requests if r.requested_model == model)
+
+
+def test_rate_limits_are_absorbed(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> None:
+    cases = qa_cases(30)
+    write_cases(pytester, "qa.jsonl", cases)
+    limited = scenario(cases)
+    for model in (CANDIDATE, JUDGE):
+        limited["models"][model]["errors"] = [{"status": 429, "share": 0.2, "retry_after": 0.01}]
+    server = make_server(limited)
+    provider_env(server)
+    result = pytester.runpytest(*model_args("--llm-retries=8"))
+    result.assert_outcomes(passed=30)
+    assert server.stats()["by_status"].get(429, 0) > 0
+
+
+def test_server_faults_end_as_errors_never_failures(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> None:
+    cases = qa_cases(40)
+    write_cases(pytester, "qa.jsonl", cases)
+    faulty = scenario(cases)
+    for model in (CANDIDATE, JUDGE):
+        faulty["models"][model]["errors"] = [
+            {"status": 500, "share": 0.05},
+            {"status": 529, "share": 0.05},
+        ]
+    provider_env(make_server(faulty))
+    result = pytester.runpytest(*model_args("--llm-retries=0", "--llm-max-error-rate=1"))
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) == 0
+    assert outcomes.get("passed", 0) + outcomes.get("errors", 0) == 40
+    assert result.ret == pytest.ExitCode.OK
+
+
+@pytest.mark.parametrize("role", ["candidate", "judge"])
+def test_retired_model_stops_the_run_before_any_case(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv, role: str
+) -> None:
+    cases = qa_cases(5)
+    write_cases(pytester, "qa.jsonl", cases)
+    scripted = scenario(cases)
+    retired = CANDIDATE if role == "candidate" else JUDGE
+    scripted["models"][retired]["retired"] = True
+    server = make_server(scripted)
+    provider_env(server)
+    result = pytester.runpytest(*model_args())
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "*preflight: no case was run, because these models are not available:*",
+            f"*{retired}*404*",
+        ]
+    )
+    assert completions(server, CANDIDATE) == 0
+    assert completions(server, JUDGE) == 0
+
+
+def test_replay_makes_no_network_calls(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> None:
+    cases = qa_cases(6)
+    write_cases(pytester, "qa.jsonl", cases)
+    server = make_server(scenario(cases))
+    provider_env(server)
+    pytester.runpytest(*model_args("--llm-cache=record")).assert_outcomes(passed=6)
+    server.reset_stats()
+    replayed = pytester.runpytest(*model_args("--llm-cache=replay"))
+    replayed.assert_outcomes(passed=6)
+    assert server.stats()["requests"] == 0
+    assert server.requests == []
+    replayed.stdout.fnmatch_lines(["cache: candidate 6 hits / 0 calls; judge 6 hits / 0 calls"])
+
+
+def test_replay_without_a_recording_is_an_error(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> None:
+    cases = qa_cases(2)
+    write_cases(pytester, "qa.jsonl", cases)
+    provider_env(make_server(scenario(cases)))
+    result = pytester.runpytest(*model_args("--llm-cache=replay"))
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(["*no cached reply for this request*"])
+
+
+def test_judge_verdicts_are_cached_by_default(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> None:
+    cases = qa_cases(5)
+    write_cases(pytester, "qa.jsonl", cases)
+    server = make_server(scenario(cases))
+    provider_env(server)
+    pytester.runpytest(*model_args()).assert_outcomes(passed=5)
+    server.reset_stats()
+    pytester.runpytest(*model_args()).assert_outcomes(passed=5)
+    assert completions(server, CANDIDATE) == 5
+    assert completions(server, JUDGE) == 0
+    server.reset_stats()
+    pytester.runpytest(*model_args("--llm-judge-cache=off")).assert_outcomes(passed=5)
+    assert completions(server, JUDGE) == 5
+
+
+def test_concurrency_budget_holds_across_workers(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> None:
+    cases = qa_cases(40)
+    write_cases(pytester, "qa.jsonl", cases)
+    slow = scenario(cases)
+    slow["latency_ms"] = 40
+    server = make_server(slow)
+    provider_env(server)
+    budget = ["--llm-concurrency=4", "--llm-judge-concurrency=2"]
+    result = pytester.runpytest(*model_args(*budget), "-n", "2")
+    result.assert_outcomes(passed=40)
+    peak = server.stats()["max_in_flight"]
+    assert 2 <= peak <= 6
+    assert completions(server, CANDIDATE) == 40
+
+
+def test_dead_server_then_resume_gives_the_same_report(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> None:
+    cases = qa_cases(20)
+    write_cases(pytester, "qa.jsonl", cases)
+    scripted = scenario(cases)
+    scripted["latency_ms"] = 20
+    reference = make_server(scripted)
+    provider_env(reference)
+    pytester.runpytest(*model_args("--llm-report=full.json", "--llm-judge-cache=off"))
+    full = load_results(pytester.path / "full.json")
+
+    server = make_server(scripted)
+    provider_env(server)
+    port = server.port
+
+    def kill_after(calls: int) -> None:
+        while completions(server, CANDIDATE) < calls:
+            time.sleep(0.005)
+        server.stop()
+
+    killer = threading.Thread(target=kill_after, args=(6,), daemon=True)
+    killer.start()
+    args = model_args("--llm-report=run.json", "--llm-retries=1", "--llm-judge-cache=off")
+    broken = pytester.runpytest(*args, "--llm-concurrency=2", "--llm-judge-concurrency=2")
+    killer.join(5)
+    assert broken.ret == pytest.ExitCode.TESTS_FAILED
+    broken.stdout.fnmatch_lines(["*errored (*): the provider or judge failed*"])
+    finished = {
+        c.case_id for c in load_results(pytester.path / "run.json").cases if c.outcome != "error"
+    }
+    assert 1 <= len(finished) < 20
+
+    restarted = make_server(scripted)
+    restarted.stop()
+    restarted.start(port=port)
+    resumed = pytester.runpytest(*model_args("--llm-resume=run.json", "--llm-judge-cache=off"))
+    resumed.assert_outcomes(passed=20)
+    resumed.stdout.fnmatch_lines([f"resumed: {len(finished)} cases taken from the earlier run*"])
+    asked = {r.user_text for r in restarted.requests if r.requested_model == CANDIDATE}
+    assert len(asked) == 20 - len(finished)
+    final = load_results(pytester.path / "run.json")
+
+    def essence(run: Any) -> list[tuple[str, str, str | None, tuple[float, ...]]]:
+        return sorted(
+            (c.case_id, c.outcome, c.output, tuple(s.value for s in c.scores)) for c in run.cases
+        )
+
+    assert essence(final) == essence(full)
+    assert final.metadata["verdict"]["passed"] == 20
+    assert not (pytester.path / "run.json.partial").exists()
+
+
+def test_ctrl_c_keeps_finished_results_and_says_what_is_missing(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> None:
+    cases = qa_cases(30)
+    write_cases(pytester, "qa.jsonl", cases)
+    scripted = scenario(cases)
+    scripted["latency_ms"] = 60
+    provider_env(make_server(scripted))
+    journal = pytester.path / "run.json.partial" / "main.jsonl"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            *model_args("--llm-report=run.json"),
+            "--llm-concurrency=2",
+            "--llm-judge-concurrency=2",
+        ],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=os.environ.copy(),
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if journal.exists() and journal.read_text().count('"kind": "case"') >= 3:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == pytest.ExitCode.INTERRUPTED, output
+    assert "incomplete: " in output
+    assert "--llm-resume=" in output
+    kept = load_results(pytester.path / "run.json")
+    assert 3 <= len(kept.cases) < 30
+    assert json.loads((pytester.path / "run.json").read_text())["metadata"]["missing"]
