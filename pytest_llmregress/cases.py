@@ -34,6 +34,7 @@ __all__ = [
     "GoldenCase",
     "Message",
     "Problem",
+    "PromptRef",
     "ScorerSpec",
     "load_cases",
     "parse_jsonl",
@@ -49,6 +50,7 @@ DEFAULT_THRESHOLD: Final = 0.85
 CASE_FIELDS: Final = (
     "id",
     "system",
+    "prompt",
     "user",
     "messages",
     "reference",
@@ -60,7 +62,7 @@ CASE_FIELDS: Final = (
 )
 """Every field a case mapping may have, in documentation order."""
 
-DEFAULTS_FIELDS: Final = ("system", "threshold", "scorers", "tags", "params", "metadata")
+DEFAULTS_FIELDS: Final = ("system", "prompt", "threshold", "scorers", "tags", "params", "metadata")
 """Fields that the ``defaults`` block of a YAML file may set."""
 
 PARAM_NAMES: Final = ("max_tokens", "temperature", "top_p", "top_k", "stop", "seed")
@@ -72,6 +74,9 @@ MAX_PROBLEMS: Final = 50
 MAX_ID_LENGTH: Final = 200
 
 _ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# Prompt task names follow the case id rule; variable names are identifiers (``{policy}``).
+_TASK_RE: Final = _ID_RE
+_VAR_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TAG_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _TAG_KEYWORDS: Final = frozenset({"and", "or", "not"})
 # Tags become pytest markers; these names would change how pytest runs the test.
@@ -116,6 +121,33 @@ class ScorerSpec:
         return {"name": self.name, "options": _plain(self.options)}
 
 
+PromptValue = str | int | float
+"""A value of a prompt variable: text, or a number rendered with ``str()``."""
+
+
+@dataclass(frozen=True)
+class PromptRef:
+    """A case's system prompt by reference: a task of the prompt library and its variables.
+
+    Which version of the task's prompt is used depends on the model; see
+    :func:`pytest_llmregress.prompts.resolve_system`. ``vars`` is read-only.
+    """
+
+    task: str
+    vars: Mapping[str, PromptValue] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.vars, MappingProxyType):
+            object.__setattr__(self, "vars", MappingProxyType(dict(self.vars)))
+
+    def __hash__(self) -> int:
+        return hash((self.task, tuple(sorted(self.vars.items()))))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able ``{"task": ..., "vars": {...}}``."""
+        return {"task": self.task, "vars": dict(self.vars)}
+
+
 def _default_scorers() -> tuple[ScorerSpec, ...]:
     return (ScorerSpec("judge"),)
 
@@ -127,6 +159,9 @@ class GoldenCase:
     id: str
     messages: tuple[Message, ...]
     system: str | None = None
+    """The literal system prompt; None when the case has none or uses :attr:`prompt`."""
+    prompt: PromptRef | None = field(default=None, kw_only=True)
+    """The prompt task the system prompt is rendered from, per model (instead of ``system``)."""
     reference: str | None = None
     threshold: float = DEFAULT_THRESHOLD
     scorers: tuple[ScorerSpec, ...] = field(default_factory=_default_scorers)
@@ -165,6 +200,7 @@ class GoldenCase:
             "id": self.id,
             "messages": [{"role": m.role, "content": m.content} for m in self.messages],
             "system": self.system,
+            "prompt": self.prompt.to_dict() if self.prompt is not None else None,
             "reference": self.reference,
             "threshold": self.threshold,
             "scorers": [spec.to_dict() for spec in self.scorers],
@@ -575,6 +611,85 @@ def _check_metadata(value: object, report: _Report) -> object:
     return dict(value)
 
 
+def _check_task_name(value: object, where: str, report: _Report) -> str | None:
+    if not isinstance(value, str):
+        report("prompt", where, f"expected a prompt task name, got {describe(value)}")
+        return None
+    if not _TASK_RE.fullmatch(value) or len(value) > MAX_ID_LENGTH:
+        report(
+            "prompt",
+            where,
+            f"invalid task name {_short_repr(value)}: it must start with a letter or digit and "
+            "contain only letters, digits, '.', '_' and '-'",
+        )
+        return None
+    return value
+
+
+def _check_prompt_vars(value: object, report: _Report) -> dict[str, PromptValue] | None:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        report("prompt", "prompt.vars", f"expected a mapping, got {describe(value)}")
+        return None
+    checked: dict[str, PromptValue] = {}
+    ok = True
+    for name, item in value.items():
+        if not isinstance(name, str) or not _VAR_RE.fullmatch(name):
+            report(
+                "prompt",
+                "prompt.vars",
+                f"invalid variable name {_short_repr(name)}: it must start with a letter or '_' "
+                "and contain only letters, digits and '_'",
+            )
+            ok = False
+        elif isinstance(item, str) or (_is_number(item) and math.isfinite(cast(float, item))):
+            checked[name] = cast(PromptValue, item)
+        else:
+            hint = "; put it in quotes" if isinstance(item, bool) or item is None else ""
+            report(
+                "prompt",
+                f"prompt.vars.{name}",
+                f"expected a string or a number, got {describe(item)}{hint}",
+            )
+            ok = False
+    return checked if ok else None
+
+
+def _check_prompt(value: object, report: _Report) -> object:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        name = _check_task_name(value, "prompt", report)
+        return _INVALID if name is None else PromptRef(name)
+    if not isinstance(value, Mapping):
+        report(
+            "prompt",
+            "prompt",
+            "expected a task name or a mapping with 'task' and 'vars', got " + describe(value),
+        )
+        return _INVALID
+    ok = True
+    for key in value:
+        if key not in ("task", "vars"):
+            report(
+                "prompt",
+                "prompt",
+                f"unknown key {_short_repr(key)} (expected: task, vars)"
+                + (did_you_mean(key, ("task", "vars")) if isinstance(key, str) else ""),
+            )
+            ok = False
+    task: str | None = None
+    if "task" in value:
+        task = _check_task_name(value["task"], "prompt.task", report)
+    else:
+        report("prompt", "prompt.task", "missing; name the prompt task")
+    variables = _check_prompt_vars(value.get("vars"), report)
+    if not ok or task is None or variables is None:
+        return _INVALID
+    return PromptRef(task, variables)
+
+
 def _check_field(name: str, value: object, report: _Report) -> object:
     """Validate one case/defaults field; returns the normalized value or :data:`_INVALID`."""
     if name == "id":
@@ -586,6 +701,8 @@ def _check_field(name: str, value: object, report: _Report) -> object:
         return _check_messages(value, report)
     if name in ("system", "reference"):
         return _check_text(value, name, report, nullable=True)
+    if name == "prompt":
+        return _check_prompt(value, report)
     if name == "threshold":
         return _check_threshold(value, name, report)
     if name == "scorers":
@@ -660,6 +777,8 @@ def _build_cases(
                 "a case needs exactly one of 'user' or 'messages', got "
                 + ("both" if has_user else "neither"),
             )
+        if "system" in raw.data and "prompt" in raw.data:
+            report("prompt", None, _SYSTEM_AND_PROMPT)
         if case_id is not None:
             if case_id in first_line:
                 report(
@@ -671,6 +790,11 @@ def _build_cases(
             continue
         cases.append(_make_case(fields, defaults, path, raw.line, index))
     return cases
+
+
+_SYSTEM_AND_PROMPT: Final = (
+    "set either 'system' (a literal system prompt) or 'prompt' (a prompt task), not both"
+)
 
 
 def _case_reporter(problems: _Problems, raw: _RawCase, case_id: str | None) -> _Report:
@@ -697,10 +821,14 @@ def _make_case(
 ) -> GoldenCase:
     messages = fields["user"] if "user" in fields else fields["messages"]
     merged = {**defaults, **fields}
+    # A case's own 'system' or 'prompt' replaces both defaults: the system prompt is one thing.
+    own_system = "system" in fields or "prompt" in fields
+    system_source = fields if own_system else defaults
     return GoldenCase(
         id=fields["id"],
         messages=messages,
-        system=merged.get("system"),
+        system=system_source.get("system"),
+        prompt=system_source.get("prompt"),
         reference=fields.get("reference"),
         threshold=merged.get("threshold", DEFAULT_THRESHOLD),
         scorers=merged.get("scorers") or _default_scorers(),
@@ -979,7 +1107,12 @@ def _yaml_defaults(node: yaml.Node, line: int, problems: _Problems) -> dict[str,
             message,
         )
 
-    return _check_fields(data, DEFAULTS_FIELDS, report, "defaults field")
+    checked = _check_fields(data, DEFAULTS_FIELDS, report, "defaults field")
+    if "system" in data and "prompt" in data:
+        report("prompt", None, _SYSTEM_AND_PROMPT)
+        checked.pop("system", None)
+        checked.pop("prompt", None)
+    return checked
 
 
 # --------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from pytest_llmregress.cases import (
     parse_yaml,
 )
 
-FIELDS = "id, system, user, messages, reference, threshold, scorers, tags, params, metadata"
+FIELDS = "id, system, prompt, user, messages, reference, threshold, scorers, tags, params, metadata"
 
 
 def jsonl_errors(text: str, path: str = "g.jsonl") -> list[str]:
@@ -155,6 +155,7 @@ def test_to_dict_is_json_able() -> None:
         "id": "c1",
         "messages": [{"role": "user", "content": "hi"}],
         "system": "s",
+        "prompt": None,
         "reference": None,
         "threshold": 0.85,
         "scorers": [
@@ -708,10 +709,10 @@ BAD_YAML: list[tuple[str, list[str]]] = [
         "defaults:\n  threshold: 2\n  sytem: x\n  reference: r\ncases:\n  - id: a\n    user: hi\n",
         [
             "g.yaml:2: field 'defaults.threshold': expected a number between 0 and 1, got 2",
-            "g.yaml:3: unknown defaults field 'sytem' (expected one of: system, threshold, "
-            "scorers, tags, params, metadata); did you mean 'system'?",
-            "g.yaml:4: unknown defaults field 'reference' (expected one of: system, threshold, "
-            "scorers, tags, params, metadata)",
+            "g.yaml:3: unknown defaults field 'sytem' (expected one of: system, prompt, "
+            "threshold, scorers, tags, params, metadata); did you mean 'system'?",
+            "g.yaml:4: unknown defaults field 'reference' (expected one of: system, prompt, "
+            "threshold, scorers, tags, params, metadata)",
         ],
     ),
     (
