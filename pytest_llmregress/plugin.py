@@ -131,7 +131,7 @@ def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> None:
-    get_session(session.config).allow_golden_collect_errors(session)
+    get_session(session.config).before_run(session)
 
 
 @pytest.hookimpl(wrapper=True)

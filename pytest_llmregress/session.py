@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,6 +107,8 @@ class LLMRegressSession:
         self.other_collect_errors = 0
         self.started_at = dt.datetime.now(dt.UTC)
         self._verdict: Verdict | None = None
+        self._preflight_thread: threading.Thread | None = None
+        self._preflight_problems: list[str] = []
         self._submitted_groups: set[str] = set()
         self._groups: dict[str, list[GoldenItem]] | None = None
         self._is_golden = golden_nodeid_matcher(settings.golden_files)
@@ -208,7 +211,11 @@ class LLMRegressSession:
         return {case.nodeid: case for case in earlier.cases if case.outcome != "error"}
 
     def _preflight(self, refs: list[ModelRef]) -> None:
-        """One cheap check per distinct model before any case runs, instead of N 404s."""
+        """Start one cheap check per distinct model, instead of N identical 404s later.
+
+        It runs on a thread while pytest collects (and xdist starts its workers): importing the
+        SDKs takes longer than the checks. ``before_run`` waits for it.
+        """
         if self.settings.preflight == "off" or self.settings.cache == "replay":
             return
         import asyncio
@@ -216,13 +223,32 @@ class LLMRegressSession:
         from pytest_llmregress.runner import preflight
 
         assert self.endpoints is not None
-        problems = asyncio.run(preflight(self.endpoints, refs, self.settings.timeout))
-        if problems:
-            listed = "\n  ".join(problems)
-            raise pytest.UsageError(
-                f"pytest-llmregress: preflight: no case was run, because these models are not "
-                f"available:\n  {listed}\n(--llm-preflight=off skips this check)"
-            )
+        endpoints, timeout = self.endpoints, self.settings.timeout
+
+        def check() -> None:
+            try:
+                self._preflight_problems = asyncio.run(preflight(endpoints, refs, timeout))
+            except Exception as exc:  # reported, not swallowed: it stops the run
+                self._preflight_problems = [f"the check itself failed: {exc!r}"]
+
+        self._preflight_thread = threading.Thread(target=check, name="llmregress-preflight")
+        self._preflight_thread.start()
+
+    def before_run(self, session: pytest.Session) -> None:
+        """Just before the first test runs: the preflight verdict, and golden collect errors."""
+        if self._preflight_thread is not None:
+            self._preflight_thread.join()
+            self._preflight_thread = None
+            if self._preflight_problems:
+                listed = "\n  ".join(self._preflight_problems)
+                pytest.exit(
+                    f"pytest-llmregress: preflight: no case was run, because these models are not "
+                    f"available:\n  {listed}\n(--llm-preflight=off skips this check)",
+                    returncode=pytest.ExitCode.USAGE_ERROR,
+                )
+        if self.golden_collect_errors and not self.other_collect_errors:
+            # A malformed golden file fails the session, but the other files still run.
+            session.config.option.continue_on_collection_errors = True
 
     def _endpoints(self) -> Endpoints:
         if self.is_worker:
@@ -398,11 +424,6 @@ class LLMRegressSession:
         else:
             self.other_collect_errors += 1
 
-    def allow_golden_collect_errors(self, session: pytest.Session) -> None:
-        """A malformed golden file fails the session, but the other files still run."""
-        if self.golden_collect_errors and not self.other_collect_errors:
-            session.config.option.continue_on_collection_errors = True
-
     def conclude(self, session: pytest.Session) -> None:
         """Decide the exit status for golden cases (controller) and finish the run.
 
@@ -525,6 +546,9 @@ class LLMRegressSession:
         finish_results(self.report_path, RunResult(metadata, cases), keep_journals=bool(missing))
 
     def close(self) -> None:
+        if self._preflight_thread is not None:
+            self._preflight_thread.join()
+            self._preflight_thread = None
         if self.runner is not None:
             self.runner.close()
             self.runner = None

@@ -63,7 +63,11 @@ def test_server_faults_end_as_errors_never_failures(
 
 @pytest.mark.parametrize("role", ["candidate", "judge"])
 def test_retired_model_stops_the_run_before_any_case(
-    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv, role: str
+    pytester: pytest.Pytester,
+    make_server: MakeServer,
+    provider_env: PointEnv,
+    role: str,
+    run_mode: list[str],
 ) -> None:
     cases = qa_cases(5)
     write_cases(pytester, "qa.jsonl", cases)
@@ -72,9 +76,10 @@ def test_retired_model_stops_the_run_before_any_case(
     scripted["models"][retired]["retired"] = True
     server = make_server(scripted)
     provider_env(server)
-    result = pytester.runpytest(*model_args())
+    result = pytester.runpytest(*model_args(), *run_mode)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(
+    output = pytest.LineMatcher((result.stdout.str() + result.stderr.str()).splitlines())
+    output.fnmatch_lines(
         [
             "*preflight: no case was run, because these models are not available:*",
             f"*{retired}*404*",

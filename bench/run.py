@@ -1,0 +1,282 @@
+"""Benchmarks of pytest-llmregress against the local provider server.
+
+One command: ``python bench/run.py`` (``--quick`` for a smaller run). It writes the figures
+to ``docs/benchmarks.md``. Every timing is a whole command, start-up included, measured as
+wall-clock time of a subprocess; the server runs in its own process.
+
+What it measures:
+- the practical floor: a plain asyncio script over the SDKs' async clients making the same
+  calls (candidate, then judge) with the same concurrency budgets, against the same server;
+- the pytest command in one process and with ``-n 2``, and the peak number of calls in flight
+  the server saw (it must never exceed the budgets the user set);
+- plugin overhead with zero latency (cases per second, CPU seconds per case) and peak memory
+  at 5,000 cases;
+- collection time for 10,000 cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CANDIDATE = "claude-sonnet-4-6"
+JUDGE = "gpt-5.5-2026-04-23"
+
+FLOOR_SCRIPT = r"""
+import asyncio, json, sys, time
+import anthropic, openai
+
+url, cases_path, concurrency, judge_concurrency = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+cases = [json.loads(line) for line in open(cases_path)]
+
+async def main():
+    a = anthropic.AsyncAnthropic(api_key="x", base_url=url, max_retries=0)
+    o = openai.AsyncOpenAI(api_key="x", base_url=url + "/v1", max_retries=0)
+    cand, judge = asyncio.Semaphore(concurrency), asyncio.Semaphore(judge_concurrency)
+    async def one(case):
+        async with cand:
+            m = await a.messages.create(model=sys.argv[5], max_tokens=1024, system=case["system"],
+                                        messages=[{"role": "user", "content": case["user"]}])
+        text = m.content[0].text
+        prompt = f"<task>\n{case['user']}\n</task>\n\n<reference>\n{case['reference']}\n</reference>\n\n<candidate>\n{text}\n</candidate>"
+        async with judge:
+            r = await o.chat.completions.create(model=sys.argv[6], messages=[
+                {"role": "system", "content": "judge"}, {"role": "user", "content": prompt}])
+        json.loads(r.choices[0].message.content)
+    started = time.perf_counter()
+    await asyncio.gather(*(one(c) for c in cases))
+    print(time.perf_counter() - started)
+    await a.close(); await o.close()
+
+asyncio.run(main())
+"""
+
+MEASURE = r"""
+import resource, subprocess, sys, time
+started = time.perf_counter()
+code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+wall = time.perf_counter() - started
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(code, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
+"""
+
+
+@dataclass
+class Measured:
+    exit_code: int
+    wall_s: float
+    cpu_s: float
+    max_rss_mb: float
+
+
+def measure(command: list[str], cwd: Path) -> Measured:
+    """Run a command in a fresh process; wall time, CPU time and peak memory of its tree."""
+    out = subprocess.run(
+        [sys.executable, "-c", MEASURE, *command],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return Measured(int(out[0]), float(out[1]), float(out[2]), int(out[3]) / 1024)
+
+
+def write_cases(folder: Path, count: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "bench.jsonl"
+    with path.open("w") as handle:
+        for i in range(count):
+            case = {
+                "id": f"case-{i:05d}",
+                "system": "Answer in one sentence.",
+                "user": f"Question {i}: what is {i} times 7?",
+                "reference": f"{i} times 7 is {i * 7}.",
+            }
+            handle.write(json.dumps(case) + "\n")
+    return path
+
+
+class Server:
+    """The local provider server in its own process, driven over its admin endpoints."""
+
+    def __init__(self, workdir: Path, latency_ms: int, cases: Path) -> None:
+        scenario = {
+            "latency_ms": latency_ms,
+            "models": {
+                CANDIDATE: {"answers_from": [str(cases)]},
+                JUDGE: {"judge": True},
+            },
+        }
+        path = workdir / f"scenario-{latency_ms}.json"
+        path.write_text(json.dumps(scenario))
+        port = _free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pytest_llmregress.cli",
+                "serve",
+                str(path),
+                "--port",
+                str(port),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                self.stats()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("the local provider server did not start")
+
+    def stats(self) -> dict[str, int]:
+        with urllib.request.urlopen(self.url + "/_admin/stats", timeout=5) as response:
+            data: dict[str, int] = json.load(response)
+            return data
+
+    def reset(self) -> None:
+        request = urllib.request.Request(self.url + "/_admin/reset", data=b"{}", method="POST")
+        urllib.request.urlopen(request, timeout=5).close()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pytest_command(server: Server, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "golden_cases",
+        f"--llm-model={CANDIDATE}", f"--llm-judge-model={JUDGE}",
+        f"--llm-anthropic-base-url={server.url}", f"--llm-openai-base-url={server.url}/v1",
+        "--llm-judge-cache=off", *extra,
+    ]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller N, for a smoke run")
+    parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
+    args = parser.parse_args(argv)
+    n = 100 if args.quick else 500
+    n_overhead = 200 if args.quick else 1000
+    n_memory = 1000 if args.quick else 5000
+    n_collect = 2000 if args.quick else 10000
+    concurrency = 32
+    os.environ.update(ANTHROPIC_API_KEY="bench", OPENAI_API_KEY="bench")
+    rows: list[tuple[str, str]] = []
+    notes: list[str] = []
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        cases = write_cases(work / "golden_cases", n)
+        server = Server(work, 200, cases)
+        try:
+            budgets = [f"--llm-concurrency={concurrency}", f"--llm-judge-concurrency={concurrency}"]
+            floor_cmd = [sys.executable, "-c", FLOOR_SCRIPT, server.url, str(cases),
+                         str(concurrency), str(concurrency), CANDIDATE, JUDGE]  # fmt: skip
+            floor = measure(floor_cmd, work)
+            loop_only = float(
+                subprocess.run(
+                    floor_cmd, cwd=work, capture_output=True, text=True, check=True
+                ).stdout
+            )
+            server.reset()
+            single = measure(pytest_command(server, *budgets), work)
+            single_peak = server.stats()["max_in_flight"]
+            server.reset()
+            double = measure(pytest_command(server, *budgets, "-n", "2"), work)
+            double_peak = server.stats()["max_in_flight"]
+            theoretical = n * 2 * 0.2 / concurrency
+            rows += [
+                ("N cases, latency per call, budgets", f"{n}, 200 ms, {concurrency} candidate + {concurrency} judge"),
+                ("N x 2L / C (pipelined floor: about N x L / C + L)", f"{theoretical:.2f} s ({n * 0.2 / concurrency + 0.2:.2f} s)"),
+                ("plain asyncio script, whole process", f"{floor.wall_s:.2f} s (its loop alone {loop_only:.2f} s)"),
+                ("pytest, one process, whole command", f"{single.wall_s:.2f} s = {single.wall_s / floor.wall_s:.2f}x the script (exit {single.exit_code})"),
+                ("pytest -n 2, whole command", f"{double.wall_s:.2f} s = {double.wall_s / floor.wall_s:.2f}x the script (exit {double.exit_code})"),
+                ("peak calls in flight (one process / -n 2), budget 64", f"{single_peak} / {double_peak}"),
+            ]  # fmt: skip
+        finally:
+            server.stop()
+
+        cases = write_cases(work / "golden_cases", n_overhead)
+        server = Server(work, 0, cases)
+        try:
+            zero = measure(pytest_command(server, "--llm-concurrency=16"), work)
+            rows.append(
+                (
+                    f"zero latency, {n_overhead} cases, one process",
+                    f"{n_overhead / zero.wall_s:.0f} cases/s, {zero.cpu_s / n_overhead * 1000:.2f} ms "
+                    f"CPU per case (client side, server excluded), peak {zero.max_rss_mb:.0f} MB",
+                )
+            )
+            cases = write_cases(work / "golden_cases", n_memory)
+            server.stop()
+            server = Server(work, 0, cases)
+            big = measure(
+                pytest_command(server, "--llm-concurrency=16", "--llm-report=results.json"), work
+            )
+            rows.append(
+                (
+                    f"zero latency, {n_memory} cases, one process, with --llm-report",
+                    f"{n_memory / big.wall_s:.0f} cases/s, {big.cpu_s / n_memory * 1000:.2f} ms CPU "
+                    f"per case, peak {big.max_rss_mb:.0f} MB",
+                )
+            )
+        finally:
+            server.stop()
+
+        write_cases(work / "golden_cases", n_collect)
+        collect = measure(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q", "golden_cases"],
+            work,
+        )  # fmt: skip
+        rows.append((f"collection of {n_collect} cases (whole command)", f"{collect.wall_s:.2f} s"))
+        baseline = measure([sys.executable, "-m", "pytest", "--version"], work)
+        notes.append(f"`pytest --version` alone takes {baseline.wall_s:.2f} s on this machine.")
+
+    lines = [
+        "# Benchmarks",
+        "",
+        "Measured by `python bench/run.py` (figures below are rewritten by each run). Every time is",
+        "a whole command, interpreter start-up included; the local provider server runs in its own",
+        "process. Judge caching is off so every case makes both calls.",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{time.strftime('%Y-%m-%d')}.",
+        "",
+        "| measurement | result |",
+        "|---|---|",
+        *[f"| {name} | {value} |" for name, value in rows],
+        "",
+        *notes,
+        "",
+    ]
+    Path(args.output).write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
