@@ -28,7 +28,11 @@ if TYPE_CHECKING:
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("llmregress", "LLM regression testing (pytest-llmregress)")
     for option in OPTIONS:
-        if option.cli:
+        if option.switch:
+            group.addoption(
+                option.flag, dest=option.ini, action="store_const", const=True, help=option.help
+            )
+        elif option.cli:
             group.addoption(
                 option.flag,
                 dest=option.ini,

@@ -108,6 +108,8 @@ class LLMRegressSession:
         self.started_at = dt.datetime.now(dt.UTC)
         self._verdict: Verdict | None = None
         self._preflight_thread: threading.Thread | None = None
+        self.lifecycle_warnings: list[str] = []
+        self.lifecycle_source = ""
         self._preflight_problems: list[str] = []
         self._submitted_groups: set[str] = set()
         self._groups: dict[str, list[GoldenItem]] | None = None
@@ -121,13 +123,20 @@ class LLMRegressSession:
         ``run_cases`` is False on an xdist controller, whose workers run the cases.
         """
         settings = self.settings
+        model_config = self._model_config()
+        judge_model = settings.judge_model
+        if judge_model is None and "judge" in model_config.roles:
+            judge_model = "@judge"  # the config's judge role is the default judge
         try:
-            self.candidate = parse_model(settings.model) if settings.model else None
-            self.judge = parse_model(settings.judge_model) if settings.judge_model else None
-        except ModelSpecError as exc:
+            model = model_config.resolve(settings.model) if settings.model else None
+            judge_model = model_config.resolve(judge_model) if judge_model else None
+            self.candidate = parse_model(model) if model else None
+            self.judge = parse_model(judge_model) if judge_model else None
+        except (ModelSpecError, ValueError) as exc:
             raise pytest.UsageError(f"pytest-llmregress: {exc}") from None
-        self.endpoints = self._endpoints()
         refs = [ref for ref in (self.candidate, self.judge) if ref is not None]
+        self._check_lifecycle(model_config)
+        self.endpoints = self._endpoints()
         if not refs:
             return
         missing = self.endpoints.missing_keys(refs)
@@ -176,6 +185,42 @@ class LLMRegressSession:
             judge_cache=settings.judge_cache == "on",
             on_result=self.journal.add if self.journal is not None else None,
         )
+
+    def _model_config(self) -> Any:
+        from pytest_llmregress.models import ModelConfigError, load_model_config
+
+        try:
+            return load_model_config(self.config.rootpath)
+        except ModelConfigError as exc:
+            raise pytest.UsageError(f"pytest-llmregress: {exc}") from None
+
+    def _check_lifecycle(self, model_config: Any) -> None:
+        """Retired models stop the run before any call; aliases and near retirements warn."""
+        if self.candidate is None:
+            return
+        data = model_config.lifecycle()
+        self.lifecycle_source = data.describe()
+        findings = []
+        for role, ref in (("candidate", self.candidate), ("judge", self.judge)):
+            if ref is None:
+                continue
+            findings += data.check(
+                ref.model,
+                role,
+                warning_days=self.settings.retirement_warning_days,
+                require_pinned=self.settings.require_pinned,
+            )
+        errors = [f for f in findings if f.level == "error"]
+        if errors:
+            listed = "\n  ".join(f.message for f in errors)
+            hint = " (--llm-require-pinned is set)" if self.settings.require_pinned else ""
+            raise pytest.UsageError(
+                f"pytest-llmregress: no case was run{hint}:\n  {listed}\n({self.lifecycle_source})"
+            )
+        self.lifecycle_warnings = [f.message for f in findings]
+        if not self.is_worker:
+            for message in self.lifecycle_warnings:
+                self.config.issue_config_time_warning(LLMRegressWarning(message), stacklevel=2)
 
     @property
     def report_path(self) -> Path | None:
@@ -313,15 +358,19 @@ class LLMRegressSession:
         judge = f"judge {self.judge}" if self.judge else "no judge"
         served = f", local server {settings.serve}" if settings.serve else ""
         rerun = " ".join(
-            f"--llm-{name.replace('_', '-')}={value}"
+            f"--llm-{name.replace('_', '-')}" + ("" if value is True else f"={value}")
             for name, value in self.settings.explicit().items()
             if name not in ("golden_files",)
         )
-        return [
+        lines = [
             f"llmregress: model {self.candidate} at {where}, {judge}, min pass rate "
             f"{settings.min_pass_rate:.0%}, concurrency {settings.concurrency}{served}",
             f"llmregress: rerun with {rerun}",
         ]
+        if self.lifecycle_warnings:
+            lines.append(f"llmregress: model warnings ({self.lifecycle_source}):")
+            lines += [f"llmregress:   {message}" for message in self.lifecycle_warnings]
+        return lines
 
     # -- running -----------------------------------------------------------------------------
 
@@ -458,6 +507,7 @@ class LLMRegressSession:
             report_path=str(self.report_path) if self.report_path else None,
             missing=self.missing(),
             resumed=sum(1 for r in self.results if r.nodeid in self.resumed),
+            model_warnings=self.lifecycle_warnings,
         )
 
     def verdict(self) -> Verdict | None:

@@ -82,6 +82,15 @@ def _choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def _boolean(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
 def _text(value: str) -> str:
     value = value.strip()
     if not value:
@@ -99,6 +108,7 @@ class Option:
     help: str
     metavar: str = "VALUE"
     cli: bool = True  # list-valued knobs live in ini / pyproject only
+    switch: bool = False  # a flag without a value on the command line (--llm-x)
 
     @property
     def flag(self) -> str:
@@ -236,6 +246,22 @@ OPTIONS: tuple[Option, ...] = (
         "URL",
     ),
     Option(
+        "require_pinned",
+        _boolean,
+        False,
+        "an alias or preview model id (candidate, judge, fallback) is an error before any call, "
+        "not a warning",
+        switch=True,
+    ),
+    Option(
+        "retirement_warning_days",
+        _non_negative_int,
+        60,
+        "warn when a model retires within this many days (default 60); a retired model is an "
+        "error before any call",
+        "DAYS",
+    ),
+    Option(
         "worst",
         _non_negative_int,
         5,
@@ -276,6 +302,8 @@ class Settings:
     serve: str | None = None
     anthropic_base_url: str | None = None
     openai_base_url: str | None = None
+    require_pinned: bool = False
+    retirement_warning_days: int = 60
     worst: int = 5
     golden_files: tuple[str, ...] = DEFAULT_GOLDEN_FILES
     # Where each value came from ("cli", "ini", "pyproject", "default"), for the header line.

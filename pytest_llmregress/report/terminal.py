@@ -42,6 +42,7 @@ def summary_lines(
     report_path: str | None,
     missing: Sequence[str] = (),
     resumed: int = 0,
+    model_warnings: Sequence[str] = (),
 ) -> list[Line]:
     """Lines of the ``llmregress`` summary section, most important first."""
     lines: list[Line] = []
@@ -108,6 +109,20 @@ def summary_lines(
     for requested, versions in sorted(resolved.items()):
         listed = ", ".join(f"{name} x{count}" for name, count in sorted(versions.items()))
         lines.append(Line(f"answered by: {requested} -> {listed}"))
+        models = {name.split(" (")[0] for name in versions}
+        if len(models) > 1:
+            lines.append(
+                Line(
+                    f"  alias moved: {requested} answered as {len(models)} versions in one run",
+                    "red",
+                )
+            )
+        elif len(versions) > 1:
+            lines.append(
+                Line(f"  system fingerprint changed within the run: {requested}", "yellow")
+            )
+    for warning in model_warnings:
+        lines.append(Line(f"model warning: {warning}", "yellow"))
     cache_line = _cache_line(results)
     if cache_line:
         lines.append(Line(cache_line))
