@@ -56,7 +56,7 @@ _JSON_WS: Final = " \t\n\r"
 # Characters PyYAML accepts unescaped in a document (its Reader's printable set), minus the
 # ones YAML reads as line breaks or that editors mangle; the rest is escaped in double quotes.
 _YAML_UNSAFE: Final = re.compile(
-    "[^\x09\x0a\x20-\x7e\xa0-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
+    "[^\x09\x0a\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
 )
 # Non-ASCII characters written as \uXXXX in a JSON line (ASCII control escapes do not count).
 _JSON_NON_ASCII_ESCAPE: Final = re.compile(r"\\u(?:00[89a-fA-F]|0[1-9a-fA-F]|[1-9a-fA-F])")
@@ -761,8 +761,16 @@ def _yaml_forms(value: str, col: int, comment: str, newline: str) -> Iterator[st
         single = "'" + value.replace("'", "''") + "'"
         double = _yaml_double_quoted(value)
         yield f"{key} {single if len(single) <= len(double) else double}{comment}"
-    if "\n" in value and not _YAML_UNSAFE.search(value):
-        yield _yaml_literal(value, col, comment, newline)
+    if "\n" in value:
+        lines = value.split("\n")
+        # Editors strip trailing whitespace on save, so a literal block never has any.
+        if (
+            value.strip()
+            and not _YAML_UNSAFE.search(value)
+            and all(line == line.rstrip(" \t") for line in lines)
+        ):
+            yield _yaml_literal(value, col, comment, newline)
+        yield f"{key} {_yaml_double_quoted_lines(lines, col, newline)}{comment}"
     yield f"{key} {_yaml_double_quoted(value)}{comment}"
 
 
@@ -779,6 +787,19 @@ def _yaml_literal(value: str, col: int, comment: str, newline: str) -> str:
     for line in lines:
         text += newline + (content_indent + line if line else "")
     return text
+
+
+def _yaml_double_quoted_lines(lines: list[str], col: int, newline: str) -> str:
+    """A double-quoted scalar over several lines, one line of text each (``\\n\\`` breaks).
+
+    Each source line ends with an escaped line break, so no line of the file ends with
+    whitespace; a continuation line's leading space is escaped (YAML would drop it).
+    """
+    pieces = [_yaml_double_quoted(line)[1:-1] + "\\n" for line in lines[:-1]]
+    if lines[-1]:
+        pieces.append(_yaml_double_quoted(lines[-1])[1:-1])
+    pieces[1:] = ["\\ " + p[1:] if p.startswith(" ") else p for p in pieces[1:]]
+    return '"' + ("\\" + newline + " " * (col + 2)).join(pieces) + '"'
 
 
 def _yaml_double_quoted(value: str) -> str:
