@@ -206,6 +206,7 @@ def record_many(
     overwrite: bool = False,
     dry_run: bool = False,
     all_or_nothing: bool = False,
+    display_paths: Mapping[str | os.PathLike[str], str] | None = None,
 ) -> list[RecordReport]:
     """:func:`record_references` for several files; one report per file, in the order given.
 
@@ -213,7 +214,9 @@ def record_many(
     with ``error`` set and is left untouched; the other files are written, unless
     ``all_or_nothing`` is true, in which case nothing is written when any file failed. Two
     paths naming the same file are merged (the same id with two different texts is an error).
+    ``display_paths`` maps a path to how reports and errors name it (default: the path).
     """
+    names = display_paths or {}
     merged: dict[str, tuple[str | os.PathLike[str], dict[str, str]]] = {}
     errors: dict[str, RecordError] = {}
     for path, references in references_by_path.items():
@@ -225,7 +228,7 @@ def record_many(
         for case_id, text in references.items():
             if case_id in known and known[case_id] != text:
                 errors[real] = RecordError(
-                    os.fspath(first),
+                    names.get(first, os.fspath(first)),
                     f"two different references given (the file is also named {os.fspath(path)!r})",
                     case_id=case_id,
                 )
@@ -237,14 +240,14 @@ def record_many(
         error = errors.get(real)
         if error is None:
             try:
-                plan = _plan(path, references, overwrite=overwrite, display_path=None)
+                plan = _plan(path, references, overwrite=overwrite, display_path=names.get(path))
             except RecordError as exc:
                 error = exc
             else:
                 plans.append(plan)
                 reports.append(plan.report)
                 continue
-        reports.append(RecordReport(os.fspath(path), error=error))
+        reports.append(RecordReport(names.get(path, os.fspath(path)), error=error))
     if dry_run or (all_or_nothing and any(r.error is not None for r in reports)):
         return reports
     for plan in plans:
@@ -576,9 +579,13 @@ def _edit_yaml(text: str, cases: list[GoldenCase], changes: Mapping[str, str], p
             edits.append(_yaml_edit(text, node, changes[case.id], newline))
         except _Unsupported as exc:
             raise RecordError(path, str(exc), line=case.line, case_id=case.id) from None
-    for start, end, replacement in sorted(edits, reverse=True):
-        text = text[:start] + replacement + text[end:]
-    return text
+    pieces: list[str] = []
+    done = 0
+    for start, end, replacement in sorted(edits):
+        pieces += [text[done:start], replacement]
+        done = end
+    pieces.append(text[done:])
+    return "".join(pieces)
 
 
 def _yaml_case_nodes(root: yaml.Node | None) -> list[yaml.MappingNode]:
@@ -738,8 +745,9 @@ def _yaml_entry(value: str, col: int, comment: str, following: str, newline: str
 def _reads_back(doc: str, value: str) -> bool:
     import yaml
 
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        data = yaml.safe_load(doc)
+        data = yaml.load(doc, Loader=loader)  # a safe loader (libyaml when available)
     except yaml.YAMLError:
         return False
     return (

@@ -874,7 +874,8 @@ def test_record_many_all_or_nothing_and_dry_run(tmp_path: Path) -> None:
     assert reports[0].changed
     assert reports[1].error is not None
     assert read(good) == JSONL
-    reports = record_many({good: {"a": "x"}}, dry_run=True)
+    reports = record_many({good: {"a": "x"}}, dry_run=True, display_paths={good: "golden/g.jsonl"})
+    assert reports[0].path == "golden/g.jsonl"
     assert reports[0].changed
     assert not reports[0].written
     assert read(good) == JSONL
