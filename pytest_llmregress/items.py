@@ -67,11 +67,13 @@ class GoldenItem(pytest.Function):
 
     case: GoldenCase
     case_result: CaseResult | None
+    baseline_result: CaseResult | None  # the compare model's result on this case
 
     def __init__(self, *, case: GoldenCase, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.case = case
         self.case_result = None
+        self.baseline_result = None
         for tag in case.tags:
             self.add_marker(getattr(pytest.mark, tag))
 
@@ -86,8 +88,9 @@ class GoldenItem(pytest.Function):
     def runtest(self) -> None:
         from pytest_llmregress.session import get_session
 
-        result = get_session(self.config).run_item(self)
+        result, baseline = get_session(self.config).run_item(self)
         self.case_result = result
+        self.baseline_result = baseline
         if result.outcome == "failed":
             raise GoldenCaseFailed(result)
         if result.outcome == "error":

@@ -40,6 +40,7 @@ from pytest_llmregress.scoring.scorers import score_deterministic
 
 T = TypeVar("T")
 CallKind = Literal["candidate", "judge"]
+CaseRun = tuple[CaseResult, CaseResult | None]
 
 
 @dataclass(frozen=True)
@@ -154,9 +155,13 @@ class Runner:
         cache_mode: CacheMode = "off",
         judge_cache: bool = True,
         on_result: Callable[[CaseResult], None] | None = None,
+        compare: ModelRef | None = None,
+        system_for: Callable[[GoldenCase, ModelRef], str | None] | None = None,
         base_delay: float = 0.5,
     ) -> None:
         self.candidate = candidate
+        self.compare = compare  # a second model run on every case, paired (A/B or A/A)
+        self._system_for = system_for or (lambda case, model: case.system)
         self.judge = judge
         self._endpoints = endpoints
         self._timeout = timeout
@@ -170,7 +175,7 @@ class Runner:
         self._cache_mode = cache_mode
         self._judge_cache = judge_cache and cache is not None
         self._on_result = on_result
-        self._futures: dict[str, concurrent.futures.Future[CaseResult]] = {}
+        self._futures: dict[str, concurrent.futures.Future[CaseRun]] = {}
         self._providers: dict[str, Provider] = {}
         self._rng = random.Random(0)
         self._loop = asyncio.new_event_loop()
@@ -189,8 +194,11 @@ class Runner:
         if key not in self._futures:
             self._futures[key] = self._spawn(self._run_case(key, case))
 
-    def result(self, key: str, case: GoldenCase) -> CaseResult:
-        """Wait for a case's result (starting it if nobody did) and forget it."""
+    def result(self, key: str, case: GoldenCase) -> CaseRun:
+        """Wait for a case's result (starting it if nobody did) and forget it.
+
+        The second item is the compare model's result on the same case, when there is one.
+        """
         self.submit(key, case)
         future = self._futures[key]
         try:
@@ -296,14 +304,27 @@ class Runner:
             await asyncio.to_thread(self._cache.put, key, kind, completion)
         return completion
 
-    async def _run_case(self, nodeid: str, case: GoldenCase) -> CaseResult:
+    async def _run_case(self, nodeid: str, case: GoldenCase) -> CaseRun:
+        assert self.candidate is not None
+        if self.compare is None:
+            return await self._run_model(nodeid, case, self.candidate), None
+        result, baseline = await asyncio.gather(
+            self._run_model(nodeid, case, self.candidate),
+            self._run_model(nodeid, case, self.compare, journal=False),
+        )
+        return result, baseline
+
+    async def _run_model(
+        self, nodeid: str, case: GoldenCase, model: ModelRef, *, journal: bool = True
+    ) -> CaseResult:
+        """One case against one model, within the case deadline; journaled when it ends."""
         started = time.perf_counter()
         try:
             if self._case_deadline is None:
-                result = await self._score_case(nodeid, case, started)
+                result = await self._score_case(nodeid, case, started, model)
             else:
                 async with asyncio.timeout(self._case_deadline):
-                    result = await self._score_case(nodeid, case, started)
+                    result = await self._score_case(nodeid, case, started, model)
         except TimeoutError:
             result = _error_result(
                 nodeid,
@@ -312,20 +333,25 @@ class Runner:
                 f"case deadline of {self._case_deadline:g} s exceeded (--llm-case-deadline)",
                 "timeout",
             )
-        if self._on_result is not None:
+        if journal and self._on_result is not None:
             self._on_result(result)
         return result
 
-    async def _score_case(self, nodeid: str, case: GoldenCase, started: float) -> CaseResult:
-        assert self.candidate is not None
+    async def _score_case(
+        self, nodeid: str, case: GoldenCase, started: float, model: ModelRef
+    ) -> CaseResult:
+        try:
+            system = self._system_for(case, model)
+        except ValueError as error:  # a prompt that cannot be resolved for this model
+            return _error_result(nodeid, case, started, f"prompt: {error}", "prompt")
         request = Request(
-            model=self.candidate.model,
+            model=model.model,
             messages=tuple(ChatMessage(m.role, m.content) for m in case.messages),
-            system=case.system,
+            system=system,
             params=dict(case.params),
         )
         try:
-            completion = await self._call("candidate", self.candidate, request)
+            completion = await self._call("candidate", model, request)
         except ProviderError as error:
             return _error_result(nodeid, case, started, f"model call failed: {error}", error.kind)
         scores: list[Score] = []

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import os
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +34,7 @@ from pytest_llmregress.settings import Settings
 
 if TYPE_CHECKING:
     from pytest_llmregress.items import GoldenItem
-    from pytest_llmregress.runner import Runner
+    from pytest_llmregress.runner import CaseRun, Runner
     from pytest_llmregress.testing.server import LocalProviderServer
 
 SESSION_KEY = pytest.StashKey["LLMRegressSession"]()
@@ -99,6 +101,10 @@ class LLMRegressSession:
         self.judge: ModelRef | None = None
         self.endpoints: Endpoints | None = None
         self.results: list[CaseResult] = []
+        self.compare_results: list[CaseResult] = []  # the compare model's, paired by case
+        self.compare: ModelRef | None = None
+        self.comparison: Any = None
+        self.comparison_error: str | None = None
         self.expected: set[str] = set()  # golden node ids this run should produce results for
         self.resumed: dict[str, CaseResult] = {}
         self.journal: ResultsJournal | None = None
@@ -132,9 +138,16 @@ class LLMRegressSession:
             judge_model = model_config.resolve(judge_model) if judge_model else None
             self.candidate = parse_model(model) if model else None
             self.judge = parse_model(judge_model) if judge_model else None
+            if settings.compare_model and self.candidate is not None:
+                self.compare = parse_model(model_config.resolve(settings.compare_model))
         except (ModelSpecError, ValueError) as exc:
             raise pytest.UsageError(f"pytest-llmregress: {exc}") from None
-        refs = [ref for ref in (self.candidate, self.judge) if ref is not None]
+        if settings.compare_model and settings.baseline:
+            raise pytest.UsageError(
+                "pytest-llmregress: --llm-baseline and --llm-compare-model both name the baseline;"
+                " give one"
+            )
+        refs = [ref for ref in (self.candidate, self.judge, self.compare) if ref is not None]
         self._check_lifecycle(model_config)
         self.endpoints = self._endpoints()
         if not refs:
@@ -184,6 +197,7 @@ class LLMRegressSession:
             cache_mode=settings.cache,  # type: ignore[arg-type]
             judge_cache=settings.judge_cache == "on",
             on_result=self.journal.add if self.journal is not None else None,
+            compare=self.compare,
         )
 
     def _model_config(self) -> Any:
@@ -201,7 +215,11 @@ class LLMRegressSession:
         data = model_config.lifecycle()
         self.lifecycle_source = data.describe()
         findings = []
-        for role, ref in (("candidate", self.candidate), ("judge", self.judge)):
+        for role, ref in (
+            ("candidate", self.candidate),
+            ("judge", self.judge),
+            ("compare", self.compare),
+        ):
             if ref is None:
                 continue
             findings += data.check(
@@ -405,7 +423,7 @@ class LLMRegressSession:
                 return members
         return [item]
 
-    def run_item(self, item: GoldenItem) -> CaseResult:
+    def run_item(self, item: GoldenItem) -> CaseRun:
         """Start ``item``'s group if needed, then wait for ``item``'s own result.
 
         A case the resumed results file already has is not called again.
@@ -415,7 +433,7 @@ class LLMRegressSession:
         if resumed is not None:
             if self.journal is not None:
                 self.journal.add(resumed)
-            return resumed
+            return resumed, None
         for member in self._group_items(item):
             if member.nodeid not in self.resumed:
                 self.runner.submit(member.nodeid, member.case)
@@ -450,10 +468,15 @@ class LLMRegressSession:
         if result is None:
             return
         report.llmregress = result.to_dict()  # type: ignore[attr-defined]
-        report.user_properties.append(("llm_outcome", result.outcome))
+        baseline = getattr(item, "baseline_result", None)
+        if baseline is not None:
+            report.llmregress_baseline = baseline.to_dict()  # type: ignore[attr-defined]
+        properties = [("llm_outcome", result.outcome), ("llm_threshold", result.threshold)]
         if result.score is not None:
-            report.user_properties.append(("llm_score", round(result.score, 4)))
-        report.user_properties.append(("llm_threshold", result.threshold))
+            properties.append(("llm_score", round(result.score, 4)))
+        # JUnit XML reads properties from the teardown report, which copies the item's.
+        item.user_properties.extend(properties)
+        report.user_properties.extend(properties)
 
     def gather_report(self, report: pytest.TestReport) -> None:
         """On the controller (or a lone process): keep each golden result as it arrives."""
@@ -463,6 +486,9 @@ class LLMRegressSession:
         if data is None:
             return
         self.results.append(CaseResult.from_dict(data))
+        baseline = getattr(report, "llmregress_baseline", None)
+        if baseline is not None:
+            self.compare_results.append(CaseResult.from_dict(baseline))
         if report.failed:
             self.golden_failures += 1
 
@@ -481,7 +507,13 @@ class LLMRegressSession:
         if self.is_worker:
             self.close()
             return
-        verdict = self._verdict = self.verdict()
+        verdict = self.verdict()
+        if verdict is not None:
+            self.comparison = self._compare()
+            if self.comparison is not None and self.comparison.is_regression:
+                fired = "; ".join(self.comparison.reasons)
+                verdict = replace(verdict, reasons=(*verdict.reasons, f"regression: {fired}"))
+        self._verdict = verdict
         status = session.exitstatus
         if verdict is not None:
             only_golden_failed = session.testsfailed == self.golden_failures
@@ -491,13 +523,42 @@ class LLMRegressSession:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
         self.finish(verdict)
 
+    def _compare(self) -> Any:
+        """The paired comparison with ``--llm-baseline`` or ``--llm-compare-model``, if asked."""
+        from pytest_llmregress.compare import compare_runs
+        from pytest_llmregress.results import RunResult, load_results
+
+        settings = self.settings
+        if settings.baseline:
+            path = Path(settings.baseline)
+            try:
+                baseline = load_results(path if path.is_absolute() else self.config.rootpath / path)
+            except (OSError, ValueError) as exc:
+                self.comparison_error = f"--llm-baseline: {exc}"
+                return None
+            label = f"baseline {settings.baseline}"
+        elif self.compare is not None:
+            meta = {**self.metadata(), "candidate": str(self.compare)}
+            baseline = RunResult(meta, list(self.compare_results))
+            label = str(self.compare)
+        else:
+            return None
+        return compare_runs(
+            baseline,
+            RunResult(self.metadata(), list(self.results)),
+            max_regression=settings.max_regression,
+            alpha=settings.alpha,
+            baseline_label=label,
+            candidate_label=str(self.candidate),
+        )
+
     def summary(self) -> list[Any]:
         verdict = self._verdict
         if verdict is None or self.candidate is None:
             return []
-        from pytest_llmregress.report.terminal import summary_lines
+        from pytest_llmregress.report.terminal import Line, summary_lines
 
-        return summary_lines(
+        lines: list[Any] = summary_lines(
             verdict,
             self.results,
             candidate=str(self.candidate),
@@ -509,6 +570,13 @@ class LLMRegressSession:
             resumed=sum(1 for r in self.results if r.nodeid in self.resumed),
             model_warnings=self.lifecycle_warnings,
         )
+        if self.comparison is not None:
+            from pytest_llmregress.compare import comparison_lines
+
+            lines += comparison_lines(self.comparison, worst=self.settings.worst)
+        if self.comparison_error:
+            lines.append(Line(self.comparison_error, "red"))
+        return lines
 
     def verdict(self) -> Verdict | None:
         if self.candidate is None or not self.results:
@@ -563,15 +631,15 @@ class LLMRegressSession:
         return seen
 
     def finish(self, verdict: Verdict | None) -> None:
-        """Write the final results document (controller) and stop what this process started."""
+        """Write the results document, history copy and markdown; stop what this process started."""
         try:
-            if self.report_path is not None and self.candidate is not None and self.results:
-                self._write_document(verdict)
+            if self.candidate is not None and self.results:
+                self._write_outputs(verdict)
         finally:
             self.close()
 
-    def _write_document(self, verdict: Verdict | None) -> None:
-        from pytest_llmregress.results import RunResult, finish_results
+    def _write_outputs(self, verdict: Verdict | None) -> None:
+        from pytest_llmregress.results import RunResult, finish_results, write_json_atomic
 
         missing = self.missing()
         metadata = self.metadata()
@@ -590,10 +658,45 @@ class LLMRegressSession:
                 "interval95": list(verdict.interval),
                 "reasons": list(verdict.reasons),
             },
+            comparison=None if self.comparison is None else self.comparison.to_dict(cases=False),
         )
         cases = sorted(self.results, key=lambda r: (r.path, r.line, r.case_id))
-        assert self.report_path is not None
-        finish_results(self.report_path, RunResult(metadata, cases), keep_journals=bool(missing))
+        run = RunResult(metadata, cases)
+        if self.report_path is not None:
+            finish_results(self.report_path, run, keep_journals=bool(missing))
+        if self.settings.history:
+            folder = self._rooted(self.settings.history)
+            stamp = self.started_at.strftime("%Y%m%dT%H%M%SZ")
+            model = "".join(c if c.isalnum() or c in "-._" else "_" for c in str(self.candidate))
+            write_json_atomic(folder / f"{stamp}_{model}.json", run.to_dict())
+        self._write_markdown(verdict, run)
+
+    def _write_markdown(self, verdict: Verdict | None, run: Any) -> None:
+        """The CI summary: to ``--llm-markdown`` and appended to ``$GITHUB_STEP_SUMMARY``."""
+        step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if not self.settings.markdown and not step_summary:
+            return
+        from pytest_llmregress.report.markdown import comparison_markdown, run_markdown
+
+        text = run_markdown(
+            verdict if verdict is not None else run,
+            results=self.results,
+            candidate=str(self.candidate),
+            worst=self.settings.worst,
+        )
+        if self.comparison is not None:
+            text += "\n" + comparison_markdown(self.comparison, worst=self.settings.worst)
+        if self.settings.markdown:
+            target = self._rooted(self.settings.markdown)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        if step_summary:
+            with open(step_summary, "a", encoding="utf-8") as handle:
+                handle.write(text + "\n")
+
+    def _rooted(self, path: str) -> Path:
+        candidate = Path(path)
+        return candidate if candidate.is_absolute() else self.config.rootpath / candidate
 
     def close(self) -> None:
         if self._preflight_thread is not None:

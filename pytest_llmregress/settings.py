@@ -262,6 +262,50 @@ OPTIONS: tuple[Option, ...] = (
         "DAYS",
     ),
     Option(
+        "baseline",
+        _text,
+        None,
+        "results file of an earlier run (e.g. production) to compare this run with, case by case",
+        "PATH",
+    ),
+    Option(
+        "compare_model",
+        _text,
+        None,
+        "also run this model (e.g. the production model) on every case and compare, paired; "
+        "the same id as --llm-model measures the noise floor (A/A)",
+        "ID",
+    ),
+    Option(
+        "max_regression",
+        _fraction,
+        0.05,
+        "fail when the candidate's pass rate is worse than the baseline's by more than this "
+        "(0..1, default 0.05 = 5 points) and the difference is significant",
+        "RATE",
+    ),
+    Option(
+        "alpha",
+        _fraction,
+        0.05,
+        "significance level of the paired test against the baseline (default 0.05)",
+        "ALPHA",
+    ),
+    Option(
+        "markdown",
+        _text,
+        None,
+        "write a markdown summary here (also appended to $GITHUB_STEP_SUMMARY when it is set)",
+        "PATH",
+    ),
+    Option(
+        "history",
+        _text,
+        None,
+        "keep a copy of this run's results in this folder, one file per run (drift runs)",
+        "DIR",
+    ),
+    Option(
         "worst",
         _non_negative_int,
         5,
@@ -304,6 +348,12 @@ class Settings:
     openai_base_url: str | None = None
     require_pinned: bool = False
     retirement_warning_days: int = 60
+    baseline: str | None = None
+    compare_model: str | None = None
+    max_regression: float = 0.05
+    alpha: float = 0.05
+    markdown: str | None = None
+    history: str | None = None
     worst: int = 5
     golden_files: tuple[str, ...] = DEFAULT_GOLDEN_FILES
     # Where each value came from ("cli", "ini", "pyproject", "default"), for the header line.

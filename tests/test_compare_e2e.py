@@ -1,0 +1,141 @@
+"""Migration verdicts in the plugin: paired runs, baselines, markdown, JUnit, history."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from pytest_llmregress.testing.server import LocalProviderServer
+from tests.conftest import JUDGE
+from tests.test_plugin_e2e import answers, qa_cases, write_cases
+
+MakeServer = Callable[[dict[str, Any]], LocalProviderServer]
+PointEnv = Callable[[LocalProviderServer], None]
+PRODUCTION = "claude-sonnet-4-6"
+CANDIDATE = "claude-sonnet-5"
+
+
+def exact_cases(count: int) -> list[dict[str, Any]]:
+    """Cases scored by `exact` only: the comparison needs no judge calls."""
+    return [{**case, "scorers": ["exact"]} for case in qa_cases(count)]
+
+
+def two_models(cases: list[dict[str, Any]], drift: float) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"answers": answers(cases)}
+    if drift:
+        candidate["drift"] = {"share": drift, "seed": 5, "reply": "Something else entirely."}
+    return {
+        "models": {
+            PRODUCTION: {"answers": answers(cases)},
+            CANDIDATE: candidate,
+            JUDGE: {"judge": True},
+        }
+    }
+
+
+def test_same_model_twice_is_within_noise(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> None:
+    cases = exact_cases(40)
+    write_cases(pytester, "qa.jsonl", cases)
+    server = make_server(two_models(cases, drift=0))
+    provider_env(server)
+    result = pytester.runpytest(f"--llm-model={PRODUCTION}", f"--llm-compare-model={PRODUCTION}")
+    result.assert_outcomes(passed=40)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        [f"WITHIN NOISE: anthropic:{PRODUCTION} against anthropic:{PRODUCTION} on 40 paired cases"]
+    )
+    assert sum(1 for r in server.requests if r.requested_model == PRODUCTION) == 80
+
+
+def test_ten_point_drift_is_a_significant_regression(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> None:
+    cases = exact_cases(300)
+    write_cases(pytester, "qa.jsonl", cases)
+    provider_env(make_server(two_models(cases, drift=0.10)))
+    result = pytester.runpytest(
+        f"--llm-model={CANDIDATE}",
+        f"--llm-compare-model={PRODUCTION}",
+        "--llm-min-pass-rate=0",
+        "--llm-concurrency=16",
+        "-q",
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            f"REGRESSION: anthropic:{CANDIDATE} against anthropic:{PRODUCTION} on 300 paired cases",
+            "flips: * pass->fail, 0 fail->pass; exact McNemar p = *",
+        ]
+    )
+    result.stdout.fnmatch_lines(["*reason: regression: *"])
+
+
+def test_one_point_drift_is_within_noise_and_says_what_it_could_detect(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> None:
+    cases = exact_cases(300)
+    write_cases(pytester, "qa.jsonl", cases)
+    provider_env(make_server(two_models(cases, drift=0.01)))
+    result = pytester.runpytest(
+        f"--llm-model={CANDIDATE}",
+        f"--llm-compare-model={PRODUCTION}",
+        "--llm-min-pass-rate=0.9",
+        "--llm-concurrency=16",
+        "-q",
+    )
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        [
+            f"WITHIN NOISE: anthropic:{CANDIDATE} against anthropic:{PRODUCTION} on 300 paired cases",
+            "smallest detectable drop: * points*",
+        ]
+    )
+
+
+def test_baseline_file_markdown_junit_and_history(
+    pytester: pytest.Pytester,
+    make_server: MakeServer,
+    provider_env: PointEnv,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cases = exact_cases(30)
+    write_cases(pytester, "qa.jsonl", cases)
+    provider_env(make_server(two_models(cases, drift=0.5)))
+    pytester.runpytest(f"--llm-model={PRODUCTION}", "--llm-report=prod.json").assert_outcomes(
+        passed=30
+    )
+    summary = pytester.path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    result = pytester.runpytest(
+        f"--llm-model={CANDIDATE}",
+        "--llm-baseline=prod.json",
+        "--llm-min-pass-rate=0",
+        "--llm-markdown=out/summary.md",
+        "--llm-history=history",
+        "--junitxml=junit.xml",
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines([f"REGRESSION: anthropic:{CANDIDATE} against baseline prod.json*"])
+    markdown = (pytester.path / "out/summary.md").read_text()
+    assert "regression" in markdown.lower()
+    assert markdown in summary.read_text()
+    history = list((pytester.path / "history").glob("*.json"))
+    assert len(history) == 1
+    document = json.loads(history[0].read_text())
+    assert document["metadata"]["candidate"] == f"anthropic:{CANDIDATE}"
+    assert document["metadata"]["comparison"]["verdict"] == "regression"
+    tree = ET.parse(pytester.path / "junit.xml")
+    properties = {
+        (case.get("name"), prop.get("name")): prop.get("value")
+        for case in tree.iter("testcase")
+        for prop in case.iter("property")
+    }
+    assert properties[("case-001", "llm_threshold")] == "0.85"
+    assert properties[("case-001", "llm_outcome")] in ("passed", "failed")
+    assert ("case-001", "llm_score") in properties
