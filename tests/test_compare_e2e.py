@@ -92,7 +92,7 @@ def test_one_point_drift_is_within_noise_and_says_what_it_could_detect(
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(
         [
-            f"WITHIN NOISE: anthropic:{CANDIDATE} against anthropic:{PRODUCTION} on 300 paired cases",
+            f"WITHIN NOISE: anthropic:{CANDIDATE} against anthropic:{PRODUCTION} on 300 paired*",
             "smallest detectable drop: * points*",
         ]
     )
