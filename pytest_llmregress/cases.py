@@ -1109,7 +1109,7 @@ def _yaml_defaults(node: yaml.Node, line: int, problems: _Problems) -> dict[str,
 
     checked = _check_fields(data, DEFAULTS_FIELDS, report, "defaults field")
     if "system" in data and "prompt" in data:
-        report("prompt", None, _SYSTEM_AND_PROMPT)
+        report("prompt", "prompt", _SYSTEM_AND_PROMPT)
         checked.pop("system", None)
         checked.pop("prompt", None)
     return checked

@@ -42,6 +42,13 @@ from pytest_llmregress.cases import (
     PromptRef,
     PromptValue,
     _short_repr,
+    _yaml_compose,
+    _yaml_construct,
+    _yaml_duplicate_keys,
+    _yaml_key_lines,
+    _yaml_kind,
+    _yaml_line,
+    _yaml_problem,
     describe,
     did_you_mean,
 )
@@ -82,6 +89,8 @@ TASK_KEYS: Final = ("task", "description", "variables", "versions")
 
 Match = Literal["exact", "same id", "same model", "default"]
 """How a version was chosen for a model id (see :meth:`PromptLibrary.resolve`)."""
+
+_MERGE_TAG: Final = "tag:yaml.org,2002:merge"
 
 # One token of a template: an escaped brace, a placeholder, or a lone brace (an error).
 _TOKEN: Final = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
@@ -155,7 +164,8 @@ class _Problems:
 
     def raise_if_any(self) -> None:
         if self.items or self.omitted:
-            raise PromptFileError(self.items, self.omitted)
+            ordered = sorted(self.items, key=lambda p: (p.path, p.line or 0))
+            raise PromptFileError(ordered, self.omitted)
 
 
 # --------------------------------------------------------------------------------------------
@@ -344,20 +354,9 @@ class PromptLibrary:
         """
         self.source = source
         self._lifecycle = lifecycle
-        self._tasks: dict[str, PromptTask] = {}
         self._cache: dict[tuple[str, str], ResolvedPrompt] = {}
         problems = _Problems()
-        for task in tasks:
-            first = self._tasks.get(task.name)
-            if first is not None:
-                problems.add(
-                    task.path,
-                    task.line,
-                    "task",
-                    f"duplicate task {task.name!r} (first in {first.path}:{first.line})",
-                )
-                continue
-            self._tasks[task.name] = task
+        self._tasks = _index(tasks, problems)
         problems.raise_if_any()
 
     @classmethod
@@ -397,6 +396,7 @@ class PromptLibrary:
                 problems.add(name, None, None, f"cannot read file: {exc.strerror or exc}")
                 continue
             tasks.extend(_parse(text, name, problems))
+        _index(tasks, problems)
         problems.raise_if_any()
         return cls(tasks, source=shown, lifecycle=lifecycle)
 
@@ -536,6 +536,23 @@ class PromptLibrary:
         return problems
 
 
+def _index(tasks: Iterable[PromptTask], problems: _Problems) -> dict[str, PromptTask]:
+    """Tasks by name; a second task of the same name is a problem."""
+    index: dict[str, PromptTask] = {}
+    for task in tasks:
+        first = index.get(task.name)
+        if first is not None:
+            problems.add(
+                task.path,
+                task.line,
+                "task",
+                f"duplicate task {task.name!r} (first in {first.path}:{first.line})",
+            )
+        else:
+            index[task.name] = task
+    return index
+
+
 def _rank(wanted: Sequence[str], offered: Sequence[str]) -> tuple[int, int] | None:
     """How closely two identity lists match: the smallest (i, j) with wanted[i] == offered[j]."""
     best: tuple[int, int] | None = None
@@ -624,8 +641,6 @@ def parse_prompt_yaml(text: str, path: str) -> list[PromptTask]:
 def _parse(text: str, path: str, problems: _Problems) -> list[PromptTask]:
     import yaml
 
-    from pytest_llmregress.cases import _yaml_compose, _yaml_line, _yaml_problem
-
     try:
         root = _yaml_compose(text.removeprefix("\ufeff"))
     except yaml.MarkedYAMLError as exc:
@@ -656,7 +671,13 @@ def _parse(text: str, path: str, problems: _Problems) -> list[PromptTask]:
     tasks: list[PromptTask] = []
     seen: dict[str, int] = {}
     for node in nodes:
-        task = _parse_task(node, path, problems)
+        try:
+            task = _parse_task(node, path, problems)
+        except yaml.YAMLError as exc:  # a value with a tag safe loading cannot construct
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark is not None else _yaml_line(node)
+            problems.add(path, line, None, f"invalid YAML: {_yaml_problem(exc)}")
+            continue
         if task is None:
             continue
         if task.name in seen:
@@ -673,15 +694,11 @@ def _parse(text: str, path: str, problems: _Problems) -> list[PromptTask]:
 
 
 def _kind(node: yaml.Node) -> str:
-    from pytest_llmregress.cases import _yaml_kind
-
     return _yaml_kind(node)
 
 
 def _parse_task(node: yaml.Node, path: str, problems: _Problems) -> PromptTask | None:
     import yaml
-
-    from pytest_llmregress.cases import _yaml_duplicate_keys, _yaml_key_lines, _yaml_line
 
     line = _yaml_line(node)
     if not isinstance(node, yaml.MappingNode):
@@ -705,7 +722,7 @@ def _parse_task(node: yaml.Node, path: str, problems: _Problems) -> PromptTask |
         problems.add(path, dup_line, None, message, name)
     for key_node, _ in node.value:
         key = key_node.value
-        if key == "<<":
+        if key_node.tag == _MERGE_TAG:
             add(None, "merge keys ('<<') are not supported in a task mapping", _yaml_line(key_node))
         elif not isinstance(key, str) or key not in TASK_KEYS:
             hint = did_you_mean(key, TASK_KEYS) if isinstance(key, str) else ""
@@ -730,23 +747,10 @@ def _parse_task(node: yaml.Node, path: str, problems: _Problems) -> PromptTask |
     if "versions" not in values:
         add(None, "missing 'versions': a task needs at least one version (for example 'default')")
     else:
-        versions = _versions(values["versions"], add)
+        versions = _versions(values["versions"], add, declared)
     if len(problems.items) + problems.omitted > before or name is None:
         return None
-
     used = tuple(dict.fromkeys(n for version in versions.values() for n in version.placeholders))
-    if declared is not None:
-        for version in versions.values():
-            for variable in version.placeholders:
-                if variable not in declared:
-                    add(
-                        f"versions.{version.key}",
-                        f"placeholder {{{variable}}} is not a declared variable (variables: "
-                        f"{', '.join(declared) or 'none'})" + did_you_mean(variable, declared),
-                        version.line,
-                    )
-        if len(problems.items) + problems.omitted > before:
-            return None
     return PromptTask(
         name=name,
         versions=versions,
@@ -761,8 +765,6 @@ def _parse_task(node: yaml.Node, path: str, problems: _Problems) -> PromptTask |
 def _scalar(node: yaml.Node) -> object:
     """The value of a scalar node (None for a null), or the node itself for collections."""
     import yaml
-
-    from pytest_llmregress.cases import _yaml_construct
 
     if not isinstance(node, yaml.ScalarNode):
         return node
@@ -798,8 +800,6 @@ def _task_name(
 def _variables(node: yaml.Node, add: _Add) -> tuple[str, ...] | None:
     import yaml
 
-    from pytest_llmregress.cases import _yaml_line
-
     if not isinstance(node, yaml.SequenceNode):
         value = _scalar(node)
         if value is None:
@@ -828,10 +828,12 @@ def _variables(node: yaml.Node, add: _Add) -> tuple[str, ...] | None:
     return tuple(names) if ok else None
 
 
-def _versions(node: yaml.Node, add: _Add) -> dict[str, PromptVersion]:
+def _versions(
+    node: yaml.Node, add: _Add, declared: tuple[str, ...] | None
+) -> dict[str, PromptVersion]:
+    """The valid versions of a ``versions`` mapping; placeholders must be ``declared`` (when
+    the task declares its variables)."""
     import yaml
-
-    from pytest_llmregress.cases import _yaml_duplicate_keys, _yaml_line
 
     if not isinstance(node, yaml.MappingNode):
         add("versions", f"expected a mapping of model id to prompt text, got {_kind(node)}")
@@ -844,11 +846,11 @@ def _versions(node: yaml.Node, add: _Add) -> dict[str, PromptVersion]:
     versions: dict[str, PromptVersion] = {}
     same_name: dict[str, str] = {}
     for key_node, value_node in node.value:
-        key = _scalar(key_node)
         key_line = _yaml_line(key_node)
-        if key == "<<":
+        if key_node.tag == _MERGE_TAG:
             add("versions", "merge keys ('<<') are not supported in versions", key_line)
             continue
+        key = _scalar(key_node)
         if not isinstance(key, str) or not (key == DEFAULT_VERSION or looks_like_id(key)):
             shown = _short_repr(key) if isinstance(key, str) else _kind(key_node)
             add(
@@ -868,6 +870,18 @@ def _versions(node: yaml.Node, add: _Add) -> dict[str, PromptVersion]:
         names, issues = _scan(value)
         for issue in issues:
             add(where, issue.message, _text_line(value_node, value, issue.offset))
+        if declared is not None:
+            reported: set[str] = set()
+            for variable, offset in names:
+                if variable not in declared and variable not in reported:
+                    reported.add(variable)
+                    issues.append(_TemplateIssue(offset, "undeclared"))
+                    add(
+                        where,
+                        f"placeholder {{{variable}}} is not a declared variable (variables: "
+                        f"{', '.join(declared) or 'none'})" + did_you_mean(variable, declared),
+                        _text_line(value_node, value, offset),
+                    )
         if issues:
             continue
         if key != DEFAULT_VERSION:
@@ -888,8 +902,6 @@ def _versions(node: yaml.Node, add: _Add) -> dict[str, PromptVersion]:
 def _text_line(node: yaml.Node, text: str, offset: int) -> int:
     """The line of ``text[offset]`` in the file: exact in a literal block (``|``), else the line
     where the scalar starts."""
-    from pytest_llmregress.cases import _yaml_line
-
     start = _yaml_line(node)
     if getattr(node, "style", None) == "|":
         return start + 1 + text.count("\n", 0, offset)

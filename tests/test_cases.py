@@ -18,6 +18,7 @@ from pytest_llmregress.cases import (
     GoldenCase,
     Message,
     Problem,
+    PromptRef,
     ScorerSpec,
     load_cases,
     parse_jsonl,
@@ -747,6 +748,196 @@ def test_yaml_field_errors_point_at_the_field_line() -> None:
 def test_yaml_missing_id_points_at_the_case() -> None:
     assert yaml_errors("- id: ok\n  user: hi\n-\n  user: hi\n") == [
         "g.yaml:4: field 'id': missing; every case needs a unique id"
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# The prompt field (a prompt task instead of a literal system prompt)
+# --------------------------------------------------------------------------------------------
+
+
+def test_jsonl_prompt_short_and_long_form() -> None:
+    text = "\n".join(
+        [
+            one_case(prompt="support-answer"),
+            json.dumps(
+                {
+                    "id": "c2",
+                    "user": "hi",
+                    "prompt": {"task": "support-answer", "vars": {"policy": "30 days", "n": 3}},
+                }
+            ),
+            json.dumps({"id": "c3", "user": "hi", "prompt": {"task": "t", "vars": None}}),
+            json.dumps({"id": "c4", "user": "hi", "prompt": None}),
+        ]
+    )
+    short, long, null_vars, no_prompt = parse_jsonl(text, "g.jsonl")
+    assert short.prompt == PromptRef("support-answer")
+    assert short.system is None
+    assert long.prompt == PromptRef("support-answer", {"policy": "30 days", "n": 3})
+    assert null_vars.prompt == PromptRef("t", {})
+    assert (no_prompt.prompt, no_prompt.system) == (None, None)
+
+
+def test_prompt_ref_is_frozen_hashable_and_read_only() -> None:
+    ref = PromptRef("t", {"a": "x", "b": 1})
+    assert isinstance(ref.vars, MappingProxyType)
+    with pytest.raises(TypeError):
+        ref.vars["a"] = "y"  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        ref.task = "u"  # type: ignore[misc]
+    assert {ref: 1}[PromptRef("t", {"b": 1, "a": "x"})] == 1
+    assert ref != PromptRef("t", {"a": "x"})
+
+
+def test_to_dict_with_a_prompt() -> None:
+    [case] = parse_jsonl(one_case(prompt={"task": "t", "vars": {"p": "x", "n": 1.5}}), "g.jsonl")
+    data = case.to_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert data["system"] is None
+    assert data["prompt"] == {"task": "t", "vars": {"p": "x", "n": 1.5}}
+    assert list(data)[:4] == ["id", "messages", "system", "prompt"]
+
+
+def test_prompt_is_keyword_only_so_positional_fields_keep_their_order() -> None:
+    case = GoldenCase("x", (Message("user", "hi"),), "sys", "ref", prompt=None)
+    assert (case.system, case.reference, case.prompt) == ("sys", "ref", None)
+
+
+def test_yaml_prompt_defaults_and_overrides() -> None:
+    text = """\
+        defaults:
+          prompt: {task: support-answer, vars: {policy: Returns within 30 days.}}
+        cases:
+          - id: inherits
+            user: hi
+          - id: own-system
+            user: hi
+            system: Be brief.
+          - id: own-prompt
+            user: hi
+            prompt: other-task
+          - id: drops-it
+            user: hi
+            system: null
+        """
+    inherits, own_system, own_prompt, drops = parse_yaml(textwrap.dedent(text), "g.yaml")
+    assert inherits.prompt == PromptRef("support-answer", {"policy": "Returns within 30 days."})
+    assert inherits.system is None
+    assert (own_system.system, own_system.prompt) == ("Be brief.", None)
+    assert (own_prompt.system, own_prompt.prompt) == (None, PromptRef("other-task"))
+    assert (drops.system, drops.prompt) == (None, None)
+
+
+def test_yaml_case_prompt_replaces_a_default_system() -> None:
+    text = """\
+        defaults:
+          system: Be brief.
+        cases:
+          - id: a
+            user: hi
+            prompt: {task: t}
+          - id: b
+            user: hi
+            prompt: null
+          - id: c
+            user: hi
+        """
+    a, b, c = parse_yaml(textwrap.dedent(text), "g.yaml")
+    assert (a.system, a.prompt) == (None, PromptRef("t"))
+    assert (b.system, b.prompt) == (None, None)
+    assert (c.system, c.prompt) == ("Be brief.", None)
+
+
+def test_system_and_prompt_together_name_the_line() -> None:
+    assert jsonl_errors("\n" + one_case(system="s", prompt="t")) == [
+        "g.jsonl:2: case 'c1': set either 'system' (a literal system prompt) or 'prompt' (a "
+        "prompt task), not both"
+    ]
+    text = """\
+        - id: a
+          user: hi
+          system: s
+          prompt: t
+        """
+    assert yaml_errors(text) == [
+        "g.yaml:4: case 'a': set either 'system' (a literal system prompt) or 'prompt' (a "
+        "prompt task), not both"
+    ]
+    text = """\
+        defaults:
+          system: s
+          prompt: t
+        cases:
+          - id: a
+            user: hi
+        """
+    assert yaml_errors(text) == [
+        "g.yaml:3: field 'defaults.prompt': set either 'system' (a literal system prompt) or "
+        "'prompt' (a prompt task), not both"
+    ]
+
+
+NAME_RULE = (
+    "it must start with a letter or digit and contain only letters, digits, '.', '_' and '-'"
+)
+VAR_RULE = "it must start with a letter or '_' and contain only letters, digits and '_'"
+
+BAD_PROMPTS: list[tuple[object, list[str]]] = [
+    (
+        5,
+        ["field 'prompt': expected a task name or a mapping with 'task' and 'vars', got integer 5"],
+    ),
+    ("bad task", [f"field 'prompt': invalid task name 'bad task': {NAME_RULE}"]),
+    ("", [f"field 'prompt': invalid task name '': {NAME_RULE}"]),
+    ({"vars": {}}, ["field 'prompt.task': missing; name the prompt task"]),
+    ({"task": 1}, ["field 'prompt.task': expected a prompt task name, got integer 1"]),
+    (
+        {"task": "t", "var": {}},
+        ["field 'prompt': unknown key 'var' (expected: task, vars); did you mean 'vars'?"],
+    ),
+    ({"task": "t", "vars": ["a"]}, ["field 'prompt.vars': expected a mapping, got list ['a']"]),
+    (
+        {"task": "t", "vars": {"a b": "x", "ok": "y"}},
+        [f"field 'prompt.vars': invalid variable name 'a b': {VAR_RULE}"],
+    ),
+    (
+        {"task": "t", "vars": {"a": True}},
+        [
+            "field 'prompt.vars.a': expected a string or a number, got boolean True; put it in "
+            "quotes"
+        ],
+    ),
+    (
+        {"task": "t", "vars": {"a": None}},
+        ["field 'prompt.vars.a': expected a string or a number, got null; put it in quotes"],
+    ),
+    (
+        {"task": "t", "vars": {"a": [1]}},
+        ["field 'prompt.vars.a': expected a string or a number, got list [1]"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("value", "expected"), BAD_PROMPTS)
+def test_bad_prompt_field(value: object, expected: list[str]) -> None:
+    assert jsonl_errors(one_case(prompt=value)) == [f"g.jsonl:1: case 'c1': {e}" for e in expected]
+
+
+def test_bad_prompt_in_yaml_points_at_its_line_and_defaults() -> None:
+    text = """\
+        defaults:
+          prompt: {task: t, vars: {n: .inf}}
+        cases:
+          - id: a
+            user: hi
+            prompt:
+              task: t
+              vars: {x: [1]}
+        """
+    assert yaml_errors(text) == [
+        "g.yaml:2: field 'defaults.prompt.vars.n': expected a string or a number, got number inf",
+        "g.yaml:6: case 'a': field 'prompt.vars.x': expected a string or a number, got list [1]",
     ]
 
 
