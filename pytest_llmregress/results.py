@@ -45,6 +45,7 @@ class CaseResult:
     error_kind: str | None = None
     tags: tuple[str, ...] = ()
     duration_s: float = 0.0
+    recorded: bool = False  # the output was taken as the case's new reference (--llm-record)
 
     @property
     def score(self) -> float | None:

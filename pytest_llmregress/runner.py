@@ -39,6 +39,8 @@ from pytest_llmregress.scoring.score import Score, ScorerError
 from pytest_llmregress.scoring.scorers import score_deterministic
 
 T = TypeVar("T")
+# Scorers that compare with the reference; a case whose reference is being recorded skips them.
+REFERENCE_SCORERS = frozenset({"judge", "exact", "similarity"})
 CallKind = Literal["candidate", "judge"]
 CaseRun = tuple[CaseResult, CaseResult | None]
 
@@ -156,11 +158,13 @@ class Runner:
         judge_cache: bool = True,
         on_result: Callable[[CaseResult], None] | None = None,
         compare: ModelRef | None = None,
+        record: str = "off",
         system_for: Callable[[GoldenCase, ModelRef], str | None] | None = None,
         base_delay: float = 0.5,
     ) -> None:
         self.candidate = candidate
         self.compare = compare  # a second model run on every case, paired (A/B or A/A)
+        self._record = record
         self._system_for = system_for or (lambda case, model: case.system)
         self.judge = judge
         self._endpoints = endpoints
@@ -356,8 +360,14 @@ class Runner:
             return _error_result(nodeid, case, started, f"model call failed: {error}", error.kind)
         scores: list[Score] = []
         judge_completion: Completion | None = None
+        recording = self._record == "all" or (self._record == "missing" and case.reference is None)
+        if recording:
+            # The output becomes the reference: only scorers that need no reference apply.
+            scores.append(Score("record", 1.0, True, f"reference recorded from {model}"))
         try:
             for spec in case.scorers:
+                if recording and spec.name in REFERENCE_SCORERS:
+                    continue
                 if spec.name == "judge":
                     score, judge_completion = await self._judge(case, spec.options, completion)
                     scores.append(score)
@@ -375,8 +385,10 @@ class Runner:
                 judge_completion=judge_completion,
                 scores=scores,
             )
+        passed = all(s.passed for s in scores)
         return CaseResult(
-            outcome="passed" if all(s.passed for s in scores) else "failed",
+            outcome="passed" if passed else "failed",
+            recorded=recording and passed and bool(completion.text.strip()),
             output=completion.text,
             completion=completion,
             judge_completion=judge_completion,
@@ -389,7 +401,10 @@ class Runner:
         self, case: GoldenCase, options: Any, completion: Completion
     ) -> tuple[Score, Completion]:
         if case.reference is None:
-            raise ScorerError(f"case {case.id!r} has no reference to judge against")
+            raise ScorerError(
+                "the case has no reference to judge against (record references from a validated "
+                "run with --llm-record=missing)"
+            )
         threshold = float(options.get("threshold", case.threshold))
         return await self._judge_text(
             task=case.user, reference=case.reference, output=completion.text, threshold=threshold

@@ -105,6 +105,8 @@ class LLMRegressSession:
         self.compare: ModelRef | None = None
         self.comparison: Any = None
         self.comparison_error: str | None = None
+        self.record_lines: list[str] = []
+        self.record_failed = False
         self.expected: set[str] = set()  # golden node ids this run should produce results for
         self.resumed: dict[str, CaseResult] = {}
         self.journal: ResultsJournal | None = None
@@ -198,6 +200,7 @@ class LLMRegressSession:
             judge_cache=settings.judge_cache == "on",
             on_result=self.journal.add if self.journal is not None else None,
             compare=self.compare,
+            record=settings.record,
         )
 
     def _model_config(self) -> Any:
@@ -522,6 +525,8 @@ class LLMRegressSession:
             elif not verdict.ok and status == pytest.ExitCode.OK:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
         self.finish(verdict)
+        if self.record_failed and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def _compare(self) -> Any:
         """The paired comparison with ``--llm-baseline`` or ``--llm-compare-model``, if asked."""
@@ -576,6 +581,10 @@ class LLMRegressSession:
             lines += comparison_lines(self.comparison, worst=self.settings.worst)
         if self.comparison_error:
             lines.append(Line(self.comparison_error, "red"))
+        for text in self.record_lines:
+            lines.append(Line(f"recorded: {text}", "red" if self.record_failed else "green"))
+        if self.record_lines:
+            lines.append(Line("  review the new references with git diff before committing them"))
         return lines
 
     def verdict(self) -> Verdict | None:
@@ -670,6 +679,27 @@ class LLMRegressSession:
             model = "".join(c if c.isalnum() or c in "-._" else "_" for c in str(self.candidate))
             write_json_atomic(folder / f"{stamp}_{model}.json", run.to_dict())
         self._write_markdown(verdict, run)
+        self._record_references()
+
+    def _record_references(self) -> None:
+        """``--llm-record``: write recorded outputs into their golden files, once, here."""
+        recorded: dict[Path, dict[str, str]] = {}
+        names: dict[Path, str] = {}
+        for result in self.results:
+            if result.recorded and result.output is not None:
+                path = self.config.rootpath / result.path
+                recorded.setdefault(path, {})[result.case_id] = result.output
+                names[path] = result.path
+        if not recorded:
+            return
+        from pytest_llmregress.recording import record_many
+
+        reports = record_many(
+            recorded, overwrite=self.settings.record == "all", display_paths=names
+        )
+        self.record_lines = [report.summary() for report in reports]
+        if any(report.error for report in reports):
+            self.record_failed = True
 
     def _write_markdown(self, verdict: Verdict | None, run: Any) -> None:
         """The CI summary: to ``--llm-markdown`` and appended to ``$GITHUB_STEP_SUMMARY``."""

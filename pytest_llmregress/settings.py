@@ -262,6 +262,14 @@ OPTIONS: tuple[Option, ...] = (
         "DAYS",
     ),
     Option(
+        "record",
+        _choice("off", "missing", "all"),
+        "off",
+        "write the model's outputs into golden files as references: missing (fill cases without "
+        "one) or all (also replace existing ones); for a run the team has validated",
+        "MODE",
+    ),
+    Option(
         "baseline",
         _text,
         None,
@@ -348,6 +356,7 @@ class Settings:
     openai_base_url: str | None = None
     require_pinned: bool = False
     retirement_warning_days: int = 60
+    record: str = "off"
     baseline: str | None = None
     compare_model: str | None = None
     max_regression: float = 0.05

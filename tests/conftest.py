@@ -6,8 +6,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import yaml  # noqa: F401  # see below
 
 from pytest_llmregress.testing.server import LocalProviderServer
+
+# pytester's in-process runs restore sys.modules afterwards: a module first imported inside a
+# run (PyYAML, by the golden file loader) would be dropped and imported anew, while objects
+# cached from the first import stay. Importing it here keeps one copy for the whole session.
 
 pytest_plugins = ["pytester"]
 
