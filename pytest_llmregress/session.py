@@ -683,11 +683,11 @@ class LLMRegressSession:
 
     def _record_references(self) -> None:
         """``--llm-record``: write recorded outputs into their golden files, once, here."""
-        recorded: dict[Path, dict[str, str]] = {}
-        names: dict[Path, str] = {}
+        recorded: dict[str | os.PathLike[str], dict[str, str]] = {}
+        names: dict[str | os.PathLike[str], str] = {}
         for result in self.results:
             if result.recorded and result.output is not None:
-                path = self.config.rootpath / result.path
+                path = str(self.config.rootpath / result.path)
                 recorded.setdefault(path, {})[result.case_id] = result.output
                 names[path] = result.path
         if not recorded:
