@@ -52,7 +52,7 @@ from pytest_llmregress.cases import (
     describe,
     did_you_mean,
 )
-from pytest_llmregress.models.ids import classify, looks_like_id, parse_model_id
+from pytest_llmregress.models.ids import classify, is_model_id, looks_like_id, parse_model_id
 
 if TYPE_CHECKING:
     import yaml
@@ -507,6 +507,26 @@ class PromptLibrary:
                 f"({resolved.path}:{resolved.line}): {error}"
             ) from None
         return text, resolved
+
+    def unknown_model_keys(self) -> list[PromptProblem]:
+        """Version keys that are not model ids the lifecycle data or the provider patterns
+        recognize: likely typos, which would never match and leave the model on ``default``.
+        For warnings; a key for a new or private model is legitimate."""
+        found: list[PromptProblem] = []
+        for task in self._tasks.values():
+            for key in task.model_keys:
+                if not is_model_id(key, data=self._lifecycle):
+                    found.append(
+                        PromptProblem(
+                            task.path,
+                            task.versions[key].line,
+                            f"versions.{key}",
+                            f"{key!r} is not a known model id; if it is misspelled, no model "
+                            "matches it",
+                            task.name,
+                        )
+                    )
+        return found
 
     def check(self, ref: PromptRef) -> list[str]:
         """What is wrong with ``ref`` whatever the model: an unknown task, variables the task

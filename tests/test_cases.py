@@ -1009,7 +1009,7 @@ def doc_examples(language: str) -> list[str]:
 @pytest.mark.skipif(not DOCS.exists(), reason="docs are not shipped here")
 def test_docs_examples_are_valid() -> None:
     jsonl, yaml_files = doc_examples("jsonl"), doc_examples("yaml")
-    assert (len(jsonl), len(yaml_files)) == (1, 2)
+    assert (len(jsonl), len(yaml_files)) == (1, 3)
     assert [c.id for c in parse_jsonl(jsonl[0], "docs.jsonl")] == [
         "refund-window",
         "refund-receipt",
@@ -1024,3 +1024,10 @@ def test_docs_examples_are_valid() -> None:
     assert revenue.tags == ("sql", "slow")
     assert revenue.params == {"temperature": 0, "max_tokens": 800}
     assert revenue.metadata == {"owner": "data-team", "added": "2026-02-01"}
+    boots, gift, greeting = parse_yaml(yaml_files[2], "docs.yaml")
+    assert boots.prompt == PromptRef(
+        "support-answer", {"policy": "Unworn items can be returned within 30 days of delivery."}
+    )
+    assert gift.prompt is not None
+    assert str(gift.prompt.vars["policy"]).startswith("Gifts")
+    assert (greeting.prompt, greeting.system) == (PromptRef("small-talk"), None)

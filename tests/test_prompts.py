@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmregress.cases import GoldenCase, Message, PromptRef, parse_jsonl
+from pytest_llmregress.cases import GoldenCase, Message, PromptRef, parse_jsonl, parse_yaml
 from pytest_llmregress.models.lifecycle import LifecycleData, parse_lifecycle_csv
 from pytest_llmregress.prompts import (
     PromptError,
@@ -493,6 +494,16 @@ def test_lifecycle_data_decides_what_an_alias_points_to() -> None:
     assert (resolved.version_key, resolved.match) == ("gpt-4o-2024-05-13", "same model")
 
 
+def test_unknown_model_keys_are_listed_for_warnings() -> None:
+    lib = library(task_with("claude-sonnet-4-6", "gpt-5.5", "claud-sonnet-4-6", "acme-private-1"))
+    assert [p.format() for p in lib.unknown_model_keys()] == [
+        "prompts/p0.yaml:6: task 't': key 'versions.claud-sonnet-4-6': 'claud-sonnet-4-6' is "
+        "not a known model id; if it is misspelled, no model matches it",
+        "prompts/p0.yaml:7: task 't': key 'versions.acme-private-1': 'acme-private-1' is not a "
+        "known model id; if it is misspelled, no model matches it",
+    ]
+
+
 def test_no_version_and_no_default_names_the_task_model_and_versions() -> None:
     lib = library(task_with("claude-sonnet-4-6", "gpt-4o", default=False))
     with pytest.raises(PromptError) as info:
@@ -695,3 +706,34 @@ def test_resolve_system_of_a_case_built_in_code() -> None:
     assert resolve_system(c, library(SUPPORT), "gpt-4o")[0] == (
         "You are the support assistant of Acme Outdoor. Use only this policy: 3"
     )
+
+
+# --------------------------------------------------------------------------------------------
+# The examples in the user docs
+# --------------------------------------------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "prompts.md"
+
+
+@pytest.mark.skipif(not DOCS.exists(), reason="docs are not shipped here")
+def test_docs_examples_are_valid() -> None:
+    text = DOCS.read_text("utf-8")
+    blocks = re.findall(r"^```yaml\n(.*?)^```$", text, re.M | re.S)
+    prompt_files = [b for b in blocks if "task:" in b and "versions:" in b]
+    [case_file] = [b for b in blocks if "id:" in b]
+    assert len(prompt_files) == 2
+    tasks = [t for i, b in enumerate(prompt_files) for t in parse_prompt_yaml(b, f"p{i}.yaml")]
+    lib = PromptLibrary(tasks, source="prompts")
+    assert list(lib.tasks) == ["support-answer", "sql-query", "sql-explain"]
+    assert lib.unknown_model_keys() == []
+
+    table = re.findall(r"^\| `([^`]+)` +\| `([^`]+)` +\| ([a-z ]+?) +\|$", text, re.M)
+    assert len(table) == 5
+    for model, version, match in table:
+        resolved = lib.resolve("support-answer", model)
+        assert (resolved.version_key, resolved.match) == (version, match)
+
+    [case] = parse_yaml(case_file, "g.yaml")
+    system, _ = resolve_system(case, lib, "anthropic:claude-sonnet-4-6")
+    assert system is not None
+    assert system.startswith("You are Acme Outdoor's support assistant. Policy: Unworn items")
