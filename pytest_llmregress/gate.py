@@ -17,6 +17,7 @@ class Verdict:
     failed: int
     errors: int
     missing: int
+    by_fallback: int  # answered by a fallback model: reported apart, not the primary's
     min_pass_rate: float
     max_error_rate: float
     reasons: tuple[str, ...]
@@ -27,7 +28,7 @@ class Verdict:
 
     @property
     def total(self) -> int:
-        return self.scored + self.errors
+        return self.scored + self.errors + self.by_fallback
 
     @property
     def pass_rate(self) -> float | None:
@@ -55,9 +56,11 @@ def decide(
     missing: int = 0,
 ) -> Verdict:
     """Apply the gate to the results of one run."""
-    passed = failed = errors = 0
+    passed = failed = errors = by_fallback = 0
     for result in results:
-        if result.outcome == "passed":
+        if result.completion is not None and result.completion.fallback_model:
+            by_fallback += 1
+        elif result.outcome == "passed":
             passed += 1
         elif result.outcome == "failed":
             failed += 1
@@ -65,7 +68,7 @@ def decide(
             errors += 1
     reasons: list[str] = []
     scored = passed + failed
-    total = scored + errors
+    total = scored + errors + by_fallback
     if total and errors / total > max_error_rate:
         reasons.append(
             f"{errors} of {total} cases errored ({errors / total:.1%} > max error rate "
@@ -77,10 +80,15 @@ def decide(
             f"{min_pass_rate:.1%}"
         )
     if total and not scored:
-        reasons.append("no case could be scored")
+        if by_fallback and not errors:
+            reasons.append(f"the primary model answered no case: fallbacks answered all {total}")
+        else:
+            reasons.append("no case could be scored")
     if missing:
         reasons.append(
             f"{missing} golden cases have no result (interrupted, or a worker died): the run is "
             f"incomplete, not a smaller denominator"
         )
-    return Verdict(passed, failed, errors, missing, min_pass_rate, max_error_rate, tuple(reasons))
+    return Verdict(
+        passed, failed, errors, missing, by_fallback, min_pass_rate, max_error_rate, tuple(reasons)
+    )

@@ -159,12 +159,15 @@ class Runner:
         on_result: Callable[[CaseResult], None] | None = None,
         compare: ModelRef | None = None,
         record: str = "off",
+        fallbacks: tuple[ModelRef, ...] = (),
         system_for: Callable[[GoldenCase, ModelRef], str | None] | None = None,
         base_delay: float = 0.5,
     ) -> None:
         self.candidate = candidate
         self.compare = compare  # a second model run on every case, paired (A/B or A/A)
         self._record = record
+        self._fallbacks = fallbacks  # with a candidate: answer through a FallbackChain
+        self._chain: Any = None
         self._system_for = system_for or (lambda case, model: case.system)
         self.judge = judge
         self._endpoints = endpoints
@@ -239,6 +242,8 @@ class Runner:
     # -- the loop side -----------------------------------------------------------------------
 
     async def _aclose(self) -> None:
+        if self._chain is not None:
+            await self._chain.aclose()
         for provider in self._providers.values():
             await provider.aclose()
         self._providers.clear()
@@ -250,8 +255,32 @@ class Runner:
             self._providers[name] = self._endpoints.build(name, self._timeout)
         return self._providers[name]
 
+    async def _call_chain(self, request: Request) -> Completion:
+        """The candidate's call through its fallback chain (which owns the retries)."""
+        if self._chain is None:
+            from pytest_llmregress.providers.fallback import FallbackChain
+
+            assert self.candidate is not None
+            self._chain = FallbackChain(
+                (self.candidate, *self._fallbacks),
+                self._endpoints,
+                timeout=self._timeout,
+                retry_policy=self._policy,
+                rng=self._rng,
+            )
+        limiter = self.limiters["candidate"]
+        await limiter.acquire()
+        try:
+            result = await self._chain.acomplete(request)
+        finally:
+            await limiter.release()
+        completion: Completion = result.completion
+        return completion
+
     async def _call(self, kind: CallKind, ref: ModelRef, request: Request) -> Completion:
         """One logical call: the cache first where allowed, then the network with retries."""
+        if kind == "candidate" and self._fallbacks and ref == self.candidate:
+            return await self._call_chain(request)
         provider = self._provider(ref.provider)
         use_cache = self._cache is not None and (
             (kind == "candidate" and self._cache_mode != "off")
@@ -464,9 +493,11 @@ def _error_result(
     )
 
 
-async def preflight(endpoints: Endpoints, refs: Iterable[ModelRef], timeout: float) -> list[str]:
-    """Check each distinct model once; return one message per model that is not served."""
-    problems: list[str] = []
+async def preflight(
+    endpoints: Endpoints, refs: Iterable[ModelRef], timeout: float
+) -> dict[ModelRef, str]:
+    """Check each distinct model once; a message for each model that is not served."""
+    problems: dict[ModelRef, str] = {}
     providers: dict[str, Provider] = {}
     try:
         for ref in dict.fromkeys(refs):
@@ -475,9 +506,9 @@ async def preflight(endpoints: Endpoints, refs: Iterable[ModelRef], timeout: flo
                 async with asyncio.timeout(timeout):
                     await provider.check_model(ref.model)
             except ProviderError as error:
-                problems.append(f"{ref} at {provider.base_url}: {error}")
+                problems[ref] = f"{ref} at {provider.base_url}: {error}"
             except TimeoutError:
-                problems.append(f"{ref} at {provider.base_url}: no answer within {timeout:g} s")
+                problems[ref] = f"{ref} at {provider.base_url}: no answer within {timeout:g} s"
     finally:
         for provider in providers.values():
             await provider.aclose()

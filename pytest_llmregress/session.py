@@ -103,6 +103,7 @@ class LLMRegressSession:
         self.results: list[CaseResult] = []
         self.compare_results: list[CaseResult] = []  # the compare model's, paired by case
         self.compare: ModelRef | None = None
+        self.fallbacks: tuple[ModelRef, ...] = ()
         self.comparison: Any = None
         self.comparison_error: str | None = None
         self.record_lines: list[str] = []
@@ -119,6 +120,7 @@ class LLMRegressSession:
         self.lifecycle_warnings: list[str] = []
         self.lifecycle_source = ""
         self._preflight_problems: list[str] = []
+        self.preflight_warnings: list[str] = []
         self._submitted_groups: set[str] = set()
         self._groups: dict[str, list[GoldenItem]] | None = None
         self._is_golden = golden_nodeid_matcher(settings.golden_files)
@@ -142,6 +144,8 @@ class LLMRegressSession:
             self.judge = parse_model(judge_model) if judge_model else None
             if settings.compare_model and self.candidate is not None:
                 self.compare = parse_model(model_config.resolve(settings.compare_model))
+            if settings.fallback and self.candidate is not None:
+                self.fallbacks = self._fallback_chain(model_config, settings.model or "")
         except (ModelSpecError, ValueError) as exc:
             raise pytest.UsageError(f"pytest-llmregress: {exc}") from None
         if settings.compare_model and settings.baseline:
@@ -150,6 +154,7 @@ class LLMRegressSession:
                 " give one"
             )
         refs = [ref for ref in (self.candidate, self.judge, self.compare) if ref is not None]
+        refs += self.fallbacks
         self._check_lifecycle(model_config)
         self.endpoints = self._endpoints()
         if not refs:
@@ -201,7 +206,25 @@ class LLMRegressSession:
             on_result=self.journal.add if self.journal is not None else None,
             compare=self.compare,
             record=settings.record,
+            fallbacks=self.fallbacks,
         )
+
+    @staticmethod
+    def _fallback_chain(model_config: Any, model: str) -> tuple[ModelRef, ...]:
+        """The fallbacks of the candidate's role: ``@role``, or the role whose id it is."""
+        if model.startswith("@"):
+            role = model_config.role(model[1:])
+        else:
+            roles = [r for r in model_config.roles.values() if r.id == model]
+            if not roles:
+                raise ValueError(
+                    f"--llm-fallback: no role in the model config has {model!r} as its id; add "
+                    f"fallbacks to a role in [tool.llmregress.models] and use --llm-model=@ROLE"
+                )
+            role = roles[0]
+        if not role.fallbacks:
+            raise ValueError(f"--llm-fallback: the role {role.name!r} has no fallbacks")
+        return tuple(parse_model(f) for f in role.fallbacks)
 
     def _model_config(self) -> Any:
         from pytest_llmregress.models import ModelConfigError, load_model_config
@@ -222,6 +245,7 @@ class LLMRegressSession:
             ("candidate", self.candidate),
             ("judge", self.judge),
             ("compare", self.compare),
+            *(("fallback", ref) for ref in self.fallbacks),
         ):
             if ref is None:
                 continue
@@ -291,11 +315,18 @@ class LLMRegressSession:
         assert self.endpoints is not None
         endpoints, timeout = self.endpoints, self.settings.timeout
 
+        chain = (self.candidate, *self.fallbacks) if self.fallbacks else ()
+
         def check() -> None:
             try:
-                self._preflight_problems = asyncio.run(preflight(endpoints, refs, timeout))
+                problems = asyncio.run(preflight(endpoints, refs, timeout))
             except Exception as exc:  # reported, not swallowed: it stops the run
                 self._preflight_problems = [f"the check itself failed: {exc!r}"]
+                return
+            if chain and not all(ref in problems for ref in chain):
+                # The chain answers as long as one of its models does: the rest only warn.
+                self.preflight_warnings = [problems.pop(ref) for ref in chain if ref in problems]
+            self._preflight_problems = list(problems.values())
 
         self._preflight_thread = threading.Thread(target=check, name="llmregress-preflight")
         self._preflight_thread.start()
@@ -573,7 +604,7 @@ class LLMRegressSession:
             report_path=str(self.report_path) if self.report_path else None,
             missing=self.missing(),
             resumed=sum(1 for r in self.results if r.nodeid in self.resumed),
-            model_warnings=self.lifecycle_warnings,
+            model_warnings=[*self.lifecycle_warnings, *self.preflight_warnings],
         )
         if self.comparison is not None:
             from pytest_llmregress.compare import comparison_lines

@@ -262,6 +262,14 @@ OPTIONS: tuple[Option, ...] = (
         "DAYS",
     ),
     Option(
+        "fallback",
+        _boolean,
+        False,
+        "answer through the candidate's fallback chain from the model config; cases answered "
+        "by a fallback are reported apart",
+        switch=True,
+    ),
+    Option(
         "record",
         _choice("off", "missing", "all"),
         "off",
@@ -356,6 +364,7 @@ class Settings:
     openai_base_url: str | None = None
     require_pinned: bool = False
     retirement_warning_days: int = 60
+    fallback: bool = False
     record: str = "off"
     baseline: str | None = None
     compare_model: str | None = None

@@ -69,6 +69,23 @@ def summary_lines(
     )
     for reason in verdict.reasons:
         lines.append(Line(f"  reason: {reason}", "red"))
+    if verdict.by_fallback:
+        lines.append(
+            Line(
+                f"{verdict.by_fallback} cases answered by a fallback (reported apart, not counted "
+                f"as the primary's passes):",
+                "yellow",
+            )
+        )
+        by_model: dict[str, list[CaseResult]] = {}
+        for result in results:
+            if result.completion is not None and result.completion.fallback_model:
+                by_model.setdefault(result.completion.fallback_model, []).append(result)
+        for model, answered in sorted(by_model.items()):
+            ok = sum(1 for r in answered if r.outcome == "passed")
+            scored = sum(1 for r in answered if r.outcome != "error")
+            rate = f"{ok / scored:.1%}" if scored else "-"
+            lines.append(Line(f"  {model}: {ok}/{scored} passed ({rate})"))
 
     bad = worst_cases(results, worst)
     if bad:
