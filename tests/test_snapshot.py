@@ -1,0 +1,393 @@
+"""Golden cases written as tests with judged syrupy references, end to end: pytester runs the
+real SDK clients over HTTP against the local provider server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_llmregress.testing.server import LocalProviderServer
+from tests.conftest import CANDIDATE, JUDGE
+
+MakeServer = Callable[[dict[str, Any]], LocalProviderServer]
+PointEnv = Callable[[LocalProviderServer], None]
+
+DRIFTED = "claude-opus-5"
+
+# What plugin.py does for cases written as tests, so these tests run before it does. The owner
+# of plugin.py moves this over (see docs/cases-as-tests.md) and deletes it here.
+CONFTEST = """
+import pytest
+
+from pytest_llmregress.llm_client import LLM_CASE_HELP, LLMClient, case_result, judging
+from pytest_llmregress.session import get_session
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", LLM_CASE_HELP)
+
+
+@pytest.fixture
+def llm(request):
+    session = get_session(request.config)
+    if session.runner is None or session.candidate is None:
+        pytest.skip(session.skip_reason())
+    return LLMClient.for_item(request.node, session.runner.complete_sync, session.candidate)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    session = get_session(item.config)
+    judge = session.judge_sync if session.judge is not None and session.runner else None
+    with judging(item, judge):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_assertrepr_compare(config, op, left, right):
+    explanations = yield
+    if "SnapshotAssertion" in (type(left).__name__, type(right).__name__):
+        from pytest_llmregress.snapshot import explain_judged
+
+        return [explain_judged(left, right, lines) for lines in explanations]
+    return explanations
+
+
+# plugin.py: in its pytest_runtest_makereport wrapper, before annotate_report.
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if call.when == "call" and not hasattr(item, "case"):  # not a GoldenItem
+        item.case_result = case_result(item, report)
+    return report
+
+
+# runner.py: Runner.complete_sync (until it is there).
+from pytest_llmregress.runner import Runner
+
+if not hasattr(Runner, "complete_sync"):
+
+    def complete_sync(self, request):
+        return self._spawn(self._call("candidate", self.candidate, request)).result()
+
+    Runner.complete_sync = complete_sync
+"""
+
+SUPPORT_TESTS = """
+import pytest
+
+from pytest_llmregress.snapshot import JudgedReference
+
+SYSTEM = "You are a support agent for Borealis Outdoor."
+
+
+def test_refund_policy(llm, snapshot):
+    out = llm.complete(system=SYSTEM, user="Can I return shoes after 40 days?")
+    assert out == snapshot(extension_class=JudgedReference)
+
+
+@pytest.mark.parametrize("item", ["boots", "tents", "socks"])
+def test_return_item(llm, snapshot, item):
+    out = llm.complete(system=SYSTEM, user=f"How do I return {item}?", max_tokens=200)
+    assert out == snapshot(extension_class=JudgedReference)
+"""
+
+REFUND = "You can return unworn shoes within 30 days of delivery."
+ITEMS = ("boots", "tents", "socks")
+
+
+def how_to_return(item: str) -> str:
+    return f"Pack the {item} in their box and print a label from your orders page."
+
+
+def support_scenario(**drifted: str) -> dict[str, Any]:
+    """The candidate answers the support prompts; DRIFTED answers them too, or as given."""
+    answers = [{"match": "return shoes", "reply": REFUND}] + [
+        {"match": f"return {item}", "reply": how_to_return(item)} for item in ITEMS
+    ]
+    changed = [{"match": match, "reply": reply} for match, reply in drifted.items()]
+    return {
+        "models": {
+            CANDIDATE: {"answers": answers},
+            DRIFTED: {"answers": changed + answers},
+            JUDGE: {"judge": True},
+        }
+    }
+
+
+def args(*extra: str, model: str = CANDIDATE, judge: bool = True) -> list[str]:
+    chosen = [f"--llm-model={model}", "-p", "no:cacheprovider"]
+    if judge:
+        chosen.append(f"--llm-judge-model={JUDGE}")
+    return [*chosen, *extra]
+
+
+def judge_calls(server: LocalProviderServer) -> int:
+    return sum(1 for r in server.requests if r.requested_model == JUDGE)
+
+
+GARDENING = "Sorry, I can only talk about gardening tools."
+RECORDED = {
+    "test_refund_policy.txt": REFUND,
+    **{f"test_return_item[{item}].txt": how_to_return(item) for item in ITEMS},
+}
+
+
+def references(pytester: pytest.Pytester) -> dict[str, str]:
+    folder = pytester.path / "__snapshots__" / "test_support"
+    return {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.iterdir())}
+
+
+def write_references(pytester: pytest.Pytester, files: dict[str, str]) -> None:
+    """Reference files as ``--snapshot-update`` writes them (checked by the first test)."""
+    folder = pytester.path / "__snapshots__" / "test_support"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+
+
+def results(path: Path) -> dict[str, dict[str, Any]]:
+    return {case["case_id"]: case for case in json.loads(path.read_text())["cases"]}
+
+
+@pytest.fixture
+def support(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> LocalProviderServer:
+    """A pytester dir with the support tests, and a server where DRIFTED drifts on refunds."""
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_support=SUPPORT_TESTS)
+    server = make_server(support_scenario(**{"return shoes": GARDENING}))
+    provider_env(server)
+    return server
+
+
+def test_snapshot_update_records_readable_references_without_the_judge(
+    pytester: pytest.Pytester, support: LocalProviderServer
+) -> None:
+    result = pytester.runpytest(*args("--snapshot-update"))
+
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["*4 snapshots generated.*"])
+    assert references(pytester) == RECORDED
+    assert judge_calls(support) == 0
+    candidate = [r for r in support.requests if r.requested_model == CANDIDATE]
+    assert sorted(str(r.user_text) for r in candidate) == sorted(
+        ["Can I return shoes after 40 days?", *(f"How do I return {i}?" for i in ITEMS)]
+    )
+    assert {r.system for r in candidate} == {"You are a support agent for Borealis Outdoor."}
+    # The cases count in the gate like a golden file's cases.
+    result.stdout.fnmatch_lines([f"PASSED: anthropic:{CANDIDATE} on 4 golden cases"])
+
+
+def test_judge_passes_close_outputs_and_fails_drifted_ones_with_score_reason_and_diff(
+    pytester: pytest.Pytester, support: LocalProviderServer
+) -> None:
+    write_references(pytester, RECORDED)
+    report = pytester.path / "results.json"
+
+    result = pytester.runpytest(*args(f"--llm-report={report}", model=DRIFTED))
+
+    result.assert_outcomes(passed=3, failed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert judge_calls(support) == 4
+    result.stdout.fnmatch_lines(
+        [
+            ">*assert out == snapshot(extension_class=JudgedReference)",
+            "E       assert ?+ received? == ?- snapshot?",
+            "E*judged reference __snapshots__/test_support/test_refund_policy.txt: score 0.28 "
+            "is below the threshold 0.85",
+            f"E*judge openai:{JUDGE}: The candidate differs from the reference*",
+            f"E*- {REFUND}",
+            f"E*+ {GARDENING}",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*1 snapshot failed. 3 snapshots passed.*",
+            f"FAILED: anthropic:{DRIFTED} on 4 golden cases",
+            "pass rate 75.0% *",
+        ]
+    )
+    assert references(pytester) == RECORDED  # a failing run leaves the references alone
+    cases = results(report)
+    assert set(cases) == {"test_refund_policy", *(f"test_return_item[{i}]" for i in ITEMS)}
+    failed = cases["test_refund_policy"]
+    assert failed["outcome"] == "failed"
+    assert (failed["path"], failed["line"]) == ("test_support.py", 8)
+    assert failed["reference"] == REFUND
+    assert failed["output"] == GARDENING
+    assert failed["completion"]["resolved_model"] == DRIFTED
+    [score] = failed["scores"]
+    assert score["scorer"] == "judge"
+    assert score["value"] == pytest.approx(0.28)
+    assert score["threshold"] == 0.85
+    assert score["judge_model"] == f"openai:{JUDGE}"
+    assert cases["test_return_item[boots]"]["outcome"] == "passed"
+    assert cases["test_return_item[boots]"]["scores"][0]["value"] == 1.0
+
+
+MARKED_TESTS = """
+import pytest
+
+from pytest_llmregress.snapshot import JudgedReference
+
+pytestmark = pytest.mark.llm_case(tags=["support"], threshold=0.9)
+
+
+@pytest.mark.llm_case(threshold=0.5, tags=["refunds"], id="refund-window")
+def test_refund_policy(llm, snapshot):
+    out = llm.complete(user="Can I return shoes after 40 days?")
+    assert out == snapshot(extension_class=JudgedReference)
+
+
+def test_strict(llm, snapshot):
+    out = llm.complete(user="Can I return shoes after 40 days?")
+    assert out == snapshot(extension_class=JudgedReference)
+
+
+@pytest.mark.llm_case(id="return-item")
+@pytest.mark.parametrize("item", ["boots"])
+def test_return_item(llm, snapshot, item):
+    judged = snapshot.use_extension(JudgedReference)
+    assert llm.complete(user=f"How do I return {item}?") == judged
+"""
+
+
+def test_llm_case_marker_sets_threshold_tags_and_id(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> None:
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_support=MARKED_TESTS)
+    write_references(
+        pytester,
+        {
+            "test_refund_policy.txt": REFUND,
+            "test_strict.txt": REFUND,
+            "test_return_item[boots].txt": how_to_return("boots"),
+        },
+    )
+    # DRIFTED answers the refund prompt with a partial match: similarity 0.56.
+    partial = "Returns of unworn shoes are accepted for 60 days after purchase."
+    provider_env(make_server(support_scenario(**{"return shoes": partial})))
+    report = pytester.path / "results.json"
+
+    result = pytester.runpytest(*args(f"--llm-report={report}", model=DRIFTED))
+
+    # 0.56 passes the test's own threshold 0.5, and fails the module's 0.9.
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*test_strict.txt: score 0.56 is below the threshold 0.90"])
+    cases = results(report)
+    assert set(cases) == {"refund-window", "test_strict", "return-item[boots]"}
+    assert cases["refund-window"]["outcome"] == "passed"
+    assert cases["refund-window"]["threshold"] == 0.5
+    assert cases["refund-window"]["tags"] == ["support", "refunds"]
+    assert cases["test_strict"]["outcome"] == "failed"
+    assert cases["test_strict"]["threshold"] == 0.9
+    assert cases["test_strict"]["tags"] == ["support"]
+    assert cases["return-item[boots]"]["outcome"] == "passed"
+
+
+def test_failed_judge_call_is_an_error_not_a_verdict(
+    pytester: pytest.Pytester, support: LocalProviderServer
+) -> None:
+    write_references(pytester, RECORDED)
+    # The judge's prompt carries the task: only the refund case's judge call fails.
+    support.update_model(JUDGE, errors=[{"status": 400, "match": "return shoes"}])
+
+    result = pytester.runpytest(*args("--llm-max-error-rate=0.5"))
+
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*the judged reference could not be scored: judge call failed: "
+            f"openai:{JUDGE}: HTTP 400 bad_request*",
+        ]
+    )
+    result.stdout.fnmatch_lines(["3 passed, 0 failed, 1 errors*"])
+
+
+ERROR_TESTS = """
+import pytest
+
+
+@pytest.mark.llm_case(treshold=2)
+def test_bad_marker(llm):
+    pass
+
+
+def test_model_call_fails(llm):
+    llm.complete(user="Trigger a 404, please.")
+"""
+
+
+def test_missing_judge_reference_marker_and_model_are_clear_errors(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> None:
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_support=SUPPORT_TESTS, test_errors=ERROR_TESTS)
+    write_references(pytester, {"test_refund_policy.txt": REFUND})
+    scripted = support_scenario()
+    scripted["models"][CANDIDATE]["errors"] = [{"status": 404, "match": "trigger a 404"}]
+    provider_env(make_server(scripted))
+
+    result = pytester.runpytest(*args("--llm-retries=0", "--llm-preflight=off", judge=False))
+
+    result.assert_outcomes(failed=3, errors=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*no judge model is set: run with --llm-judge-model=ID (or record references "
+            "with --snapshot-update)"
+        ]
+    )
+    result.stdout.fnmatch_lines(["*Snapshot 'test_return_item?boots?' does not exist!*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*test_errors.py::test_bad_marker: invalid @pytest.mark.llm_case: unknown option "
+            "'treshold' (expected: threshold, tags, id); did you mean 'threshold'?"
+        ]
+    )
+    result.stdout.fnmatch_lines(["*LLMCallError: model call failed: anthropic:*HTTP 404*"])
+
+
+def test_records_and_judges_under_xdist(
+    pytester: pytest.Pytester, support: LocalProviderServer
+) -> None:
+    """Two workers: two cases are judged, two record their reference (new-only update)."""
+    recorded = {
+        name: RECORDED[name] for name in ("test_refund_policy.txt", "test_return_item[boots].txt")
+    }
+    write_references(pytester, recorded)
+
+    result = pytester.runpytest(*args("-n", "2", "--snapshot-update-new-only", model=DRIFTED))
+
+    result.assert_outcomes(passed=3, failed=1)
+    assert judge_calls(support) == 2
+    assert references(pytester) == RECORDED
+    result.stdout.fnmatch_lines(
+        [
+            "*test_refund_policy.txt: score 0.28 is below the threshold 0.85",
+            "*1 snapshot failed. 1 snapshot passed. 2 snapshots generated.*",
+            f"FAILED: anthropic:{DRIFTED} on 4 golden cases",
+        ]
+    )
+
+
+def test_unused_references_are_reported(
+    pytester: pytest.Pytester, support: LocalProviderServer
+) -> None:
+    write_references(pytester, {**RECORDED, "test_return_item[skis].txt": "Skis: see a store."})
+
+    result = pytester.runpytest(*args())
+
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(
+        [
+            "*4 snapshots passed. 1 snapshot unused.*",
+            "Re-run pytest with --snapshot-update to delete unused snapshots.",
+        ]
+    )
