@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import anthropic  # noqa: F401  # see below
+import openai  # noqa: F401
 import pytest
-import yaml  # noqa: F401  # see below
+import yaml  # noqa: F401
 
 from pytest_llmregress.testing.server import LocalProviderServer
 
 # pytester's in-process runs restore sys.modules afterwards: a module first imported inside a
-# run (PyYAML, by the golden file loader) would be dropped and imported anew, while objects
-# cached from the first import stay. Importing it here keeps one copy for the whole session.
+# run (the SDKs and their HTTP stack, PyYAML) would be dropped and imported anew, while objects
+# from the first import live on (cached classes, exception types other modules catch).
+# Importing them here keeps one copy of each for the whole session.
 
 pytest_plugins = ["pytester"]
 
