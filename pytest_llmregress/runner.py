@@ -375,7 +375,7 @@ class Runner:
     ) -> CaseResult:
         try:
             system = self._system_for(case, model)
-        except ValueError as error:  # a prompt that cannot be resolved for this model
+        except Exception as error:  # a prompt that cannot be resolved for this model
             return _error_result(nodeid, case, started, f"prompt: {error}", "prompt")
         request = Request(
             model=model.model,

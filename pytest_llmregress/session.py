@@ -207,7 +207,32 @@ class LLMRegressSession:
             compare=self.compare,
             record=settings.record,
             fallbacks=self.fallbacks,
+            system_for=self._system_for(model_config),
         )
+
+    def _system_for(self, model_config: Any) -> Any:
+        """How the runner gets a case's system prompt: literal, or its prompt for the model."""
+        from pytest_llmregress.prompts import PromptError, PromptLibrary, resolve_system
+
+        directory = self._rooted(self.settings.prompts_dir)
+        library = None  # without the folder, a case with a `prompt` ends in an error saying so
+        if directory.is_dir():
+            try:
+                library = PromptLibrary.load(
+                    directory,
+                    display_dir=self.settings.prompts_dir,
+                    lifecycle=model_config.lifecycle(),
+                )
+            except PromptError as exc:
+                raise pytest.UsageError(f"pytest-llmregress: prompt files:\n{exc}") from None
+        forced = self.settings.prompt_model
+        candidate = self.candidate
+
+        def system_for(case: Any, model: ModelRef) -> str | None:
+            target = forced if forced and model == candidate else model.model
+            return resolve_system(case, library, target)[0]
+
+        return system_for
 
     @staticmethod
     def _fallback_chain(model_config: Any, model: str) -> tuple[ModelRef, ...]:

@@ -270,6 +270,21 @@ OPTIONS: tuple[Option, ...] = (
         switch=True,
     ),
     Option(
+        "prompts_dir",
+        _text,
+        "prompts",
+        "folder of prompt files, versioned per model, relative to rootdir (default prompts)",
+        "DIR",
+    ),
+    Option(
+        "prompt_model",
+        _text,
+        None,
+        "resolve prompts as written for this model instead of the candidate's, to split a "
+        "migration into its model change and its prompt change",
+        "ID",
+    ),
+    Option(
         "record",
         _choice("off", "missing", "all"),
         "off",
@@ -365,6 +380,8 @@ class Settings:
     require_pinned: bool = False
     retirement_warning_days: int = 60
     fallback: bool = False
+    prompts_dir: str = "prompts"
+    prompt_model: str | None = None
     record: str = "off"
     baseline: str | None = None
     compare_model: str | None = None
