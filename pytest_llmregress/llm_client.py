@@ -355,10 +355,16 @@ _CURRENT: contextvars.ContextVar[CaseContext | None] = contextvars.ContextVar(
 
 
 @contextlib.contextmanager
-def judging(item: pytest.Item, judge: JudgeFn | None) -> Iterator[CaseContext]:
+def judging(
+    item: pytest.Item, judge: JudgeFn | None, *, update: bool | None = None
+) -> Iterator[CaseContext]:
     """Make ``item`` the current case while its body runs (the plugin wraps
-    ``pytest_runtest_call`` with this); ``judge`` is None when no judge model is set."""
-    update = bool(getattr(item.config.option, "update_snapshots", False))
+    ``pytest_runtest_call`` with this); ``judge`` is None when no judge model is set.
+
+    ``update`` (references are recorded, not judged) defaults to syrupy's ``--snapshot-update``.
+    """
+    if update is None:
+        update = bool(getattr(item.config.option, "update_snapshots", False))
     context = CaseContext(item=item, judge=judge, update=update)
     token = _CURRENT.set(context)
     try:

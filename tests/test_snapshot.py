@@ -6,10 +6,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from syrupy.assertion import SnapshotAssertion
 
+from pytest_llmregress.llm_client import JudgedVerdict, ModelCall, case_record, judging
+from pytest_llmregress.providers.base import ChatMessage, Completion, Request
+from pytest_llmregress.scoring.score import Score
+from pytest_llmregress.snapshot import JudgedReference, JudgedText, explain_judged
 from pytest_llmregress.testing.server import LocalProviderServer
 from tests.conftest import CANDIDATE, JUDGE
 
@@ -391,3 +397,95 @@ def test_unused_references_are_reported(
             "Re-run pytest with --snapshot-update to delete unused snapshots.",
         ]
     )
+
+
+# -- the extension's decisions, without a pytest run ---------------------------------------------
+
+
+class FakeJudge:
+    """Scores by equality; remembers what it was asked."""
+
+    def __init__(self, value: float = 0.5) -> None:
+        self.value = value
+        self.calls: list[dict[str, Any]] = []
+
+    def __call__(self, output: str, reference: str, *, threshold: float, task: str) -> Score:
+        self.calls.append({"output": output, "reference": reference, "task": task})
+        value = 1.0 if output == reference else self.value
+        return Score("judge", value, value >= threshold, "fake", threshold, "fake:judge")
+
+
+def test_matches_judges_with_the_case_threshold_and_task(request: pytest.FixtureRequest) -> None:
+    item = request.node
+    record = case_record(item)
+    task = Request(model="m", messages=(ChatMessage("user", "Can I return shoes?"),))
+    record.calls.append(ModelCall(task, Completion("x", "anthropic", "m", "m")))
+    judge = FakeJudge(value=0.84)
+    extension = JudgedReference()
+    output = extension.serialize("Returns: 30 days.")
+    assert isinstance(output, JudgedText)
+
+    with judging(item, judge, update=False):
+        assert not extension.matches(serialized_data=output, snapshot_data=REFUND)
+        assert extension.matches(serialized_data=JudgedText(REFUND), snapshot_data=REFUND)
+
+    assert judge.calls[0] == {
+        "output": "Returns: 30 days.",
+        "reference": REFUND,
+        "task": "Can I return shoes?",
+    }
+    assert output.verdict is not None
+    assert (output.verdict.score.value, output.verdict.score.threshold) == (0.84, 0.85)
+    assert [v.passed for v in record.verdicts] == [False, True]
+
+
+def test_recording_compares_strings_and_never_calls_the_judge(
+    request: pytest.FixtureRequest,
+) -> None:
+    judge = FakeJudge()
+    extension = JudgedReference()
+    with judging(request.node, judge, update=True):
+        assert extension.matches(serialized_data=JudgedText(REFUND), snapshot_data=REFUND)
+        assert not extension.matches(serialized_data=JudgedText("new"), snapshot_data=REFUND)
+    assert judge.calls == []
+
+
+def test_without_the_plugin_or_a_judge_the_comparison_fails_with_a_reason(
+    request: pytest.FixtureRequest,
+) -> None:
+    extension = JudgedReference()
+    with pytest.raises(pytest.fail.Exception, match="not active in this test run"):
+        extension.matches(serialized_data=JudgedText("a"), snapshot_data="b")
+    with (
+        judging(request.node, None, update=False),
+        pytest.raises(pytest.fail.Exception, match="run with --llm-judge-model=ID"),
+    ):
+        extension.matches(serialized_data=JudgedText("a"), snapshot_data="b")
+    assert case_record(request.node).error_kind == "no_judge"
+    with pytest.raises(TypeError, match=r"JudgedReference stores text: .* got dict"):
+        extension.serialize({"a": 1})
+
+
+def test_explain_judged_adds_the_verdict_once_and_leaves_other_comparisons_alone() -> None:
+    text = JudgedText("out")
+    text.verdict = JudgedVerdict(
+        "out", "ref", Score("judge", 0.4, False, "too far", 0.85, "openai:judge")
+    )
+    result = SimpleNamespace(success=False, asserted_data=text, snapshot_location="a/b.txt")
+    assertion = object.__new__(SnapshotAssertion)
+    object.__setattr__(assertion, "_executions", 1)
+    object.__setattr__(assertion, "_execution_results", {0: result})
+    lines = ["[+ received] == [- snapshot]", "- ref", "+ out"]
+
+    explained = explain_judged("out", assertion, lines)
+
+    assert explained == [
+        lines[0],
+        "judged reference a/b.txt: score 0.40 is below the threshold 0.85",
+        "judge openai:judge: too far",
+        *lines[1:],
+    ]
+    assert explain_judged("out", assertion, explained) == explained
+    assert explain_judged("a", "b", lines) == lines
+    result.success = True
+    assert explain_judged("out", assertion, lines) == lines
