@@ -132,6 +132,13 @@ def args(*extra: str, model: str = CANDIDATE, judge: bool = True) -> list[str]:
     return [*chosen, *extra]
 
 
+@pytest.fixture(autouse=True)
+def _inner_runs_are_not_xdist_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """syrupy reads PYTEST_XDIST_WORKER to tell a worker (which prints no snapshot report);
+    when this suite runs under xdist, the in-process pytester runs must not inherit it."""
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+
+
 def judge_calls(server: LocalProviderServer) -> int:
     return sum(1 for r in server.requests if r.requested_model == JUDGE)
 
