@@ -147,11 +147,11 @@ def verdict_lines(verdict: JudgedVerdict, location: str) -> list[str]:
     ]
 
 
-def explain_judged(left: Any, right: Any, lines: list[str] | None) -> list[str] | None:
+def explain_judged(left: Any, right: Any, lines: list[str]) -> list[str]:
     """Add the judge's verdict to syrupy's explanation of a failed judged comparison.
 
-    ``lines`` is what ``pytest_assertrepr_compare`` produced (syrupy's header line and diff);
-    the result puts score, threshold and reason right after the header, where pytest's
+    ``lines`` is one explanation that ``pytest_assertrepr_compare`` produced (syrupy's header
+    line and diff). Score, threshold and reason go right after the header, where pytest's
     truncation of long explanations keeps them. Other comparisons are returned unchanged.
     """
     if not lines:
