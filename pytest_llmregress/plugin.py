@@ -21,6 +21,7 @@ from pytest_llmregress.settings import (
 )
 
 if TYPE_CHECKING:
+    from pytest_llmregress.llm_client import LLMClient
     from pytest_llmregress.scoring.score import Score
     from pytest_llmregress.testing.server import LocalProviderServer
 
@@ -55,9 +56,9 @@ def _pyproject_path(config: pytest.Config) -> Path:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "llm_golden: a golden case collected from a golden file (pytest-llmregress)"
-    )
+    from pytest_llmregress.llm_client import LLM_CASE_HELP
+
+    config.addinivalue_line("markers", LLM_CASE_HELP)
     pyproject = _pyproject_path(config)
     try:
         settings = resolve_settings(
@@ -144,8 +145,41 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     if call.when == "call":
-        get_session(item.config).annotate_report(item, report)
+        from pytest_llmregress.items import GoldenItem
+
+        session = get_session(item.config)
+        if not isinstance(item, GoldenItem):
+            # A test that used the `llm` fixture or a judged reference is a golden case too.
+            from pytest_llmregress.llm_client import case_result
+
+            result = case_result(item, report)
+            item.case_result = result  # type: ignore[attr-defined]
+            if result is not None and session.journal is not None:
+                session.journal.add(result)
+        session.annotate_report(item, report)
     return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    from pytest_llmregress.llm_client import judging
+
+    session = get_session(item.config)
+    judge = session.judge_sync if session.judge is not None and session.runner else None
+    with judging(item, judge):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_assertrepr_compare(
+    config: pytest.Config, op: str, left: Any, right: Any
+) -> Generator[None, list[list[str]], list[list[str]]]:
+    explanations = yield
+    if "SnapshotAssertion" in (type(left).__name__, type(right).__name__):
+        from pytest_llmregress.snapshot import explain_judged
+
+        return [explain_judged(left, right, lines) for lines in explanations]
+    return explanations
 
 
 def pytest_report_teststatus(
@@ -179,6 +213,17 @@ def pytest_terminal_summary(
 
 
 # -- fixtures --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def llm(request: pytest.FixtureRequest) -> LLMClient:
+    """The model under test (--llm-model), called from a test body: ``llm.complete(user=...)``."""
+    from pytest_llmregress.llm_client import LLMClient
+
+    session = get_session(request.config)
+    if session.runner is None or session.candidate is None:
+        pytest.skip(session.skip_reason())
+    return LLMClient.for_item(request.node, session.runner.complete_sync, session.candidate)
 
 
 @pytest.fixture

@@ -214,6 +214,13 @@ class Runner:
             if future.done():
                 del self._futures[key]
 
+    def complete_sync(self, request: Request) -> Completion:
+        """One call of the model under test from a test body (the ``llm`` fixture), on the
+        runner's loop: cache, limiter, timeout and retries as for golden cases."""
+        if self.candidate is None:
+            raise RuntimeError("no model under test (--llm-model)")
+        return self._spawn(self._call("candidate", self.candidate, request)).result()
+
     def judge_sync(self, *, task: str, reference: str, output: str, threshold: float) -> Score:
         """Judge one output from a test body (the ``llm_judge`` fixture); raises on failure."""
         future = self._spawn(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import anthropic  # noqa: F401  # see below
-import openai  # noqa: F401
+import anthropic  # see below
+import openai
 import pytest
 import yaml  # noqa: F401
 
@@ -21,6 +21,39 @@ pytest_plugins = ["pytester"]
 
 CANDIDATE = "claude-sonnet-4-6"
 JUDGE = "gpt-5.5-2026-04-23"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _warm_http_stack() -> None:
+    """Import every module a real call touches (success and connection failure) up front."""
+    import asyncio
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with LocalProviderServer({"models": {"*": {"default_reply": "ok"}}}) as server:
+
+        async def calls() -> None:
+            for url in (server.url, closed):
+                clients = (
+                    anthropic.AsyncAnthropic(api_key="k", base_url=url, max_retries=0),
+                    openai.AsyncOpenAI(api_key="k", base_url=url + "/v1", max_retries=0),
+                )
+                try:
+                    await clients[0].messages.create(
+                        model="m", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+                    )
+                    await clients[1].chat.completions.create(
+                        model="m", messages=[{"role": "user", "content": "hi"}]
+                    )
+                except (anthropic.APIConnectionError, openai.APIConnectionError):
+                    pass
+                finally:
+                    for client in clients:
+                        await client.close()
+
+        asyncio.run(calls())
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ real SDK clients over HTTP against the local provider server."""
 
 from __future__ import annotations
 
+import contextvars
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -23,65 +24,6 @@ MakeServer = Callable[[dict[str, Any]], LocalProviderServer]
 PointEnv = Callable[[LocalProviderServer], None]
 
 DRIFTED = "claude-opus-5"
-
-# What plugin.py does for cases written as tests, so these tests run before it does. The owner
-# of plugin.py moves this over (see docs/cases-as-tests.md) and deletes it here.
-CONFTEST = """
-import pytest
-
-from pytest_llmregress.llm_client import LLM_CASE_HELP, LLMClient, case_result, judging
-from pytest_llmregress.session import get_session
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", LLM_CASE_HELP)
-
-
-@pytest.fixture
-def llm(request):
-    session = get_session(request.config)
-    if session.runner is None or session.candidate is None:
-        pytest.skip(session.skip_reason())
-    return LLMClient.for_item(request.node, session.runner.complete_sync, session.candidate)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item):
-    session = get_session(item.config)
-    judge = session.judge_sync if session.judge is not None and session.runner else None
-    with judging(item, judge):
-        return (yield)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_assertrepr_compare(config, op, left, right):
-    explanations = yield
-    if "SnapshotAssertion" in (type(left).__name__, type(right).__name__):
-        from pytest_llmregress.snapshot import explain_judged
-
-        return [explain_judged(left, right, lines) for lines in explanations]
-    return explanations
-
-
-# plugin.py: in its pytest_runtest_makereport wrapper, before annotate_report.
-@pytest.hookimpl(wrapper=True, trylast=True)
-def pytest_runtest_makereport(item, call):
-    report = yield
-    if call.when == "call" and not hasattr(item, "case"):  # not a GoldenItem
-        item.case_result = case_result(item, report)
-    return report
-
-
-# runner.py: Runner.complete_sync (until it is there).
-from pytest_llmregress.runner import Runner
-
-if not hasattr(Runner, "complete_sync"):
-
-    def complete_sync(self, request):
-        return self._spawn(self._call("candidate", self.candidate, request)).result()
-
-    Runner.complete_sync = complete_sync
-"""
 
 SUPPORT_TESTS = """
 import pytest
@@ -172,7 +114,6 @@ def support(
     pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
 ) -> LocalProviderServer:
     """A pytester dir with the support tests, and a server where DRIFTED drifts on refunds."""
-    pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_support=SUPPORT_TESTS)
     server = make_server(support_scenario(**{"return shoes": GARDENING}))
     provider_env(server)
@@ -274,7 +215,6 @@ def test_return_item(llm, snapshot, item):
 def test_llm_case_marker_sets_threshold_tags_and_id(
     pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
 ) -> None:
-    pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_support=MARKED_TESTS)
     write_references(
         pytester,
@@ -341,7 +281,6 @@ def test_model_call_fails(llm):
 def test_missing_judge_reference_marker_and_model_are_clear_errors(
     pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
 ) -> None:
-    pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_support=SUPPORT_TESTS, test_errors=ERROR_TESTS)
     write_references(pytester, {"test_refund_policy.txt": REFUND})
     scripted = support_scenario()
@@ -461,8 +400,13 @@ def test_without_the_plugin_or_a_judge_the_comparison_fails_with_a_reason(
     request: pytest.FixtureRequest,
 ) -> None:
     extension = JudgedReference()
-    with pytest.raises(pytest.fail.Exception, match="not active in this test run"):
-        extension.matches(serialized_data=JudgedText("a"), snapshot_data="b")
+
+    def outside_the_plugin() -> None:
+        with pytest.raises(pytest.fail.Exception, match="not active in this test run"):
+            extension.matches(serialized_data=JudgedText("a"), snapshot_data="b")
+
+    # The plugin wraps every test in its judging context; an empty context is "no plugin".
+    contextvars.Context().run(outside_the_plugin)
     with (
         judging(request.node, None, update=False),
         pytest.raises(pytest.fail.Exception, match="run with --llm-judge-model=ID"),
