@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pytest_llmregress.cache import CACHE_MODES
 
@@ -29,48 +29,30 @@ class SettingsError(Exception):
     """A setting has a value the plugin cannot use; the message says what was expected."""
 
 
-def _fraction(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a number between 0 and 1, got {value!r}"
-        ) from None
-    if not 0.0 <= number <= 1.0 or math.isnan(number):
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {value!r}")
-    return number
+N = TypeVar("N", int, float)
 
 
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return number
+def _number(
+    convert: Callable[[str], N], accept: Callable[[N], bool], expected: str
+) -> Callable[[str], N]:
+    """A parser for a number option that says what it expected when the value does not fit."""
+
+    def parse(value: str) -> N:
+        try:
+            number = convert(value)
+        except ValueError:
+            number = None
+        if number is None or not accept(number):  # NaN fails every comparison
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
+        return number
+
+    return parse
 
 
-def _non_negative_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}")
-    return number
-
-
-def _positive_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a number of seconds > 0, got {value!r}"
-        ) from None
-    if not number > 0 or math.isinf(number):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {value!r}")
-    return number
+_fraction = _number(float, lambda x: 0.0 <= x <= 1.0, "a number between 0 and 1")
+_positive_int = _number(int, lambda x: x >= 1, "a positive integer")
+_non_negative_int = _number(int, lambda x: x >= 0, "an integer >= 0")
+_positive_float = _number(float, lambda x: 0.0 < x < math.inf, "a number of seconds > 0")
 
 
 def _choice(*choices: str) -> Callable[[str], str]:

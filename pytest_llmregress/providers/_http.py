@@ -81,3 +81,26 @@ def translate_sdk_error(exc: BaseException, *, provider: str, model: str) -> Pro
             kind="timeout" if is_timeout else "connection",
         )
     return ProviderError(str(exc), provider=provider, model=model, kind="bad_response")
+
+
+async def check_model_served(client: Any, model: str, *, provider: str) -> None:
+    """Ask an SDK client's models endpoint for ``model``; a 404 means unknown or retired.
+
+    Some compatible servers have no retrieve route: then the model must be in the list.
+    """
+    try:
+        await client.models.retrieve(model)
+        return
+    except Exception as exc:
+        error = translate_sdk_error(exc, provider=provider, model=model)
+        if error is None:
+            raise
+        if error.kind != "not_found":
+            raise error from exc
+        first = error
+    try:
+        listed = {m.id async for m in client.models.list()}
+    except Exception:
+        raise first from None
+    if model not in listed:
+        raise first

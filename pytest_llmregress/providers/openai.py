@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pytest_llmregress.providers._http import translate_sdk_error
+from pytest_llmregress.providers._http import check_model_served, translate_sdk_error
 from pytest_llmregress.providers.base import Completion, ProviderError, Request
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -95,27 +95,8 @@ class OpenAIProvider:
         )
 
     async def check_model(self, model: str) -> None:
-        """Ask the models endpoint for ``model``; a 404 means unknown or retired.
-
-        Some compatible servers have no retrieve route: then the model must be in the list.
-        """
-        client = self._get_client()
-        try:
-            await client.models.retrieve(model)
-            return
-        except Exception as exc:
-            error = translate_sdk_error(exc, provider=self.name, model=model)
-            if error is None:
-                raise
-            if error.kind != "not_found":
-                raise error from exc
-            first = error
-        try:
-            listed = {m.id async for m in client.models.list()}
-        except Exception:
-            raise first from None
-        if model not in listed:
-            raise first
+        """Raise ``ProviderError`` unless the models endpoint knows ``model`` (the preflight)."""
+        await check_model_served(self._get_client(), model, provider=self.name)
 
     async def aclose(self) -> None:
         if self._client is not None:
