@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import importlib
 import random
 import threading
 import time
@@ -191,6 +192,11 @@ class Runner:
         )
         self._thread.start()
         self._closed = False
+        # Importing an SDK takes seconds: do it now, while pytest collects and xdist schedules.
+        refs = [r for r in (candidate, judge, compare, *fallbacks) if r is not None]
+        for name in dict.fromkeys(ref.provider for ref in refs):
+            # Provider names are the SDK package names ("anthropic", "openai").
+            self._loop.call_soon_threadsafe(importlib.import_module, name)
 
     # -- the pytest side (main thread) -------------------------------------------------------
 

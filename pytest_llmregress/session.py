@@ -101,7 +101,8 @@ class LLMRegressSession:
         self.judge: ModelRef | None = None
         self.endpoints: Endpoints | None = None
         self.results: list[CaseResult] = []
-        self.compare_results: list[CaseResult] = []  # the compare model's, paired by case
+        self.compare_results: list[CaseResult] = []
+        self._own_results: dict[str, CaseResult] = {}  # the compare model's, paired by case
         self.compare: ModelRef | None = None
         self.fallbacks: tuple[ModelRef, ...] = ()
         self.comparison: Any = None
@@ -527,6 +528,8 @@ class LLMRegressSession:
         if result is None:
             return
         report.llmregress = result.to_dict()  # type: ignore[attr-defined]
+        if not self.is_worker:
+            self._own_results[report.nodeid] = result
         baseline = getattr(item, "baseline_result", None)
         if baseline is not None:
             report.llmregress_baseline = baseline.to_dict()  # type: ignore[attr-defined]
@@ -544,7 +547,9 @@ class LLMRegressSession:
         data = getattr(report, "llmregress", None)
         if data is None:
             return
-        self.results.append(CaseResult.from_dict(data))
+        # A lone process still holds the object; only xdist's reports need rebuilding.
+        result = self._own_results.pop(report.nodeid, None) or CaseResult.from_dict(data)
+        self.results.append(result)
         baseline = getattr(report, "llmregress_baseline", None)
         if baseline is not None:
             self.compare_results.append(CaseResult.from_dict(baseline))
