@@ -191,45 +191,50 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         cases = write_cases(work / "golden_cases", n)
-        server = Server(work, 200, cases)
-        try:
-            budgets = [f"--llm-concurrency={concurrency}", f"--llm-judge-concurrency={concurrency}"]
-            floor_cmd = [sys.executable, "-c", FLOOR_SCRIPT, server.url, str(cases),
-                         str(concurrency), str(concurrency), CANDIDATE, JUDGE]  # fmt: skip
-            floor = measure(floor_cmd, work)
-            loop_only = float(
-                subprocess.run(
-                    floor_cmd, cwd=work, capture_output=True, text=True, check=True
-                ).stdout
-            )
-            server.reset()
-            single = measure(pytest_command(server, *budgets), work)
-            single_peak = server.stats()["max_in_flight"]
-            server.reset()
-            double = measure(pytest_command(server, *budgets, "-n", "2"), work)
-            double_peak = server.stats()["max_in_flight"]
-            theoretical = n * 2 * 0.2 / concurrency
-            notes.append(
-                f"Reading the figures: the script's event loop alone needs {loop_only:.2f} s where "
-                f"latency alone would allow {n * 0.2 / concurrency + 0.2:.2f} s, so at this size the "
-                f"work is bound by CPU, not by the network: each SDK call costs milliseconds of CPU "
-                f"(pydantic models, httpx2), and this machine has {os.cpu_count()} cores shared with "
-                f"the server process. pytest's own per-item work (capture, hooks, reporting) runs in "
-                f"the same process as the calls and shares the GIL with them, and `-n 2` pays for "
-                f"two more interpreters that each import both SDKs (about 2 s of CPU each) on the "
-                f"same two cores. On a machine with spare cores, or with real provider latency "
-                f"(seconds, not 200 ms), the calls dominate and the ratios move towards 1."
-            )
+        budgets = [f"--llm-concurrency={concurrency}", f"--llm-judge-concurrency={concurrency}"]
+        rows.append(
+            ("N cases, budgets", f"{n}, {concurrency} candidate + {concurrency} judge calls")
+        )
+        for latency_ms in (200, 1000):
+            latency = latency_ms / 1000
+            server = Server(work, latency_ms, cases)
+            try:
+                floor_cmd = [sys.executable, "-c", FLOOR_SCRIPT, server.url, str(cases),
+                             str(concurrency), str(concurrency), CANDIDATE, JUDGE]  # fmt: skip
+                floor = measure(floor_cmd, work)
+                loop_only = float(
+                    subprocess.run(
+                        floor_cmd, cwd=work, capture_output=True, text=True, check=True
+                    ).stdout
+                )
+                server.reset()
+                single = measure(pytest_command(server, *budgets), work)
+                single_peak = server.stats()["max_in_flight"]
+                server.reset()
+                double = measure(pytest_command(server, *budgets, "-n", "2"), work)
+                double_peak = server.stats()["max_in_flight"]
+            finally:
+                server.stop()
+            pipelined = n * latency / concurrency + latency
             rows += [
-                ("N cases, latency per call, budgets", f"{n}, 200 ms, {concurrency} candidate + {concurrency} judge"),
-                ("N x 2L / C (pipelined floor: about N x L / C + L)", f"{theoretical:.2f} s ({n * 0.2 / concurrency + 0.2:.2f} s)"),
+                (f"**latency {latency_ms} ms per call**: N x 2L / C (pipelined: N x L / C + L)", f"{n * 2 * latency / concurrency:.2f} s ({pipelined:.2f} s)"),
                 ("plain asyncio script, whole process", f"{floor.wall_s:.2f} s (its loop alone {loop_only:.2f} s)"),
-                ("pytest, one process, whole command", f"{single.wall_s:.2f} s = {single.wall_s / floor.wall_s:.2f}x the script (exit {single.exit_code})"),
-                ("pytest -n 2, whole command", f"{double.wall_s:.2f} s = {double.wall_s / floor.wall_s:.2f}x the script (exit {double.exit_code})"),
-                ("peak calls in flight (one process / -n 2), budget 64", f"{single_peak} / {double_peak}"),
+                ("pytest, one process, whole command", f"{single.wall_s:.2f} s = {single.wall_s / floor.wall_s:.2f}x the script, {single.wall_s / loop_only:.2f}x its loop (exit {single.exit_code})"),
+                ("pytest -n 2, whole command", f"{double.wall_s:.2f} s = {double.wall_s / floor.wall_s:.2f}x the script, {double.wall_s / loop_only:.2f}x its loop (exit {double.exit_code})"),
+                ("peak calls in flight, one process / -n 2 (budget 64)", f"{single_peak} / {double_peak}"),
             ]  # fmt: skip
-        finally:
-            server.stop()
+            if latency_ms == 200:
+                notes.append(
+                    f"Reading the figures: at 200 ms the script's event loop alone needs "
+                    f"{loop_only:.2f} s where latency alone would allow {pipelined:.2f} s, so the "
+                    f"work is bound by CPU, not by the network: each SDK call costs milliseconds "
+                    f"of CPU (pydantic models, httpx2), and this machine has {os.cpu_count()} cores "
+                    f"shared with the server process. pytest's own per-item work (capture, hooks, "
+                    f"reporting) runs in the same process as the calls and shares the GIL with them, "
+                    f"and `-n 2` pays for two more interpreters that each import both SDKs (about "
+                    f"2 s of CPU each) on the same cores. At 1,000 ms per call the network dominates "
+                    f"and the ratios show the design itself."
+                )
 
         cases = write_cases(work / "golden_cases", n_overhead)
         server = Server(work, 0, cases)

@@ -55,11 +55,6 @@ def worker_share(budget: int, worker_index: int, worker_count: int) -> int:
     return max(1, share)
 
 
-def chunk_size(budget: int, worker_count: int) -> int:
-    """Cases per xdist work unit: enough to keep a worker's share of the budget busy."""
-    return max(8, 2 * -(-budget // worker_count))
-
-
 def golden_nodeid_matcher(patterns: Sequence[str]) -> Any:
     """A predicate telling golden node ids (``path::case``) from others, by file pattern."""
 
@@ -70,22 +65,17 @@ def golden_nodeid_matcher(patterns: Sequence[str]) -> Any:
     return is_golden
 
 
-def golden_chunks(nodeids: Sequence[str], is_golden: Any, size: int) -> dict[str, str]:
-    """Map each golden node id to its work unit: consecutive cases of one file, ``size`` each.
+def golden_units(nodeids: Sequence[str], is_golden: Any, worker_count: int) -> dict[str, str]:
+    """Map each golden node id to its xdist work unit: one block of consecutive cases a worker.
 
-    The xdist scheduler and the workers compute this from the same collection, so a worker
-    that receives a unit can start all of its cases at once.
+    A worker starts a whole unit at once, so one unit per worker keeps every worker's calls
+    pipelined from its first case to its last (candidate and judge calls overlapping). Smaller
+    units would let a worker see its next unit only when the current one ends. The scheduler
+    and the workers compute this from the same collection, so they agree on every unit.
     """
-    scopes: dict[str, str] = {}
-    counts: dict[str, int] = {}
-    for nodeid in nodeids:
-        if not is_golden(nodeid):
-            continue
-        path = nodeid.partition("::")[0]
-        index = counts.get(path, 0)
-        counts[path] = index + 1
-        scopes[nodeid] = f"{path}::llmregress-chunk-{index // size}"
-    return scopes
+    golden = [nodeid for nodeid in nodeids if is_golden(nodeid)]
+    size = max(1, -(-len(golden) // max(1, worker_count)))
+    return {nodeid: f"llmregress-unit-{index // size}" for index, nodeid in enumerate(golden)}
 
 
 class LLMRegressSession:
@@ -453,9 +443,8 @@ class LLMRegressSession:
     # -- running -----------------------------------------------------------------------------
 
     def scope_of(self, nodeids: Sequence[str], worker_count: int) -> dict[str, str]:
-        """The xdist work unit of each golden node id (see ``golden_chunks``)."""
-        size = chunk_size(self.settings.concurrency, worker_count)
-        return golden_chunks(nodeids, self._is_golden, size)
+        """The xdist work unit of each golden node id (see ``golden_units``)."""
+        return golden_units(nodeids, self._is_golden, worker_count)
 
     def _group_items(self, item: GoldenItem) -> list[GoldenItem]:
         """The cases to start together with ``item``.

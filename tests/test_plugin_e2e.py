@@ -503,3 +503,73 @@ def test_loading_the_plugin_imports_no_sdk() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_golden_items_use_fixtures_like_any_test(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> None:
+    cases = qa_cases(2)
+    write_cases(pytester, "qa.jsonl", cases)
+    provider_env(make_server(scenario(cases)))
+    pytester.makeconftest(
+        """
+        import pytest
+
+        SEEN = []
+
+        @pytest.fixture(autouse=True)
+        def tracked(request):
+            SEEN.append(request.node.nodeid)
+            yield
+
+        def pytest_sessionfinish(session):
+            print("fixture saw:", ",".join(SEEN))
+        """
+    )
+    result = pytester.runpytest(*model_args(), "-s")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        ["*fixture saw: golden_cases/qa.jsonl::case-000,golden_cases/qa.jsonl::case-001*"]
+    )
+
+
+def test_case_deadline_makes_a_slow_case_an_error(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> None:
+    cases = qa_cases(2)
+    write_cases(pytester, "qa.jsonl", cases)
+    slow = scenario(cases)
+    slow["models"][CANDIDATE]["answers"][0]["reply"] = cases[0]["reference"]
+    slow["models"][CANDIDATE]["errors"] = [
+        {"status": 500, "match": cases[0]["user"], "latency_ms": 300}
+    ]
+    provider_env(make_server(slow))
+    result = pytester.runpytest(*model_args("--llm-case-deadline=0.5", "--llm-max-error-rate=1"))
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*case deadline of 0.5 s exceeded (--llm-case-deadline)*"])
+
+
+def test_llm_server_fixture_serves_both_wire_formats(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_served="""
+        import pytest
+        import anthropic
+        import openai
+
+        @pytest.fixture
+        def llm_server_scenario():
+            return {"models": {"gpt-5.5-2026-04-23": {"default_reply": "pong"},
+                               "claude-sonnet-4-6": {"default_reply": "pong"}}}
+
+        def test_both(llm_server):
+            a = anthropic.Anthropic(api_key="k", base_url=llm_server.url, max_retries=0)
+            o = openai.OpenAI(api_key="k", base_url=llm_server.openai_base_url, max_retries=0)
+            m = a.messages.create(model="claude-sonnet-4-6", max_tokens=5,
+                                  messages=[{"role": "user", "content": "ping"}])
+            c = o.chat.completions.create(model="gpt-5.5-2026-04-23",
+                                          messages=[{"role": "user", "content": "ping"}])
+            assert m.content[0].text == c.choices[0].message.content == "pong"
+            assert llm_server.stats()["requests"] == 2
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=1)

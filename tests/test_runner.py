@@ -11,7 +11,7 @@ import pytest
 from pytest_llmregress.cache import ResponseCache, request_key
 from pytest_llmregress.providers.base import ChatMessage, Completion, ProviderError, Request
 from pytest_llmregress.runner import AdaptiveLimiter, RetryPolicy, call_with_retries
-from pytest_llmregress.session import chunk_size, golden_chunks, worker_share
+from pytest_llmregress.session import golden_units, worker_share
 
 
 def completion(text: str = "ok") -> Completion:
@@ -128,20 +128,21 @@ def test_worker_shares_add_up_to_the_budget() -> None:
                 assert sum(shares) == budget
 
 
-def test_golden_chunks_are_consecutive_cases_of_one_file() -> None:
+def test_golden_units_are_one_block_of_consecutive_cases_per_worker() -> None:
     ids = [f"golden_cases/a.jsonl::c{i}" for i in range(5)] + ["tests/test_x.py::test_y"]
     ids += [f"golden_cases/b.yaml::d{i}" for i in range(3)]
 
     def is_golden(nodeid: str) -> bool:
         return nodeid.startswith("golden_cases/")
 
-    scopes = golden_chunks(ids, is_golden, size=2)
-    assert scopes["golden_cases/a.jsonl::c0"] == scopes["golden_cases/a.jsonl::c1"]
-    assert scopes["golden_cases/a.jsonl::c1"] != scopes["golden_cases/a.jsonl::c2"]
-    assert scopes["golden_cases/a.jsonl::c4"] != scopes["golden_cases/b.yaml::d0"]
-    assert "tests/test_x.py::test_y" not in scopes
-    assert chunk_size(32, 2) == 32
-    assert chunk_size(8, 4) == 8
+    units = golden_units(ids, is_golden, worker_count=2)
+    assert "tests/test_x.py::test_y" not in units
+    first = [n for n in ids if units.get(n) == units["golden_cases/a.jsonl::c0"]]
+    second = [n for n in ids if n in units and units[n] != units["golden_cases/a.jsonl::c0"]]
+    assert first == [f"golden_cases/a.jsonl::c{i}" for i in range(4)]
+    assert second == ["golden_cases/a.jsonl::c4", *(f"golden_cases/b.yaml::d{i}" for i in range(3))]
+    assert len(set(golden_units(ids, is_golden, worker_count=3).values())) == 3
+    assert len(set(golden_units(ids, is_golden, worker_count=20).values())) == 8
 
 
 def request(**params: object) -> Request:
