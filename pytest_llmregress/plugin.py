@@ -1,6 +1,7 @@
 """pytest hooks and fixtures of pytest-llmregress. Thin: every decision lives in a library module.
 
-Loading this module imports neither SDK: providers import theirs on the first model call.
+Loading this module imports neither SDK nor YAML: a run with a model imports its SDKs on a
+background thread at start, while pytest collects.
 """
 
 from __future__ import annotations
