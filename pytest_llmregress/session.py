@@ -566,6 +566,8 @@ class LLMRegressSession:
             if self.comparison is not None and self.comparison.is_regression:
                 fired = "; ".join(self.comparison.reasons)
                 verdict = replace(verdict, reasons=(*verdict.reasons, f"regression: {fired}"))
+            if self.comparison_error:  # a gate that cannot see its baseline must not pass
+                verdict = replace(verdict, reasons=(*verdict.reasons, self.comparison_error))
         self._verdict = verdict
         status = session.exitstatus
         if verdict is not None:

@@ -139,3 +139,15 @@ def test_baseline_file_markdown_junit_and_history(
     assert properties[("case-001", "llm_threshold")] == "0.85"
     assert properties[("case-001", "llm_outcome")] in ("passed", "failed")
     assert ("case-001", "llm_score") in properties
+
+
+def test_a_missing_baseline_file_fails_the_gate(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> None:
+    cases = exact_cases(3)
+    write_cases(pytester, "qa.jsonl", cases)
+    provider_env(make_server(two_models(cases, drift=0)))
+    result = pytester.runpytest(f"--llm-model={PRODUCTION}", "--llm-baseline=nowhere.json")
+    result.assert_outcomes(passed=3)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["  reason: --llm-baseline: no results at *nowhere.json*"])
