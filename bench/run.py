@@ -79,16 +79,22 @@ class Measured:
     max_rss_mb: float
 
 
+REPEAT = 3  # every figure is the median of this many runs (the machine is noisy)
+
+
 def measure(command: list[str], cwd: Path) -> Measured:
-    """Run a command in a fresh process; wall time, CPU time and peak memory of its tree."""
-    out = subprocess.run(
-        [sys.executable, "-c", MEASURE, *command],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    return Measured(int(out[0]), float(out[1]), float(out[2]), int(out[3]) / 1024)
+    """Run a command in fresh processes; the median run's wall time, CPU time and peak memory."""
+    runs = []
+    for _ in range(REPEAT):
+        out = subprocess.run(
+            [sys.executable, "-c", MEASURE, *command],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        runs.append(Measured(int(out[0]), float(out[1]), float(out[2]), int(out[3]) / 1024))
+    return sorted(runs, key=lambda run: run.wall_s)[len(runs) // 2]
 
 
 def write_cases(folder: Path, count: int) -> Path:
@@ -239,14 +245,36 @@ def main(argv: list[str] | None = None) -> int:
         cases = write_cases(work / "golden_cases", n_overhead)
         server = Server(work, 0, cases)
         try:
-            zero = measure(pytest_command(server, "--llm-concurrency=16"), work)
-            rows.append(
-                (
-                    f"zero latency, {n_overhead} cases, one process",
-                    f"{n_overhead / zero.wall_s:.0f} cases/s, {zero.cpu_s / n_overhead * 1000:.2f} ms "
-                    f"CPU per case (client side, server excluded), peak {zero.max_rss_mb:.0f} MB",
-                )
+            zero = measure(
+                pytest_command(server, "--llm-concurrency=16", "--llm-judge-concurrency=16"), work
             )
+            script = measure(
+                [
+                    sys.executable,
+                    "-c",
+                    FLOOR_SCRIPT,
+                    server.url,
+                    str(cases),
+                    "16",
+                    "16",
+                    CANDIDATE,
+                    JUDGE,
+                ],
+                work,
+            )
+            overhead = (zero.cpu_s - script.cpu_s) / n_overhead * 1000
+            rows += [
+                (
+                    f"zero latency, {n_overhead} cases, plain asyncio script",
+                    f"{n_overhead / script.wall_s:.0f} cases/s, {script.cpu_s / n_overhead * 1000:.2f} ms CPU per case",
+                ),
+                (
+                    f"zero latency, {n_overhead} cases, pytest, one process",
+                    f"{n_overhead / zero.wall_s:.0f} cases/s, {zero.cpu_s / n_overhead * 1000:.2f} ms "
+                    f"CPU per case (client side, server excluded), peak {zero.max_rss_mb:.0f} MB; "
+                    f"plugin and pytest overhead {overhead:.2f} ms CPU per case",
+                ),
+            ]
             cases = write_cases(work / "golden_cases", n_memory)
             server.stop()
             server = Server(work, 0, cases)
@@ -276,8 +304,9 @@ def main(argv: list[str] | None = None) -> int:
         "# Benchmarks",
         "",
         "Measured by `python bench/run.py` (figures below are rewritten by each run). Every time is",
-        "a whole command, interpreter start-up included; the local provider server runs in its own",
-        "process. Judge caching is off so every case makes both calls.",
+        "a whole command, interpreter start-up included, the median of three runs; the local",
+        "provider server runs in its own process. Judge caching is off so every case makes both",
+        "calls. Single runs on this machine vary by up to 20%.",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{time.strftime('%Y-%m-%d')}.",
