@@ -15,7 +15,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -57,9 +57,12 @@ class CaseResult:
         return tuple(s for s in self.scores if not s.passed)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = dict(self.__dict__)  # shallow: nested records convert themselves below
         data["scores"] = [s.to_dict() for s in self.scores]
         data["tags"] = list(self.tags)
+        for key in ("completion", "judge_completion"):
+            if data[key] is not None:
+                data[key] = data[key].to_dict()
         return data
 
     @classmethod

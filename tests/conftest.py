@@ -24,10 +24,23 @@ JUDGE = "gpt-5.5-2026-04-23"
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _warm_http_stack() -> None:
-    """Import every module a real call touches (success and connection failure) up front."""
+def _warm_imports() -> None:
+    """Import the whole package and every module a real call touches, once, up front.
+
+    Besides the sys.modules restore (above), the plugin's modules are marked for assertion
+    rewriting: one first imported inside an in-process pytester run would be rewritten and
+    compiled there, at a deep stack, where CPython 3.11.7 can fail with "AST constructor
+    recursion depth mismatch".
+    """
     import asyncio
+    import importlib
+    import pkgutil
     import socket
+
+    import pytest_llmregress
+
+    for module in pkgutil.walk_packages(pytest_llmregress.__path__, "pytest_llmregress."):
+        importlib.import_module(module.name)
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 Role = Literal["user", "assistant"]
@@ -43,7 +43,8 @@ class Completion:
     cached: bool = False  # served from the response cache, not the network
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Only scalar fields: a shallow copy is the JSON-able dict (asdict deep-copies, slowly).
+        return dict(self.__dict__)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Completion:

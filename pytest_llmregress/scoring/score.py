@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -26,7 +26,8 @@ class Score:
     raw: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Only scalar fields: a shallow copy is the JSON-able dict (asdict deep-copies, slowly).
+        return dict(self.__dict__)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Score:
