@@ -175,8 +175,8 @@ class LLMRegressSession:
             self.resumed = self._load_resumed(self.settings.resume)
         if not self.is_worker and not self.config.option.collectonly:
             self._preflight(refs)
-        if not run_cases:
-            return
+        if not run_cases or self.config.option.collectonly:
+            return  # nothing will call a model: start no thread, import no SDK
         from pytest_llmregress.runner import Runner
 
         if self.report_path and self.candidate is not None:
