@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pytest_llmregress.report.terminal import Line
+from pytest_llmregress.report.terminal import Line, one_line, percent
 from pytest_llmregress.results import CaseResult, RunResult
 from pytest_llmregress.stats import (
     BootstrapInterval,
@@ -55,10 +55,6 @@ def _passed(result: CaseResult) -> bool:
     return result.outcome == "passed"
 
 
-def _pct(value: float) -> str:
-    return f"{value:.1%}"
-
-
 def _points(value: float) -> str:
     """A difference of rates in percentage points: 0.1 -> '10.0 points'."""
     amount = abs(value) * 100
@@ -76,11 +72,6 @@ def _cases(count: int) -> str:
 
 def _p(value: float) -> str:
     return f"{value:.2g}" if value < 0.001 else f"{value:.3f}"
-
-
-def _one_line(text: str | None, limit: int = 160) -> str:
-    flat = " ".join((text or "").split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _finite(value: float) -> float | None:
@@ -560,7 +551,7 @@ def compare_runs(
         verdict: VerdictName = "within noise"
         reasons.append("no case was scored in both runs: there is nothing to compare")
     else:
-        rates = f"{_pct(before.rate or 0.0)} -> {_pct(after.rate or 0.0)} on {n} paired cases"
+        rates = f"{percent(before.rate or 0.0)} -> {percent(after.rate or 0.0)} on {n} paired cases"
         if drop > 0:
             change = f"pass rate fell by {_points(drop)} ({rates})"
             margin = (
@@ -651,8 +642,8 @@ def comparison_lines(comparison: Comparison, *, worst: int = 5) -> list[Line]:
         mean = f", mean score {summary.mean_score:.3f}" if summary.mean_score is not None else ""
         lines.append(
             Line(
-                f"  {label}: pass rate {_pct(summary.rate)} "
-                f"(95% CI {_pct(low)}-{_pct(high)}, {summary.passed}/{summary.scored}){mean}"
+                f"  {label}: pass rate {percent(summary.rate)} "
+                f"(95% CI {percent(low)}-{percent(high)}, {summary.passed}/{summary.scored}){mean}"
             )
         )
     lines.append(
@@ -677,7 +668,7 @@ def comparison_lines(comparison: Comparison, *, worst: int = 5) -> list[Line]:
             "smallest detectable drop: "
             + (_points(mde) if math.isfinite(mde) else "none at this size")
             + f" ({c.power:.0%} power, alpha {c.alpha:g}, {c.n} cases, noise floor "
-            f"{_pct(c.noise_floor)} of cases flipping); margin {_points(c.max_regression)}",
+            f"{percent(c.noise_floor)} of cases flipping); margin {_points(c.max_regression)}",
             "yellow" if mde > c.max_regression else "",
         )
     )
@@ -695,7 +686,7 @@ def comparison_lines(comparison: Comparison, *, worst: int = 5) -> list[Line]:
                 )
             )
             for failing in pair.candidate.failing_scores:
-                lines.append(Line(f"      {failing.scorer}: {_one_line(failing.reason)}"))
+                lines.append(Line(f"      {failing.scorer}: {one_line(failing.reason)}"))
     pairing = c.pairing
     if pairing.errored:
         lines.append(
@@ -703,7 +694,7 @@ def comparison_lines(comparison: Comparison, *, worst: int = 5) -> list[Line]:
         )
         for pair in pairing.errored[: max(worst, 1)]:
             cause = pair.candidate.error or pair.baseline.error
-            lines.append(Line(f"  {pair.nodeid}: {_one_line(cause, 120)}", "yellow"))
+            lines.append(Line(f"  {pair.nodeid}: {one_line(cause, 120)}", "yellow"))
     for name, only in (
         ("baseline", pairing.only_baseline),
         ("candidate", pairing.only_candidate),
@@ -955,8 +946,8 @@ def attribute(
     else:
         total = rates["new_model_new_prompt"] - rates["old_model_old_prompt"]
         reasons.append(
-            f"pass rate {_pct(rates['old_model_old_prompt'])} (old model, old prompt) -> "
-            f"{_pct(rates['new_model_new_prompt'])} (new model, new prompt) on {n} cases: "
+            f"pass rate {percent(rates['old_model_old_prompt'])} (old model, old prompt) -> "
+            f"{percent(rates['new_model_new_prompt'])} (new model, new prompt) on {n} cases: "
             f"{_signed_points(total)}"
         )
         for effect in (model, prompt, inter):

@@ -15,11 +15,13 @@ class Line:
     style: str = ""  # "", "green", "red", "yellow"
 
 
-def _pct(value: float) -> str:
+def percent(value: float) -> str:
+    """A rate as a percentage with one decimal: 0.8123 -> 81.2%."""
     return f"{value:.1%}"
 
 
-def _one_line(text: str | None, limit: int = 160) -> str:
+def one_line(text: str | None, limit: int = 160) -> str:
+    """Text on one line, whitespace collapsed, cut to ``limit`` characters."""
     flat = " ".join((text or "").split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
@@ -57,14 +59,14 @@ def summary_lines(
         low, high = verdict.interval
         lines.append(
             Line(
-                f"pass rate {_pct(verdict.pass_rate)} (95% CI {_pct(low)}-{_pct(high)}) "
-                f"against minimum {_pct(verdict.min_pass_rate)}"
+                f"pass rate {percent(verdict.pass_rate)} (95% CI {percent(low)}-{percent(high)}) "
+                f"against minimum {percent(verdict.min_pass_rate)}"
             )
         )
     lines.append(
         Line(
             f"{verdict.passed} passed, {verdict.failed} failed, {verdict.errors} errors "
-            f"(errors are not in the pass rate; max error rate {_pct(verdict.max_error_rate)})"
+            f"(errors are not in the pass rate; max error rate {percent(verdict.max_error_rate)})"
         )
     )
     for reason in verdict.reasons:
@@ -94,13 +96,13 @@ def summary_lines(
             score = f"{result.score:.2f}" if result.score is not None else "-"
             lines.append(Line(f"  {result.nodeid}  score {score} < {result.threshold:.2f}", "red"))
             for failing in result.failing_scores:
-                lines.append(Line(f"      {failing.scorer}: {_one_line(failing.reason)}"))
+                lines.append(Line(f"      {failing.scorer}: {one_line(failing.reason)}"))
     errored = [r for r in results if r.outcome == "error"]
     if errored:
         # One line per cause: 300 cases failing with one 404 read as one problem.
         causes: dict[str, list[CaseResult]] = {}
         for result in errored:
-            causes.setdefault(_one_line(result.error), []).append(result)
+            causes.setdefault(one_line(result.error), []).append(result)
         lines.append(Line(f"{len(errored)} errored cases, by cause:", "yellow"))
         for cause, members in sorted(causes.items(), key=lambda kv: -len(kv[1]))[: max(worst, 1)]:
             example = members[0].nodeid + (
