@@ -5,9 +5,16 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
-from pytest_llmregress.providers.base import ErrorKind, ProviderError, kind_for_status
+from pytest_llmregress.providers.base import (
+    Completion,
+    ErrorKind,
+    ProviderError,
+    Request,
+    kind_for_status,
+)
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
@@ -104,3 +111,70 @@ async def check_model_served(client: Any, model: str, *, provider: str) -> None:
         raise first from None
     if model not in listed:
         raise first
+
+
+class SDKProvider:
+    """What both SDK-backed providers share: a lazily built async client with the SDK's own
+    retries off (the runner owns retries), error translation, the preflight check, closing.
+
+    A subclass names its SDK package in ``name``, builds request arguments in
+    ``build_kwargs``, and turns the SDK's answer into a ``Completion`` in ``_send``.
+    """
+
+    name: str
+    default_base_url: str
+    client_class: str  # e.g. "AsyncAnthropic", in the package named ``name``
+
+    def __init__(self, *, api_key: str, base_url: str | None, timeout: float) -> None:
+        self.base_url = base_url or self.default_base_url
+        self._api_key = api_key
+        self._timeout = timeout
+        self._client: Any = None
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            import importlib
+
+            sdk = importlib.import_module(self.name)
+            self._client = getattr(sdk, self.client_class)(
+                api_key=self._api_key, base_url=self.base_url, max_retries=0, timeout=self._timeout
+            )
+        return self._client
+
+    def unsupported(self, key: str, request: Request, api: str) -> ProviderError:
+        return ProviderError(
+            f"param {key!r} is not supported by the {api}",
+            provider=self.name,
+            model=request.model,
+            kind="bad_request",
+        )
+
+    def build_kwargs(self, request: Request) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def _send(self, client: Any, kwargs: dict[str, Any], request: Request) -> Completion:
+        raise NotImplementedError
+
+    async def complete(self, request: Request) -> Completion:
+        kwargs = self.build_kwargs(request)
+        client = self._get_client()
+        started = time.perf_counter()
+        try:
+            completion = await self._send(client, kwargs, request)
+        except ProviderError:
+            raise
+        except Exception as exc:
+            error = translate_sdk_error(exc, provider=self.name, model=request.model)
+            if error is None:
+                raise
+            raise error from exc
+        return replace(completion, latency_s=time.perf_counter() - started)
+
+    async def check_model(self, model: str) -> None:
+        """Raise ``ProviderError`` unless the models endpoint knows ``model`` (the preflight)."""
+        await check_model_served(self._get_client(), model, provider=self.name)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
