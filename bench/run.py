@@ -233,13 +233,14 @@ def main(argv: list[str] | None = None) -> int:
                 notes.append(
                     f"Reading the figures: at 200 ms the script's event loop alone needs "
                     f"{loop_only:.2f} s where latency alone would allow {pipelined:.2f} s, so the "
-                    f"work is bound by CPU, not by the network: each SDK call costs milliseconds "
-                    f"of CPU (pydantic models, httpx2), and this machine has {os.cpu_count()} cores "
-                    f"shared with the server process. pytest's own per-item work (capture, hooks, "
-                    f"reporting) runs in the same process as the calls and shares the GIL with them, "
-                    f"and `-n 2` pays for two more interpreters that each import both SDKs (about "
-                    f"2 s of CPU each) on the same cores. At 1,000 ms per call the network dominates "
-                    f"and the ratios show the design itself."
+                    f"work is bound by CPU as much as by the network: each SDK call costs "
+                    f"milliseconds of CPU, on {os.cpu_count()} cores shared with the server "
+                    f"process. The plugin's calls run in a runner process of their own, which "
+                    f"imports the SDKs while pytest starts and collects, and sends requests "
+                    f"through the SDK clients without their parameter transform and response "
+                    f"models; pytest's per-item work runs on the other core. Under `-n 2` the "
+                    f"workers share that one runner (the SDKs are imported once). At 1,000 ms per "
+                    f"call the network dominates and the ratios show the design itself."
                 )
 
         cases = write_cases(work / "golden_cases", n_overhead)

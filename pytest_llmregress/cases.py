@@ -212,6 +212,30 @@ class GoldenCase:
             "index": self.index,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GoldenCase:
+        """The case ``to_dict`` wrote (how cases travel to the runner process)."""
+        from pytest_llmregress.scoring.scorers import parse_scorer_spec
+
+        prompt = data["prompt"]
+        return cls(
+            id=data["id"],
+            messages=tuple(Message(m["role"], m["content"]) for m in data["messages"]),
+            system=data["system"],
+            prompt=PromptRef(prompt["task"], prompt["vars"]) if prompt is not None else None,
+            reference=data["reference"],
+            threshold=data["threshold"],
+            scorers=tuple(
+                parse_scorer_spec({spec["name"]: spec["options"]}) for spec in data["scorers"]
+            ),
+            tags=tuple(data["tags"]),
+            params=data["params"],
+            metadata=data["metadata"],
+            path=data["path"],
+            line=data["line"],
+            index=data["index"],
+        )
+
 
 def _plain(value: Any) -> Any:
     """A deep copy of ``value`` made of plain dicts and lists (JSON-able if its leaves are)."""

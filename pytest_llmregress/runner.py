@@ -1,24 +1,19 @@
 """The concurrent execution engine: golden cases run ahead of pytest's one-item loop.
 
-pytest runs one item at a time, but model calls are network-bound. The ``Runner`` owns an
-event loop on a background thread; the plugin submits the cases a process is going to run,
-they start at once (bounded by separate candidate and judge budgets that back off on 429),
-and each pytest item only waits for its own result. One retry policy lives here; the SDKs'
-own retries are off.
+pytest runs one item at a time, but model calls are network-bound. The ``Runner`` runs every
+case it is given at once, bounded by separate candidate and judge budgets that back off on
+429, in the runner process (``runner_process.py``); each pytest item only waits for its own
+result. One retry policy lives here; the SDKs' own retries are off.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
-import importlib
 import random
-import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from pytest_llmregress.cache import CacheMode, ResponseCache, request_key
 from pytest_llmregress.cases import GoldenCase
@@ -39,11 +34,12 @@ from pytest_llmregress.scoring.judge import (
 from pytest_llmregress.scoring.score import Score, ScorerError
 from pytest_llmregress.scoring.scorers import score_deterministic
 
-T = TypeVar("T")
 # Scorers that compare with the reference; a case whose reference is being recorded skips them.
 REFERENCE_SCORERS = frozenset({"judge", "exact", "similarity"})
 CallKind = Literal["candidate", "judge"]
 CaseRun = tuple[CaseResult, CaseResult | None]
+SystemPrompt = tuple[str | None, str | None]
+"""A case's system prompt for one model, or why it could not be resolved (text, problem)."""
 
 
 @dataclass(frozen=True)
@@ -141,7 +137,11 @@ class AdaptiveLimiter:
 
 
 class Runner:
-    """Runs golden cases concurrently on a background event loop thread."""
+    """Runs golden cases and single calls on the running event loop.
+
+    It lives in the runner process (``runner_process.py``), which serves every pytest process
+    of a session; tests drive it directly with ``asyncio.run``.
+    """
 
     def __init__(
         self,
@@ -157,11 +157,9 @@ class Runner:
         cache: ResponseCache | None = None,
         cache_mode: CacheMode = "off",
         judge_cache: bool = True,
-        on_result: Callable[[CaseResult], None] | None = None,
         compare: ModelRef | None = None,
         record: str = "off",
         fallbacks: tuple[ModelRef, ...] = (),
-        system_for: Callable[[GoldenCase, ModelRef], str | None] | None = None,
         base_delay: float = 0.5,
     ) -> None:
         self.candidate = candidate
@@ -169,7 +167,6 @@ class Runner:
         self._record = record
         self._fallbacks = fallbacks  # with a candidate: answer through a FallbackChain
         self._chain: Any = None
-        self._system_for = system_for or (lambda case, model: case.system)
         self.judge = judge
         self._endpoints = endpoints
         self._timeout = timeout
@@ -182,79 +179,56 @@ class Runner:
         self._cache = cache
         self._cache_mode = cache_mode
         self._judge_cache = judge_cache and cache is not None
-        self._on_result = on_result
-        self._futures: dict[str, concurrent.futures.Future[CaseRun]] = {}
         self._providers: dict[str, Provider] = {}
         self._rng = random.Random(0)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="llmregress-runner", daemon=True
-        )
-        self._thread.start()
-        self._closed = False
-        # Importing an SDK takes seconds: do it now, while pytest collects and xdist schedules.
-        refs = [r for r in (candidate, judge, compare, *fallbacks) if r is not None]
-        for name in dict.fromkeys(ref.provider for ref in refs):
-            # Provider names are the SDK package names ("anthropic", "openai").
-            self._loop.call_soon_threadsafe(importlib.import_module, name)
 
-    # -- the pytest side (main thread) -------------------------------------------------------
+    async def run_case(
+        self, key: str, case: GoldenCase, systems: Mapping[str, SystemPrompt] | None = None
+    ) -> CaseRun:
+        """One golden case against the candidate (and the compare model, paired).
 
-    def submit(self, key: str, case: GoldenCase) -> None:
-        """Start a case now unless it already started; ``key`` is the item's node id."""
-        if self._closed:
-            raise RuntimeError("runner is closed")
-        if key not in self._futures:
-            self._futures[key] = self._spawn(self._run_case(key, case))
-
-    def result(self, key: str, case: GoldenCase) -> CaseRun:
-        """Wait for a case's result (starting it if nobody did) and forget it.
-
-        The second item is the compare model's result on the same case, when there is one.
+        ``key`` is the item's node id. ``systems`` holds the system prompt resolved for each
+        model (``str(ref)``) by the pytest process, which owns the prompt library; a model
+        not in it gets the case's literal system prompt.
         """
-        self.submit(key, case)
-        future = self._futures[key]
-        try:
-            return future.result()
-        finally:
-            if future.done():
-                del self._futures[key]
+        assert self.candidate is not None
+        systems = systems or {}
+        if self.compare is None:
+            return await self._run_model(key, case, self.candidate, systems), None
+        result, baseline = await asyncio.gather(
+            self._run_model(key, case, self.candidate, systems),
+            self._run_model(key, case, self.compare, systems),
+        )
+        return result, baseline
 
-    def complete_sync(self, request: Request) -> Completion:
-        """One call of the model under test from a test body (the ``llm`` fixture), on the
-        runner's loop: cache, limiter, timeout and retries as for golden cases."""
+    async def complete(self, request: Request) -> Completion:
+        """One call of the model under test from a test body (the ``llm`` fixture): cache,
+        limiter, timeout and retries as for golden cases."""
         if self.candidate is None:
             raise RuntimeError("no model under test (--llm-model)")
-        return self._spawn(self._call("candidate", self.candidate, request)).result()
+        return await self._call("candidate", self.candidate, request)
 
-    def judge_sync(self, *, task: str, reference: str, output: str, threshold: float) -> Score:
-        """Judge one output from a test body (the ``llm_judge`` fixture); raises on failure."""
-        future = self._spawn(
-            self._judge_text(task=task, reference=reference, output=output, threshold=threshold)
-        )
-        return future.result()[0]
+    async def check_models(self, refs: Iterable[ModelRef]) -> dict[ModelRef, str]:
+        """The preflight: check each distinct model once, all at once; why each unavailable
+        one is."""
 
-    def close(self) -> None:
-        """Cancel what has not finished, close the HTTP clients, stop the loop thread."""
-        if self._closed:
-            return
-        self._closed = True
-        for future in self._futures.values():
-            future.cancel()
-        self._futures.clear()
-        with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
-            self._spawn(self._aclose()).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        if not self._thread.is_alive():
-            self._loop.close()
+        async def check(ref: ModelRef) -> str | None:
+            provider = self._provider(ref.provider)
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await provider.check_model(ref.model)
+            except ProviderError as error:
+                return f"{ref} at {provider.base_url}: {error}"
+            except TimeoutError:
+                return f"{ref} at {provider.base_url}: no answer within {self._timeout:g} s"
+            return None
 
-    def _spawn(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+        distinct = list(dict.fromkeys(refs))
+        answers = await asyncio.gather(*(check(ref) for ref in distinct))
+        return {ref: answer for ref, answer in zip(distinct, answers, strict=True) if answer}
 
-    # -- the loop side -----------------------------------------------------------------------
-
-    async def _aclose(self) -> None:
+    async def aclose(self) -> None:
+        """Close the HTTP clients and the cache."""
         if self._chain is not None:
             await self._chain.aclose()
         for provider in self._providers.values():
@@ -350,27 +324,17 @@ class Runner:
             await asyncio.to_thread(self._cache.put, key, kind, completion)
         return completion
 
-    async def _run_case(self, nodeid: str, case: GoldenCase) -> CaseRun:
-        assert self.candidate is not None
-        if self.compare is None:
-            return await self._run_model(nodeid, case, self.candidate), None
-        result, baseline = await asyncio.gather(
-            self._run_model(nodeid, case, self.candidate),
-            self._run_model(nodeid, case, self.compare, journal=False),
-        )
-        return result, baseline
-
     async def _run_model(
-        self, nodeid: str, case: GoldenCase, model: ModelRef, *, journal: bool = True
+        self, nodeid: str, case: GoldenCase, model: ModelRef, systems: Mapping[str, SystemPrompt]
     ) -> CaseResult:
-        """One case against one model, within the case deadline; journaled when it ends."""
+        """One case against one model, within the case deadline."""
         started = time.perf_counter()
         try:
             if self._case_deadline is None:
-                result = await self._score_case(nodeid, case, started, model)
+                result = await self._score_case(nodeid, case, started, model, systems)
             else:
                 async with asyncio.timeout(self._case_deadline):
-                    result = await self._score_case(nodeid, case, started, model)
+                    result = await self._score_case(nodeid, case, started, model, systems)
         except TimeoutError:
             result = _error_result(
                 nodeid,
@@ -379,17 +343,19 @@ class Runner:
                 f"case deadline of {self._case_deadline:g} s exceeded (--llm-case-deadline)",
                 "timeout",
             )
-        if journal and self._on_result is not None:
-            self._on_result(result)
         return result
 
     async def _score_case(
-        self, nodeid: str, case: GoldenCase, started: float, model: ModelRef
+        self,
+        nodeid: str,
+        case: GoldenCase,
+        started: float,
+        model: ModelRef,
+        systems: Mapping[str, SystemPrompt],
     ) -> CaseResult:
-        try:
-            system = self._system_for(case, model)
-        except Exception as error:  # a prompt that cannot be resolved for this model
-            return _error_result(nodeid, case, started, f"prompt: {error}", "prompt")
+        system, problem = systems.get(str(model), (case.system, None))
+        if problem is not None:  # a prompt that cannot be resolved for this model
+            return _error_result(nodeid, case, started, f"prompt: {problem}", "prompt")
         request = Request(
             model=model.model,
             messages=tuple(ChatMessage(m.role, m.content) for m in case.messages),
@@ -448,13 +414,14 @@ class Runner:
                 "run with --llm-record=missing)"
             )
         threshold = float(options.get("threshold", case.threshold))
-        return await self._judge_text(
+        return await self.judge_text(
             task=case.user, reference=case.reference, output=completion.text, threshold=threshold
         )
 
-    async def _judge_text(
+    async def judge_text(
         self, *, task: str, reference: str, output: str, threshold: float
     ) -> tuple[Score, Completion]:
+        """Judge one output against a reference (also the ``llm_judge`` fixture)."""
         if self.judge is None:
             raise ScorerError(
                 "scoring needs the judge but no judge model is set (--llm-judge-model)"
@@ -482,6 +449,11 @@ def _case_fields(nodeid: str, case: GoldenCase) -> dict[str, Any]:
     }
 
 
+def case_error(nodeid: str, case: GoldenCase, message: str, kind: str) -> CaseResult:
+    """An ``error`` result for a case that could not be run at all."""
+    return _error_result(nodeid, case, time.perf_counter(), message, kind)
+
+
 def _error_result(
     nodeid: str,
     case: GoldenCase,
@@ -504,25 +476,3 @@ def _error_result(
         duration_s=time.perf_counter() - started,
         **_case_fields(nodeid, case),
     )
-
-
-async def preflight(
-    endpoints: Endpoints, refs: Iterable[ModelRef], timeout: float
-) -> dict[ModelRef, str]:
-    """Check each distinct model once; a message for each model that is not served."""
-    problems: dict[ModelRef, str] = {}
-    providers: dict[str, Provider] = {}
-    try:
-        for ref in dict.fromkeys(refs):
-            provider = providers.setdefault(ref.provider, endpoints.build(ref.provider, timeout))
-            try:
-                async with asyncio.timeout(timeout):
-                    await provider.check_model(ref.model)
-            except ProviderError as error:
-                problems[ref] = f"{ref} at {provider.base_url}: {error}"
-            except TimeoutError:
-                problems[ref] = f"{ref} at {provider.base_url}: no answer within {timeout:g} s"
-    finally:
-        for provider in providers.values():
-            await provider.aclose()
-    return problems

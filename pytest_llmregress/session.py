@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import os
-import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -34,11 +33,13 @@ from pytest_llmregress.settings import Settings
 
 if TYPE_CHECKING:
     from pytest_llmregress.items import GoldenItem
-    from pytest_llmregress.runner import CaseRun, Runner
+    from pytest_llmregress.runner import CaseRun, SystemPrompt
+    from pytest_llmregress.runner_process import RunnerClient, RunnerProcess
     from pytest_llmregress.testing.server import LocalProviderServer
 
 SESSION_KEY = pytest.StashKey["LLMRegressSession"]()
 WORKER_SERVER_URL = "llmregress_server_url"
+WORKER_RUNNER = "llmregress_runner"  # the runner process's address, for xdist workers
 
 
 class LLMRegressWarning(pytest.PytestWarning):
@@ -47,12 +48,6 @@ class LLMRegressWarning(pytest.PytestWarning):
 
 def get_session(config: pytest.Config) -> LLMRegressSession:
     return config.stash[SESSION_KEY]
-
-
-def worker_share(budget: int, worker_index: int, worker_count: int) -> int:
-    """This worker's part of the concurrency budget; the parts add up to the budget."""
-    share = budget // worker_count + (1 if worker_index < budget % worker_count else 0)
-    return max(1, share)
 
 
 def golden_nodeid_matcher(patterns: Sequence[str]) -> Any:
@@ -86,7 +81,9 @@ class LLMRegressSession:
         self.settings = settings
         self.is_worker = hasattr(config, "workerinput")
         self.server: LocalProviderServer | None = None
-        self.runner: Runner | None = None
+        self.runner: RunnerClient | None = None
+        self.runner_process: RunnerProcess | None = None
+        self._system_for: Any = None
         self.candidate: ModelRef | None = None
         self.judge: ModelRef | None = None
         self.endpoints: Endpoints | None = None
@@ -107,7 +104,6 @@ class LLMRegressSession:
         self.other_collect_errors = 0
         self.started_at = dt.datetime.now(dt.UTC)
         self._verdict: Verdict | None = None
-        self._preflight_thread: threading.Thread | None = None
         self.lifecycle_warnings: list[str] = []
         self.lifecycle_source = ""
         self._preflight_problems: list[str] = []
@@ -173,36 +169,54 @@ class LLMRegressSession:
             )
         if self.candidate is not None and self.settings.resume:
             self.resumed = self._load_resumed(self.settings.resume)
-        if not self.is_worker and not self.config.option.collectonly:
-            self._preflight(refs)
-        if not run_cases or self.config.option.collectonly:
-            return  # nothing will call a model: start no thread, import no SDK
-        from pytest_llmregress.runner import Runner
+        if self.config.option.collectonly:
+            return  # nothing will call a model: start no process, import no SDK
+        from pytest_llmregress.runner_process import RunnerAddress, RunnerClient, RunnerProcess
 
+        if self.is_worker:
+            address = self.config.workerinput.get(WORKER_RUNNER)  # type: ignore[attr-defined]
+            if address is None:
+                return
+            address = RunnerAddress(*address)
+        else:
+            self.runner_process = RunnerProcess(self._runner_config())
+            address = self.runner_process.address
+        if not run_cases:
+            return  # the xdist controller: its workers run the cases
+        self._system_for = self._prompt_resolver(model_config)
         if self.report_path and self.candidate is not None:
             name = self.config.workerinput["workerid"] if self.is_worker else "main"  # type: ignore[attr-defined]
             self.journal = ResultsJournal(self.report_path, name, self.metadata())
-        self.runner = Runner(
+        self.runner = RunnerClient(
+            address, on_result=self.journal.add if self.journal is not None else None
+        )
+
+    def _runner_config(self) -> dict[str, Any]:
+        """What the runner process needs: models, endpoints (with keys), budgets, cache."""
+        from pytest_llmregress.runner_process import runner_config
+
+        settings = self.settings
+        assert self.endpoints is not None
+        return runner_config(
+            endpoints=self.endpoints,
             candidate=self.candidate,
             judge=self.judge,
-            endpoints=self.endpoints,
-            concurrency=self._share(settings.concurrency),
-            judge_concurrency=self._share(settings.judge_concurrency),
+            compare=self.compare,
+            fallbacks=self.fallbacks,
+            preflight=settings.preflight != "off" and settings.cache != "replay",
+            cache_dir=self._cache_dir(),
+            concurrency=settings.concurrency,
+            judge_concurrency=settings.judge_concurrency,
             timeout=settings.timeout,
             retries=settings.retries,
             case_deadline=settings.case_deadline,
-            cache=self._cache(),
-            cache_mode=settings.cache,  # type: ignore[arg-type]
+            cache_mode=settings.cache,
             judge_cache=settings.judge_cache == "on",
-            on_result=self.journal.add if self.journal is not None else None,
-            compare=self.compare,
             record=settings.record,
-            fallbacks=self.fallbacks,
-            system_for=self._system_for(model_config),
         )
 
-    def _system_for(self, model_config: Any) -> Any:
-        """How the runner gets a case's system prompt: literal, or its prompt for the model."""
+    def _prompt_resolver(self, model_config: Any) -> Any:
+        """How a case gets its system prompt for a model: literal, or its prompt for the model."""
         from pytest_llmregress.prompts import PromptError, PromptLibrary, resolve_system
 
         directory = self._rooted(self.settings.prompts_dir)
@@ -292,16 +306,12 @@ class LLMRegressSession:
         path = Path(chosen)
         return path if path.is_absolute() else self.config.rootpath / path
 
-    def _cache(self) -> Any:
+    def _cache_dir(self) -> Path | None:
+        """The response cache's folder, or None when nothing is cached."""
         settings = self.settings
         if settings.cache == "off" and settings.judge_cache == "off":
             return None
-        from pytest_llmregress.cache import ResponseCache
-
-        directory = Path(settings.cache_dir)
-        return ResponseCache(
-            directory if directory.is_absolute() else self.config.rootpath / directory
-        )
+        return self._rooted(settings.cache_dir)
 
     def _load_resumed(self, path: str) -> dict[str, CaseResult]:
         """Scored cases of an earlier run, by node id; its errors run again."""
@@ -316,44 +326,26 @@ class LLMRegressSession:
             raise pytest.UsageError(f"pytest-llmregress: --llm-resume: {exc}") from None
         return {case.nodeid: case for case in earlier.cases if case.outcome != "error"}
 
-    def _preflight(self, refs: list[ModelRef]) -> None:
-        """Start one cheap check per distinct model, instead of N identical 404s later.
+    def before_run(self, session: pytest.Session) -> None:
+        """Just before the first test runs: the preflight verdict, and golden collect errors.
 
-        It runs on a thread while pytest collects (and xdist starts its workers): importing the
-        SDKs takes longer than the checks. ``before_run`` waits for it.
+        The runner process checked each distinct model once while pytest collected (instead
+        of N identical 404s later); here the session waits for its answer.
         """
-        if self.settings.preflight == "off" or self.settings.cache == "replay":
-            return
-        import asyncio
+        from pytest_llmregress.runner_process import RunnerError
 
-        from pytest_llmregress.runner import preflight
-
-        assert self.endpoints is not None
-        endpoints, timeout = self.endpoints, self.settings.timeout
-
-        chain = (self.candidate, *self.fallbacks) if self.fallbacks else ()
-
-        def check() -> None:
+        if self.runner_process is not None:
             try:
-                problems = asyncio.run(preflight(endpoints, refs, timeout))
-            except Exception as exc:  # reported, not swallowed: it stops the run
-                self._preflight_problems = [f"the check itself failed: {exc!r}"]
-                return
-            if chain and not all(ref in problems for ref in chain):
+                problems = self.runner_process.preflight_problems()
+            except RunnerError as exc:
+                pytest.exit(f"pytest-llmregress: {exc}", returncode=pytest.ExitCode.INTERNAL_ERROR)
+            problems = dict(problems)
+            chain = [str(ref) for ref in (self.candidate, *self.fallbacks)]
+            if self.fallbacks and not all(ref in problems for ref in chain):
                 # The chain answers as long as one of its models does: the rest only warn.
                 self.preflight_warnings = [problems.pop(ref) for ref in chain if ref in problems]
-            self._preflight_problems = list(problems.values())
-
-        self._preflight_thread = threading.Thread(target=check, name="llmregress-preflight")
-        self._preflight_thread.start()
-
-    def before_run(self, session: pytest.Session) -> None:
-        """Just before the first test runs: the preflight verdict, and golden collect errors."""
-        if self._preflight_thread is not None:
-            self._preflight_thread.join()
-            self._preflight_thread = None
-            if self._preflight_problems:
-                listed = "\n  ".join(self._preflight_problems)
+            if problems:
+                listed = "\n  ".join(problems.values())
                 pytest.exit(
                     f"pytest-llmregress: preflight: no case was run, because these models are not "
                     f"available:\n  {listed}\n(--llm-preflight=off skips this check)",
@@ -389,13 +381,6 @@ class LLMRegressSession:
             raise pytest.UsageError(f"pytest-llmregress: --llm-serve: no such file: {path}")
         return path
 
-    def _share(self, budget: int) -> int:
-        if not self.is_worker:
-            return budget
-        workerinput = self.config.workerinput  # type: ignore[attr-defined]
-        index = int(str(workerinput["workerid"]).removeprefix("gw"))
-        return worker_share(budget, index, int(workerinput["workercount"]))
-
     def skip_reason(self) -> str:
         return (
             "no model under test: run with --llm-model=ID (or set llm_model in the ini file / "
@@ -406,6 +391,9 @@ class LLMRegressSession:
         """Called on the controller for each xdist worker it starts."""
         if self.server is not None:
             workerinput[WORKER_SERVER_URL] = self.server.url
+        if self.runner_process is not None:
+            address = self.runner_process.address
+            workerinput[WORKER_RUNNER] = [address.socket_path, address.log_path]
 
     def is_golden_path(self, path: Path) -> bool:
         """Whether a file is collected as golden cases (``golden_files`` patterns)."""
@@ -475,18 +463,39 @@ class LLMRegressSession:
     def run_item(self, item: GoldenItem) -> CaseRun:
         """Start ``item``'s group if needed, then wait for ``item``'s own result.
 
-        A case the resumed results file already has is not called again.
+        A case the resumed results file already has is not called again. A runner process
+        that stopped makes the case an error, like any call that could not be made.
         """
+        from pytest_llmregress.runner import case_error
+        from pytest_llmregress.runner_process import RunnerError
+
         assert self.runner is not None
         resumed = self.resumed.get(item.nodeid)
         if resumed is not None:
             if self.journal is not None:
                 self.journal.add(resumed)
             return resumed, None
-        for member in self._group_items(item):
-            if member.nodeid not in self.resumed:
-                self.runner.submit(member.nodeid, member.case)
-        return self.runner.result(item.nodeid, item.case)
+        try:
+            self.runner.submit(
+                (member.nodeid, member.case, self._systems(member.case))
+                for member in self._group_items(item)
+                if member.nodeid not in self.resumed
+            )
+            return self.runner.result(item.nodeid, item.case, self._systems(item.case))
+        except RunnerError as exc:
+            return case_error(item.nodeid, item.case, str(exc), "runner"), None
+
+    def _systems(self, case: Any) -> dict[str, SystemPrompt]:
+        """The case's system prompt for each model that answers it, or why there is none."""
+        systems: dict[str, SystemPrompt] = {}
+        for model in (self.candidate, self.compare):
+            if model is None:
+                continue
+            try:
+                systems[str(model)] = (self._system_for(case, model), None)
+            except Exception as error:  # a prompt that cannot be resolved for this model
+                systems[str(model)] = (None, str(error))
+        return systems
 
     def expect(self, nodeids: Sequence[str]) -> None:
         """Record the golden cases this run should produce (the controller's denominator)."""
@@ -781,12 +790,12 @@ class LLMRegressSession:
         return candidate if candidate.is_absolute() else self.config.rootpath / candidate
 
     def close(self) -> None:
-        if self._preflight_thread is not None:
-            self._preflight_thread.join()
-            self._preflight_thread = None
         if self.runner is not None:
             self.runner.close()
             self.runner = None
+        if self.runner_process is not None:
+            self.runner_process.stop()
+            self.runner_process = None
         if self.journal is not None:
             self.journal.close()
             self.journal = None

@@ -10,6 +10,7 @@ import openai
 import pytest
 import yaml  # noqa: F401
 
+from pytest_llmregress.runner_process import RunnerClient, RunnerProcess, runner_config
 from pytest_llmregress.testing.server import LocalProviderServer
 
 # pytester's in-process runs restore sys.modules afterwards: a module first imported inside a
@@ -101,3 +102,21 @@ def provider_env(monkeypatch: pytest.MonkeyPatch) -> Callable[[LocalProviderServ
 def run_mode(request: pytest.FixtureRequest) -> list[str]:
     """Extra pytest arguments: without xdist options, with -n0, with two workers."""
     return {"no-xdist": [], "n0": ["-n0"], "n2": ["-n2"]}[request.param]
+
+
+@pytest.fixture
+def start_runner() -> Iterator[Callable[..., tuple[RunnerProcess, RunnerClient]]]:
+    """Start real runner processes (``runner_config`` keywords); all stop after the test."""
+    started: list[tuple[RunnerProcess, RunnerClient]] = []
+
+    def start(**config: Any) -> tuple[RunnerProcess, RunnerClient]:
+        on_result = config.pop("on_result", None)
+        process = RunnerProcess(runner_config(**config))
+        client = RunnerClient(process.address, on_result=on_result)
+        started.append((process, client))
+        return process, client
+
+    yield start
+    for process, client in started:
+        client.close()
+        process.stop()

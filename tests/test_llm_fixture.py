@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pickle
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Literal
 
 import pytest
@@ -27,22 +27,11 @@ from pytest_llmregress.llm_client import (
 )
 from pytest_llmregress.providers.base import ChatMessage, Completion, Request
 from pytest_llmregress.providers.registry import local_server_endpoints, parse_model
-from pytest_llmregress.runner import Runner
 from pytest_llmregress.scoring.score import Score
 from pytest_llmregress.testing.server import LocalProviderServer
 from tests.conftest import CANDIDATE
 
 MakeServer = Callable[[dict[str, Any]], LocalProviderServer]
-
-
-def complete_sync(runner: Runner) -> Callable[[Request], Completion]:
-    """What ``Runner.complete_sync`` does: one candidate call on the runner's loop."""
-
-    def complete(request: Request) -> Completion:
-        assert runner.candidate is not None
-        return runner._spawn(runner._call("candidate", runner.candidate, request)).result()
-
-    return complete
 
 
 @pytest.fixture
@@ -61,21 +50,17 @@ def server(make_server: MakeServer) -> LocalProviderServer:
 
 
 @pytest.fixture
-def llm(server: LocalProviderServer) -> Iterator[LLMClient]:
+def llm(server: LocalProviderServer, start_runner: Callable[..., Any]) -> LLMClient:
+    """The client the ``llm`` fixture gives, calling through a real runner process."""
     candidate = parse_model(CANDIDATE)
-    runner = Runner(
-        candidate=candidate,
-        judge=None,
+    _, runner = start_runner(
         endpoints=local_server_endpoints(server.url),
-        concurrency=2,
-        judge_concurrency=1,
+        candidate=candidate,
         timeout=5,
         retries=0,
+        preflight=False,
     )
-    try:
-        yield LLMClient(complete_sync(runner), model=candidate.model, name=str(candidate))
-    finally:
-        runner.close()
+    return LLMClient(runner.complete_sync, model=candidate.model, name=str(candidate))
 
 
 def test_complete_returns_the_answer_as_a_str_with_its_completion(

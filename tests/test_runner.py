@@ -11,7 +11,7 @@ import pytest
 from pytest_llmregress.cache import ResponseCache, request_key
 from pytest_llmregress.providers.base import ChatMessage, Completion, ProviderError, Request
 from pytest_llmregress.runner import AdaptiveLimiter, RetryPolicy, call_with_retries
-from pytest_llmregress.session import golden_units, worker_share
+from pytest_llmregress.session import golden_units
 
 
 def completion(text: str = "ok") -> Completion:
@@ -117,15 +117,6 @@ def test_limiter_never_exceeds_its_limit_and_backs_off() -> None:
     assert peak == 4
     assert after_429 == 2
     assert recovered == 4
-
-
-def test_worker_shares_add_up_to_the_budget() -> None:
-    for budget in (1, 2, 7, 8, 32):
-        for workers in (1, 2, 3, 4):
-            shares = [worker_share(budget, i, workers) for i in range(workers)]
-            assert all(share >= 1 for share in shares)
-            if budget >= workers:
-                assert sum(shares) == budget
 
 
 def test_golden_units_are_one_block_of_consecutive_cases_per_worker() -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pytest_llmregress.providers._http import SDKProvider
-from pytest_llmregress.providers.base import Completion, ProviderError, Request
+from pytest_llmregress.providers.base import Completion, Request
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _PARAM_NAMES = {
@@ -25,37 +26,34 @@ class OpenAIProvider(SDKProvider):
     name = "openai"
     default_base_url = DEFAULT_BASE_URL
     client_class = "AsyncOpenAI"
+    path = "/chat/completions"
+    request_id_header = "x-request-id"
 
-    def build_kwargs(self, request: Request) -> dict[str, Any]:
+    def build_body(self, request: Request) -> dict[str, Any]:
         messages: list[dict[str, str]] = []
         if request.system:
             messages.append({"role": "system", "content": request.system})
         messages += [{"role": m.role, "content": m.content} for m in request.messages]
-        kwargs: dict[str, Any] = {"model": request.model, "messages": messages}
+        body: dict[str, Any] = {"model": request.model, "messages": messages}
         for key, value in request.params.items():
             if key not in _PARAM_NAMES:
                 raise self.unsupported(key, request, "OpenAI Chat Completions API")
-            kwargs[_PARAM_NAMES[key]] = value
-        return kwargs
+            body[_PARAM_NAMES[key]] = value
+        return body
 
-    async def _send(self, client: Any, kwargs: dict[str, Any], request: Request) -> Completion:
-        completion = await client.chat.completions.create(**kwargs)
-        if not completion.choices:
-            raise ProviderError(
-                "the API answered without choices",
-                provider=self.name,
-                model=request.model,
-                kind="bad_response",
-                request_id=getattr(completion, "_request_id", None),
-            )
-        usage = completion.usage
+    def parse(
+        self, data: Mapping[str, Any], request: Request, request_id: str | None
+    ) -> Completion:
+        if not data.get("choices"):
+            raise self.bad_response(request, "the API answered without choices", request_id)
+        usage = data.get("usage") or {}
         return Completion(
-            text=completion.choices[0].message.content or "",
+            text=data["choices"][0]["message"].get("content") or "",
             provider=self.name,
             requested_model=request.model,
-            resolved_model=completion.model,
-            system_fingerprint=completion.system_fingerprint,
-            input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-            request_id=getattr(completion, "_request_id", None),
+            resolved_model=data["model"],
+            system_fingerprint=data.get("system_fingerprint"),
+            input_tokens=int(usage.get("prompt_tokens") or 0),
+            output_tokens=int(usage.get("completion_tokens") or 0),
+            request_id=request_id,
         )

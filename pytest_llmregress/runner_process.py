@@ -1,0 +1,494 @@
+"""The runner process: every model call of a session, in an interpreter of its own.
+
+Why a process and not a thread: an SDK call costs milliseconds of CPU (request building,
+pydantic models, the connection pool) and pytest's work per item about one more. In one
+interpreter they take turns on the GIL, so the calls slow pytest's loop down and pytest's loop
+slows the calls down. In a process of its own the runner:
+
+- imports the SDKs (about 2 s of CPU) while pytest starts and collects, on another core;
+- checks every model once (the preflight) before any case starts;
+- serves every pytest process of the session, xdist workers included, over one Unix socket in
+  a private directory: one concurrency budget, one cache writer, one import of the SDKs.
+
+The process that starts it (a lone pytest process, or the xdist controller) holds the
+runner's stdin open as a lifeline: when it closes (the session ends, or pytest dies), the
+runner stops. The runner has a session of its own, so Ctrl-C reaches pytest alone; pytest
+ends the session, then the runner.
+
+Protocol, JSON lines. The starter writes the configuration on stdin (API keys included, so
+they appear on no command line and in no environment listing); the runner answers on stdout
+with one line once the preflight is done: ``{"problems": {"provider:model": message}}``.
+Clients send ``{"op": "case", "key", "case", "systems"}``, ``{"op": "complete", "id",
+"request"}`` or ``{"op": "judge", "id", "args"}`` over the socket; answers come back as calls
+finish: ``{"key", "result", "baseline"}`` (or ``{"key", "failure"}``) and ``{"id", "value"}``
+(or ``{"id", "error"}``).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_llmregress.cases import GoldenCase
+    from pytest_llmregress.providers.base import Completion, Request
+    from pytest_llmregress.providers.registry import Endpoints, ModelRef
+    from pytest_llmregress.results import CaseResult
+    from pytest_llmregress.runner import CaseRun, Runner, SystemPrompt
+    from pytest_llmregress.scoring.score import Score
+
+LINE_LIMIT = 1 << 26  # one message (a case and its systems) may be this large
+CONNECT_TIMEOUT_S = 30.0
+
+
+class RunnerError(RuntimeError):
+    """The runner process could not be started or reached, or it stopped."""
+
+
+@dataclass(frozen=True)
+class RunnerAddress:
+    """Where a pytest process finds the session's runner, and its log for error messages."""
+
+    socket_path: str
+    log_path: str
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = Path(self.log_path).read_text(errors="replace").rstrip()
+        except OSError:
+            return ""
+        tail = "\n".join(text.splitlines()[-lines:])
+        return f"\nthe end of its log ({self.log_path}):\n{tail}" if tail else ""
+
+
+# -- the pytest side ---------------------------------------------------------------------------
+
+
+def runner_config(
+    *,
+    endpoints: Endpoints,
+    candidate: ModelRef | None = None,
+    judge: ModelRef | None = None,
+    compare: ModelRef | None = None,
+    fallbacks: Iterable[ModelRef] = (),
+    preflight: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+    concurrency: int = 8,
+    judge_concurrency: int = 8,
+    timeout: float = 60.0,
+    retries: int = 3,
+    case_deadline: float | None = None,
+    cache_mode: str = "off",
+    judge_cache: bool = True,
+    record: str = "off",
+) -> dict[str, Any]:
+    """The configuration a ``RunnerProcess`` sends its runner (JSON)."""
+    return {
+        "models": {
+            "candidate": str(candidate) if candidate else None,
+            "judge": str(judge) if judge else None,
+            "compare": str(compare) if compare else None,
+        },
+        "fallbacks": [str(ref) for ref in fallbacks],
+        "base_urls": dict(endpoints.base_urls),
+        "api_keys": dict(endpoints.api_keys),
+        "preflight": preflight,
+        "cache_dir": os.fspath(cache_dir) if cache_dir is not None else None,
+        "runner": {
+            "concurrency": concurrency,
+            "judge_concurrency": judge_concurrency,
+            "timeout": timeout,
+            "retries": retries,
+            "case_deadline": case_deadline,
+            "cache_mode": cache_mode,
+            "judge_cache": judge_cache,
+            "record": record,
+        },
+    }
+
+
+class RunnerProcess:
+    """Starts the runner process and holds its lifeline (the lone process or xdist controller)."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self._directory = tempfile.mkdtemp(prefix="llmregress-")  # mode 0700: ours alone
+        self.address = RunnerAddress(
+            os.path.join(self._directory, "runner.sock"),
+            os.path.join(self._directory, "runner.log"),
+        )
+        with open(self.address.log_path, "wb") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "pytest_llmregress.runner_process", self._directory],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                start_new_session=True,
+            )
+        assert self._process.stdin is not None
+        assert self._process.stdout is not None
+        self._stdin: IO[bytes] = self._process.stdin
+        self._stdout: IO[bytes] = self._process.stdout
+        self._stdin.write(json.dumps(dict(config)).encode() + b"\n")
+        self._stdin.flush()
+        self._problems: dict[str, str] | None = None
+
+    def preflight_problems(self) -> dict[str, str]:
+        """Wait until the runner is ready: the models its preflight found unavailable."""
+        if self._problems is None:
+            line = self._stdout.readline()
+            if not line:
+                self._process.wait()
+                raise RunnerError(
+                    f"the runner process exited with status {self._process.returncode} before it "
+                    f"was ready{self.address.log_tail()}"
+                )
+            self._problems = dict(json.loads(line)["problems"])
+        return self._problems
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close the lifeline; the runner cancels what is left and exits."""
+        with contextlib.suppress(OSError):
+            self._stdin.close()
+        try:
+            self._process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._stdout.close()
+        shutil.rmtree(self._directory, ignore_errors=True)
+
+
+class RunnerClient:
+    """One pytest process's connection to the runner: submit cases, wait for results.
+
+    Results arrive on a reader thread the moment they finish; ``on_result`` (the results
+    journal) sees each one then, whatever pytest's loop is doing.
+    """
+
+    def __init__(
+        self,
+        address: RunnerAddress,
+        on_result: Callable[[CaseResult], None] | None = None,
+    ) -> None:
+        self.address = address
+        self._on_result = on_result
+        self._socket: socket.socket | None = None
+        self._reader: threading.Thread | None = None
+        self._send_lock = threading.Lock()
+        self._cases: dict[str, concurrent.futures.Future[CaseRun]] = {}
+        self._calls: dict[int, concurrent.futures.Future[Any]] = {}
+        self._next_id = 0
+        self._broken: RunnerError | None = None
+        self._closed = False
+
+    # -- requests (pytest's thread) ----------------------------------------------------------
+
+    def submit(self, cases: Iterable[tuple[str, GoldenCase, Mapping[str, SystemPrompt]]]) -> None:
+        """Start cases that have not started yet; each ``(node id, case, systems)``."""
+        lines = []
+        for key, case, systems in cases:
+            if key in self._cases:
+                continue
+            self._cases[key] = concurrent.futures.Future()
+            message = {"op": "case", "key": key, "case": case.to_dict(), "systems": systems}
+            lines.append(json.dumps(message))
+        if lines:
+            self._send("\n".join(lines))
+
+    def result(self, key: str, case: GoldenCase, systems: Mapping[str, SystemPrompt]) -> CaseRun:
+        """Wait for a case's result (starting it if nobody did) and forget it."""
+        self.submit([(key, case, systems)])
+        future = self._cases[key]
+        try:
+            return future.result()
+        finally:
+            if future.done():
+                del self._cases[key]
+
+    def complete_sync(self, request: Request) -> Completion:
+        """One call of the model under test from a test body (the ``llm`` fixture)."""
+        from pytest_llmregress.providers.base import Completion
+
+        message = {
+            "model": request.model,
+            "messages": [[m.role, m.content] for m in request.messages],
+            "system": request.system,
+            "params": dict(request.params),
+        }
+        return Completion.from_dict(self._call("complete", request=message))
+
+    def judge_sync(self, *, task: str, reference: str, output: str, threshold: float) -> Score:
+        """Judge one output from a test body (the ``llm_judge`` fixture); raises on failure."""
+        from pytest_llmregress.scoring.score import Score
+
+        args = {"task": task, "reference": reference, "output": output, "threshold": threshold}
+        return Score.from_dict(self._call("judge", args=args))
+
+    def close(self) -> None:
+        """Disconnect; the runner cancels this process's unfinished cases."""
+        self._closed = True
+        if self._socket is not None:
+            with contextlib.suppress(OSError):
+                self._socket.shutdown(socket.SHUT_RDWR)
+            self._socket.close()
+        if self._reader is not None:
+            self._reader.join(timeout=10)
+        self._fail_pending(RunnerError("the session ended before this result arrived"))
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _call(self, op: str, **fields: Any) -> Any:
+        with self._send_lock:
+            call_id = self._next_id
+            self._next_id += 1
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._calls[call_id] = future
+        self._send(json.dumps({"op": op, "id": call_id, **fields}))
+        return future.result()
+
+    def _send(self, text: str) -> None:
+        data = text.encode() + b"\n"
+        with self._send_lock:
+            if self._broken is not None:
+                raise self._broken
+            try:
+                self._connect().sendall(data)
+            except OSError as error:
+                self._broken = RunnerError(
+                    f"lost the runner process: {error}{self.address.log_tail()}"
+                )
+                raise self._broken from None
+
+    def _connect(self) -> socket.socket:
+        if self._socket is not None:
+            return self._socket
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(self.address.socket_path)
+                break
+            except (FileNotFoundError, ConnectionRefusedError) as error:
+                sock.close()
+                if time.monotonic() > deadline:
+                    raise RunnerError(
+                        f"cannot reach the runner process at {self.address.socket_path}: "
+                        f"{error}{self.address.log_tail()}"
+                    ) from None
+                time.sleep(0.02)
+        self._socket = sock
+        self._reader = threading.Thread(
+            target=self._read, args=(sock,), name="llmregress-results", daemon=True
+        )
+        self._reader.start()
+        return sock
+
+    def _read(self, sock: socket.socket) -> None:
+        from pytest_llmregress.results import CaseResult
+
+        with sock.makefile("rb") as stream:
+            for line in stream:
+                message = json.loads(line)
+                if "key" in message:
+                    future = self._cases.get(message["key"])
+                    if "failure" in message:
+                        error = RunnerError(f"the runner failed on this case: {message['failure']}")
+                        if future is not None:
+                            future.set_exception(error)
+                        continue
+                    result = CaseResult.from_dict(message["result"])
+                    baseline = message["baseline"]
+                    if self._on_result is not None:
+                        self._on_result(result)  # written down before anyone waits for it
+                    if future is not None:
+                        future.set_result(
+                            (result, CaseResult.from_dict(baseline) if baseline else None)
+                        )
+                else:
+                    call = self._calls.pop(message["id"])
+                    if "error" in message:
+                        call.set_exception(_error_from_dict(message["error"]))
+                    else:
+                        call.set_result(message["value"])
+        if not self._closed:
+            self._broken = RunnerError(
+                f"the runner process stopped during the session{self.address.log_tail()}"
+            )
+            self._fail_pending(self._broken)
+
+    def _fail_pending(self, error: RunnerError) -> None:
+        for future in [*self._cases.values(), *self._calls.values()]:
+            if not future.done():
+                future.set_exception(error)
+        self._calls.clear()
+
+
+def _error_to_dict(error: BaseException) -> dict[str, Any]:
+    from pytest_llmregress.providers.base import ProviderError
+    from pytest_llmregress.scoring.score import ScorerError
+
+    if isinstance(error, ProviderError):
+        fields = ("provider", "model", "kind", "status", "retry_after", "request_id", "attempts")
+        details = {name: getattr(error, name) for name in fields}
+        return {"type": "provider", "message": error.message, **details}
+    if isinstance(error, ScorerError):
+        return {"type": "scorer", "message": str(error)}
+    return {"type": "runtime", "message": f"{type(error).__name__}: {error}"}
+
+
+def _error_from_dict(data: Mapping[str, Any]) -> Exception:
+    from pytest_llmregress.providers.base import ProviderError
+    from pytest_llmregress.scoring.score import ScorerError
+
+    fields = dict(data)
+    kind, message = fields.pop("type"), fields.pop("message")
+    if kind == "provider":
+        return ProviderError(message, **fields)
+    if kind == "scorer":
+        return ScorerError(message)
+    return RuntimeError(message)
+
+
+# -- the runner's side -------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pytest_llmregress.runner_process DIRECTORY`` (started by ``RunnerProcess``)."""
+    import asyncio
+
+    directory = (argv if argv is not None else sys.argv[1:])[0]
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(os.path.join(directory, "runner.sock"))  # clients may connect from now on
+    listener.listen(128)
+    config = json.loads(sys.stdin.buffer.readline())
+    asyncio.run(_serve(config, listener))
+    return 0
+
+
+async def _serve(config: Mapping[str, Any], listener: socket.socket) -> None:
+    import asyncio
+    import importlib
+
+    from pytest_llmregress.providers.registry import Endpoints, parse_model
+    from pytest_llmregress.runner import Runner
+
+    models = {role: parse_model(spec) if spec else None for role, spec in config["models"].items()}
+    fallbacks = tuple(parse_model(spec) for spec in config["fallbacks"])
+    refs = [ref for ref in models.values() if ref is not None] + list(fallbacks)
+    endpoints = Endpoints(config["base_urls"], config["api_keys"])
+    for name in dict.fromkeys(ref.provider for ref in refs):
+        importlib.import_module(name)  # provider names are the SDK package names
+    cache = None
+    if config["cache_dir"]:
+        from pytest_llmregress.cache import ResponseCache
+
+        cache = ResponseCache(Path(config["cache_dir"]))
+    runner = Runner(
+        candidate=models["candidate"],
+        judge=models["judge"],
+        compare=models["compare"],
+        fallbacks=fallbacks,
+        endpoints=endpoints,
+        cache=cache,
+        **config["runner"],
+    )
+    problems = await runner.check_models(refs) if config["preflight"] else {}
+    sys.stdout.write(json.dumps({"problems": {str(r): m for r, m in problems.items()}}) + "\n")
+    sys.stdout.flush()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _handle(runner, tasks, reader, writer)
+
+    server = await asyncio.start_unix_server(handle, sock=listener, limit=LINE_LIMIT)
+    await asyncio.to_thread(sys.stdin.buffer.read)  # the lifeline: returns when it closes
+    server.close()
+    if cache is not None:
+        cache.close()  # every stored reply is committed; nothing else here needs saving
+    # Exit now: a graceful close of every connection and of the interpreter costs the
+    # session's wall time and saves nothing (the results are with the pytest processes).
+    os._exit(0)
+
+
+async def _handle(runner: Runner, tasks: set[Any], reader: Any, writer: Any) -> None:
+    """One pytest process's connection: run what it sends, answer as each thing finishes."""
+    import asyncio
+
+    from pytest_llmregress.cases import GoldenCase
+    from pytest_llmregress.providers.base import ChatMessage, Request
+
+    def send(message: Mapping[str, Any]) -> None:
+        if not writer.is_closing():
+            writer.write(json.dumps(message).encode() + b"\n")
+
+    async def run_case(message: Mapping[str, Any]) -> None:
+        key = message["key"]
+        try:
+            systems = {model: tuple(value) for model, value in message["systems"].items()}
+            result, baseline = await runner.run_case(
+                key, GoldenCase.from_dict(message["case"]), systems
+            )
+        except Exception as error:  # a bug, not a model failure: the item shows it
+            send({"key": key, "failure": f"{type(error).__name__}: {error}"})
+            return
+        send(
+            {
+                "key": key,
+                "result": result.to_dict(),
+                "baseline": baseline.to_dict() if baseline is not None else None,
+            }
+        )
+
+    async def run_call(message: Mapping[str, Any]) -> None:
+        try:
+            if message["op"] == "complete":
+                data = message["request"]
+                request = Request(
+                    model=data["model"],
+                    messages=tuple(ChatMessage(role, text) for role, text in data["messages"]),
+                    system=data["system"],
+                    params=data["params"],
+                )
+                value = (await runner.complete(request)).to_dict()
+            else:
+                score, _ = await runner.judge_text(**message["args"])
+                value = score.to_dict()
+        except Exception as error:
+            send({"id": message["id"], "error": _error_to_dict(error)})
+            return
+        send({"id": message["id"], "value": value})
+
+    mine: set[asyncio.Task[None]] = set()
+    try:
+        while line := await reader.readline():
+            message = json.loads(line)
+            work = run_case(message) if message["op"] == "case" else run_call(message)
+            task = asyncio.create_task(work)
+            for group in (mine, tasks):
+                group.add(task)
+                task.add_done_callback(group.discard)
+    except (ConnectionError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        for task in mine:  # the pytest process is gone: nobody waits for these
+            task.cancel()
+        writer.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
