@@ -229,7 +229,7 @@ class GoldenCase:
                 parse_scorer_spec({spec["name"]: spec["options"]}) for spec in data["scorers"]
             ),
             tags=tuple(data["tags"]),
-            params=data["params"],
+            params={name: _param_value(value) for name, value in data["params"].items()},
             metadata=data["metadata"],
             path=data["path"],
             line=data["line"],
@@ -620,8 +620,13 @@ def _check_params(value: object, report: _Report) -> object:
             report("params", f"params.{name}", problem)
             ok = False
         else:
-            params[name] = tuple(item) if isinstance(item, list) else item
+            params[name] = _param_value(item)
     return params if ok else _INVALID
+
+
+def _param_value(value: Any) -> Any:
+    """A parameter as a case holds it: lists (``stop``) become tuples, read-only."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _check_metadata(value: object, report: _Report) -> object:

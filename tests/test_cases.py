@@ -790,6 +790,42 @@ def test_prompt_ref_is_frozen_hashable_and_read_only() -> None:
     assert ref != PromptRef("t", {"a": "x"})
 
 
+def test_from_dict_rebuilds_the_case_that_to_dict_wrote() -> None:
+    """Cases travel to the runner process as JSON; every field and scorer option survives."""
+    [case] = parse_jsonl(
+        json.dumps(
+            {"id": "c1"}
+            | dict(
+                messages=[
+                    {"role": "user", "content": "hi"},
+                    {"role": "assistant", "content": "hello"},
+                    {"role": "user", "content": "bye"},
+                ],
+                prompt={"task": "support", "vars": {"product": "X", "n": 3}},
+                reference="ref",
+                threshold=0.7,
+                scorers=[
+                    {"judge": {"threshold": 0.9}},
+                    {"exact": {"value": "v", "ignore_case": True, "normalize_whitespace": True}},
+                    {"contains": ["a", "b"]},
+                    {"regex": {"pattern": "^a.*", "flags": "im"}},
+                    {"json": {"schema": {"type": "object", "required": ["a"]}, "fields": {"a": 1}}},
+                    {"similarity": {"threshold": 0.5}},
+                ],
+                params={"stop": ["x"], "temperature": 0},
+                metadata={"n": [1, {"k": "v"}]},
+                tags=["t1", "t2"],
+            )
+        ),
+        "golden/g.jsonl",
+    )
+    rebuilt = GoldenCase.from_dict(json.loads(json.dumps(case.to_dict())))
+    assert rebuilt == case
+    assert rebuilt.to_dict() == case.to_dict()
+    assert [spec.options for spec in rebuilt.scorers] == [spec.options for spec in case.scorers]
+    assert (rebuilt.path, rebuilt.line, rebuilt.index) == ("golden/g.jsonl", 1, 0)
+
+
 def test_to_dict_with_a_prompt() -> None:
     [case] = parse_jsonl(one_case(prompt={"task": "t", "vars": {"p": "x", "n": 1.5}}), "g.jsonl")
     data = case.to_dict()
