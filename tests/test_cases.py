@@ -795,16 +795,16 @@ def test_from_dict_rebuilds_the_case_that_to_dict_wrote() -> None:
     [case] = parse_jsonl(
         json.dumps(
             {"id": "c1"}
-            | dict(
-                messages=[
+            | {
+                "messages": [
                     {"role": "user", "content": "hi"},
                     {"role": "assistant", "content": "hello"},
                     {"role": "user", "content": "bye"},
                 ],
-                prompt={"task": "support", "vars": {"product": "X", "n": 3}},
-                reference="ref",
-                threshold=0.7,
-                scorers=[
+                "prompt": {"task": "support", "vars": {"product": "X", "n": 3}},
+                "reference": "ref",
+                "threshold": 0.7,
+                "scorers": [
                     {"judge": {"threshold": 0.9}},
                     {"exact": {"value": "v", "ignore_case": True, "normalize_whitespace": True}},
                     {"contains": ["a", "b"]},
@@ -812,10 +812,10 @@ def test_from_dict_rebuilds_the_case_that_to_dict_wrote() -> None:
                     {"json": {"schema": {"type": "object", "required": ["a"]}, "fields": {"a": 1}}},
                     {"similarity": {"threshold": 0.5}},
                 ],
-                params={"stop": ["x"], "temperature": 0},
-                metadata={"n": [1, {"k": "v"}]},
-                tags=["t1", "t2"],
-            )
+                "params": {"stop": ["x"], "temperature": 0},
+                "metadata": {"n": [1, {"k": "v"}]},
+                "tags": ["t1", "t2"],
+            }
         ),
         "golden/g.jsonl",
     )
