@@ -376,11 +376,15 @@ def main(argv: list[str] | None = None) -> int:
     listener.bind(os.path.join(directory, "runner.sock"))  # clients may connect from now on
     listener.listen(128)
     config = json.loads(sys.stdin.buffer.readline())
-    asyncio.run(_serve(config, listener))
+    # The ready line goes to the real stdout; anything else printed (a library's stray print)
+    # goes to the log with stderr, so it cannot break the protocol.
+    ready = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    asyncio.run(_serve(config, listener, ready))
     return 0
 
 
-async def _serve(config: Mapping[str, Any], listener: socket.socket) -> None:
+async def _serve(config: Mapping[str, Any], listener: socket.socket, ready: IO[str]) -> None:
     import asyncio
     import importlib
 
@@ -408,8 +412,8 @@ async def _serve(config: Mapping[str, Any], listener: socket.socket) -> None:
         **config["runner"],
     )
     problems = await runner.check_models(refs) if config["preflight"] else {}
-    sys.stdout.write(json.dumps({"problems": {str(r): m for r, m in problems.items()}}) + "\n")
-    sys.stdout.flush()
+    ready.write(json.dumps({"problems": {str(r): m for r, m in problems.items()}}) + "\n")
+    ready.close()
     tasks: set[asyncio.Task[None]] = set()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
