@@ -70,9 +70,11 @@ class RunnerAddress:
         try:
             text = Path(self.log_path).read_text(errors="replace").rstrip()
         except OSError:
-            return ""
+            text = ""
+        if not text:  # killed without a word (SIGKILL, the OOM killer)
+            return f" (its log, {self.log_path}, is empty)"
         tail = "\n".join(text.splitlines()[-lines:])
-        return f"\nthe end of its log ({self.log_path}):\n{tail}" if tail else ""
+        return f"\nthe end of its log ({self.log_path}):\n{tail}"
 
 
 # -- the pytest side ---------------------------------------------------------------------------
