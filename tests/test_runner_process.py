@@ -95,6 +95,21 @@ def no_systems() -> dict[str, SystemPrompt]:
     return {}
 
 
+def runner_for(
+    start_runner: StartRunner, server: LocalProviderServer, **config: Any
+) -> tuple[RunnerProcess, RunnerClient]:
+    """A runner for the candidate at ``server``: no retries, no preflight, unless ``config``
+    says otherwise."""
+    defaults = {
+        "endpoints": local_server_endpoints(server.url),
+        "candidate": CANDIDATE_REF,
+        "timeout": 10,
+        "retries": 0,
+        "preflight": False,
+    }
+    return start_runner(**(defaults | config))
+
+
 # -- cases and calls across the process boundary -------------------------------------------------
 
 
@@ -109,13 +124,10 @@ def test_cases_run_in_the_runner_process_and_come_back_as_case_results(
         with seen_lock:
             seen.append(result)
 
-    _, client = start_runner(
-        endpoints=local_server_endpoints(server.url),
-        candidate=CANDIDATE_REF,
+    _, client = runner_for(
+        start_runner,
+        server,
         judge=JUDGE_REF,
-        timeout=10,
-        retries=0,
-        preflight=False,
         on_result=on_result,
     )
     cases = [golden(i) for i in range(5)]
@@ -170,13 +182,7 @@ def test_systems_set_each_models_prompt_or_make_the_case_an_error(
     make_server: MakeServer, start_runner: StartRunner
 ) -> None:
     server = make_server(scenario(range(2)))
-    _, client = start_runner(
-        endpoints=local_server_endpoints(server.url),
-        candidate=CANDIDATE_REF,
-        timeout=10,
-        retries=0,
-        preflight=False,
-    )
+    _, client = runner_for(start_runner, server)
     exact = (ScorerSpec("exact"),)
     custom, unresolved, literal = golden(0, scorers=exact), golden(1, scorers=exact), golden(2)
     custom_systems: dict[str, SystemPrompt] = {str(CANDIDATE_REF): ("Custom system", None)}
@@ -209,12 +215,9 @@ def test_a_case_the_runner_fails_on_is_a_runner_error_for_that_case_alone(
 ) -> None:
     server = make_server(scenario(range(2)))
     seen: list[CaseResult] = []
-    _, client = start_runner(
-        endpoints=local_server_endpoints(server.url),
-        candidate=CANDIDATE_REF,
-        timeout=10,
-        retries=0,
-        preflight=False,
+    _, client = runner_for(
+        start_runner,
+        server,
         on_result=seen.append,
     )
     broken = golden(0, scorers=(ScorerSpec("no-such-scorer"),))  # a bug, not a model failure
@@ -243,13 +246,10 @@ def test_single_calls_and_their_errors_cross_the_process_boundary(
             }
         }
     )
-    _, client = start_runner(
-        endpoints=local_server_endpoints(server.url),
-        candidate=CANDIDATE_REF,
+    _, client = runner_for(
+        start_runner,
+        server,
         judge=JUDGE_REF,
-        timeout=10,
-        retries=0,
-        preflight=False,
     )
     request = Request(
         model=CANDIDATE,
@@ -365,12 +365,10 @@ def test_a_runner_that_dies_mid_session_fails_pending_and_new_work(
     make_server: MakeServer, start_runner: StartRunner
 ) -> None:
     server = make_server(scenario(range(2)))
-    process, client = start_runner(
-        endpoints=local_server_endpoints(server.url),
-        candidate=CANDIDATE_REF,
+    process, client = runner_for(
+        start_runner,
+        server,
         timeout=30,
-        retries=0,
-        preflight=False,
     )
     pending = golden(0, scorers=(ScorerSpec("exact"),))
     server.pause()  # the case's call waits at the server until resume()
@@ -381,6 +379,10 @@ def test_a_runner_that_dies_mid_session_fails_pending_and_new_work(
         process._process.kill()
 
         with pytest.raises(RunnerError, match="the runner process stopped during the session"):
+            client.result(key(pending), pending, no_systems())
+        # SIGKILL leaves the log empty; the message still says where it is.
+        assert Path(process.address.log_path).read_text() == ""
+        with pytest.raises(RunnerError, match=f"its log, {process.address.log_path}, is empty"):
             client.result(key(pending), pending, no_systems())
         later = golden(1, scorers=(ScorerSpec("exact"),))
         with pytest.raises(RunnerError, match="stopped during the session"):
@@ -399,12 +401,10 @@ def test_the_error_of_a_crashed_runner_shows_the_end_of_its_log(
 ) -> None:
     monkeypatch.setenv("PYTHONFAULTHANDLER", "1")  # a crash writes tracebacks to the log
     server = make_server(scenario(range(1)))
-    process, client = start_runner(
-        endpoints=local_server_endpoints(server.url),
-        candidate=CANDIDATE_REF,
+    process, client = runner_for(
+        start_runner,
+        server,
         timeout=30,
-        retries=0,
-        preflight=False,
     )
     assert process.preflight_problems() == {}
     pending = golden(0, scorers=(ScorerSpec("exact"),))
@@ -425,27 +425,6 @@ def test_the_error_of_a_crashed_runner_shows_the_end_of_its_log(
     log = Path(process.address.log_path).read_text()
     assert "Fatal Python error: Aborted" in log  # faulthandler's report of the crash
     assert log.splitlines()[-1] in message
-
-
-def test_the_error_of_a_killed_runner_names_its_log_even_when_the_log_is_empty(
-    make_server: MakeServer, start_runner: StartRunner
-) -> None:
-    server = make_server(scenario(range(1)))
-    process, client = start_runner(
-        endpoints=local_server_endpoints(server.url), candidate=CANDIDATE_REF, preflight=False
-    )
-    assert process.preflight_problems() == {}
-    pending = golden(0, scorers=(ScorerSpec("exact"),))
-    server.pause()
-    try:
-        client.submit([(key(pending), pending, no_systems())])
-        assert server.wait_for_in_flight(1)
-        process._process.kill()
-        with pytest.raises(RunnerError) as info:
-            client.result(key(pending), pending, no_systems())
-    finally:
-        server.resume()
-    assert process.address.log_path in str(info.value)
 
 
 def test_a_runner_that_cannot_start_reports_the_end_of_its_log(
@@ -514,13 +493,10 @@ def test_two_clients_get_their_own_results_and_share_one_budget(
 ) -> None:
     server = make_server(scenario(range(8), latency_ms=150))
     seen: dict[str, list[CaseResult]] = {"first": [], "second": []}
-    process, first = start_runner(
-        endpoints=local_server_endpoints(server.url),
-        candidate=CANDIDATE_REF,
+    process, first = runner_for(
+        start_runner,
+        server,
         concurrency=2,
-        timeout=10,
-        retries=0,
-        preflight=False,
         on_result=seen["first"].append,
     )
     exact = (ScorerSpec("exact"),)
@@ -567,13 +543,11 @@ def test_a_client_that_disconnects_loses_its_cases_and_others_go_on(
             errors=[{"status": 500, "match": SLOW, "latency_ms": 20_000}],
         )
     )
-    process, leaving = start_runner(
-        endpoints=local_server_endpoints(server.url),
-        candidate=CANDIDATE_REF,
+    process, leaving = runner_for(
+        start_runner,
+        server,
         concurrency=1,  # the slow call holds the only slot until the runner cancels it
         timeout=30,
-        retries=0,
-        preflight=False,
     )
     exact = (ScorerSpec("exact"),)
     slow = golden(0, scorers=exact, user=f"{question(0)} {SLOW}")
