@@ -61,6 +61,27 @@ async def main():
 asyncio.run(main())
 """
 
+LOOP_TIMER = r"""
+# A pytest plugin for the benchmark: how long pytest's run loop takes, from the first item's
+# set-up (after the preflight) to the last report; appended to $BENCH_LOOP_FILE.
+import os, time
+_first = _last = None
+
+def pytest_runtest_setup(item):
+    global _first
+    if _first is None:
+        _first = time.perf_counter()
+
+def pytest_runtest_logreport(report):
+    global _last
+    _last = time.perf_counter()
+
+def pytest_sessionfinish(session):
+    if _first is not None and _last is not None:
+        with open(os.environ["BENCH_LOOP_FILE"], "a") as handle:
+            handle.write(f"{_last - _first}\n")
+"""
+
 MEASURE = r"""
 import resource, subprocess, sys, time
 started = time.perf_counter()
@@ -197,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         cases = write_cases(work / "golden_cases", n)
+        (work / "bench_loop_timer.py").write_text(LOOP_TIMER)
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(work), os.environ.get("PYTHONPATH")])
+        )
         budgets = [f"--llm-concurrency={concurrency}", f"--llm-judge-concurrency={concurrency}"]
         rows.append(
             ("N cases, budgets", f"{n}, {concurrency} candidate + {concurrency} judge calls")
@@ -214,7 +239,10 @@ def main(argv: list[str] | None = None) -> int:
                     ).stdout
                 )
                 server.reset()
-                single = measure(pytest_command(server, *budgets), work)
+                loop_file = work / f"loop-{latency_ms}.txt"
+                os.environ["BENCH_LOOP_FILE"] = str(loop_file)
+                single = measure(pytest_command(server, *budgets, "-p", "bench_loop_timer"), work)
+                pytest_loop = sorted(map(float, loop_file.read_text().split()))[REPEAT // 2]
                 single_peak = server.stats()["max_in_flight"]
                 server.reset()
                 double = measure(pytest_command(server, *budgets, "-n", "2"), work)
@@ -226,10 +254,22 @@ def main(argv: list[str] | None = None) -> int:
                 (f"**latency {latency_ms} ms per call**: N x 2L / C (pipelined: N x L / C + L)", f"{n * 2 * latency / concurrency:.2f} s ({pipelined:.2f} s)"),
                 ("plain asyncio script, whole process", f"{floor.wall_s:.2f} s (its loop alone {loop_only:.2f} s)"),
                 ("pytest, one process, whole command", f"{single.wall_s:.2f} s = {single.wall_s / floor.wall_s:.2f}x the script, {single.wall_s / loop_only:.2f}x its loop (exit {single.exit_code})"),
+                ("pytest, one process, its run loop alone (first item to last report)", f"{pytest_loop:.2f} s = {pytest_loop / loop_only:.2f}x the script's loop"),
                 ("pytest -n 2, whole command", f"{double.wall_s:.2f} s = {double.wall_s / floor.wall_s:.2f}x the script, {double.wall_s / loop_only:.2f}x its loop (exit {double.exit_code})"),
                 ("peak calls in flight, one process / -n 2 (budget 64)", f"{single_peak} / {double_peak}"),
             ]  # fmt: skip
             if latency_ms == 200:
+                one, two = single.wall_s / floor.wall_s, double.wall_s / floor.wall_s
+                notes.append(
+                    f"Targets at 200 ms (issue 3): the whole pytest command within 1.1x of the "
+                    f"plain asyncio script in one process ({one:.2f}x: "
+                    f"{'met' if one <= 1.1 else 'not met'}) and within 1.3x with `-n 2` "
+                    f"({two:.2f}x: {'met' if two <= 1.3 else 'not met'}). Both sides are whole "
+                    f"commands: a loop timed without its interpreter start-up and SDK imports "
+                    f"(about 2 s here) cannot be compared with a command timed with them, so the "
+                    f"loops are compared alone on their own row (pytest's run loop, first item to "
+                    f"last report: {pytest_loop / loop_only:.2f}x the script's loop)."
+                )
                 notes.append(
                     f"Reading the figures: at 200 ms the script's event loop alone needs "
                     f"{loop_only:.2f} s where latency alone would allow {pipelined:.2f} s, so the "
@@ -305,9 +345,9 @@ def main(argv: list[str] | None = None) -> int:
         "# Benchmarks",
         "",
         "Measured by `python bench/run.py` (figures below are rewritten by each run). Every time is",
-        "a whole command, interpreter start-up included, the median of three runs; the local",
-        "provider server runs in its own process. Judge caching is off so every case makes both",
-        "calls. Single runs on this machine vary by up to 20%.",
+        "a whole command, interpreter start-up included, unless its row says *alone*; each is the",
+        "median of three runs. The local provider server runs in its own process. Judge caching is",
+        "off so every case makes both calls. Single runs on this machine vary by up to 20%.",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{time.strftime('%Y-%m-%d')}.",

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 
 LINE_LIMIT = 1 << 26  # one message (a case and its systems) may be this large
 CONNECT_TIMEOUT_S = 30.0
+MAX_DIRECTORY_LENGTH = 90  # leaves room for "/runner.sock" within AF_UNIX's limit
 
 
 class RunnerError(RuntimeError):
@@ -128,6 +129,9 @@ class RunnerProcess:
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self._directory = tempfile.mkdtemp(prefix="llmregress-")  # mode 0700: ours alone
+        if len(self._directory) > MAX_DIRECTORY_LENGTH:  # a socket path has ~104 bytes at most
+            os.rmdir(self._directory)
+            self._directory = tempfile.mkdtemp(prefix="llmregress-", dir="/tmp")
         self.address = RunnerAddress(
             os.path.join(self._directory, "runner.sock"),
             os.path.join(self._directory, "runner.log"),
@@ -201,15 +205,21 @@ class RunnerClient:
 
     def submit(self, cases: Iterable[tuple[str, GoldenCase, Mapping[str, SystemPrompt]]]) -> None:
         """Start cases that have not started yet; each ``(node id, case, systems)``."""
-        lines = []
+        keys, lines = [], []
         for key, case, systems in cases:
             if key in self._cases:
                 continue
             self._cases[key] = concurrent.futures.Future()
             message = {"op": "case", "key": key, "case": case.to_dict(), "systems": systems}
+            keys.append(key)
             lines.append(json.dumps(message))
         if lines:
-            self._send("\n".join(lines))
+            try:
+                self._send("\n".join(lines))
+            except RunnerError:
+                for key in keys:  # never sent: asking for them again must raise, not wait
+                    del self._cases[key]
+                raise
 
     def result(self, key: str, case: GoldenCase, systems: Mapping[str, SystemPrompt]) -> CaseRun:
         """Wait for a case's result (starting it if nobody did) and forget it."""

@@ -387,6 +387,12 @@ def test_a_runner_that_dies_mid_session_fails_pending_and_new_work(
         later = golden(1, scorers=(ScorerSpec("exact"),))
         with pytest.raises(RunnerError, match="stopped during the session"):
             client.submit([(key(later), later, no_systems())])
+        # Asking for the case that could not be sent raises too (the next item's path); it
+        # must not wait for an answer that cannot come.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            asked = pool.submit(client.result, key(later), later, no_systems())
+            with pytest.raises(RunnerError, match="stopped during the session"):
+                asked.result(timeout=10)
         with pytest.raises(RunnerError, match="stopped during the session"):
             client.complete_sync(
                 Request(model=CANDIDATE, messages=(ChatMessage("user", question(1)),))
@@ -576,3 +582,19 @@ def test_a_client_that_disconnects_loses_its_cases_and_others_go_on(
     # The leaving client's queued case was cancelled too: question 1 was asked once, by the
     # client that stayed.
     assert candidate_calls(server)[question(1)] == 1
+
+
+def test_a_long_temporary_directory_does_not_break_the_socket_path(
+    make_server: MakeServer,
+    start_runner: StartRunner,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)  # a socket path this long cannot be bound
+    deep.mkdir(parents=True)
+    monkeypatch.setattr("tempfile.tempdir", str(deep))
+    server = make_server(scenario(range(1)))
+    process, client = runner_for(start_runner, server)
+    assert process.address.socket_path.startswith("/tmp/llmregress-")
+    request = Request(model=CANDIDATE, messages=(ChatMessage("user", question(0)),))
+    assert client.complete_sync(request).text == answer(0)
