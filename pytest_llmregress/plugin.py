@@ -1,7 +1,8 @@
 """pytest hooks and fixtures of pytest-llmregress. Thin: every decision lives in a library module.
 
-Loading this module imports neither SDK nor YAML: a run with a model imports its SDKs on a
-background thread at start, while pytest collects.
+Loading this module imports neither SDK nor YAML. A run with a model starts the runner
+process (``runner_process.py``), which imports the SDKs while pytest collects; pytest's own
+processes never import them.
 """
 
 from __future__ import annotations

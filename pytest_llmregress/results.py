@@ -184,8 +184,8 @@ class ResultsJournal:
     """One process's append-only record of the cases it finished, flushed line by line.
 
     Every process that runs cases (the lone pytest process, or each xdist worker) keeps its
-    own journal, so no two writers share a file. Thread-safe: the runner's loop thread writes
-    each case the moment it finishes.
+    own journal, so no two writers share a file. Thread-safe: the runner client's reader
+    thread writes each case the moment its result arrives.
     """
 
     def __init__(self, path: str | os.PathLike[str], name: str, metadata: dict[str, Any]) -> None:

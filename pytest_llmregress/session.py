@@ -2,8 +2,8 @@
 
 ``plugin.py`` holds the hooks; every decision they need is a method here: which cases this
 process starts ahead of pytest's loop, how results are gathered and written, and what the
-verdict is. Under xdist each worker has its own ``LLMRegressSession`` (with a share of the
-concurrency budget) and only the controller gathers results and decides.
+verdict is. Under xdist each worker has its own ``LLMRegressSession``, connected to the one
+runner process the controller started, and only the controller gathers results and decides.
 """
 
 from __future__ import annotations
