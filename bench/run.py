@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|",
         *[f"| {name} | {value} |" for name, value in rows],
         "",
-        *notes,
+        "\n\n".join(notes),
         "",
     ]
     Path(args.output).write_text("\n".join(lines))
