@@ -78,17 +78,25 @@ class CaseResult:
 
 @dataclass
 class RunResult:
-    """One run: its metadata and its case results, in the order they finished."""
+    """One run: its metadata and its case results, in the order they finished.
+
+    ``compare_cases`` holds the ``--llm-compare-model``'s results on the same cases, when the
+    run had one (so a resumed run can pair them again).
+    """
 
     metadata: dict[str, Any]
     cases: list[CaseResult] = field(default_factory=list)
+    compare_cases: list[CaseResult] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "version": RESULTS_VERSION,
             "metadata": self.metadata,
             "cases": [case.to_dict() for case in self.cases],
         }
+        if self.compare_cases:
+            data["compare_cases"] = [case.to_dict() for case in self.compare_cases]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "<results>") -> RunResult:
@@ -98,6 +106,7 @@ class RunResult:
         return cls(
             metadata=dict(data.get("metadata", {})),
             cases=[CaseResult.from_dict(c) for c in data.get("cases", [])],
+            compare_cases=[CaseResult.from_dict(c) for c in data.get("compare_cases", [])],
         )
 
 
@@ -106,9 +115,10 @@ def journal_dir(path: str | os.PathLike[str]) -> Path:
     return Path(os.fspath(path) + ".partial")
 
 
-def _read_journal(source: Path) -> tuple[dict[str, Any], list[CaseResult]]:
+def _read_journal(source: Path) -> tuple[dict[str, Any], list[CaseResult], list[CaseResult]]:
     header: dict[str, Any] | None = None
     cases: list[CaseResult] = []
+    compare_cases: list[CaseResult] = []
     for number, line in enumerate(source.read_text().splitlines(), 1):
         if not line.strip():
             continue
@@ -121,6 +131,8 @@ def _read_journal(source: Path) -> tuple[dict[str, Any], list[CaseResult]]:
             header = record
         elif record.get("kind") == "case":
             cases.append(CaseResult.from_dict(record["case"]))
+            if record.get("compare") is not None:
+                compare_cases.append(CaseResult.from_dict(record["compare"]))
         else:
             raise ValueError(f"{source}:{number}: not a results journal line")
     if header is None:
@@ -129,7 +141,7 @@ def _read_journal(source: Path) -> tuple[dict[str, Any], list[CaseResult]]:
         raise ValueError(
             f"{source}: results version {header.get('version')!r} is not {RESULTS_VERSION}"
         )
-    return dict(header.get("metadata", {})), cases
+    return dict(header.get("metadata", {})), cases, compare_cases
 
 
 def load_results(path: str | os.PathLike[str]) -> RunResult:
@@ -150,17 +162,18 @@ def load_results(path: str | os.PathLike[str]) -> RunResult:
     else:
         raise FileNotFoundError(f"no results at {target} (and no {journal_dir(target)}/)")
     by_node: dict[str, CaseResult] = {}
+    compared: dict[str, CaseResult] = {}
     metadata: dict[str, Any] = {}
     for journal in journals:
-        meta, cases = _read_journal(journal)
+        meta, cases, compare_cases = _read_journal(journal)
         metadata = metadata or meta
-        for case in cases:
-            by_node[case.nodeid] = case
+        by_node.update((case.nodeid, case) for case in cases)
+        compared.update((case.nodeid, case) for case in compare_cases)
     if document is not None:
         metadata = document.metadata
-        for case in document.cases:
-            by_node[case.nodeid] = case
-    return RunResult(metadata=metadata, cases=list(by_node.values()))
+        by_node.update((case.nodeid, case) for case in document.cases)
+        compared.update((case.nodeid, case) for case in document.compare_cases)
+    return RunResult(metadata, list(by_node.values()), list(compared.values()))
 
 
 def write_json_atomic(path: str | os.PathLike[str], document: Any) -> None:
@@ -202,8 +215,12 @@ class ResultsJournal:
                 self._handle.write(json.dumps(obj) + "\n")
                 self._handle.flush()
 
-    def add(self, result: CaseResult) -> None:
-        self._write({"kind": "case", "case": result.to_dict()})
+    def add(self, result: CaseResult, compare: CaseResult | None = None) -> None:
+        """One finished case, with the compare model's result on it if there is one."""
+        record: dict[str, Any] = {"kind": "case", "case": result.to_dict()}
+        if compare is not None:
+            record["compare"] = compare.to_dict()
+        self._write(record)
 
     def close(self) -> None:
         with self._lock:

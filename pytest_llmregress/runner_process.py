@@ -188,7 +188,7 @@ class RunnerClient:
     def __init__(
         self,
         address: RunnerAddress,
-        on_result: Callable[[CaseResult], None] | None = None,
+        on_result: Callable[[CaseResult, CaseResult | None], None] | None = None,
     ) -> None:
         self.address = address
         self._on_result = on_result
@@ -324,12 +324,11 @@ class RunnerClient:
                         continue
                     result = CaseResult.from_dict(message["result"])
                     baseline = message["baseline"]
+                    compare = CaseResult.from_dict(baseline) if baseline else None
                     if self._on_result is not None:
-                        self._on_result(result)  # written down before anyone waits for it
+                        self._on_result(result, compare)  # written down before anyone waits
                     if future is not None:
-                        future.set_result(
-                            (result, CaseResult.from_dict(baseline) if baseline else None)
-                        )
+                        future.set_result((result, compare))
                 else:
                     call = self._calls.pop(message["id"])
                     if "error" in message:

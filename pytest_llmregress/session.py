@@ -97,7 +97,7 @@ class LLMRegressSession:
         self.record_lines: list[str] = []
         self.record_failed = False
         self.expected: set[str] = set()  # golden node ids this run should produce results for
-        self.resumed: dict[str, CaseResult] = {}
+        self.resumed: dict[str, CaseRun] = {}  # node id -> (result, compare model's result)
         self.journal: ResultsJournal | None = None
         self.golden_failures = 0  # failed reports that are golden verdicts, not broken tests
         self.golden_collect_errors = 0
@@ -313,8 +313,12 @@ class LLMRegressSession:
             return None
         return self._rooted(settings.cache_dir)
 
-    def _load_resumed(self, path: str) -> dict[str, CaseResult]:
-        """Scored cases of an earlier run, by node id; its errors run again."""
+    def _load_resumed(self, path: str) -> dict[str, CaseRun]:
+        """Scored cases of an earlier run, by node id; its errors run again.
+
+        With ``--llm-compare-model`` a case is taken only with the same compare model's scored
+        result on it, so every case stays paired; the others run again, both models.
+        """
         from pytest_llmregress.results import load_results
 
         target = Path(path) if Path(path).is_absolute() else self.config.rootpath / path
@@ -324,7 +328,18 @@ class LLMRegressSession:
             return {}  # nothing to resume: this run starts the file
         except (OSError, ValueError) as exc:
             raise pytest.UsageError(f"pytest-llmregress: --llm-resume: {exc}") from None
-        return {case.nodeid: case for case in earlier.cases if case.outcome != "error"}
+        if self.compare is None:
+            return {case.nodeid: (case, None) for case in earlier.cases if case.outcome != "error"}
+        if earlier.metadata.get("compare") != str(self.compare):
+            return {}
+        compared = {case.nodeid: case for case in earlier.compare_cases}
+        return {
+            case.nodeid: (case, compared[case.nodeid])
+            for case in earlier.cases
+            if case.outcome != "error"
+            and case.nodeid in compared
+            and compared[case.nodeid].outcome != "error"
+        }
 
     def before_run(self, session: pytest.Session) -> None:
         """Just before the first test runs: the preflight verdict, and golden collect errors.
@@ -473,8 +488,8 @@ class LLMRegressSession:
         resumed = self.resumed.get(item.nodeid)
         if resumed is not None:
             if self.journal is not None:
-                self.journal.add(resumed)
-            return resumed, None
+                self.journal.add(*resumed)
+            return resumed
         try:
             self.runner.submit(
                 (member.nodeid, member.case, self._systems(member.case))
@@ -664,6 +679,7 @@ class LLMRegressSession:
             "plugin_version": __version__,
             "started_at": self.started_at.isoformat(),
             "candidate": str(self.candidate) if self.candidate else None,
+            "compare": str(self.compare) if self.compare else None,
             "judge": str(self.judge) if self.judge else None,
             "base_urls": {name: self.endpoints.describe(name) for name in ("anthropic", "openai")}
             if self.endpoints
@@ -730,8 +746,11 @@ class LLMRegressSession:
             },
             comparison=None if self.comparison is None else self.comparison.to_dict(cases=False),
         )
-        cases = sorted(self.results, key=lambda r: (r.path, r.line, r.case_id))
-        run = RunResult(metadata, cases)
+
+        def in_file_order(results: list[CaseResult]) -> list[CaseResult]:
+            return sorted(results, key=lambda r: (r.path, r.line, r.case_id))
+
+        run = RunResult(metadata, in_file_order(self.results), in_file_order(self.compare_results))
         if self.report_path is not None:
             finish_results(self.report_path, run, keep_journals=bool(missing))
         if self.settings.history:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from pytest_llmregress.results import load_results
 from pytest_llmregress.testing.server import LocalProviderServer
 from tests.conftest import JUDGE
 from tests.test_plugin_e2e import answers, qa_cases, write_cases
@@ -151,3 +152,59 @@ def test_a_missing_baseline_file_fails_the_gate(
     result.assert_outcomes(passed=3)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["  reason: --llm-baseline: no results at *nowhere.json*"])
+
+
+def test_resume_with_a_compare_model_keeps_every_case_paired(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> None:
+    cases = exact_cases(30)
+    write_cases(pytester, "qa.jsonl", cases)
+    models = [f"--llm-model={CANDIDATE}", f"--llm-compare-model={PRODUCTION}"]
+    gate = ["--llm-min-pass-rate=0", "--llm-judge-cache=off"]
+    provider_env(make_server(two_models(cases, drift=0.3)))
+    full = pytester.runpytest(*models, *gate, "--llm-report=full.json")
+    full.stdout.fnmatch_lines(["*against anthropic:claude-sonnet-4-6 on 30 paired cases*"])
+    flips = [line for line in full.outlines if line.lstrip().startswith("flips:")]
+
+    # Interrupted: -x stops at the first case the drifted candidate fails.
+    interrupted = pytester.runpytest(*models, *gate, "--llm-report=run.json", "-x")
+    earlier = load_results(pytester.path / "run.json")
+    assert 0 < len(earlier.cases) < 30
+    assert {c.nodeid for c in earlier.compare_cases} == {c.nodeid for c in earlier.cases}
+    assert interrupted.ret == pytest.ExitCode.TESTS_FAILED
+
+    server = make_server(two_models(cases, drift=0.3))
+    provider_env(server)
+    resumed = pytester.runpytest(*models, *gate, "--llm-resume=run.json")
+    resumed.stdout.fnmatch_lines(
+        [
+            f"resumed: {len(earlier.cases)} cases taken from the earlier run*",
+            "*against anthropic:claude-sonnet-4-6 on 30 paired cases*",
+        ]
+    )
+    assert [line for line in resumed.outlines if line.lstrip().startswith("flips:")] == flips
+    # Only the cases the earlier run lacked were called again, by both models.
+    for model in (CANDIDATE, PRODUCTION):
+        calls = sum(1 for r in server.requests if r.requested_model == model)
+        assert calls == 30 - len(earlier.cases)
+    final = load_results(pytester.path / "run.json")
+    assert len(final.cases) == len(final.compare_cases) == 30
+
+
+def test_resume_with_another_compare_model_runs_every_case_again(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> None:
+    cases = exact_cases(6)
+    write_cases(pytester, "qa.jsonl", cases)
+    server = make_server(two_models(cases, drift=0))
+    provider_env(server)
+    pytester.runpytest(f"--llm-model={CANDIDATE}", "--llm-report=run.json").assert_outcomes(
+        passed=6
+    )
+    server.reset_stats()
+    resumed = pytester.runpytest(
+        f"--llm-model={CANDIDATE}", f"--llm-compare-model={PRODUCTION}", "--llm-resume=run.json"
+    )
+    resumed.assert_outcomes(passed=6)
+    resumed.stdout.fnmatch_lines(["*on 6 paired cases*"])
+    assert sum(1 for r in server.requests if r.requested_model == CANDIDATE) == 6

@@ -209,7 +209,7 @@ def test_ctrl_c_keeps_finished_results_and_says_what_is_missing(
     cases = qa_cases(30)
     write_cases(pytester, "qa.jsonl", cases)
     scripted = scenario(cases)
-    scripted["latency_ms"] = 60
+    scripted["latency_ms"] = 200  # the run takes over 3 s: Ctrl-C comes well before its end
     provider_env(make_server(scripted))
     journal = pytester.path / "run.json.partial" / "main.jsonl"
     process = subprocess.Popen(

@@ -120,7 +120,8 @@ def test_cases_run_in_the_runner_process_and_come_back_as_case_results(
     seen: list[CaseResult] = []
     seen_lock = threading.Lock()
 
-    def on_result(result: CaseResult) -> None:
+    def on_result(result: CaseResult, compare: CaseResult | None) -> None:
+        assert compare is None  # no compare model
         with seen_lock:
             seen.append(result)
 
@@ -218,7 +219,7 @@ def test_a_case_the_runner_fails_on_is_a_runner_error_for_that_case_alone(
     _, client = runner_for(
         start_runner,
         server,
-        on_result=seen.append,
+        on_result=lambda result, _: seen.append(result),
     )
     broken = golden(0, scorers=(ScorerSpec("no-such-scorer"),))  # a bug, not a model failure
     fine = golden(1, scorers=(ScorerSpec("exact"),))
@@ -503,13 +504,13 @@ def test_two_clients_get_their_own_results_and_share_one_budget(
         start_runner,
         server,
         concurrency=2,
-        on_result=seen["first"].append,
+        on_result=lambda result, _: seen["first"].append(result),
     )
     exact = (ScorerSpec("exact"),)
     mine = {"first": [golden(i, scorers=exact) for i in range(0, 8, 2)]}
     mine["second"] = [golden(i, scorers=exact) for i in range(1, 8, 2)]
     with contextlib.closing(
-        RunnerClient(process.address, on_result=seen["second"].append)
+        RunnerClient(process.address, on_result=lambda result, _: seen["second"].append(result))
     ) as second:
         clients = {"first": first, "second": second}
         for name, client in clients.items():
