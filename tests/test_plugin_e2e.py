@@ -505,6 +505,32 @@ def test_loading_the_plugin_imports_no_sdk() -> None:
     assert out.stdout.strip() == ""
 
 
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one-process", "n2"])
+def test_pytest_processes_never_import_an_sdk_the_runner_process_does(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv, workers: list[str]
+) -> None:
+    cases = qa_cases(4)
+    write_cases(pytester, "qa.jsonl", cases)
+    provider_env(make_server(scenario(cases)))
+    pytester.makeconftest(
+        """
+        import json, os, sys
+
+        def pytest_sessionfinish(session):
+            name = os.environ.get("PYTEST_XDIST_WORKER", "main")
+            heavy = sorted({"anthropic", "openai", "httpx2"} & set(sys.modules))
+            with open(f"modules-{name}.json", "w") as handle:
+                json.dump(heavy, handle)
+        """
+    )
+    result = pytester.runpytest_subprocess(*model_args(), *workers)
+    result.assert_outcomes(passed=4)
+    seen = {p.name: json.loads(p.read_text()) for p in pytester.path.glob("modules-*.json")}
+    expected = {"main"} | ({"gw0", "gw1"} if workers else set())  # the controller and workers
+    assert set(seen) == {f"modules-{name}.json" for name in expected}
+    assert all(modules == [] for modules in seen.values()), seen
+
+
 def test_golden_items_use_fixtures_like_any_test(
     pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
 ) -> None:
