@@ -29,11 +29,11 @@ from pytest_llmregress.report.terminal import Line, one_line, percent
 from pytest_llmregress.results import CaseResult, RunResult
 from pytest_llmregress.stats import (
     BootstrapInterval,
+    PassRate,
     mcnemar_exact,
     min_detectable_effect,
     paired_bootstrap_ci,
     sign_test,
-    wilson_interval,
 )
 
 Flip = Literal["pass->fail", "fail->pass"]
@@ -344,26 +344,18 @@ def alias_moved(baseline: RunResult, candidate: RunResult) -> list[AliasMove]:
 
 
 @dataclass(frozen=True)
-class RateSummary:
+class RateSummary(PassRate):
     """One run's pass rate over the paired cases, with its Wilson interval."""
 
     passed: int
     scored: int
     mean_score: float | None
 
-    @property
-    def rate(self) -> float | None:
-        return self.passed / self.scored if self.scored else None
-
-    @property
-    def interval(self) -> tuple[float, float]:
-        return wilson_interval(self.passed, self.scored)
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "passed": self.passed,
             "scored": self.scored,
-            "pass_rate": self.rate,
+            "pass_rate": self.pass_rate,
             "interval95": list(self.interval),
             "mean_score": self.mean_score,
         }
@@ -535,7 +527,7 @@ def compare_runs(
         n,
         alpha,
         power,
-        baseline_rate=before.rate if before.rate is not None else 0.5,
+        baseline_rate=before.pass_rate if before.pass_rate is not None else 0.5,
         discordance=noise_floor(b, c, n),
     )
     difference = (c - b) / n if n else 0.0
@@ -551,7 +543,10 @@ def compare_runs(
         verdict: VerdictName = "within noise"
         reasons.append("no case was scored in both runs: there is nothing to compare")
     else:
-        rates = f"{percent(before.rate or 0.0)} -> {percent(after.rate or 0.0)} on {n} paired cases"
+        rates = (
+            f"{percent(before.pass_rate or 0.0)} -> {percent(after.pass_rate or 0.0)} "
+            f"on {n} paired cases"
+        )
         if drop > 0:
             change = f"pass rate fell by {_points(drop)} ({rates})"
             margin = (
@@ -636,13 +631,13 @@ def comparison_lines(comparison: Comparison, *, worst: int = 5) -> list[Line]:
         )
     ]
     for label, summary in ((c.baseline_label, c.baseline), (c.candidate_label, c.candidate)):
-        if summary.rate is None:
+        if summary.pass_rate is None:
             continue
         low, high = summary.interval
         mean = f", mean score {summary.mean_score:.3f}" if summary.mean_score is not None else ""
         lines.append(
             Line(
-                f"  {label}: pass rate {percent(summary.rate)} "
+                f"  {label}: pass rate {percent(summary.pass_rate)} "
                 f"(95% CI {percent(low)}-{percent(high)}, {summary.passed}/{summary.scored}){mean}"
             )
         )
@@ -718,7 +713,7 @@ def _score(value: float | None) -> str:
 
 
 @dataclass(frozen=True)
-class RunSummary:
+class RunSummary(PassRate):
     """Pass rate and mean score of one run, for a history of runs."""
 
     label: str
@@ -729,16 +724,8 @@ class RunSummary:
     mean_score: float | None
 
     @property
-    def scored(self) -> int:
+    def scored(self) -> int:  # type: ignore[override]
         return self.passed + self.failed
-
-    @property
-    def pass_rate(self) -> float | None:
-        return self.passed / self.scored if self.scored else None
-
-    @property
-    def interval(self) -> tuple[float, float]:
-        return wilson_interval(self.passed, self.scored)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -6,11 +6,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pytest_llmregress.results import CaseResult
-from pytest_llmregress.stats import wilson_interval
+from pytest_llmregress.stats import PassRate
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Verdict(PassRate):
     """Counts, rates and whether the golden suite passes, with the reasons when not."""
 
     passed: int
@@ -23,7 +23,7 @@ class Verdict:
     reasons: tuple[str, ...]
 
     @property
-    def scored(self) -> int:
+    def scored(self) -> int:  # type: ignore[override]
         return self.passed + self.failed
 
     @property
@@ -31,17 +31,8 @@ class Verdict:
         return self.scored + self.errors + self.by_fallback
 
     @property
-    def pass_rate(self) -> float | None:
-        """Passed over scored cases; errors are not in the denominator."""
-        return self.passed / self.scored if self.scored else None
-
-    @property
     def error_rate(self) -> float:
         return self.errors / self.total if self.total else 0.0
-
-    @property
-    def interval(self) -> tuple[float, float]:
-        return wilson_interval(self.passed, self.scored)
 
     @property
     def ok(self) -> bool:

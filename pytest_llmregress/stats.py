@@ -41,6 +41,24 @@ def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float
     return (low, high)
 
 
+class PassRate:
+    """Pass rate and its 95% Wilson interval, for a record with ``passed`` and ``scored``.
+
+    Errors are never in ``scored``: a case that could not be scored is not a failure.
+    """
+
+    passed: int
+    scored: int
+
+    @property
+    def pass_rate(self) -> float | None:
+        return self.passed / self.scored if self.scored else None
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson_interval(self.passed, self.scored)
+
+
 # --- the normal distribution ----------------------------------------------------------------
 
 # Acklam's rational approximations of the inverse normal CDF (relative error < 1.15e-9),

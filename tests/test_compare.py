@@ -153,8 +153,8 @@ def test_ten_point_drop_on_300_cases_is_a_significant_regression() -> None:
     assert comparison.verdict == "regression"
     assert comparison.is_regression
     assert comparison.difference == pytest.approx(-0.10)
-    assert comparison.baseline.rate == pytest.approx(0.85)
-    assert comparison.candidate.rate == pytest.approx(0.75)
+    assert comparison.baseline.pass_rate == pytest.approx(0.85)
+    assert comparison.candidate.pass_rate == pytest.approx(0.75)
     assert comparison.p_value < 1e-5
     assert comparison.margin_exceeded
     assert comparison.significant

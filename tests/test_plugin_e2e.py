@@ -514,10 +514,11 @@ def test_pytest_processes_never_import_an_sdk_the_runner_process_does(
     provider_env(make_server(scenario(cases)))
     pytester.makeconftest(
         """
-        import json, os, sys
+        import json, sys
 
         def pytest_sessionfinish(session):
-            name = os.environ.get("PYTEST_XDIST_WORKER", "main")
+            workerinput = getattr(session.config, "workerinput", None)
+            name = workerinput["workerid"] if workerinput else "main"
             heavy = sorted({"anthropic", "openai", "httpx2"} & set(sys.modules))
             with open(f"modules-{name}.json", "w") as handle:
                 json.dump(heavy, handle)

@@ -119,7 +119,7 @@ def comparison_markdown(
             [
                 role,
                 _code(label),
-                _pct(summary.rate),
+                _pct(summary.pass_rate),
                 f"{_pct(low)} – {_pct(high)}" if summary.scored else "–",
                 f"{summary.passed}/{summary.scored}",
                 _score(summary.mean_score),
