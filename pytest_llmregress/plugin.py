@@ -164,8 +164,11 @@ def pytest_runtest_makereport(
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    from pytest_llmregress.items import GoldenItem
     from pytest_llmregress.llm_client import judging
 
+    if isinstance(item, GoldenItem):  # judged by the runner, not through the llm fixtures
+        return (yield)
     session = get_session(item.config)
     judge = session.judge_sync if session.judge is not None and session.runner else None
     with judging(item, judge):
