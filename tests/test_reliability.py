@@ -242,3 +242,53 @@ def test_ctrl_c_keeps_finished_results_and_says_what_is_missing(
     kept = load_results(pytester.path / "run.json")
     assert 3 <= len(kept.cases) < 30
     assert json.loads((pytester.path / "run.json").read_text())["metadata"]["missing"]
+
+
+def test_a_killed_worker_keeps_its_finished_results_and_resume_completes_the_run(
+    pytester: pytest.Pytester,
+    make_server: MakeServer,
+    provider_env: PointEnv,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cases = qa_cases(20)
+    write_cases(pytester, "qa.jsonl", cases)
+    scripted = scenario(cases)
+    scripted["latency_ms"] = 100
+    server = make_server(scripted)
+    provider_env(server)
+    pytester.makeconftest(
+        """
+        import os, signal
+
+        reported = 0
+
+        def pytest_configure(config):
+            global worker
+            worker = getattr(config, "workerinput", {}).get("workerid")
+
+        def pytest_runtest_logreport(report):
+            global reported
+            if report.when == "call" and worker == os.environ["KILL_WORKER"]:
+                reported += 1
+                if reported == 2:
+                    os.kill(os.getpid(), signal.SIGKILL)  # the worker dies mid-run
+        """
+    )
+    monkeypatch.setenv("KILL_WORKER", "gw1")
+    args = model_args("--llm-report=run.json", "--llm-judge-cache=off", "--llm-concurrency=2")
+    broken = pytester.runpytest_subprocess(*args, "-n", "2", "--max-worker-restart=0")
+    assert broken.ret == pytest.ExitCode.TESTS_FAILED
+    broken.stdout.fnmatch_lines(["*incomplete: * golden cases have no result*"])
+    kept = load_results(pytester.path / "run.json")
+    finished = {c.case_id for c in kept.cases}
+    assert 2 <= len(finished) < 20
+    dead = pytester.path / "run.json.partial" / "gw1.jsonl"
+    assert dead.read_text().count('"kind": "case"') >= 2  # the dead worker's, kept
+
+    monkeypatch.setenv("KILL_WORKER", "nobody")
+    server.reset_stats()
+    resumed = pytester.runpytest(*model_args("--llm-resume=run.json", "--llm-judge-cache=off"))
+    resumed.assert_outcomes(passed=20)
+    asked = {r.user_text for r in server.requests if r.requested_model == CANDIDATE}
+    assert len(asked) == 20 - len(finished)
+    assert not (pytester.path / "run.json.partial").exists()
