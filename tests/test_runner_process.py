@@ -12,9 +12,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import json
+import os
 import signal
 import stat
+import subprocess
+import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -599,3 +604,43 @@ def test_a_long_temporary_directory_does_not_break_the_socket_path(
     assert process.address.socket_path.startswith("/tmp/llmregress-")
     request = Request(model=CANDIDATE, messages=(ChatMessage("user", question(0)),))
     assert client.complete_sync(request).text == answer(0)
+
+
+def test_a_killed_pytest_process_takes_its_runner_with_it(
+    make_server: MakeServer, tmp_path: Path
+) -> None:
+    """SIGKILL leaves no time to clean up; the closed lifeline still stops the runner."""
+    server = make_server(scenario(range(1)))
+    config = runner_config(endpoints=local_server_endpoints(server.url), candidate=CANDIDATE_REF)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    starter = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import json, sys, time\n"
+            "from pytest_llmregress.runner_process import RunnerProcess\n"
+            "process = RunnerProcess(json.load(open(sys.argv[1])))\n"
+            "assert process.preflight_problems() == {}\n"
+            "print(process._process.pid, flush=True)\n"
+            "time.sleep(60)\n",
+            str(tmp_path / "config.json"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert starter.stdout is not None
+    runner_pid = int(starter.stdout.readline())
+    os.kill(runner_pid, 0)  # the runner is alive
+    starter.kill()
+    starter.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{runner_pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            break  # exited and reaped
+        if state == "Z":
+            break  # exited; whoever inherited it has not reaped it yet
+        time.sleep(0.05)
+    else:
+        pytest.fail(f"the runner process {runner_pid} outlived the process that started it")
