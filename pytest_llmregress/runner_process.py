@@ -136,12 +136,18 @@ class RunnerProcess:
             os.path.join(self._directory, "runner.sock"),
             os.path.join(self._directory, "runner.log"),
         )
+        # The runner imports this package from where this process did, even when pytest put
+        # it on sys.path (``pythonpath`` in the ini file, a source checkout).
+        package_root = str(Path(__file__).resolve().parent.parent)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         with open(self.address.log_path, "wb") as log:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "pytest_llmregress.runner_process", self._directory],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log,
+                env=env,
                 start_new_session=True,
             )
         assert self._process.stdin is not None
