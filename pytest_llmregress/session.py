@@ -349,6 +349,12 @@ class LLMRegressSession:
         """
         from pytest_llmregress.runner_process import RunnerError
 
+        if (
+            self.runner_process is not None
+            and not self.is_worker
+            and not self._calls_models(session)
+        ):
+            self.close_runner()  # e.g. unit tests only: no wait for a runner nobody needs
         if self.runner_process is not None:
             try:
                 problems = self.runner_process.preflight_problems()
@@ -369,6 +375,22 @@ class LLMRegressSession:
         if self.golden_collect_errors and not self.other_collect_errors:
             # A malformed golden file fails the session, but the other files still run.
             session.config.option.continue_on_collection_errors = True
+
+    @staticmethod
+    def _calls_models(session: pytest.Session) -> bool:
+        """Whether a selected test may call a model: a golden case, or a test using a fixture
+        that calls one. Unknown under xdist (the controller collects nothing): True."""
+        from pytest_llmregress.items import GoldenItem
+
+        if hasattr(session.config, "workerinput") or session.config.pluginmanager.has_plugin(
+            "dsession"
+        ):
+            return True
+        model_fixtures = {"llm", "llm_judge", "snapshot"}
+        return any(
+            isinstance(item, GoldenItem) or model_fixtures & set(getattr(item, "fixturenames", ()))
+            for item in session.items
+        )
 
     def _endpoints(self) -> Endpoints:
         if self.is_worker:
@@ -808,13 +830,17 @@ class LLMRegressSession:
         candidate = Path(path)
         return candidate if candidate.is_absolute() else self.config.rootpath / candidate
 
-    def close(self) -> None:
+    def close_runner(self) -> None:
+        """Disconnect from the runner process and stop it (if this process started it)."""
         if self.runner is not None:
             self.runner.close()
             self.runner = None
         if self.runner_process is not None:
             self.runner_process.stop()
             self.runner_process = None
+
+    def close(self) -> None:
+        self.close_runner()
         if self.journal is not None:
             self.journal.close()
             self.journal = None

@@ -532,6 +532,27 @@ def test_pytest_processes_never_import_an_sdk_the_runner_process_does(
     assert all(modules == [] for modules in seen.values()), seen
 
 
+def test_a_session_that_calls_no_model_stops_the_runner_instead_of_waiting(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> None:
+    cases = qa_cases(1)
+    write_cases(pytester, "qa.jsonl", cases)
+    provider_env(make_server(scenario(cases)))
+    pytester.makepyfile(
+        test_plain="""
+        from pytest_llmregress.session import get_session
+
+        def test_plain(request):
+            session = get_session(request.config)
+            assert session.runner_process is None and session.runner is None
+        """
+    )
+    pytester.runpytest(*model_args(), "test_plain.py").assert_outcomes(passed=1)
+    # With a golden case selected too, the runner stays and the case runs.
+    both = pytester.runpytest(*model_args(), "test_plain.py", "golden_cases")
+    both.assert_outcomes(passed=1, failed=1)
+
+
 def test_golden_items_use_fixtures_like_any_test(
     pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
 ) -> None:
