@@ -27,6 +27,15 @@ def completions(server: LocalProviderServer, model: str) -> int:
     return sum(1 for r in server.requests if r.requested_model == model)
 
 
+def slow_cases(pytester: pytest.Pytester, count: int, latency_ms: int) -> dict[str, Any]:
+    """``count`` question cases in ``golden_cases/qa.jsonl``; their scenario with latency."""
+    cases = qa_cases(count)
+    write_cases(pytester, "qa.jsonl", cases)
+    scripted = scenario(cases)
+    scripted["latency_ms"] = latency_ms
+    return scripted
+
+
 def test_rate_limits_are_absorbed(
     pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
 ) -> None:
@@ -136,11 +145,7 @@ def test_judge_verdicts_are_cached_by_default(
 def test_concurrency_budget_holds_across_workers(
     pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
 ) -> None:
-    cases = qa_cases(40)
-    write_cases(pytester, "qa.jsonl", cases)
-    slow = scenario(cases)
-    slow["latency_ms"] = 40
-    server = make_server(slow)
+    server = make_server(slow_cases(pytester, 40, latency_ms=40))
     provider_env(server)
     budget = ["--llm-concurrency=4", "--llm-judge-concurrency=2"]
     result = pytester.runpytest(*model_args(*budget), "-n", "2")
@@ -153,10 +158,7 @@ def test_concurrency_budget_holds_across_workers(
 def test_dead_server_then_resume_gives_the_same_report(
     pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
 ) -> None:
-    cases = qa_cases(20)
-    write_cases(pytester, "qa.jsonl", cases)
-    scripted = scenario(cases)
-    scripted["latency_ms"] = 20
+    scripted = slow_cases(pytester, 20, latency_ms=20)
     reference = make_server(scripted)
     provider_env(reference)
     pytester.runpytest(*model_args("--llm-report=full.json", "--llm-judge-cache=off"))
@@ -206,11 +208,8 @@ def test_dead_server_then_resume_gives_the_same_report(
 def test_ctrl_c_keeps_finished_results_and_says_what_is_missing(
     pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
 ) -> None:
-    cases = qa_cases(30)
-    write_cases(pytester, "qa.jsonl", cases)
-    scripted = scenario(cases)
-    scripted["latency_ms"] = 200  # the run takes over 3 s: Ctrl-C comes well before its end
-    provider_env(make_server(scripted))
+    # 200 ms a call: the run takes over 3 s, and Ctrl-C comes well before its end.
+    provider_env(make_server(slow_cases(pytester, 30, latency_ms=200)))
     journal = pytester.path / "run.json.partial" / "main.jsonl"
     process = subprocess.Popen(
         [
@@ -250,11 +249,7 @@ def test_a_killed_worker_keeps_its_finished_results_and_resume_completes_the_run
     provider_env: PointEnv,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    cases = qa_cases(20)
-    write_cases(pytester, "qa.jsonl", cases)
-    scripted = scenario(cases)
-    scripted["latency_ms"] = 100
-    server = make_server(scripted)
+    server = make_server(slow_cases(pytester, 20, latency_ms=100))
     provider_env(server)
     pytester.makeconftest(
         """
