@@ -172,7 +172,12 @@ class RunnerProcess:
         return self._problems
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Close the lifeline; the runner cancels what is left and exits."""
+        """Close the lifeline; the runner cancels what is left and exits.
+
+        A runner that had already stopped on its own (crashed, killed) keeps its log, which
+        the session's error messages point to; otherwise the whole directory goes.
+        """
+        died = self._process.poll() is not None
         with contextlib.suppress(OSError):
             self._stdin.close()
         try:
@@ -181,7 +186,11 @@ class RunnerProcess:
             self._process.kill()
             self._process.wait()
         self._stdout.close()
-        shutil.rmtree(self._directory, ignore_errors=True)
+        if died:
+            with contextlib.suppress(OSError):
+                os.unlink(self.address.socket_path)
+        else:
+            shutil.rmtree(self._directory, ignore_errors=True)
 
 
 class RunnerClient:

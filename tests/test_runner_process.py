@@ -14,6 +14,7 @@ import concurrent.futures
 import contextlib
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -406,6 +407,10 @@ def test_a_runner_that_dies_mid_session_fails_pending_and_new_work(
     finally:
         server.resume()
     assert process._process.wait(timeout=10) == -signal.SIGKILL
+    process.stop()
+    log = Path(process.address.log_path)
+    assert log.exists()  # kept: the error message names it
+    shutil.rmtree(log.parent)
 
 
 def test_the_error_of_a_crashed_runner_shows_the_end_of_its_log(
@@ -437,6 +442,8 @@ def test_the_error_of_a_crashed_runner_shows_the_end_of_its_log(
     log = Path(process.address.log_path).read_text()
     assert "Fatal Python error: Aborted" in log  # faulthandler's report of the crash
     assert log.splitlines()[-1] in message
+    process.stop()
+    shutil.rmtree(Path(process.address.log_path).parent)  # kept by stop(): the runner crashed
 
 
 def test_a_runner_that_cannot_start_reports_the_end_of_its_log(
@@ -460,7 +467,11 @@ def test_a_runner_that_cannot_start_reports_the_end_of_its_log(
         assert process._process.returncode == 1
     finally:
         process.stop()
-    assert not Path(process.address.log_path).parent.exists()
+    # The log outlives a runner that stopped on its own: the error message points to it.
+    log = Path(process.address.log_path)
+    assert log.read_text().startswith("Traceback")
+    assert not Path(process.address.socket_path).exists()
+    shutil.rmtree(log.parent)
     assert server.requests == []
     assert server.stats()["other"] == 0
 
@@ -621,7 +632,7 @@ def test_a_killed_pytest_process_takes_its_runner_with_it(
             "from pytest_llmregress.runner_process import RunnerProcess\n"
             "process = RunnerProcess(json.load(open(sys.argv[1])))\n"
             "assert process.preflight_problems() == {}\n"
-            "print(process._process.pid, flush=True)\n"
+            "print(process._process.pid, process.address.socket_path, flush=True)\n"
             "time.sleep(60)\n",
             str(tmp_path / "config.json"),
         ],
@@ -629,7 +640,8 @@ def test_a_killed_pytest_process_takes_its_runner_with_it(
         text=True,
     )
     assert starter.stdout is not None
-    runner_pid = int(starter.stdout.readline())
+    pid, socket_path = starter.stdout.readline().split()
+    runner_pid = int(pid)
     os.kill(runner_pid, 0)  # the runner is alive
     starter.kill()
     starter.wait()
@@ -644,3 +656,4 @@ def test_a_killed_pytest_process_takes_its_runner_with_it(
         time.sleep(0.05)
     else:
         pytest.fail(f"the runner process {runner_pid} outlived the process that started it")
+    shutil.rmtree(Path(socket_path).parent)  # nobody was left to remove it
