@@ -445,11 +445,15 @@ async def _serve(config: Mapping[str, Any], listener: socket.socket, ready: IO[s
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _handle(runner, tasks, reader, writer)
 
+    directory = os.path.dirname(listener.getsockname())
     server = await asyncio.start_unix_server(handle, sock=listener, limit=LINE_LIMIT)
     await asyncio.to_thread(sys.stdin.buffer.read)  # the lifeline: returns when it closes
     server.close()
     if cache is not None:
         cache.close()  # every stored reply is committed; nothing else here needs saving
+    # The starter may be gone without cleaning up (killed, os._exit): the directory goes with
+    # the runner. A runner that crashes never gets here, so its log stays for the message.
+    shutil.rmtree(directory, ignore_errors=True)
     # Exit now: a graceful close of every connection and of the interpreter costs the
     # session's wall time and saves nothing (the results are with the pytest processes).
     os._exit(0)

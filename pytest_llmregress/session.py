@@ -173,17 +173,17 @@ class LLMRegressSession:
             return  # nothing will call a model: start no process, import no SDK
         from pytest_llmregress.runner_process import RunnerAddress, RunnerClient, RunnerProcess
 
+        self._system_for = self._prompt_resolver(model_config)  # bad prompt files stop us here
         if self.is_worker:
             address = self.config.workerinput.get(WORKER_RUNNER)  # type: ignore[attr-defined]
             if address is None:
                 return
             address = RunnerAddress(*address)
-        else:
+        else:  # last: nothing after this can fail before the session owns the process
             self.runner_process = RunnerProcess(self._runner_config())
             address = self.runner_process.address
         if not run_cases:
             return  # the xdist controller: its workers run the cases
-        self._system_for = self._prompt_resolver(model_config)
         if self.report_path and self.candidate is not None:
             name = self.config.workerinput["workerid"] if self.is_worker else "main"  # type: ignore[attr-defined]
             self.journal = ResultsJournal(self.report_path, name, self.metadata())
