@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -50,6 +51,9 @@ if TYPE_CHECKING:
     from pytest_llmregress.results import CaseResult
     from pytest_llmregress.runner import CaseRun, Runner, SystemPrompt
     from pytest_llmregress.scoring.score import Score
+
+Systems = Callable[["GoldenCase"], Mapping[str, "SystemPrompt"]]
+"""A case's system prompt for each model that answers it (see ``Runner.run_case``)."""
 
 LINE_LIMIT = 1 << 26  # one message (a case and its systems) may be this large
 CONNECT_TIMEOUT_S = 30.0
@@ -218,14 +222,18 @@ class RunnerClient:
 
     # -- requests (pytest's thread) ----------------------------------------------------------
 
-    def submit(self, cases: Iterable[tuple[str, GoldenCase, Mapping[str, SystemPrompt]]]) -> None:
-        """Start cases that have not started yet; each ``(node id, case, systems)``."""
+    def submit(self, cases: Iterable[tuple[str, GoldenCase]], systems: Systems) -> None:
+        """Start the cases (``(node id, case)``) that have not started yet.
+
+        ``systems`` gives a case's system prompt per model; it is asked only for cases that
+        start here, once each.
+        """
         keys, lines = [], []
-        for key, case, systems in cases:
+        for key, case in cases:
             if key in self._cases:
                 continue
             self._cases[key] = concurrent.futures.Future()
-            message = {"op": "case", "key": key, "case": case.to_dict(), "systems": systems}
+            message = {"op": "case", "key": key, "case": case.to_dict(), "systems": systems(case)}
             keys.append(key)
             lines.append(json.dumps(message))
         if lines:
@@ -236,9 +244,9 @@ class RunnerClient:
                     del self._cases[key]
                 raise
 
-    def result(self, key: str, case: GoldenCase, systems: Mapping[str, SystemPrompt]) -> CaseRun:
+    def result(self, key: str, case: GoldenCase, systems: Systems) -> CaseRun:
         """Wait for a case's result (starting it if nobody did) and forget it."""
-        self.submit([(key, case, systems)])
+        self.submit([(key, case)], systems)
         future = self._cases[key]
         try:
             return future.result()
@@ -440,13 +448,10 @@ async def _serve(config: Mapping[str, Any], listener: socket.socket, ready: IO[s
     problems = await runner.check_models(refs) if config["preflight"] else {}
     ready.write(json.dumps({"problems": {str(r): m for r, m in problems.items()}}) + "\n")
     ready.close()
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _handle(runner, tasks, reader, writer)
-
     directory = os.path.dirname(listener.getsockname())
-    server = await asyncio.start_unix_server(handle, sock=listener, limit=LINE_LIMIT)
+    server = await asyncio.start_unix_server(
+        functools.partial(_handle, runner), sock=listener, limit=LINE_LIMIT
+    )
     await asyncio.to_thread(sys.stdin.buffer.read)  # the lifeline: returns when it closes
     server.close()
     if cache is not None:
@@ -459,7 +464,7 @@ async def _serve(config: Mapping[str, Any], listener: socket.socket, ready: IO[s
     os._exit(0)
 
 
-async def _handle(runner: Runner, tasks: set[Any], reader: Any, writer: Any) -> None:
+async def _handle(runner: Runner, reader: Any, writer: Any) -> None:
     """One pytest process's connection: run what it sends, answer as each thing finishes."""
     import asyncio
 
@@ -513,9 +518,8 @@ async def _handle(runner: Runner, tasks: set[Any], reader: Any, writer: Any) -> 
             message = json.loads(line)
             work = run_case(message) if message["op"] == "case" else run_call(message)
             task = asyncio.create_task(work)
-            for group in (mine, tasks):
-                group.add(task)
-                task.add_done_callback(group.discard)
+            mine.add(task)
+            task.add_done_callback(mine.discard)
     except (ConnectionError, asyncio.IncompleteReadError):
         pass
     finally:

@@ -106,7 +106,6 @@ class LLMRegressSession:
         self._verdict: Verdict | None = None
         self.lifecycle_warnings: list[str] = []
         self.lifecycle_source = ""
-        self._preflight_problems: list[str] = []
         self.preflight_warnings: list[str] = []
         self._submitted_groups: set[str] = set()
         self._groups: dict[str, list[GoldenItem]] | None = None
@@ -379,12 +378,10 @@ class LLMRegressSession:
     @staticmethod
     def _calls_models(session: pytest.Session) -> bool:
         """Whether a selected test may call a model: a golden case, or a test using a fixture
-        that calls one. Unknown under xdist (the controller collects nothing): True."""
+        that calls one. Unknown on an xdist controller (it collects nothing): True."""
         from pytest_llmregress.items import GoldenItem
 
-        if hasattr(session.config, "workerinput") or session.config.pluginmanager.has_plugin(
-            "dsession"
-        ):
+        if session.config.pluginmanager.has_plugin("dsession"):
             return True
         model_fixtures = {"llm", "llm_judge", "snapshot"}
         return any(
@@ -514,11 +511,14 @@ class LLMRegressSession:
             return resumed
         try:
             self.runner.submit(
-                (member.nodeid, member.case, self._systems(member.case))
-                for member in self._group_items(item)
-                if member.nodeid not in self.resumed
+                (
+                    (member.nodeid, member.case)
+                    for member in self._group_items(item)
+                    if member.nodeid not in self.resumed
+                ),
+                self._systems,
             )
-            return self.runner.result(item.nodeid, item.case, self._systems(item.case))
+            return self.runner.result(item.nodeid, item.case, self._systems)
         except RunnerError as exc:
             return case_error(item.nodeid, item.case, str(exc), "runner"), None
 

@@ -97,7 +97,7 @@ def candidate_calls(server: LocalProviderServer) -> Counter[str | None]:
     return Counter(r.user_text for r in server.requests if r.requested_model == CANDIDATE)
 
 
-def no_systems() -> dict[str, SystemPrompt]:
+def no_systems(case: GoldenCase) -> dict[str, SystemPrompt]:
     return {}
 
 
@@ -138,11 +138,11 @@ def test_cases_run_in_the_runner_process_and_come_back_as_case_results(
         on_result=on_result,
     )
     cases = [golden(i) for i in range(5)]
-    client.submit([(key(case), case, no_systems()) for case in cases])
+    client.submit([(key(case), case) for case in cases], no_systems)
 
     results: dict[str, CaseResult] = {}
     for case in cases:
-        result, baseline = client.result(key(case), case, no_systems())
+        result, baseline = client.result(key(case), case, no_systems)
         with seen_lock:
             assert result in seen  # on_result saw it before (or as) result() returned it
         assert baseline is None
@@ -194,7 +194,7 @@ def test_systems_set_each_models_prompt_or_make_the_case_an_error(
     custom, unresolved, literal = golden(0, scorers=exact), golden(1, scorers=exact), golden(2)
     custom_systems: dict[str, SystemPrompt] = {str(CANDIDATE_REF): ("Custom system", None)}
 
-    result, _ = client.result(key(custom), custom, custom_systems)
+    result, _ = client.result(key(custom), custom, lambda _: custom_systems)
 
     assert result.outcome == "passed", result.error
     [sent] = server.requests
@@ -202,7 +202,7 @@ def test_systems_set_each_models_prompt_or_make_the_case_an_error(
 
     # A prompt that cannot be resolved for the model: an error, and no call at all.
     problem: dict[str, SystemPrompt] = {str(CANDIDATE_REF): (None, "no prompt for this model")}
-    result, _ = client.result(key(unresolved), unresolved, problem)
+    result, _ = client.result(key(unresolved), unresolved, lambda _: problem)
 
     assert result.outcome == "error"
     assert result.error_kind == "prompt"
@@ -213,7 +213,7 @@ def test_systems_set_each_models_prompt_or_make_the_case_an_error(
 
     # Systems for other models do not apply: the case's own system prompt is sent.
     other: dict[str, SystemPrompt] = {"openai:gpt-4.1": ("Not for this model", None)}
-    client.result(key(literal), literal, other)
+    client.result(key(literal), literal, lambda _: other)
     assert server.requests[-1].system == "Answer briefly."
 
 
@@ -229,13 +229,13 @@ def test_a_case_the_runner_fails_on_is_a_runner_error_for_that_case_alone(
     )
     broken = golden(0, scorers=(ScorerSpec("no-such-scorer"),))  # a bug, not a model failure
     fine = golden(1, scorers=(ScorerSpec("exact"),))
-    client.submit([(key(broken), broken, no_systems()), (key(fine), fine, no_systems())])
+    client.submit([(key(broken), broken), (key(fine), fine)], no_systems)
 
     with pytest.raises(
         RunnerError, match="the runner failed on this case: ValueError: unknown scorer"
     ):
-        client.result(key(broken), broken, no_systems())
-    result, _ = client.result(key(fine), fine, no_systems())
+        client.result(key(broken), broken, no_systems)
+    result, _ = client.result(key(fine), fine, no_systems)
 
     assert result.outcome == "passed"
     assert seen == [result]  # on_result sees results only, not the runner's failures
@@ -380,24 +380,24 @@ def test_a_runner_that_dies_mid_session_fails_pending_and_new_work(
     pending = golden(0, scorers=(ScorerSpec("exact"),))
     server.pause()  # the case's call waits at the server until resume()
     try:
-        client.submit([(key(pending), pending, no_systems())])
+        client.submit([(key(pending), pending)], no_systems)
         assert server.wait_for_in_flight(1)
 
         process._process.kill()
 
         with pytest.raises(RunnerError, match="the runner process stopped during the session"):
-            client.result(key(pending), pending, no_systems())
+            client.result(key(pending), pending, no_systems)
         # SIGKILL leaves the log empty; the message still says where it is.
         assert Path(process.address.log_path).read_text() == ""
         with pytest.raises(RunnerError, match=f"its log, {process.address.log_path}, is empty"):
-            client.result(key(pending), pending, no_systems())
+            client.result(key(pending), pending, no_systems)
         later = golden(1, scorers=(ScorerSpec("exact"),))
         with pytest.raises(RunnerError, match="stopped during the session"):
-            client.submit([(key(later), later, no_systems())])
+            client.submit([(key(later), later)], no_systems)
         # Asking for the case that could not be sent raises too (the next item's path); it
         # must not wait for an answer that cannot come.
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            asked = pool.submit(client.result, key(later), later, no_systems())
+            asked = pool.submit(client.result, key(later), later, no_systems)
             with pytest.raises(RunnerError, match="stopped during the session"):
                 asked.result(timeout=10)
         with pytest.raises(RunnerError, match="stopped during the session"):
@@ -427,13 +427,13 @@ def test_the_error_of_a_crashed_runner_shows_the_end_of_its_log(
     pending = golden(0, scorers=(ScorerSpec("exact"),))
     server.pause()
     try:
-        client.submit([(key(pending), pending, no_systems())])
+        client.submit([(key(pending), pending)], no_systems)
         assert server.wait_for_in_flight(1)
 
         process._process.send_signal(signal.SIGABRT)
 
         with pytest.raises(RunnerError) as info:
-            client.result(key(pending), pending, no_systems())
+            client.result(key(pending), pending, no_systems)
     finally:
         server.resume()
     message = str(info.value)
@@ -530,13 +530,13 @@ def test_two_clients_get_their_own_results_and_share_one_budget(
     ) as second:
         clients = {"first": first, "second": second}
         for name, client in clients.items():
-            client.submit([(key(case), case, no_systems()) for case in mine[name]])
+            client.submit([(key(case), case) for case in mine[name]], no_systems)
 
         pool = concurrent.futures.ThreadPoolExecutor(2)
         try:
             waits = {
                 name: pool.submit(
-                    lambda c, cases: [c.result(key(x), x, no_systems())[0] for x in cases],
+                    lambda c, cases: [c.result(key(x), x, no_systems)[0] for x in cases],
                     clients[name],
                     mine[name],
                 )
@@ -575,22 +575,22 @@ def test_a_client_that_disconnects_loses_its_cases_and_others_go_on(
     exact = (ScorerSpec("exact"),)
     slow = golden(0, scorers=exact, user=f"{question(0)} {SLOW}")
     queued = golden(1, scorers=exact)
-    leaving.submit([(key(slow), slow, no_systems()), (key(queued), queued, no_systems())])
+    leaving.submit([(key(slow), slow), (key(queued), queued)], no_systems)
     assert server.wait_for_in_flight(1)
 
     leaving.close()
 
     with pytest.raises(RunnerError, match="the session ended before this result arrived"):
-        leaving.result(key(slow), slow, no_systems())
+        leaving.result(key(slow), slow, no_systems)
     with pytest.raises(RunnerError, match="the session ended before this result arrived"):
-        leaving.result(key(queued), queued, no_systems())
+        leaving.result(key(queued), queued, no_systems)
 
     staying_case = golden(1, scorers=exact)
     pool = concurrent.futures.ThreadPoolExecutor(1)
     try:
         with contextlib.closing(RunnerClient(process.address)) as staying:
             # Within 10 s, so not after the slow call: the runner cancelled it, freeing its slot.
-            wait = pool.submit(staying.result, "other-worker::case-001", staying_case, no_systems())
+            wait = pool.submit(staying.result, "other-worker::case-001", staying_case, no_systems)
             result, _ = wait.result(timeout=10)
     finally:
         pool.shutdown(wait=False)  # closing the client ends a wait still going

@@ -137,11 +137,15 @@ class SDKProvider:
         self._api_key = api_key
         self._timeout = timeout
         self._client: Any = None
+        self._raw_response: Any = None  # the SDKs' HTTP response class: "no parsing, please"
 
     def _get_client(self) -> Any:
         if self._client is None:
             import importlib
 
+            import httpx2
+
+            self._raw_response = httpx2.Response
             sdk = importlib.import_module(self.name)
             self._client = getattr(sdk, self.client_class)(
                 api_key=self._api_key, base_url=self.base_url, max_retries=0, timeout=self._timeout
@@ -175,13 +179,11 @@ class SDKProvider:
         raise NotImplementedError
 
     async def complete(self, request: Request) -> Completion:
-        import httpx2
-
         body = self.build_body(request)
         client = self._get_client()
         started = time.perf_counter()
         try:
-            response = await client.post(self.path, body=body, cast_to=httpx2.Response)
+            response = await client.post(self.path, body=body, cast_to=self._raw_response)
         except Exception as exc:
             error = translate_sdk_error(exc, provider=self.name, model=request.model)
             if error is None:
