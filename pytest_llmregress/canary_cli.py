@@ -1,15 +1,23 @@
 """``llmregress canary status | advance | rollback``: the canary ramp as config changes.
 
 The canary lives in ``[tool.llmregress.canary]`` of ``pyproject.toml`` or ``[canary]`` of
-``llmregress.toml`` (see :mod:`pytest_llmregress.canary`). ``advance`` and ``rollback`` change
-``canary_pct`` and ``stage_started_at`` and nothing else: the two lines are edited in place, the
-rest of the file (comments, order, blank lines, line endings) is kept byte for byte, the result
-is re-parsed to prove only those two values changed, and the file is replaced atomically (a
-temporary file in the same directory, then ``os.replace``). If the file changes while the
-command runs, nothing is written.
+``llmregress.toml`` (see :mod:`pytest_llmregress.canary`). ``canary_pct`` and stage ``pct``
+values are fractions (``0.05`` = 5 % of users) here as in the library; output shows the
+fraction with its percentage, ``0.05 (5%)``.
 
-Exit status: 0 done, 1 refused (the controller does not allow the advance, nothing left to
-advance, or the file changed meanwhile), 2 usage, config or metrics errors.
+``advance`` changes ``canary_pct`` and ``stage_started_at``; ``rollback`` sets ``canary_pct``
+to ``0.0`` and records ``rollback_reason`` and ``rolled_back_at`` too. Nothing else changes: the
+lines are edited in place (a missing key is added after the others), the rest of the file
+(comments, order, blank lines, line endings) is kept byte for byte, the result is re-parsed to
+prove only those values changed, and the file is replaced atomically (a temporary file in the
+same directory, then ``os.replace``). If the file changes while the command runs, nothing is
+written. ``advance`` right after a rollback refuses without ``--force``.
+
+Exit status: 0 ok (status: promote or no metrics; advance: advanced), 1 error (nothing
+written), 2 usage, 3 hold (not eligible to advance yet), 4 roll back now. ``--help`` lists them.
+
+The commands read the file alone: ``LLMREGRESS_CANARY_PCT``, which overrides ``canary_pct``
+in the application (:func:`~pytest_llmregress.canary.load_canary_config`), is only reported.
 """
 
 from __future__ import annotations
@@ -25,24 +33,57 @@ import tempfile
 import tomllib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final, TextIO
 
 from pytest_llmregress.canary import (
+    BUCKETS,
+    CANARY_PCT_ENV,
     CanaryConfig,
     CanaryConfigError,
     CanaryController,
     Decision,
     VariantMetrics,
+    canary_pct_from_env,
     canary_table_path,
+    candidate_buckets,
+    format_fraction,
+    format_percent,
     load_canary_config,
     parse_canary_config,
 )
 
 PROG: Final = "llmregress canary"
 EXIT_OK: Final = 0
-EXIT_REFUSED: Final = 1
-EXIT_ERROR: Final = 2
+"""status: the controller says promote, or no --metrics given; advance/rollback: done."""
+EXIT_ERROR: Final = 1
+"""The config, the metrics or the edit failed (or the file changed meanwhile); nothing written."""
+EXIT_USAGE: Final = 2
+"""Bad command line (argparse's own status)."""
+EXIT_HOLD: Final = 3
+"""Hold: not eligible to advance yet (too early, too few requests, ramp complete, or a
+rollback not restarted). advance wrote nothing."""
+EXIT_ROLLBACK: Final = 4
+"""Roll back now: the candidate exceeds the stage's maximum. advance wrote nothing."""
+
+EXIT_CODES_HELP: Final = f"""\
+exit status:
+  {EXIT_OK}  status: promote (or no --metrics given); advance: advanced; rollback: done
+  {EXIT_ERROR}  error in the config, the metrics or the edit; nothing was written
+  {EXIT_USAGE}  usage error
+  {EXIT_HOLD}  hold: not eligible to advance yet (advance wrote nothing)
+  {EXIT_ROLLBACK}  roll back now: the candidate exceeds the stage's maximum (advance wrote nothing)
+
+canary_pct is a fraction: 0.05 is 5% of users, 1.0 everybody ("5%" also works in the file).
+{CANARY_PCT_ENV}, where the application runs, overrides the file's canary_pct: set it to 0
+to roll back without a rebuild. These commands read and edit the file only."""
+
+_EXIT_FOR_ACTION: Final[Mapping[str, int]] = {
+    "promote": EXIT_OK,
+    "hold": EXIT_HOLD,
+    "rollback": EXIT_ROLLBACK,
+}
 
 
 class CanaryEditError(Exception):
@@ -166,31 +207,69 @@ def _table_lines(lines: Sequence[str], table: tuple[str, ...]) -> list[int]:
     return found
 
 
-def format_pct(value: float) -> str:
-    """A percentage as a TOML number: ``5``, ``0.5``."""
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
 def format_datetime(moment: datetime) -> str:
     """A UTC TOML offset date-time with seconds: ``2026-11-26T09:30:00Z``."""
     utc = moment.astimezone(UTC).replace(microsecond=0, tzinfo=None)
     return utc.isoformat() + "Z"
 
 
-def edit_canary_text(text: str, path: Path, canary_pct: float, started_at: datetime) -> str:
+def toml_string(text: str) -> str:
+    """``text`` as a TOML basic string: quotes, backslashes and control characters escaped."""
+    out = ['"']
+    for char in text:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif char != "\t" and (ord(char) < 0x20 or ord(char) == 0x7F):
+            out.append(f"\\u{ord(char):04X}")
+        else:
+            out.append(char)
+    out.append('"')
+    return "".join(out)
+
+
+def _percent_digits(canary_pct: float) -> str:
+    """``0.05`` -> ``5``: the percentage that ``parse_canary_pct`` reads back to the same float."""
+    return format((Decimal(format_fraction(canary_pct)) * 100).normalize(), "f")
+
+
+def _pct_token(canary_pct: float, old: str) -> str:
+    """The new ``canary_pct`` value, spelled as the old one was: ``0.05``, ``"5%"``, ``'0.05'``."""
+    if old[:1] in ("'", '"'):
+        quote = old[0]
+        if old[1:-1].rstrip().endswith("%"):
+            return f"{quote}{_percent_digits(canary_pct)}%{quote}"
+        return f"{quote}{format_fraction(canary_pct)}{quote}"
+    return format_fraction(canary_pct)
+
+
+def _edited_keys(rollback_reason: str | None) -> tuple[str, ...]:
+    rollback = ("rolled_back_at", "rollback_reason") if rollback_reason is not None else ()
+    return ("canary_pct", "stage_started_at", *rollback)
+
+
+def edit_canary_text(
+    text: str,
+    path: Path,
+    canary_pct: float,
+    started_at: datetime,
+    *,
+    rollback_reason: str | None = None,
+) -> str:
     """``text`` with the canary's ``canary_pct`` and ``stage_started_at`` set, nothing else.
 
-    Only the lines holding those two keys change (their indentation, key spelling, spacing
-    and trailing comment are kept); a missing ``stage_started_at`` is added after
-    ``canary_pct``. Raises :class:`CanaryEditError` when the table is not written as plain
-    ``key = value`` lines under its own header, or when re-parsing the result shows any other
-    difference.
+    With ``rollback_reason``, also ``rollback_reason`` and ``rolled_back_at`` (= ``started_at``).
+    Only the lines holding those keys change (their indentation, key spelling, spacing, quoting
+    and trailing comment are kept; a ``"5%"`` string stays a percentage string); missing keys
+    are added after the last of them. Raises :class:`CanaryEditError` when the table is not
+    written as plain ``key = value`` lines under its own header, or when re-parsing the result
+    shows any other difference.
     """
     table = canary_table_path(path)
     lines = text.splitlines(keepends=True)
     candidates = _table_lines(lines, table)
+    keys = _edited_keys(rollback_reason)
     found: dict[str, int] = {}
-    for key in ("canary_pct", "stage_started_at"):
+    for key in keys:
         pattern = _key_line(key)
         for index in candidates:
             body, _ = _split_eol(lines[index])
@@ -202,42 +281,54 @@ def edit_canary_text(text: str, path: Path, canary_pct: float, started_at: datet
             f"no 'canary_pct = ...' line under [{'.'.join(table)}]; write it on its own line "
             "there so it can be edited"
         )
-    new_lines = list(lines)
-    pct_text = format_pct(canary_pct)
     when = format_datetime(started_at)
 
-    def replaced(index: int, key: str, value: str) -> str:
+    def new_value(key: str, old: str | None) -> str:
+        if key == "canary_pct":
+            assert old is not None
+            return _pct_token(canary_pct, old)
+        if key == "rollback_reason":
+            assert rollback_reason is not None
+            return toml_string(rollback_reason)
+        quote = old[0] if old and old[0] in "\"'" else ""
+        return f"{quote}{when}{quote}"
+
+    new_lines = list(lines)
+    for key, index in found.items():
         body, eol = _split_eol(lines[index])
         match = _key_line(key).match(body)
         assert match is not None
-        return f"{match.group('head')}{value}{match.group('tail')}{eol}"
+        value = new_value(key, match.group("value"))
+        new_lines[index] = f"{match.group('head')}{value}{match.group('tail')}{eol}"
 
-    new_lines[found["canary_pct"]] = replaced(found["canary_pct"], "canary_pct", pct_text)
-    if "stage_started_at" in found:
-        index = found["stage_started_at"]
-        body, _ = _split_eol(lines[index])
-        match = _key_line("stage_started_at").match(body)
-        assert match is not None
-        quote = match.group("value")[0]
-        value = f"{quote}{when}{quote}" if quote in "\"'" else when
-        new_lines[index] = replaced(index, "stage_started_at", value)
-    else:
-        pct_index = found["canary_pct"]
-        body, eol = _split_eol(lines[pct_index])
-        indent = body[: len(body) - len(body.lstrip(" \t"))]
+    missing = [key for key in keys if key not in found]
+    if missing:
+        anchor = max(found.values())
+        pct_body, _ = _split_eol(lines[found["canary_pct"]])
+        indent = pct_body[: len(pct_body) - len(pct_body.lstrip(" \t"))]
+        _, eol = _split_eol(lines[anchor])
         newline = eol or ("\r\n" if "\r\n" in text else "\n")
+        added = [f"{indent}{key} = {new_value(key, None)}{newline}" for key in missing]
         if not eol:
-            new_lines[pct_index] += newline
-        new_lines.insert(
-            pct_index + 1, f"{indent}stage_started_at = {when}{newline if eol else ''}"
-        )
+            new_lines[anchor] += newline
+            added[-1] = added[-1][: -len(newline)]
+        new_lines[anchor + 1 : anchor + 1] = added
     new_text = "".join(new_lines)
-    _verify(text, new_text, path, canary_pct, started_at)
+    _verify(text, new_text, path, canary_pct, started_at, rollback_reason=rollback_reason)
     return new_text
 
 
-def _verify(old: str, new: str, path: Path, canary_pct: float, started_at: datetime) -> None:
+def _verify(
+    old: str,
+    new: str,
+    path: Path,
+    canary_pct: float,
+    started_at: datetime,
+    *,
+    rollback_reason: str | None = None,
+) -> None:
     table = canary_table_path(path)
+    keys = _edited_keys(rollback_reason)
     try:
         before = tomllib.loads(old)
         after = tomllib.loads(new)
@@ -248,16 +339,27 @@ def _verify(old: str, new: str, path: Path, canary_pct: float, started_at: datet
     except CanaryConfigError as exc:
         raise CanaryEditError(f"the edited file would be invalid: {exc}") from None
     expected_start = started_at.astimezone(UTC).replace(microsecond=0)
-    if config.canary_pct != canary_pct or config.stage_started_at != expected_start:
-        raise CanaryEditError("the edit did not set canary_pct and stage_started_at as intended")
+    intended = config.canary_pct == canary_pct and config.stage_started_at == expected_start
+    if rollback_reason is not None:
+        intended = (
+            intended
+            and config.rollback_reason == rollback_reason
+            and config.rolled_back_at == expected_start
+        )
+    if not intended:
+        raise CanaryEditError(f"the edit did not set {_and(keys)} as intended")
     for doc in (before, after):
         node: Any = doc
         for key in table:
             node = node[key]
-        node.pop("canary_pct", None)
-        node.pop("stage_started_at", None)
+        for key in keys:
+            node.pop(key, None)
     if before != after:
-        raise CanaryEditError("the edit would change more than canary_pct and stage_started_at")
+        raise CanaryEditError(f"the edit would change more than {_and(keys)}")
+
+
+def _and(words: Sequence[str]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
 def write_atomic(path: Path, data: bytes, *, expected: bytes | None = None) -> None:
@@ -291,14 +393,17 @@ def write_atomic(path: Path, data: bytes, *, expected: bytes | None = None) -> N
             os.close(dir_fd)
 
 
-def set_canary(path: Path, canary_pct: float, started_at: datetime) -> CanaryConfig:
-    """Set ``canary_pct`` and ``stage_started_at`` in ``path`` atomically; the new config."""
+def set_canary(
+    path: Path, canary_pct: float, started_at: datetime, *, rollback_reason: str | None = None
+) -> CanaryConfig:
+    """Set ``canary_pct`` and ``stage_started_at`` (and, with ``rollback_reason``, the rollback
+    record) in ``path`` atomically; the new config."""
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise CanaryEditError(f"{path} is not UTF-8: {exc}") from None
-    new_text = edit_canary_text(text, path, canary_pct, started_at)
+    new_text = edit_canary_text(text, path, canary_pct, started_at, rollback_reason=rollback_reason)
     write_atomic(path, new_text.encode("utf-8"), expected=raw)
     return parse_canary_config(new_text, path)
 
@@ -314,6 +419,17 @@ def _parse_now(value: str) -> datetime:
             f"expected an ISO date-time such as 2026-11-26T09:00:00Z, got {value!r}"
         ) from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _parse_reason(value: str) -> str:
+    reason = value.strip()
+    if not reason:
+        raise argparse.ArgumentTypeError("expected a reason, got an empty string")
+    try:
+        reason.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f"the reason is not valid text: {value!r}") from None
+    return reason
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -338,27 +454,53 @@ def _build_parser() -> argparse.ArgumentParser:
         help='JSON {"control": {"requests", "errors", "regressions"}, "candidate": {...}} '
         "('-' reads stdin)",
     )
+    raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Canary ramp of a model migration: show it, advance it, roll it back. "
-        "advance and rollback edit only canary_pct and stage_started_at, atomically.",
+        "advance edits only canary_pct and stage_started_at, rollback also records "
+        "rollback_reason and rolled_back_at; edits are atomic.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=raw,
         parents=[common],
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     status = sub.add_parser(
-        "status", parents=[common, metrics], help="stage, percentage, time at stage, decision"
+        "status",
+        parents=[common, metrics],
+        help="stage, fraction, time at stage, decision",
+        description="Show the canary; with --metrics, the controller's decision, which is "
+        "also the exit status.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=raw,
     )
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     advance = sub.add_parser(
         "advance",
         parents=[common, metrics],
         help="move to the next stage if the controller says promote",
+        description="Move canary_pct to the next stage when the controller says promote; "
+        "otherwise write nothing and exit with the decision's status (3 hold, 4 roll back).",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=raw,
     )
     advance.add_argument(
-        "--force", action="store_true", help="advance even when the controller does not promote"
+        "--force",
+        action="store_true",
+        help="advance even when the controller does not promote (also to restart after a rollback)",
     )
-    rollback = sub.add_parser("rollback", parents=[common], help="set canary_pct to 0")
-    rollback.add_argument("--reason", default=None, help="why (printed with the result)")
+    rollback = sub.add_parser(
+        "rollback",
+        parents=[common],
+        help="set canary_pct to 0.0 and record why",
+        description="Set canary_pct to 0.0 and record rollback_reason and rolled_back_at in "
+        "the config. advance then refuses until --force restarts the ramp.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=raw,
+    )
+    rollback.add_argument(
+        "--reason", required=True, type=_parse_reason, help="why (written to the config)"
+    )
     return parser
 
 
@@ -369,7 +511,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     now: datetime = getattr(args, "now", None) or datetime.now(UTC)
     config_path: Path | None = getattr(args, "config", None)
     try:
-        config = load_canary_config(path=config_path)
+        # The file alone: the environment override belongs to the application's processes.
+        config = load_canary_config(path=config_path, environ={})
         metrics = load_metrics(args.metrics) if getattr(args, "metrics", None) else None
     except (CanaryConfigError, ValueError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
@@ -383,24 +526,60 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _rollback(config, now, reason=args.reason)
     except ConcurrentEditError as exc:
         print(f"{PROG}: {exc}; nothing was written", file=sys.stderr)
-        return EXIT_REFUSED
+        return EXIT_ERROR
     except (CanaryEditError, CanaryConfigError, OSError) as exc:
         print(f"{PROG}: cannot edit {config.path}: {exc}; nothing was written", file=sys.stderr)
         return EXIT_ERROR
 
 
+def _share(canary_pct: float) -> str:
+    """``0.05 (5%)``."""
+    return f"{format_fraction(canary_pct)} ({format_percent(canary_pct)})"
+
+
+def _buckets_text(canary_pct: float) -> str:
+    count = candidate_buckets(canary_pct)
+    if count == 0:
+        return "no bucket"
+    if count == BUCKETS:
+        return f"all {BUCKETS:,} buckets"
+    return f"buckets 0-{count - 1} of {BUCKETS:,}"
+
+
 def _stage_text(config: CanaryConfig) -> str:
     index = config.stage_index()
     total = len(config.stages)
-    pct = format_pct(config.canary_pct)
     if index is None:
-        return f"not running (0% of users); the first stage is {format_pct(config.stages[0].pct)}%"
-    if config.canary_pct >= 100:
-        return "full rollout (100% of users)"
-    next_text = format_pct(config.next_pct())
+        state = "rolled back" if config.rolled_back else "not running"
+        return (
+            f"{state} (no user on the candidate); the first stage is {_share(config.stages[0].pct)}"
+        )
+    if config.canary_pct >= 1.0:
+        return "full rollout (every user on the candidate)"
     exact = config.stages[index].pct == config.canary_pct
     where = f"stage {index + 1} of {total}" if exact else f"after stage {index + 1} of {total}"
-    return f"{where} ({pct}% of users; next: {next_text}%)"
+    return f"{where} at {_share(config.canary_pct)}; next: {_share(config.next_pct())}"
+
+
+def _rollback_text(config: CanaryConfig) -> str | None:
+    if config.rollback_reason is None and config.rolled_back_at is None:
+        return None
+    when = format_datetime(config.rolled_back_at) if config.rolled_back_at else "(time not set)"
+    reason = config.rollback_reason or "(no reason recorded)"
+    if config.rolled_back:
+        return f"rolled back at {when}: {reason}; advance needs --force to restart"
+    return f"last rolled back at {when}: {reason} (restarted since)"
+
+
+def _env_override() -> dict[str, Any] | None:
+    raw = os.environ.get(CANARY_PCT_ENV)
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = canary_pct_from_env({CANARY_PCT_ENV: raw})
+    except CanaryConfigError as exc:
+        return {"variable": CANARY_PCT_ENV, "value": raw, "canary_pct": None, "error": str(exc)}
+    return {"variable": CANARY_PCT_ENV, "value": raw, "canary_pct": value, "error": None}
 
 
 def _decide(
@@ -419,6 +598,8 @@ def _status(
     index = config.stage_index()
     hours = config.hours_at_stage(now)
     decision = _decide(config, metrics, now) if metrics is not None else None
+    code = EXIT_OK if decision is None else _EXIT_FOR_ACTION[decision.action]
+    override = _env_override()
     if as_json:
         data: dict[str, Any] = {
             "config": str(config.path),
@@ -426,6 +607,7 @@ def _status(
             "candidate": config.candidate,
             "experiment_id": config.experiment_id,
             "canary_pct": config.canary_pct,
+            "candidate_buckets": candidate_buckets(config.canary_pct),
             "stage": None if index is None else index + 1,
             "stages": len(config.stages),
             "next_pct": config.next_pct(),
@@ -433,6 +615,18 @@ def _status(
                 format_datetime(config.stage_started_at) if config.stage_started_at else None
             ),
             "hours_at_stage": round(hours, 3),
+            "rollback": (
+                None
+                if config.rollback_reason is None and config.rolled_back_at is None
+                else {
+                    "reason": config.rollback_reason,
+                    "at": (
+                        format_datetime(config.rolled_back_at) if config.rolled_back_at else None
+                    ),
+                    "pending": config.rolled_back,
+                }
+            ),
+            "env_override": override,
             "decision": (
                 None
                 if decision is None
@@ -442,14 +636,15 @@ def _status(
                     "next_pct": decision.next_pct,
                 }
             ),
+            "exit_status": code,
         }
         print(json.dumps(data, indent=2))
-        return EXIT_OK
+        return code
     print(f"Canary {config.experiment_id} in {config.path}")
     print(f"  production: {config.production}")
     print(f"  candidate:  {config.candidate}")
+    print(f"  canary_pct: {_share(config.canary_pct)}: {_buckets_text(config.canary_pct)}")
     print(f"  stage:      {_stage_text(config)}")
-    print(f"  canary_pct: {format_pct(config.canary_pct)}")
     if index is not None:
         needed = config.stages[index].min_hours
         since = (
@@ -458,6 +653,17 @@ def _status(
             else "stage_started_at is not set"
         )
         print(f"  at stage:   {hours:.1f} h ({since}; the stage needs {needed:g} h)")
+    rollback = _rollback_text(config)
+    if rollback is not None:
+        print(f"  rollback:   {rollback}")
+    if override is not None:
+        effect = (
+            f"processes started with it use {_share(override['canary_pct'])} instead of the "
+            "file's value"
+            if override["error"] is None
+            else f"it is invalid, so the application will fail to load: {override['error']}"
+        )
+        print(f"  override:   {CANARY_PCT_ENV}={override['value']} is set here; {effect}")
     if metrics is not None and decision is not None:
         for name in ("control", "candidate"):
             m = metrics.get(name, VariantMetrics())
@@ -468,7 +674,7 @@ def _status(
         print(f"  decision:   {decision.action}: {decision.reason}")
     else:
         print("  decision:   pass --metrics PATH to evaluate the stage")
-    return EXIT_OK
+    return code
 
 
 def _advance(
@@ -479,25 +685,29 @@ def _advance(
     force: bool,
 ) -> int:
     assert config.path is not None
-    if config.canary_pct >= 100:
-        print(f"{PROG}: the canary is at 100% already; nothing to advance", file=sys.stderr)
-        return EXIT_REFUSED
+    if config.canary_pct >= 1.0:
+        print(
+            f"{PROG}: the canary is at 1.0 (every user) already; nothing to advance",
+            file=sys.stderr,
+        )
+        return EXIT_HOLD
     decision = _decide(config, metrics, now)
     if decision.action == "promote":
         target = decision.next_pct
     elif not force:
-        hint = "" if metrics is not None else " (no --metrics given)"
+        hint = "" if metrics is not None or config.rolled_back else " (no --metrics given)"
+        if config.rolled_back:
+            advice = "Once the cause is fixed, restart the ramp with --force."
+        elif decision.action == "rollback":
+            advice = "Roll back with 'llmregress canary rollback --reason TEXT', or use --force."
+        else:
+            advice = "Use --force to advance anyway."
         print(
             f"{PROG}: advance refused{hint}: the controller says {decision.action}: "
-            f"{decision.reason}\n"
-            + (
-                "Roll back with 'llmregress canary rollback', or use --force to advance anyway."
-                if decision.action == "rollback"
-                else "Use --force to advance anyway."
-            ),
+            f"{decision.reason}\n{advice} Nothing was written.",
             file=sys.stderr,
         )
-        return EXIT_REFUSED
+        return _EXIT_FOR_ACTION[decision.action]
     else:
         target = config.next_pct()
         print(
@@ -507,22 +717,30 @@ def _advance(
         )
     updated = set_canary(config.path, target, now)
     print(
-        f"Advanced {config.experiment_id}: canary_pct {format_pct(config.canary_pct)} -> "
-        f"{format_pct(target)} in {config.path} (stage_started_at = {format_datetime(now)}); "
+        f"Advanced {config.experiment_id}: canary_pct {_share(config.canary_pct)} -> "
+        f"{_share(target)} in {config.path} (stage_started_at = {format_datetime(now)}); "
         f"now {_stage_text(updated)}."
     )
     return EXIT_OK
 
 
-def _rollback(config: CanaryConfig, now: datetime, *, reason: str | None) -> int:
+def _rollback(config: CanaryConfig, now: datetime, *, reason: str) -> int:
     assert config.path is not None
-    because = f" Reason: {reason}" if reason else ""
     if config.canary_pct == 0:
-        print(f"The canary {config.experiment_id} is at 0% already; nothing changed.{because}")
+        recorded = _rollback_text(config) if config.rolled_back else None
+        print(
+            f"The canary {config.experiment_id} is at 0.0 already; nothing changed"
+            + (f" ({recorded})." if recorded else ".")
+        )
         return EXIT_OK
-    set_canary(config.path, 0, now)
+    set_canary(config.path, 0.0, now, rollback_reason=reason)
     print(
-        f"Rolled back {config.experiment_id}: canary_pct {format_pct(config.canary_pct)} -> 0 "
-        f"in {config.path}; every user gets {config.production} again.{because}"
+        f"Rolled back {config.experiment_id}: canary_pct {_share(config.canary_pct)} -> 0.0 "
+        f"in {config.path}; every user gets {config.production} again.\n"
+        f"Recorded rollback_reason = {toml_string(reason)} and rolled_back_at = "
+        f"{format_datetime(now)}; advance refuses until --force restarts the ramp.\n"
+        "Deployed processes keep the value they loaded from the file in their image: to stop "
+        f"the candidate there without a rebuild, set {CANARY_PCT_ENV}=0 in their environment "
+        "and restart them."
     )
     return EXIT_OK

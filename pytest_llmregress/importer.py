@@ -1,10 +1,13 @@
 """``llmregress import``: turn production request/response logs into a golden file.
 
-The best golden cases are real traffic. This module reads JSONL logs in three shapes (OpenAI
-chat, Anthropic messages, plain ``{input, output}``), removes duplicate conversations, samples
-to a target size stratified by a chosen field, redacts secrets and personal data, and writes a
-JSONL golden file that :func:`pytest_llmregress.cases.load_cases` loads, with stable ids so
-re-importing the same log gives the same cases.
+The best golden cases are real traffic. This module reads JSONL logs in five shapes (OpenAI
+chat, Anthropic messages, OpenAI Responses API, LiteLLM gateway logs, plain
+``{input, output}``), removes duplicate conversations, samples to a target size stratified by
+a chosen field, redacts secrets and personal data, and writes a JSONL golden file that
+:func:`pytest_llmregress.cases.load_cases` loads, with stable ids so re-importing the same log
+gives the same cases. The golden file is plain JSON Lines (one case object per line, no
+comments); each case's origin is in its ``metadata``, and what the import did is in a
+provenance file next to it (``NAME.import.json``).
 
 The pipeline, each step a function usable on its own:
 
@@ -14,7 +17,8 @@ The pipeline, each step a function usable on its own:
    reference and kept metadata (skipped with ``--no-redact``).
 3. :func:`dedupe`: one record per conversation (system + messages, whitespace normalized).
 4. :func:`stratified_sample`: proportional allocation by largest remainder, seeded.
-5. :func:`to_case` / :func:`render_jsonl` / :func:`write_atomic`: the golden file.
+5. :func:`to_case` / :func:`render_jsonl` / :func:`provenance` / :func:`write_atomic`: the
+   golden file and its provenance file.
 
 ``main(argv) -> int`` is called by the ``llmregress`` dispatcher. Exit status: 0 when at least
 one case was written, 1 when none was, 2 on usage errors. Users' documentation:
@@ -31,21 +35,25 @@ import math
 import os
 import random
 import re
+import shlex
 import sys
 import unicodedata
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Final, Literal, TextIO, TypeVar, cast
 
+from pytest_llmregress import __version__
 from pytest_llmregress.cases import CaseFileError, parse_jsonl
 
 __all__ = [
     "DEFAULT_SIZE",
     "FORMATS",
+    "PROVENANCE_SUFFIX",
+    "PROVENANCE_VERSION",
     "REDACTION_KINDS",
     "SMALL_SET",
     "ImportOptions",
@@ -54,10 +62,12 @@ __all__ = [
     "Malformed",
     "ReadResult",
     "RecordError",
+    "SourceStats",
     "UsageError",
     "allocate",
     "case_id",
     "check_options",
+    "command_line",
     "conversation_key",
     "dedupe",
     "default_prefix",
@@ -68,6 +78,8 @@ __all__ = [
     "luhn_ok",
     "main",
     "parse_record",
+    "provenance",
+    "provenance_path",
     "read_logs",
     "redact",
     "redact_record",
@@ -80,8 +92,15 @@ __all__ = [
 
 PROG: Final = "llmregress import"
 
-Format = Literal["auto", "openai", "anthropic", "plain"]
-FORMATS: Final[tuple[Format, ...]] = ("auto", "openai", "anthropic", "plain")
+Format = Literal["auto", "openai", "anthropic", "responses", "litellm", "plain"]
+FORMATS: Final[tuple[Format, ...]] = (
+    "auto",
+    "openai",
+    "anthropic",
+    "responses",
+    "litellm",
+    "plain",
+)
 """Values of ``--format``; ``auto`` detects the shape of each line."""
 
 DEFAULT_SIZE: Final = 300
@@ -101,6 +120,12 @@ MAX_SHOWN_MALFORMED: Final = 50
 """Malformed lines listed per file; the rest are counted in one line."""
 
 MAX_SHOWN_STRATA: Final = 30
+
+PROVENANCE_SUFFIX: Final = ".import.json"
+"""``NAME.jsonl`` gets its provenance in ``NAME.import.json``, next to it."""
+
+PROVENANCE_VERSION: Final = 1
+"""``version`` of the provenance document; raised when a field changes meaning."""
 
 ASSUMED_DISCORDANCE: Final = 0.10
 """Share of cases assumed to change verdict between two models, for the small-set warning."""
@@ -203,13 +228,25 @@ class Malformed:
 
 
 @dataclass
+class SourceStats:
+    """One log file as read: its SHA-256 (of the decompressed bytes for ``.gz``) and counts."""
+
+    path: str
+    sha256: str
+    lines: int
+    records: int
+    malformed: int
+
+
+@dataclass
 class ReadResult:
-    """What :func:`read_logs` found: the good records and the skipped lines."""
+    """What :func:`read_logs` found: the good records, the skipped lines, each file's stats."""
 
     records: list[LogRecord] = field(default_factory=list)
     malformed: list[Malformed] = field(default_factory=list)
     lines: int = 0
     files: int = 0
+    sources: list[SourceStats] = field(default_factory=list)
 
 
 def _kind(value: object) -> str:
@@ -275,8 +312,22 @@ def _system_text(value: object, where: str) -> str | None:
     return _content_text(value, where, joiner="\n\n", allow_reasoning=False)
 
 
+# Items of a Responses API conversation that hold no conversation text: the model's reasoning
+# is not part of what the user saw.
+_SKIPPED_ITEMS: Final = frozenset({"reasoning"})
+
+
+def _at(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
 def _conversation(messages: object, where: str) -> tuple[list[str], list[tuple[str, str]]]:
-    """System texts and ``(role, content)`` turns of a chat message list."""
+    """System texts and ``(role, content)`` turns of a chat message list.
+
+    A Responses API input item list reads the same way: ``message`` items (with or without
+    their ``type``) are messages, ``reasoning`` items are skipped, and any other item
+    (function calls and their outputs, item references, ...) is an error.
+    """
     if not isinstance(messages, list) or not messages:
         got = "an empty list" if isinstance(messages, list) else _kind(messages)
         raise RecordError(f"{where}: expected a non-empty list of messages, got {got}")
@@ -286,6 +337,13 @@ def _conversation(messages: object, where: str) -> tuple[list[str], list[tuple[s
         at = f"{where}[{i}]"
         if not isinstance(message, dict):
             raise RecordError(f"{at}: expected a message object, got {_kind(message)}")
+        item = message.get("type") or "message"
+        if item in _SKIPPED_ITEMS:
+            continue
+        if item != "message":
+            raise RecordError(
+                f"{at}: {item!r} items are not supported; only text conversations can be imported"
+            )
         role = message.get("role")
         if role in ("system", "developer"):
             text = _system_text(message.get("content"), f"{at}.content")
@@ -322,22 +380,196 @@ def _check_ends_with_user(turns: list[tuple[str, str]], where: str) -> None:
         )
 
 
+def _add_system(systems: list[str], text: str | None) -> None:
+    """Put a request-level system prompt first, unless the messages already hold it."""
+    if text is not None and text not in systems:
+        systems.insert(0, text)
+
+
+def _instructions(value: object, where: str) -> str | None:
+    """A Responses API ``instructions``: a string, or a list of system/developer messages."""
+    if value is None or isinstance(value, str):
+        return _system_text(value, where)
+    systems, turns = _conversation(value, where)
+    if turns:
+        raise RecordError(
+            f"{where}: expected system or developer messages, got a {turns[0][0]} message"
+        )
+    return "\n\n".join(systems) or None
+
+
+def _responses_input(value: object, where: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """System texts and turns of a Responses API ``input``: a string or a list of items."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise RecordError(f"{where}: empty text")
+        return [], [("user", value)]
+    if value is None:
+        raise RecordError(f"{where}: missing (no user input)")
+    if not isinstance(value, list):
+        raise RecordError(
+            f"{where}: expected a string or a list of input items, got {_kind(value)}"
+        )
+    return _conversation(value, where)
+
+
+def _request_conversation(
+    request: Mapping[str, Any], where: str
+) -> tuple[list[str], list[tuple[str, str]], str]:
+    """System texts, turns and the path of the turns of a logged request body.
+
+    A chat or messages request has ``messages`` (and Anthropic's top-level ``system``, which
+    some gateways log for OpenAI requests too); a Responses API request has ``input`` and
+    ``instructions``.
+    """
+    if "input" in request and "messages" not in request:
+        at = _at(where, "input")
+        systems, turns = _responses_input(request.get("input"), at)
+        _add_system(systems, _instructions(request.get("instructions"), _at(where, "instructions")))
+    else:
+        at = _at(where, "messages")
+        systems, turns = _conversation(request.get("messages"), at)
+        _add_system(systems, _system_text(request.get("system"), _at(where, "system")))
+    return systems, turns, at
+
+
+def _check_self_contained(obj: Mapping[str, Any], where: str) -> None:
+    """Refuse a Responses API call whose context OpenAI stored instead of the log."""
+    if obj.get("previous_response_id"):
+        raise RecordError(
+            f"{_at(where, 'previous_response_id')}: the conversation continues a stored "
+            "response whose earlier turns are not in the log; only self-contained "
+            "conversations can be imported"
+        )
+    if obj.get("conversation"):
+        raise RecordError(
+            f"{_at(where, 'conversation')}: the earlier turns are stored in an OpenAI "
+            "conversation, not in the log; only self-contained conversations can be imported"
+        )
+    if isinstance(obj.get("prompt"), dict):
+        raise RecordError(
+            f"{_at(where, 'prompt')}: the instructions come from a stored prompt template "
+            "that is not in the log; only self-contained requests can be imported"
+        )
+
+
+def _response_shape(response: Mapping[str, Any]) -> str | None:
+    """``openai`` (chat completion), ``responses`` or ``anthropic`` for a response object."""
+    if "choices" in response:
+        return "openai"
+    if "output" in response or response.get("object") == "response":
+        return "responses"
+    if "content" in response or response.get("type") == "message":
+        return "anthropic"
+    return None
+
+
+def _is_error(response: Mapping[str, Any]) -> bool:
+    # Responses API objects always carry "error", null when the call succeeded.
+    return bool(response.get("error")) or response.get("type") == "error"
+
+
+def _chat_answer(response: Mapping[str, Any], where: str) -> tuple[str, bool]:
+    """The text of a chat completion's first choice, and whether it was cut off."""
+    choices = response.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise RecordError(f"{where}.choices: no choices (no assistant output)")
+    choice = choices[0]
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(message, dict):
+        raise RecordError(f"{where}.choices[0].message: no message (no assistant output)")
+    if message.get("tool_calls") or message.get("function_call"):
+        raise RecordError(
+            f"{where}.choices[0].message: the answer is a tool call; only text answers "
+            "can be imported"
+        )
+    if message.get("content") is None:
+        raise RecordError(f"{where}.choices[0].message.content: no assistant output")
+    text = _content_text(
+        message.get("content"),
+        f"{where}.choices[0].message.content",
+        joiner="",
+        allow_reasoning=True,
+    )
+    return text, isinstance(choice, dict) and choice.get("finish_reason") == "length"
+
+
+def _anthropic_answer(response: Mapping[str, Any], where: str) -> tuple[str, bool]:
+    """The text blocks of an Anthropic message, and whether it was cut off."""
+    if response.get("content") is None:
+        raise RecordError(f"{where}.content: no assistant output")
+    text = _content_text(
+        response.get("content"), f"{where}.content", joiner="", allow_reasoning=True
+    )
+    return text, response.get("stop_reason") == "max_tokens"
+
+
+# Responses API statuses of a response without a finished answer.
+_UNFINISHED: Final = frozenset({"failed", "cancelled", "in_progress", "queued"})
+
+
+def _responses_answer(response: Mapping[str, Any], where: str) -> tuple[str, bool]:
+    """The text of a Responses API response's ``message`` items; ``incomplete`` is cut off."""
+    status = response.get("status")
+    if status in _UNFINISHED:
+        raise RecordError(f"{_at(where, 'status')}: {status!r} (no finished assistant output)")
+    at_output = _at(where, "output")
+    output = response.get("output")
+    if not isinstance(output, list) or not output:
+        got = "an empty list" if isinstance(output, list) else _kind(output)
+        raise RecordError(
+            f"{at_output}: expected a list of output items, got {got} (no assistant output)"
+        )
+    texts: list[str] = []
+    for i, item in enumerate(output):
+        at = f"{at_output}[{i}]"
+        if not isinstance(item, dict):
+            raise RecordError(f"{at}: expected an output item, got {_kind(item)}")
+        kind = item.get("type")
+        if kind == "message":
+            texts.append(
+                _content_text(item.get("content"), f"{at}.content", joiner="", allow_reasoning=True)
+            )
+        elif kind not in _SKIPPED_ITEMS:
+            raise RecordError(
+                f"{at}: {kind!r} output (a tool call or non-text output); only text answers "
+                "can be imported"
+            )
+    if not texts:
+        raise RecordError(f"{at_output}: no message item (no assistant output)")
+    return "\n\n".join(texts), status == "incomplete"
+
+
 def detect_format(data: Mapping[str, Any]) -> str | None:
-    """``openai``, ``anthropic`` or ``plain`` for a log object, or None for an unknown shape."""
+    """The shape of a log object (one of :data:`FORMATS` but ``auto``), or None if unknown."""
+    if "call_type" in data or (
+        "response" in data
+        and "request" not in data
+        and ("messages" in data or "proxy_server_request" in data)
+    ):
+        return "litellm"
     if "request" in data or "response" in data:
         response = data.get("response")
         request = data.get("request")
-        if isinstance(response, dict):
-            if "choices" in response:
-                return "openai"
-            if "content" in response or response.get("type") == "message":
+        shape = _response_shape(response) if isinstance(response, dict) else None
+        if shape is not None:
+            return shape
+        if isinstance(request, dict):
+            if "system" in request:
                 return "anthropic"
-        if isinstance(request, dict) and "system" in request:
-            return "anthropic"
+            if "input" in request and "messages" not in request:
+                return "responses"
         return "openai"
     if "messages" in data:
         return "openai"
     if "input" in data or "output" in data:
+        if (
+            isinstance(data.get("output"), list)
+            or isinstance(data.get("input"), list)
+            or "instructions" in data
+            or data.get("object") == "response"
+        ):
+            return "responses"
         return "plain"
     return None
 
@@ -355,43 +587,20 @@ def _parse_request_response(data: Mapping[str, Any], fmt: str) -> dict[str, Any]
         raise RecordError("no response: nothing for the reference (no assistant output)")
     if not isinstance(response, dict):
         raise RecordError(f"response: expected an object, got {_kind(response)}")
-    if "error" in response or response.get("type") == "error":
+    if _is_error(response):
         raise RecordError("the response is an error (no assistant output)")
-    systems, turns = _conversation(request.get("messages"), "request.messages")
-    # Anthropic's top-level system; some gateways log one for OpenAI requests too.
-    system = _system_text(request.get("system"), "request.system")
-    if system is not None:
-        systems.insert(0, system)
-    if fmt == "anthropic":
-        if response.get("content") is None:
-            raise RecordError("response.content: no assistant output")
-        reference = _content_text(
-            response.get("content"), "response.content", joiner="", allow_reasoning=True
-        )
-        truncated = response.get("stop_reason") == "max_tokens"
+    systems, turns, where = _request_conversation(request, "request")
+    if fmt == "responses":
+        _check_self_contained(request, "request")
+        _check_self_contained(response, "response")
+        # The response repeats the instructions; a log may keep them only there.
+        _add_system(systems, _instructions(response.get("instructions"), "response.instructions"))
+        reference, truncated = _responses_answer(response, "response")
+    elif fmt == "anthropic":
+        reference, truncated = _anthropic_answer(response, "response")
     else:
-        choices = response.get("choices")
-        if not isinstance(choices, list) or not choices:
-            raise RecordError("response.choices: no choices (no assistant output)")
-        choice = choices[0]
-        message = choice.get("message") if isinstance(choice, dict) else None
-        if not isinstance(message, dict):
-            raise RecordError("response.choices[0].message: no message (no assistant output)")
-        if message.get("tool_calls") or message.get("function_call"):
-            raise RecordError(
-                "response.choices[0].message: the answer is a tool call; only text answers "
-                "can be imported"
-            )
-        if message.get("content") is None:
-            raise RecordError("response.choices[0].message.content: no assistant output")
-        reference = _content_text(
-            message.get("content"),
-            "response.choices[0].message.content",
-            joiner="",
-            allow_reasoning=True,
-        )
-        truncated = isinstance(choice, dict) and choice.get("finish_reason") == "length"
-    _check_ends_with_user(turns, "request.messages")
+        reference, truncated = _chat_answer(response, "response")
+    _check_ends_with_user(turns, where)
     model = (
         _string_or_none(response.get("model"))
         or _string_or_none(request.get("model"))
@@ -415,9 +624,7 @@ def _parse_flat(data: Mapping[str, Any]) -> dict[str, Any]:
         )
     reference = turns.pop()[1]
     _check_ends_with_user(turns, "messages")
-    system = _system_text(data.get("system"), "system")
-    if system is not None:
-        systems.insert(0, system)
+    _add_system(systems, _system_text(data.get("system"), "system"))
     return {
         "systems": systems,
         "turns": turns,
@@ -425,6 +632,261 @@ def _parse_flat(data: Mapping[str, Any]) -> dict[str, Any]:
         "model": _string_or_none(data.get("model")),
         "truncated": False,
         "consumed": {"messages", "system", "model"},
+    }
+
+
+# Fields of a Responses API response object: a flat Responses record is one with its `input`.
+# They describe the call, not the traffic, and are not copied into metadata.
+_RESPONSE_FIELDS: Final = frozenset(
+    {
+        "id",
+        "object",
+        "created_at",
+        "completed_at",
+        "status",
+        "error",
+        "incomplete_details",
+        "instructions",
+        "input",
+        "output",
+        "output_text",
+        "model",
+        "usage",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "temperature",
+        "top_p",
+        "top_logprobs",
+        "max_output_tokens",
+        "max_tool_calls",
+        "previous_response_id",
+        "conversation",
+        "prompt",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "reasoning",
+        "text",
+        "truncation",
+        "store",
+        "background",
+        "service_tier",
+        "safety_identifier",
+        "user",
+    }
+)
+
+
+def _parse_responses_flat(data: Mapping[str, Any]) -> dict[str, Any]:
+    if _is_error(data):
+        raise RecordError("the response is an error (no assistant output)")
+    _check_self_contained(data, "")
+    systems, turns = _responses_input(data.get("input"), "input")
+    _add_system(systems, _instructions(data.get("instructions"), "instructions"))
+    output = data.get("output")
+    if isinstance(output, str):
+        if not output.strip():
+            raise RecordError("output: empty (no assistant output)")
+        reference, truncated = output, False
+    else:
+        reference, truncated = _responses_answer(data, "")
+    _check_ends_with_user(turns, "input")
+    return {
+        "systems": systems,
+        "turns": turns,
+        "reference": reference,
+        "model": _string_or_none(data.get("model")),
+        "truncated": truncated,
+        "consumed": _RESPONSE_FIELDS,
+    }
+
+
+# Top-level fields of LiteLLM's StandardLoggingPayload and of its spend-log rows
+# (LiteLLM_SpendLogs). Only _LITELLM_KEPT of them are copied into metadata: the rest are
+# costs, token counts, deployment details, key hashes and IP addresses.
+_LITELLM_FIELDS: Final = frozenset(
+    {
+        "id",
+        "trace_id",
+        "call_id",
+        "call_type",
+        "stream",
+        "response_cost",
+        "cost_breakdown",
+        "response_cost_failure_debug_info",
+        "status",
+        "status_fields",
+        "custom_llm_provider",
+        "total_tokens",
+        "prompt_tokens",
+        "completion_tokens",
+        "startTime",
+        "endTime",
+        "completionStartTime",
+        "response_time",
+        "model_map_information",
+        "model",
+        "model_id",
+        "model_group",
+        "api_base",
+        "metadata",
+        "cache_hit",
+        "cache_key",
+        "saved_cache_cost",
+        "request_tags",
+        "end_user",
+        "requester_ip_address",
+        "user_agent",
+        "messages",
+        "response",
+        "error_str",
+        "error_information",
+        "model_parameters",
+        "hidden_params",
+        "guardrail_information",
+        "standard_built_in_tools_params",
+        # spend logs
+        "request_id",
+        "api_key",
+        "spend",
+        "user",
+        "team_id",
+        "session_id",
+        "proxy_server_request",
+        "mcp_namespaced_tool_name",
+        # a gateway log's own request body
+        "request",
+    }
+)
+_LITELLM_KEPT: Final = frozenset(
+    {
+        "id",
+        "call_id",
+        "trace_id",
+        "request_id",
+        "session_id",
+        "call_type",
+        "custom_llm_provider",
+        "model_group",
+        "request_tags",
+        "cache_hit",
+        "startTime",
+        "endTime",
+        "end_user",
+        "user",
+        "team_id",
+    }
+)
+# In LiteLLM's metadata: the key's team, and what the caller attached to the request.
+_LITELLM_METADATA_KEPT: Final = ("user_api_key_team_alias",)
+_LITELLM_METADATA_MERGED: Final = ("requester_metadata", "spend_logs_metadata")
+
+_LITELLM_REDACTED: Final = "redacted-by-litellm"
+_NOT_STORED: Final = "spend logs hold it only with store_prompts_in_spend_logs: true"
+
+
+def _json_text(value: object) -> object:
+    """A value that spend-log rows store as JSON text, decoded; anything else as it is."""
+    if isinstance(value, str) and value.lstrip()[:1] in ("[", "{", '"'):
+        try:
+            return json.loads(value, parse_constant=_reject_constant)
+        except (ValueError, RecursionError):
+            return value  # text that only looks like JSON
+    return value
+
+
+def _empty(value: object) -> bool:
+    return value is None or (isinstance(value, str | list | dict) and not value)
+
+
+def _litellm_request(data: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, str]:
+    """The logged request body and its path: ``request``, else ``proxy_server_request``."""
+    for key in ("request", "proxy_server_request"):
+        value = _json_text(data.get(key))
+        if isinstance(value, dict) and "messages" not in value and "input" not in value:
+            body = value.get("body")  # a whole HTTP request: url, method, headers, body
+            value, key = (body, f"{key}.body") if isinstance(body, dict) else (None, key)
+        if isinstance(value, dict) and ("messages" in value or "input" in value):
+            return value, key
+    return None, ""
+
+
+def _parse_litellm(data: Mapping[str, Any]) -> dict[str, Any]:
+    if data.get("status") == "failure":
+        raise RecordError("status 'failure': the call failed (no assistant output)")
+    request, request_at = _litellm_request(data)
+    messages = _json_text(data.get("messages"))
+    where = "messages"
+    systems: list[str]
+    turns: list[tuple[str, str]]
+    if isinstance(messages, str) and messages.strip():
+        systems, turns = [], [("user", messages)]
+    elif isinstance(messages, list) and messages:
+        systems, turns = _conversation(messages, "messages")
+    elif isinstance(messages, dict) and messages:
+        systems, turns, where = _request_conversation(messages, "messages")
+    elif request is not None:
+        systems, turns, where = _request_conversation(request, request_at)
+    else:
+        raise RecordError(f"messages: not logged (no conversation); {_NOT_STORED}")
+    params = data.get("model_parameters")
+    for source, at in ((params, "model_parameters"), (request, request_at)):
+        if isinstance(source, dict):
+            _check_self_contained(source, at)
+            _add_system(systems, _instructions(source.get("instructions"), f"{at}.instructions"))
+            _add_system(systems, _system_text(source.get("system"), f"{at}.system"))
+    response = _json_text(data.get("response"))
+    if _empty(response):
+        raise RecordError(f"response: not logged (no assistant output); {_NOT_STORED}")
+    if not isinstance(response, dict):
+        raise RecordError(f"response: expected a response object, got {_kind(response)}")
+    if _is_error(response):
+        raise RecordError("the response is an error (no assistant output)")
+    shape = _response_shape(response)
+    if shape == "openai":
+        reference, truncated = _chat_answer(response, "response")
+    elif shape == "anthropic":
+        reference, truncated = _anthropic_answer(response, "response")
+    elif shape == "responses":
+        _check_self_contained(response, "response")
+        _add_system(systems, _instructions(response.get("instructions"), "response.instructions"))
+        reference, truncated = _responses_answer(response, "response")
+    else:
+        call_type = data.get("call_type")
+        of = f" of call_type {call_type!r}" if isinstance(call_type, str) else ""
+        keys = ", ".join(sorted(response)[:8])
+        raise RecordError(
+            f"response{of}: not a chat completion, Responses API or Anthropic messages "
+            f"response (keys: {keys})"
+        )
+    if reference == _LITELLM_REDACTED or any(text == _LITELLM_REDACTED for _, text in turns):
+        raise RecordError(
+            "the messages were redacted by LiteLLM (turn_off_message_logging): nothing to import"
+        )
+    _check_ends_with_user(turns, where)
+    fields: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in _LITELLM_FIELDS and key not in _LITELLM_KEPT:
+            continue
+        value = _json_text(value) if key == "request_tags" else value
+        if not _empty(value):
+            fields[key] = value
+    metadata = _json_text(data.get("metadata"))
+    if isinstance(metadata, dict):
+        for key in _LITELLM_METADATA_KEPT:
+            if not _empty(metadata.get(key)):
+                fields[key] = metadata[key]
+        for key in _LITELLM_METADATA_MERGED:
+            extra = metadata.get(key)
+            if isinstance(extra, dict):
+                fields.update(extra)
+    return {
+        "systems": systems,
+        "turns": turns,
+        "reference": reference,
+        "model": _string_or_none(response.get("model")) or _string_or_none(data.get("model")),
+        "truncated": truncated,
+        "fields": fields,
     }
 
 
@@ -456,8 +918,29 @@ def _parse_plain(data: Mapping[str, Any]) -> dict[str, Any]:
 _FORMAT_NAMES: Final = {
     "openai": "an OpenAI chat",
     "anthropic": "an Anthropic messages",
+    "responses": "an OpenAI Responses API",
+    "litellm": "a LiteLLM gateway",
     "plain": "a plain {input, output}",
 }
+_REQUEST_RESPONSE_FORMATS: Final = frozenset({"openai", "anthropic", "responses"})
+
+
+def _could_be(data: Mapping[str, Any], detected: str, fmt: str) -> bool:
+    """Whether a record detected as ``detected`` may be read as the forced ``fmt``."""
+    if detected == fmt:
+        return True
+    if "request" in data or "response" in data:
+        # A response without choices, content or output does not tell its provider; the
+        # parser then reports what is missing.
+        response = data.get("response")
+        decided = isinstance(response, dict) and _response_shape(response) is not None
+        return (
+            not decided
+            and detected in _REQUEST_RESPONSE_FORMATS
+            and fmt in _REQUEST_RESPONSE_FORMATS
+        )
+    # The flat {system, messages} style is common to OpenAI and Anthropic.
+    return "messages" in data and {detected, fmt} == {"openai", "anthropic"}
 
 
 def parse_record(data: object, fmt: Format = "auto", *, source: str = "") -> LogRecord:
@@ -468,41 +951,41 @@ def parse_record(data: object, fmt: Format = "auto", *, source: str = "") -> Log
     if detected is None:
         keys = ", ".join(sorted(data)[:8]) or "none"
         raise RecordError(
-            "unknown record shape: expected 'request' and 'response', 'messages', or "
-            f"'input' and 'output' (keys: {keys})"
+            "unknown record shape: expected 'request' and 'response', 'messages', "
+            "'input' and 'output', or a LiteLLM log with 'call_type' "
+            f"(keys: {keys})"
         )
     if fmt != "auto":
-        logged = "request" in data or "response" in data
-        response = data.get("response")
-        # Without 'choices' or 'content' a response does not tell its provider; the parser
-        # then reports what is missing.
-        undecided = logged and not (
-            isinstance(response, dict) and ("choices" in response or "content" in response)
-        )
-        flat = "messages" in data and not logged
-        compatible = detected == fmt or (fmt != "plain" and (flat or undecided))
-        if not compatible:
+        if not _could_be(data, detected, fmt):
             raise RecordError(
                 f"not {_FORMAT_NAMES[fmt]} record (it looks like {_FORMAT_NAMES[detected]} "
                 "record; try --format auto)"
             )
         detected = fmt
-    if "request" in data or "response" in data:
+    if detected == "litellm":
+        parsed = _parse_litellm(data)
+    elif "request" in data or "response" in data:
         parsed = _parse_request_response(data, detected)
     elif detected == "plain":
         parsed = _parse_plain(data)
+    elif detected == "responses":
+        parsed = _parse_responses_flat(data)
     else:
         parsed = _parse_flat(data)
-    fields: dict[str, Any] = {}
-    for key, value in data.items():
-        if key in parsed["consumed"] or key == "metadata":
-            continue
-        fields[key] = value
-    metadata = data.get("metadata")
-    if isinstance(metadata, dict):
-        fields.update(metadata)
-    elif metadata is not None:
-        fields["metadata"] = metadata
+    fields: dict[str, Any]
+    if "fields" in parsed:
+        fields = parsed["fields"]
+    else:
+        fields = {}
+        for key, value in data.items():
+            if key in parsed["consumed"] or key == "metadata":
+                continue
+            fields[key] = value
+        metadata = data.get("metadata")
+        if isinstance(metadata, dict):
+            fields.update(metadata)
+        elif metadata is not None:
+            fields["metadata"] = metadata
     systems: list[str] = parsed["systems"]
     return LogRecord(
         source=source,
@@ -561,19 +1044,26 @@ def read_logs(paths: Sequence[str], fmt: Format = "auto") -> ReadResult:
     result = ReadResult()
     for path in paths:
         label = "<stdin>" if path == "-" else path
+        digest = hashlib.sha256()
+        lines = records = malformed = 0
         handle = _open_log(path)
         try:
             for number, raw in enumerate(handle, start=1):
-                result.lines += 1
+                digest.update(raw)
+                lines += 1
                 outcome = _parse_line(raw.rstrip(b"\r\n"), number, fmt, label)
                 if isinstance(outcome, LogRecord):
                     result.records.append(outcome)
+                    records += 1
                 elif outcome is not None:
                     result.malformed.append(Malformed(label, number, outcome))
+                    malformed += 1
         finally:
             if path != "-":
                 handle.close()
+        result.lines += lines
         result.files += 1
+        result.sources.append(SourceStats(label, digest.hexdigest(), lines, records, malformed))
     return result
 
 
@@ -886,8 +1376,9 @@ def stratum_of(record: LogRecord, by: str) -> str:
 
     ``length`` is the length band of the last user message; ``model`` the logged model;
     ``metadata.KEY`` (or just ``KEY``, dots for nested keys) a field of the log record or of
-    its ``metadata`` object. ``tag`` falls back to ``tags`` (a list becomes comma-joined).
-    A missing or null field is the stratum ``(none)``.
+    its ``metadata`` object. ``tag`` falls back to ``tags``, then to LiteLLM's
+    ``request_tags`` (a list becomes comma-joined). A missing or null field is the stratum
+    ``(none)``.
     """
     if by == "length":
         return length_band(record.user)
@@ -895,9 +1386,13 @@ def stratum_of(record: LogRecord, by: str) -> str:
         return record.model or MISSING
     parts = by.removeprefix("metadata.").split(".")
     value: Any = dict(record.fields)
-    if parts == ["tag"] and "tag" not in value and "tags" in value:
-        tags = value["tags"]
-        return ",".join(map(str, tags)) if isinstance(tags, list) and tags else _label(tags)
+    if parts == ["tag"] and "tag" not in value:
+        for name in ("tags", "request_tags"):
+            if name in value:
+                tags = value[name]
+                if isinstance(tags, list) and tags:
+                    return ",".join(map(str, tags))
+                return _label(tags)
     for part in parts:
         if not isinstance(value, dict) or part not in value:
             return MISSING
@@ -998,11 +1493,19 @@ def to_case(
     return case
 
 
-def render_jsonl(cases: Iterable[Mapping[str, Any]], header: Sequence[str] = ()) -> str:
-    """The text of a JSONL golden file: ``//`` header lines, then one case per line."""
-    lines = ["// " + " ".join(line.split()) for line in header]
-    lines.extend(json.dumps(case, ensure_ascii=False) for case in cases)
-    return "\n".join(lines) + "\n"
+def render_jsonl(cases: Iterable[Mapping[str, Any]]) -> str:
+    """The text of a JSONL golden file: one case object per line and nothing else.
+
+    No comment or header lines: every line is a JSON object, so any JSON Lines reader
+    accepts the file. What the import did goes into the provenance file
+    (:func:`provenance_path`).
+    """
+    return "".join(json.dumps(case, ensure_ascii=False) + "\n" for case in cases)
+
+
+def provenance_path(output: Path) -> Path:
+    """The provenance file of a golden file: ``NAME.jsonl`` -> ``NAME.import.json``."""
+    return output.with_suffix(PROVENANCE_SUFFIX)
 
 
 def write_atomic(path: Path, text: str, *, force: bool = False) -> None:
@@ -1075,7 +1578,14 @@ class ImportResult:
     redactions: Counter[str] = field(default_factory=Counter)
     dropped_fields: Counter[str] = field(default_factory=Counter)
     prefix: str = ""
+    formats: Counter[str] = field(default_factory=Counter)
     text: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def provenance_text(self) -> str:
+        """The provenance file's text: the :attr:`provenance` document as indented JSON."""
+        return json.dumps(self.provenance, ensure_ascii=False, indent=2) + "\n"
 
 
 def default_prefix(output: Path) -> str:
@@ -1104,6 +1614,11 @@ def check_options(options: ImportOptions) -> str:
         raise UsageError(f"the output {str(options.output)!r} is a directory")
     if options.output.exists() and not options.force:
         raise UsageError(f"{options.output} exists; pass --force to overwrite it")
+    sidecar = provenance_path(options.output)
+    if sidecar.is_dir():
+        raise UsageError(f"the provenance file {str(sidecar)!r} is a directory")
+    if sidecar.exists() and not options.force:
+        raise UsageError(f"{sidecar} exists; pass --force to overwrite it")
     if options.size < 1:
         raise UsageError(f"--size must be at least 1, got {options.size}")
     by = options.stratify_by
@@ -1125,17 +1640,20 @@ def check_options(options: ImportOptions) -> str:
             raise UsageError(f"{log}: no such file")
         if os.path.isdir(log):
             raise UsageError(f"{log}: is a directory; pass the log files")
-        if options.output.exists() and os.path.samefile(log, options.output):
-            raise UsageError(f"{log} is both an input and the output")
+        for written, what in ((options.output, "the output"), (sidecar, "the provenance file")):
+            if written.exists() and os.path.samefile(log, written):
+                raise UsageError(f"{log} is both an input and {what}")
     if options.logs.count("-") > 1:
         raise UsageError("'-' (stdin) can be given only once")
     return prefix
 
 
-def import_logs(options: ImportOptions, *, today: date | None = None) -> ImportResult:
-    """Read, redact, deduplicate, sample and render; nothing is written.
+def import_logs(options: ImportOptions, *, now: datetime | None = None) -> ImportResult:
+    """Read, redact, deduplicate, sample and render the golden file and its provenance.
 
-    Raises :class:`UsageError` for bad options and :class:`OSError` for unreadable logs.
+    Nothing is written. ``now`` is the import time recorded in the provenance (default: the
+    current UTC time). Raises :class:`UsageError` for bad options and :class:`OSError` for
+    unreadable logs.
     """
     prefix = check_options(options)
     read = read_logs(options.logs, options.format)
@@ -1162,28 +1680,89 @@ def import_logs(options: ImportOptions, *, today: date | None = None) -> ImportR
             )
         )
         result.redactions.update(record.redactions)
+        result.formats[record.format] += 1
     cases.sort(key=lambda case: str(case["id"]))
     result.cases = cases
     if cases:
-        result.text = render_jsonl(cases, _header(options, result, today or date.today()))
+        result.text = render_jsonl(cases)
+        result.provenance = provenance(options, result, now or datetime.now(UTC))
     return result
 
 
-def _header(options: ImportOptions, result: ImportResult, today: date) -> list[str]:
-    logs = ["<stdin>" if log == "-" else log for log in options.logs]
-    shown = ", ".join(logs[:3]) + (f" and {len(logs) - 3} more" if len(logs) > 3 else "")
-    details = [f"{len(result.cases)} of {result.unique} unique records"]
-    if result.duplicates:
-        details.append(f"{result.duplicates} duplicates removed")
+def command_line(options: ImportOptions) -> str:
+    """The ``llmregress import`` command that gives the same cases from the same logs."""
+    args = ["llmregress", "import", *options.logs, "-o", str(options.output)]
+    if options.format != "auto":
+        args += ["--format", options.format]
+    args += ["--size", str(options.size)]
     if options.stratify_by:
-        details.append(f"stratified by {options.stratify_by}")
-    details.append(f"seed {options.seed}")
-    details.append("redacted" if options.redact else "NOT redacted")
-    return [
-        f"imported by llmregress import from {shown} on {today.isoformat()}: "
-        f"{len(result.cases)} cases",
-        "; ".join(details),
-    ]
+        args += ["--stratify-by", options.stratify_by]
+    args += ["--seed", str(options.seed)]
+    if options.id_prefix is not None:
+        args += ["--id-prefix", options.id_prefix]
+    for tag in options.tags:
+        args += ["--tag", tag]
+    if not options.redact:
+        args.append("--no-redact")
+    if options.keep_user_ids:
+        args.append("--keep-user-ids")
+    return shlex.join(args)
+
+
+def provenance(options: ImportOptions, result: ImportResult, now: datetime) -> dict[str, Any]:
+    """The provenance document of an import: how the golden file was made, from what.
+
+    Run-level facts only; each case's own origin (log file and line, model, the log's
+    fields) is in its ``metadata``. See ``docs/importing-traffic.md`` for every field.
+    """
+    read = result.read
+    return {
+        "version": PROVENANCE_VERSION,
+        "golden_file": options.output.name,
+        "imported_at": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "tool": {"name": "pytest-llmregress", "version": __version__},
+        "command": command_line(options),
+        "options": {
+            "format": options.format,
+            "size": options.size,
+            "stratify_by": options.stratify_by,
+            "seed": options.seed,
+            "id_prefix": result.prefix,
+            "tags": list(dict.fromkeys(options.tags)),
+            "redact": options.redact,
+            "keep_user_ids": options.keep_user_ids,
+        },
+        "sources": [
+            {
+                "path": source.path,
+                "sha256": source.sha256,
+                "lines": source.lines,
+                "records": source.records,
+                "malformed": source.malformed,
+            }
+            for source in read.sources
+        ],
+        "counts": {
+            "records": len(read.records),
+            "malformed": len(read.malformed),
+            "duplicates": result.duplicates,
+            "unique": result.unique,
+            "cases": len(result.cases),
+        },
+        "log_formats": dict(sorted(result.formats.items())),
+        "strata": (
+            {
+                name: {"selected": chosen, "available": available}
+                for name, (chosen, available) in sorted(result.strata.items())
+            }
+            if options.stratify_by
+            else None
+        ),
+        "redactions": (
+            {kind: result.redactions[kind] for kind in REDACTION_KINDS} if options.redact else None
+        ),
+        "dropped_user_id_fields": dict(sorted(result.dropped_fields.items())),
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -1210,8 +1789,9 @@ def _parser() -> argparse.ArgumentParser:
         prog=PROG,
         description=(
             "Turn production request/response logs (JSONL: OpenAI chat, Anthropic messages, "
-            "or plain {input, output}) into a golden file: duplicates removed, sampled, "
-            "secrets and personal data redacted, stable ids."
+            "OpenAI Responses API, LiteLLM gateway logs, or plain {input, output}) into a "
+            "golden file: duplicates removed, sampled, secrets and personal data redacted, "
+            "stable ids. What the import did is written next to it, in NAME.import.json."
         ),
         epilog="Exit status: 0 cases written, 1 no case written, 2 usage error. "
         "See docs/importing-traffic.md.",
@@ -1220,7 +1800,12 @@ def _parser() -> argparse.ArgumentParser:
         "logs", nargs="+", metavar="LOGS", help="JSONL log files ('-' for stdin, .gz is read)"
     )
     parser.add_argument(
-        "-o", "--output", required=True, type=Path, metavar="PATH", help="golden file (.jsonl)"
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        metavar="PATH",
+        help="golden file (.jsonl); its provenance goes to NAME.import.json beside it",
     )
     parser.add_argument(
         "--format", choices=FORMATS, default="auto", help="log format (default: per line)"
@@ -1255,7 +1840,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--keep-user-ids", action="store_true", help="keep user id fields in metadata"
     )
-    parser.add_argument("--force", action="store_true", help="overwrite an existing output")
+    parser.add_argument(
+        "--force", action="store_true", help="overwrite an existing output and provenance file"
+    )
     return parser
 
 
@@ -1386,15 +1973,20 @@ def main(argv: list[str] | None = None) -> int:
     except CaseFileError as exc:  # a bug here, not in the logs
         print(f"{PROG}: error: the generated cases do not load:\n{exc}", file=err)
         return 1
-    try:
-        write_atomic(options.output, result.text, force=options.force)
-    except FileExistsError as exc:
-        print(f"{PROG}: error: {exc}", file=err)
-        return 2
-    except OSError as exc:
-        print(f"{PROG}: error: cannot write {options.output}: {exc}", file=err)
-        return 1
-    print(f"wrote {_plural(len(result.cases), 'case')} to {options.output}", file=out)
+    sidecar = provenance_path(options.output)
+    for path, text in ((options.output, result.text), (sidecar, result.provenance_text)):
+        try:
+            write_atomic(path, text, force=options.force)
+        except FileExistsError as exc:
+            print(f"{PROG}: error: {exc}", file=err)
+            return 2
+        except OSError as exc:
+            print(f"{PROG}: error: cannot write {path}: {exc}", file=err)
+            return 1
+    print(
+        f"wrote {_plural(len(result.cases), 'case')} to {options.output} (provenance in {sidecar})",
+        file=out,
+    )
     if len(result.cases) < SMALL_SET:
         _warn_small(len(result.cases), err)
     return 0

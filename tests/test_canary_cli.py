@@ -1,10 +1,13 @@
-"""``llmregress canary status | advance | rollback`` on real files: byte-exact, atomic edits."""
+"""``llmregress canary status | advance | rollback`` on real files: byte-exact, atomic edits,
+exit statuses that tell hold from roll back, the rollback record."""
 
 from __future__ import annotations
 
 import json
 import os
 import stat
+import subprocess
+import sys
 import tomllib
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -13,17 +16,27 @@ from pathlib import Path
 import pytest
 
 from pytest_llmregress import canary_cli, cli
+from pytest_llmregress.canary import CANARY_PCT_ENV, load_canary_config
 from pytest_llmregress.canary_cli import (
+    EXIT_ERROR,
+    EXIT_HOLD,
+    EXIT_OK,
+    EXIT_ROLLBACK,
+    EXIT_USAGE,
     CanaryEditError,
     ConcurrentEditError,
     _verify,
     edit_canary_text,
+    toml_string,
     write_atomic,
 )
 
 NOW = "2026-11-26T10:00:00Z"
 
-PYPROJECT = """\
+PCT_LINE = "  canary_pct   =  0.05     # edited by `llmregress canary`; keep this comment\n"
+STARTED_LINE = "stage_started_at = 2026-11-25T08:00:00Z\n"
+
+PYPROJECT = f"""\
 [project]
 name = "support-bot"  # the app
 version = "1.4.0"
@@ -37,29 +50,27 @@ fallbacks = ["gpt-5.5-2026-04-23"]
 production = "claude-sonnet-4-6"
 candidate  = "claude-opus-4-7"
 experiment_id = "opus-4-7-migration"
-  canary_pct   =  5     # edited by `llmregress canary`; keep this comment
-stage_started_at = 2026-11-25T08:00:00Z
-min_requests = 100
+{PCT_LINE}{STARTED_LINE}min_requests = 100
 
 [[tool.llmregress.canary.stages]]   # 1% for a day
-pct = 1
+pct = 0.01
 min_hours = 24
 max_regression_rate = 0.02
 
 [[tool.llmregress.canary.stages]]
-pct = 5
+pct = 0.05
 min_hours = 24
 max_regression_rate = 0.02
 
 [[tool.llmregress.canary.stages]]
-pct = 25
+pct = 0.25
 min_hours = 48
 max_regression_rate = 0.01
 max_error_rate = 0.005
 
 [tool.ruff]
 line-length = 100
-# canary_pct = 99  <- not the canary table
+# canary_pct = 0.99  <- not the canary table
 """
 
 GOOD_METRICS = {
@@ -72,6 +83,11 @@ BAD_METRICS = {
 }
 
 Run = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture(autouse=True)
+def no_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(CANARY_PCT_ENV, raising=False)
 
 
 @pytest.fixture
@@ -110,22 +126,42 @@ def canary_table(path: Path) -> dict[str, object]:
     return table
 
 
+def test_exit_statuses_are_distinct_and_leave_2_to_argparse() -> None:
+    # The documented numbers: scripts branch on them.
+    assert (EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_HOLD, EXIT_ROLLBACK) == (0, 1, 2, 3, 4)
+
+
 # -- status -----------------------------------------------------------------------------------
 
 
-def test_status_prints_stage_pct_time_and_decision(project: Path, run: Run) -> None:
+def test_status_prints_fraction_stage_time_and_decision(project: Path, run: Run) -> None:
     code, out, _ = run("status", "--config", str(project), "--now", NOW)
-    assert code == 0
-    assert "stage 2 of 3 (5% of users; next: 25%)" in out
-    assert "canary_pct: 5" in out
+    assert code == EXIT_OK
+    assert "canary_pct: 0.05 (5%): buckets 0-499 of 10,000" in out
+    assert "stage:      stage 2 of 3 at 0.05 (5%); next: 0.25 (25%)" in out
     assert "26.0 h (since 2026-11-25T08:00:00Z; the stage needs 24 h)" in out
     assert "pass --metrics" in out
+    assert "override" not in out
+    assert "rollback" not in out
 
     metrics = metrics_file(project.parent, GOOD_METRICS)
     code, out, _ = run("status", "--config", str(project), "--now", NOW, "--metrics", metrics)
-    assert code == 0
+    assert code == EXIT_OK
     assert "candidate:  requests 300, errors 1, regressions 4" in out
-    assert "decision:   promote: Promoting from stage 2 of 3" in out
+    assert "decision:   promote: Promoting from stage 2 of 3 at 0.05 (5%)" in out
+
+
+def test_status_exit_status_tells_hold_from_roll_back(project: Path, run: Run) -> None:
+    good = metrics_file(project.parent, GOOD_METRICS, "good.json")
+    bad = metrics_file(project.parent, BAD_METRICS, "bad.json")
+    too_early = "2026-11-25T20:00:00Z"  # 12 h of the 24 h
+    code, out, _ = run("status", "--config", str(project), "--now", too_early, "--metrics", good)
+    assert code == EXIT_HOLD
+    assert "decision:   hold: Holding at stage 2 of 3" in out
+    code, out, _ = run("status", "--config", str(project), "--now", too_early, "--metrics", bad)
+    assert code == EXIT_ROLLBACK
+    assert "decision:   rollback: The candidate's regression rate is 10.00%" in out
+    assert run("status", "--config", str(project), "--now", NOW, "--metrics", good)[0] == EXIT_OK
 
 
 def test_status_json_and_config_discovery(
@@ -134,14 +170,39 @@ def test_status_json_and_config_discovery(
     monkeypatch.chdir(project.parent)
     metrics = metrics_file(project.parent, BAD_METRICS)
     code, out, _ = run("status", "--json", "--metrics", metrics, "--now", NOW)
-    assert code == 0
+    assert code == EXIT_ROLLBACK
     data = json.loads(out)
     assert data["config"] == str(project)
     assert data["stage"] == 2
-    assert data["canary_pct"] == 5
+    assert data["canary_pct"] == 0.05
+    assert data["candidate_buckets"] == 500
+    assert data["next_pct"] == 0.25
     assert data["hours_at_stage"] == 26
+    assert data["rollback"] is None
+    assert data["env_override"] is None
     assert data["decision"]["action"] == "rollback"
+    assert data["decision"]["next_pct"] == 0
     assert "10.00%" in data["decision"]["reason"]
+    assert data["exit_status"] == EXIT_ROLLBACK
+
+
+def test_status_reports_the_environment_override_without_applying_it(
+    project: Path, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CANARY_PCT_ENV, "0")
+    code, out, _ = run("status", "--config", str(project), "--now", NOW)
+    assert code == EXIT_OK
+    assert "canary_pct: 0.05 (5%)" in out  # the file's value
+    assert f"override:   {CANARY_PCT_ENV}=0 is set here; processes started with it use 0.0" in out
+    code, out, _ = run("status", "--json", "--config", str(project), "--now", NOW)
+    data = json.loads(out)
+    assert data["canary_pct"] == 0.05
+    assert data["env_override"]["canary_pct"] == 0.0
+    monkeypatch.setenv(CANARY_PCT_ENV, "5")
+    code, out, _ = run("status", "--config", str(project), "--now", NOW)
+    assert code == EXIT_OK
+    assert "it is invalid, so the application will fail to load" in out
+    assert '0.05 or "5%"' in out
 
 
 def test_dispatched_by_the_llmregress_command(
@@ -151,106 +212,192 @@ def test_dispatched_by_the_llmregress_command(
     assert "stage 2 of 3" in capsys.readouterr().out
 
 
+def test_exit_status_of_the_real_process(project: Path) -> None:
+    bad = metrics_file(project.parent, BAD_METRICS)
+    command = [sys.executable, "-m", "pytest_llmregress.cli", "canary", "status"]
+    args = ["--config", str(project), "--now", NOW, "--metrics", bad]
+    done = subprocess.run([*command, *args], capture_output=True, text=True, check=False)
+    assert done.returncode == 4, done.stderr
+    assert "decision:   rollback" in done.stdout
+
+
+@pytest.mark.parametrize("command", ["status", "advance", "rollback"])
+def test_help_lists_the_exit_statuses(
+    command: str, capsys: pytest.CaptureFixture[str], project: Path
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        canary_cli.main([command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert f"{EXIT_HOLD}  hold: not eligible to advance yet" in out
+    assert f"{EXIT_ROLLBACK}  roll back now" in out
+    assert f"{EXIT_USAGE}  usage error" in out
+    assert CANARY_PCT_ENV in out
+    assert "0.05 is 5% of users" in out
+
+
 # -- advance ----------------------------------------------------------------------------------
 
 
 def test_advance_refused_without_metrics_or_when_controller_holds(project: Path, run: Run) -> None:
     before = project.read_bytes()
     code, _, err = run("advance", "--config", str(project), "--now", NOW)
-    assert code == 1
+    assert code == EXIT_HOLD
     assert "advance refused (no --metrics given): the controller says hold" in err
     assert "0 requests, fewer than the 100" in err
     assert "--force" in err
+    assert "Nothing was written." in err
 
     metrics = metrics_file(project.parent, BAD_METRICS)
     code, _, err = run("advance", "--config", str(project), "--now", NOW, "--metrics", metrics)
-    assert code == 1
+    assert code == EXIT_ROLLBACK
     assert "the controller says rollback" in err
+    assert "llmregress canary rollback --reason" in err
     assert project.read_bytes() == before
 
 
 def test_advance_with_force(project: Path, run: Run) -> None:
     before = project.read_bytes()
     code, out, err = run("advance", "--force", "--config", str(project), "--now", NOW)
-    assert code == 0
+    assert code == EXIT_OK
     assert "forcing the advance" in err
-    assert "canary_pct 5 -> 25" in out
+    assert "canary_pct 0.05 (5%) -> 0.25 (25%)" in out
     assert changed_lines(before, project.read_bytes()) == [
-        (
-            b"  canary_pct   =  5     # edited by `llmregress canary`; keep this comment\n",
-            b"  canary_pct   =  25     # edited by `llmregress canary`; keep this comment\n",
-        ),
-        (
-            b"stage_started_at = 2026-11-25T08:00:00Z\n",
-            b"stage_started_at = 2026-11-26T10:00:00Z\n",
-        ),
+        (PCT_LINE.encode(), PCT_LINE.replace("0.05", "0.25").encode()),
+        (STARTED_LINE.encode(), b"stage_started_at = 2026-11-26T10:00:00Z\n"),
     ]
 
 
-def test_advance_when_the_controller_promotes(project: Path, run: Run) -> None:
+def test_advance_when_the_controller_promotes_up_to_full_rollout(project: Path, run: Run) -> None:
     metrics = metrics_file(project.parent, GOOD_METRICS)
     code, out, _ = run("advance", "--config", str(project), "--now", NOW, "--metrics", metrics)
-    assert code == 0
-    assert "now stage 3 of 3 (25% of users; next: 100%)" in out
+    assert code == EXIT_OK
+    assert "now stage 3 of 3 at 0.25 (25%); next: 1.0 (100%)" in out
     table = canary_table(project)
-    assert table["canary_pct"] == 25
+    assert table["canary_pct"] == 0.25
     assert table["stage_started_at"] == datetime(2026, 11, 26, 10, tzinfo=UTC)
 
     # Fresh stage: 0 h of the required 48 -> hold.
     code, _, err = run("advance", "--config", str(project), "--now", NOW, "--metrics", metrics)
-    assert code == 1
+    assert code == EXIT_HOLD
     assert "0.0 h of the required 48 h" in err
-    # After the last stage comes 100; at 100 there is nothing left to advance.
+    # After the last stage comes 1.0; at 1.0 there is nothing left to advance.
     later = "2026-11-29T10:00:00Z"
-    assert run("advance", "--config", str(project), "--now", later, "--metrics", metrics)[0] == 0
-    assert canary_table(project)["canary_pct"] == 100
+    code, out, _ = run("advance", "--config", str(project), "--now", later, "--metrics", metrics)
+    assert code == EXIT_OK
+    assert "canary_pct 0.25 (25%) -> 1.0 (100%)" in out
+    assert "canary_pct   =  1.0     # edited" in project.read_text()
+    assert canary_table(project)["canary_pct"] == 1.0
     code, _, err = run("advance", "--force", "--config", str(project))
-    assert code == 1
-    assert "100% already" in err
+    assert code == EXIT_HOLD
+    assert "1.0 (every user) already" in err
+
+
+def test_a_percentage_string_stays_a_percentage_string(tmp_path: Path, run: Run) -> None:
+    path = tmp_path / "pyproject.toml"
+    path.write_text(PYPROJECT.replace("=  0.05     #", '=  "5%"     #'))
+    assert run("advance", "--force", "--config", str(path), "--now", NOW)[0] == EXIT_OK
+    assert '  canary_pct   =  "25%"     # edited' in path.read_text()
+    assert canary_table(path)["canary_pct"] == "25%"
+    assert load_canary_config(path=path, environ={}).canary_pct == 0.25
+    assert run("rollback", "--config", str(path), "--now", NOW, "--reason", "r")[0] == EXIT_OK
+    assert '  canary_pct   =  "0%"     # edited' in path.read_text()
+    assert load_canary_config(path=path, environ={}).canary_pct == 0.0
 
 
 # -- rollback ---------------------------------------------------------------------------------
 
 
-def test_rollback_changes_only_two_lines_atomically(project: Path, run: Run) -> None:
+def test_rollback_records_the_reason_and_changes_nothing_else(project: Path, run: Run) -> None:
     os.chmod(project, 0o640)
-    before = project.read_bytes()
     listing = sorted(os.listdir(project.parent))
     code, out, _ = run(
         "rollback", "--config", str(project), "--now", NOW, "--reason", "refusals up 3x"
     )
-    assert code == 0
-    assert "canary_pct 5 -> 0" in out
+    assert code == EXIT_OK
+    assert "canary_pct 0.05 (5%) -> 0.0" in out
     assert "every user gets claude-sonnet-4-6 again" in out
-    assert "Reason: refusals up 3x" in out
+    assert 'rollback_reason = "refusals up 3x"' in out
+    assert f"{CANARY_PCT_ENV}=0" in out
     after = project.read_bytes()
-    assert changed_lines(before, after) == [
-        (
-            b"  canary_pct   =  5     # edited by `llmregress canary`; keep this comment\n",
-            b"  canary_pct   =  0     # edited by `llmregress canary`; keep this comment\n",
-        ),
-        (
-            b"stage_started_at = 2026-11-25T08:00:00Z\n",
-            b"stage_started_at = 2026-11-26T10:00:00Z\n",
-        ),
-    ]
+    expected = PYPROJECT.replace(PCT_LINE, PCT_LINE.replace("0.05", "0.0")).replace(
+        STARTED_LINE,
+        "stage_started_at = 2026-11-26T10:00:00Z\n"
+        "  rolled_back_at = 2026-11-26T10:00:00Z\n"
+        '  rollback_reason = "refusals up 3x"\n',
+    )
+    assert after == expected.encode()
     assert sorted(os.listdir(project.parent)) == listing  # no temporary file left behind
     assert stat.S_IMODE(project.stat().st_mode) == 0o640
-    doc_before, doc_after = tomllib.loads(before.decode()), tomllib.loads(after.decode())
-    assert doc_after["tool"]["ruff"] == doc_before["tool"]["ruff"]
-    assert canary_table(project)["canary_pct"] == 0
+    table = canary_table(project)
+    assert table["canary_pct"] == 0.0
+    assert table["rollback_reason"] == "refusals up 3x"
+    assert table["rolled_back_at"] == datetime(2026, 11, 26, 10, tzinfo=UTC)
 
     # Rolling back again changes nothing.
-    code, out, _ = run("rollback", "--config", str(project))
-    assert code == 0
-    assert "0% already" in out
+    code, out, _ = run("rollback", "--config", str(project), "--reason", "again")
+    assert code == EXIT_OK
+    assert "0.0 already; nothing changed" in out
+    assert "refusals up 3x" in out
     assert project.read_bytes() == after
 
-    # From 0% the controller promotes to the first stage, metrics or not.
-    code, out, _ = run("advance", "--config", str(project), "--now", "2026-11-27T00:00:00Z")
-    assert code == 0
-    assert "canary_pct 0 -> 1" in out
-    assert canary_table(project)["canary_pct"] == 1
+
+def test_advance_right_after_a_rollback_needs_force(project: Path, run: Run) -> None:
+    reason = "refusals up 3x"
+    run("rollback", "--config", str(project), "--now", NOW, "--reason", reason)
+    rolled_back = project.read_bytes()
+    later = "2026-11-27T00:00:00Z"
+    metrics = metrics_file(project.parent, GOOD_METRICS)
+    for extra in ((), ("--metrics", metrics)):
+        code, _, err = run("advance", "--config", str(project), "--now", later, *extra)
+        assert code == EXIT_HOLD
+        assert "advance refused: the controller says hold: The canary was rolled back at " in err
+        assert f"2026-11-26T10:00:00Z ({reason})" in err
+        assert "restart the ramp with --force" in err
+        assert project.read_bytes() == rolled_back
+    code, out, _ = run("status", "--config", str(project), "--now", later, "--metrics", metrics)
+    assert code == EXIT_HOLD
+    assert "stage:      rolled back (no user on the candidate)" in out
+    assert f"rollback:   rolled back at 2026-11-26T10:00:00Z: {reason}; advance needs" in out
+
+    code, out, err = run("advance", "--force", "--config", str(project), "--now", later)
+    assert code == EXIT_OK
+    assert "forcing the advance" in err
+    assert "canary_pct 0.0 (0%) -> 0.01 (1%)" in out
+    table = canary_table(project)
+    assert table["canary_pct"] == 0.01
+    assert table["rollback_reason"] == reason  # the record stays, as history
+    code, out, _ = run("status", "--config", str(project), "--now", later)
+    assert "last rolled back at 2026-11-26T10:00:00Z: refusals up 3x (restarted since)" in out
+    # The ramp goes on under the controller's usual rules.
+    code, _, err = run("advance", "--config", str(project), "--now", later, "--metrics", metrics)
+    assert code == EXIT_HOLD
+    assert "0.0 h of the required 24 h" in err
+
+
+def test_rollback_needs_a_reason(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["rollback", "--config", str(project)], ["rollback", "--reason", "  "]):
+        with pytest.raises(SystemExit) as info:
+            canary_cli.main(argv)
+        assert info.value.code == EXIT_USAGE
+        assert "--reason" in capsys.readouterr().err
+    assert project.read_bytes() == PYPROJECT.encode()
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        'said "no" to C:\\temp',
+        "two\nlines\tand a tab",
+        "bell \x07 and del \x7f",
+        "émojis 🚨 and # not a comment",
+        "ends with a backslash \\",
+    ],
+)
+def test_any_reason_round_trips(project: Path, run: Run, reason: str) -> None:
+    assert run("rollback", "--config", str(project), "--now", NOW, "--reason", reason)[0] == 0
+    assert canary_table(project)["rollback_reason"] == reason.strip()
+    assert tomllib.loads(f"x = {toml_string(reason)}")["x"] == reason
 
 
 def test_rollback_in_llmregress_toml_with_crlf_and_quoted_date(tmp_path: Path, run: Run) -> None:
@@ -260,47 +407,61 @@ def test_rollback_in_llmregress_toml_with_crlf_and_quoted_date(tmp_path: Path, r
         "production = 'claude-sonnet-4-6'\r\n"
         'candidate = "claude-opus-4-7"\r\n'
         'experiment_id = "exp1"\r\n'
-        '"canary_pct" = 2.5\r\n'
+        '"canary_pct" = 0.025\r\n'
         'stage_started_at = "2026-11-20T00:00:00+01:00"  # quoted on purpose\r\n'
-        "stages = [{pct = 2.5, min_hours = 1, max_regression_rate = 0.1}]\r\n"
+        "stages = [{pct = 0.025, min_hours = 1, max_regression_rate = 0.1}]\r\n"
     )
     path = tmp_path / "llmregress.toml"
     path.write_bytes(text.encode())
-    code, _, _ = run("rollback", "--config", str(path), "--now", NOW)
-    assert code == 0
-    assert changed_lines(text.encode(), path.read_bytes()) == [
-        (b'"canary_pct" = 2.5\r\n', b'"canary_pct" = 0\r\n'),
-        (
-            b'stage_started_at = "2026-11-20T00:00:00+01:00"  # quoted on purpose\r\n',
-            b'stage_started_at = "2026-11-26T10:00:00Z"  # quoted on purpose\r\n',
-        ),
-    ]
+    code, _, _ = run("rollback", "--config", str(path), "--now", NOW, "--reason", "r")
+    assert code == EXIT_OK
+    expected = (
+        text.replace('"canary_pct" = 0.025', '"canary_pct" = 0.0')
+        .replace("2026-11-20T00:00:00+01:00", "2026-11-26T10:00:00Z")
+        .replace(
+            "quoted on purpose\r\n",
+            "quoted on purpose\r\nrolled_back_at = 2026-11-26T10:00:00Z\r\n"
+            'rollback_reason = "r"\r\n',
+        )
+    )
+    assert path.read_bytes() == expected.encode()
 
 
 def test_missing_stage_started_at_is_added_after_canary_pct(tmp_path: Path, run: Run) -> None:
-    text = PYPROJECT.replace("stage_started_at = 2026-11-25T08:00:00Z\n", "")
+    text = PYPROJECT.replace(STARTED_LINE, "")
     path = tmp_path / "pyproject.toml"
     path.write_text(text)
-    assert run("rollback", "--config", str(path), "--now", NOW)[0] == 0
+    assert run("advance", "--force", "--config", str(path), "--now", NOW)[0] == EXIT_OK
     old, new = text.splitlines(keepends=True), path.read_text().splitlines(keepends=True)
-    index = next(i for i, line in enumerate(old) if "canary_pct" in line)
-    assert new[index].startswith("  canary_pct   =  0     # edited")
+    index = old.index(PCT_LINE)
+    assert new[index] == PCT_LINE.replace("0.05", "0.25")
     assert new[index + 1] == "  stage_started_at = 2026-11-26T10:00:00Z\n"
     assert new[:index] == old[:index]
     assert new[index + 2 :] == old[index + 1 :]
+
+
+def test_keys_are_added_on_a_last_line_without_newline(tmp_path: Path, run: Run) -> None:
+    text = '[canary]\nproduction = "p-1"\ncandidate = "c-1"\nexperiment_id = "e"\ncanary_pct = 0.2'
+    path = tmp_path / "llmregress.toml"
+    path.write_text(text)
+    assert run("rollback", "--config", str(path), "--now", NOW, "--reason", "r")[0] == EXIT_OK
+    assert path.read_text() == text.replace("0.2", "0.0") + (
+        "\nstage_started_at = 2026-11-26T10:00:00Z\nrolled_back_at = 2026-11-26T10:00:00Z\n"
+        'rollback_reason = "r"'
+    )
 
 
 def test_refuses_a_table_it_cannot_edit_line_by_line(tmp_path: Path, run: Run) -> None:
     text = (
         "[tool.llmregress]\n"
         'canary = {production = "claude-sonnet-4-6", candidate = "claude-opus-4-7", '
-        'experiment_id = "e", canary_pct = 5, '
-        "stages = [{pct = 5, min_hours = 1, max_regression_rate = 0.1}]}\n"
+        'experiment_id = "e", canary_pct = 0.05, '
+        "stages = [{pct = 0.05, min_hours = 1, max_regression_rate = 0.1}]}\n"
     )
     path = tmp_path / "pyproject.toml"
     path.write_text(text)
-    code, _, err = run("rollback", "--config", str(path), "--now", NOW)
-    assert code == 2
+    code, _, err = run("rollback", "--config", str(path), "--now", NOW, "--reason", "r")
+    assert code == EXIT_ERROR
     assert "nothing was written" in err
     assert path.read_text() == text
     assert os.listdir(tmp_path) == ["pyproject.toml"]
@@ -308,14 +469,14 @@ def test_refuses_a_table_it_cannot_edit_line_by_line(tmp_path: Path, run: Run) -
 
 def test_lines_inside_multiline_strings_are_not_keys() -> None:
     text = (
-        '[canary]\nproduction = """\ncanary_pct = 1\n[canary]\n"""\n'
-        'candidate = "claude-opus-4-7"\nexperiment_id = "e"\ncanary_pct = 5\n'
-        "stages = [{pct = 5, min_hours = 1, max_regression_rate = 0.1}]\n"
+        '[canary]\nproduction = """\ncanary_pct = 0.01\n[canary]\n"""\n'
+        'candidate = "claude-opus-4-7"\nexperiment_id = "e"\ncanary_pct = 0.05\n'
+        "stages = [{pct = 0.05, min_hours = 1, max_regression_rate = 0.1}]\n"
     )
     when = datetime(2026, 11, 26, tzinfo=UTC)
-    new = edit_canary_text(text, Path("llmregress.toml"), 0, when)
+    new = edit_canary_text(text, Path("llmregress.toml"), 0.0, when)
     assert new == text.replace(
-        "canary_pct = 5\n", "canary_pct = 0\nstage_started_at = 2026-11-26T00:00:00Z\n"
+        "canary_pct = 0.05\n", "canary_pct = 0.0\nstage_started_at = 2026-11-26T00:00:00Z\n"
     )
 
 
@@ -323,18 +484,24 @@ def test_edit_is_verified_by_reparsing() -> None:
     # An edit that would change anything else is refused, whatever the line parser thought.
     text = (
         '[canary]\nproduction = "claude-sonnet-4-6"\ncandidate = "claude-opus-4-7"\n'
-        "experiment_id = 'e'\ncanary_pct = 5\n"
-        "stages = [{pct = 5, min_hours = 1, max_regression_rate = 0.1}]\n"
+        "experiment_id = 'e'\ncanary_pct = 0.05\n"
+        "stages = [{pct = 0.05, min_hours = 1, max_regression_rate = 0.1}]\n"
     )
     when = datetime(2026, 11, 26, tzinfo=UTC)
     path = Path("llmregress.toml")
-    edited = edit_canary_text(text, path, 0, when)
-    with pytest.raises(CanaryEditError, match="more than canary_pct"):
-        _verify(text, edited.replace("'e'", "'f'"), path, 0, when)
+    edited = edit_canary_text(text, path, 0.0, when)
+    with pytest.raises(CanaryEditError, match="more than canary_pct and stage_started_at"):
+        _verify(text, edited.replace("'e'", "'f'"), path, 0.0, when)
     with pytest.raises(CanaryEditError, match="would not parse"):
-        _verify(text, edited + "[canary\n", path, 0, when)
+        _verify(text, edited + "[canary\n", path, 0.0, when)
     with pytest.raises(CanaryEditError, match="as intended"):
-        _verify(text, edited, path, 1, when)
+        _verify(text, edited, path, 0.01, when)
+    rolled = edit_canary_text(text, path, 0.0, when, rollback_reason="why")
+    _verify(text, rolled, path, 0.0, when, rollback_reason="why")
+    with pytest.raises(CanaryEditError, match="as intended"):
+        _verify(text, rolled, path, 0.0, when, rollback_reason="other")
+    with pytest.raises(CanaryEditError, match="rolled_back_at and rollback_reason"):
+        _verify(text, rolled.replace("'e'", "'f'"), path, 0.0, when, rollback_reason="why")
 
 
 def test_failed_write_leaves_the_file_and_no_temp_file(
@@ -346,8 +513,8 @@ def test_failed_write_leaves_the_file_and_no_temp_file(
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken_replace)
-    code, _, err = run("rollback", "--config", str(project), "--now", NOW)
-    assert code == 2
+    code, _, err = run("rollback", "--config", str(project), "--now", NOW, "--reason", "r")
+    assert code == EXIT_ERROR
     assert "disk full" in err
     assert project.read_bytes() == before
     assert os.listdir(project.parent) == ["pyproject.toml"]
@@ -366,12 +533,31 @@ def test_concurrent_change_is_detected(project: Path) -> None:
 def test_bad_metrics_and_missing_config(project: Path, run: Run, tmp_path: Path) -> None:
     bad = metrics_file(tmp_path, {"candidate": {"requests": 5, "errors": 9}}, "bad.json")
     code, _, err = run("status", "--config", str(project), "--metrics", bad)
-    assert code == 2
+    assert code == EXIT_ERROR
     assert "errors (9) cannot exceed requests (5)" in err
     unknown = metrics_file(tmp_path, {"treatment": {}}, "unknown.json")
-    assert run("status", "--config", str(project), "--metrics", unknown)[0] == 2
+    assert run("status", "--config", str(project), "--metrics", unknown)[0] == EXIT_ERROR
     empty = tmp_path / "empty"
     empty.mkdir()
     code, _, err = run("status", "--config", str(empty / "pyproject.toml"))
-    assert code == 2
+    assert code == EXIT_ERROR
     assert "cannot read" in err
+
+
+def test_a_percentage_from_before_fractions_is_refused_with_a_hint(
+    tmp_path: Path, run: Run
+) -> None:
+    path = tmp_path / "pyproject.toml"
+    path.write_text(PYPROJECT.replace("=  0.05     #", "=  5     #"))
+    code, _, err = run("advance", "--force", "--config", str(path), "--now", NOW)
+    assert code == EXIT_ERROR
+    assert f"{path}: tool.llmregress.canary.canary_pct: " in err
+    assert 'for 5% write 0.05 or "5%"' in err
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in ([], ["status", "--now", "tomorrow"], ["promote"]):
+        with pytest.raises(SystemExit) as info:
+            canary_cli.main(argv)
+        assert info.value.code == EXIT_USAGE
+    capsys.readouterr()

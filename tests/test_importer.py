@@ -7,23 +7,29 @@ its false positives, stable ids, the written file, warnings and exit statuses.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import re
+import shlex
 from collections import Counter
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_llmregress import cli
-from pytest_llmregress.cases import GoldenCase, load_cases
+from pytest_llmregress import __version__, cli
+from pytest_llmregress.cases import GoldenCase, load_cases, parse_jsonl
 from pytest_llmregress.importer import (
+    ImportOptions,
     LogRecord,
     RecordError,
     allocate,
     case_id,
     dedupe,
+    detect_format,
+    import_logs,
     length_band,
     luhn_ok,
     main,
@@ -34,6 +40,8 @@ from pytest_llmregress.importer import (
 )
 
 DATA = Path(__file__).parent / "data" / "import"
+RESPONSES = DATA.parent / "import_responses.jsonl"
+LITELLM = DATA.parent / "import_litellm.jsonl"
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 Capture = pytest.CaptureFixture[str]
@@ -57,8 +65,21 @@ def run(capsys: Capture, *args: str | Path) -> tuple[int, str, str]:
 
 
 def case_lines(path: Path) -> list[dict[str, Any]]:
+    """The cases of a written golden file, checked to be standard JSON Lines on the way.
+
+    Every line must be one JSON object for ``json.loads`` and one case for the project's own
+    loader (alone and as a file): no comment, header or blank lines.
+    """
     text = path.read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines() if not line.startswith("//")]
+    assert text.endswith("\n")
+    lines = text.removesuffix("\n").split("\n")
+    objects = [json.loads(line) for line in lines]
+    assert all(isinstance(obj, dict) for obj in objects)
+    for number, line in enumerate(lines, start=1):
+        (alone,) = parse_jsonl(line, f"{path}:{number}")
+        assert alone.id == objects[number - 1]["id"]
+    assert [case.id for case in load_cases(path)] == [obj["id"] for obj in objects]
+    return objects
 
 
 def by_user(cases: list[GoldenCase]) -> dict[str, GoldenCase]:
@@ -154,14 +175,20 @@ def test_plain_logs(tmp_path: Path, capsys: Capture) -> None:
 
 def test_auto_detects_each_line(tmp_path: Path, capsys: Capture) -> None:
     lines = []
-    for name in ("openai.jsonl", "anthropic.jsonl", "plain.jsonl"):
-        lines += [line for line in (DATA / name).read_text().splitlines() if line.strip()]
+    for path in (DATA / "openai.jsonl", DATA / "anthropic.jsonl", DATA / "plain.jsonl"):
+        lines += [line for line in path.read_text().splitlines() if line.strip()]
+    for path in (RESPONSES, LITELLM):
+        lines += path.read_text().splitlines()
     log = write_log(tmp_path / "mixed.jsonl", lines)
     out = tmp_path / "mixed-out.jsonl"
     status, stdout, err = run(capsys, log, "-o", out)
     assert status == 0, err
-    assert "read 7 records from 1 file" in stdout
-    assert len(load_cases(out)) == 7
+    assert "read 13 records from 1 file" in stdout
+    # The LiteLLM spend-log row holds the conversation of anthropic.jsonl's first line.
+    assert "removed 1 duplicate" in stdout
+    assert len(case_lines(out)) == 12
+    (sql,) = [case for case in load_cases(out) if case.user == "How many orders are paid?"]
+    assert sql.metadata["source"] == f"{log}:4"  # the first one read is kept
 
 
 def test_forced_format_rejects_other_shapes(tmp_path: Path, capsys: Capture) -> None:
@@ -240,6 +267,501 @@ def test_system_messages_in_the_list_are_joined() -> None:
     assert record.system == "Be brief.\n\nUse British English."
     assert record.messages == (("user", "Hi"), ("user", "Colour?"))
     assert record.reference == "Colour."
+
+
+# --------------------------------------------------------------------------------------------
+# OpenAI Responses API and LiteLLM gateway logs
+# --------------------------------------------------------------------------------------------
+
+
+def test_responses_api_logs(tmp_path: Path, capsys: Capture) -> None:
+    out = tmp_path / "support.jsonl"
+    status, stdout, err = run(capsys, RESPONSES, "-o", out)
+    assert status == 0, err
+    assert "skipped" not in err
+    assert "read 3 records from 1 file" in stdout
+    lines = {line["metadata"]["source"]: line for line in case_lines(out)}
+    cases = by_user(load_cases(out))
+    assert len(cases) == 3
+
+    # The request and the response: string input, instructions, a reasoning item dropped.
+    boots = cases["Can I return boots I wore once on a hike?"]
+    assert boots.system == "You are a support agent for Borealis Outdoor. Answer in one sentence."
+    assert [m.role for m in boots.messages] == ["user"]
+    assert "user" in lines[f"{RESPONSES}:1"]  # one turn is written as `user`
+    assert boots.reference == "No: only unworn boots can be returned, within 30 days of delivery."
+    assert dict(boots.metadata) == {
+        "source": f"{RESPONSES}:1",
+        "model": "gpt-5-2025-08-07",  # the response's model wins
+        "endpoint": "/support",
+        "timestamp": "2026-03-02T10:15:00Z",
+    }  # user_id dropped; nothing of the request or response object is copied
+
+    # Input items: a developer message, input_text parts, an earlier assistant output item;
+    # an incomplete response is a truncated answer.
+    refund = cases["Yes. Can I still get a refund?"]
+    assert refund.system == "Reply in British English."
+    assert [(m.role, m.content) for m in refund.messages] == [
+        ("user", "I lost my receipt."),
+        ("assistant", "I can help. Do you have the order email?"),
+        ("user", "Yes. Can I still get a refund?"),
+    ]
+    assert refund.reference == "Yes: the order email works as proof of purchase, so"
+    assert dict(refund.metadata) == {
+        "source": f"{RESPONSES}:2",
+        "model": "gpt-4.1-2025-04-14",
+        "truncated": True,
+        "endpoint": "/support",
+        "ticket": "T-77",
+    }
+
+    # Flat: the response object with its input; the response's own fields are not metadata.
+    parcel = cases["My parcel never arrived."]
+    assert parcel.system == (
+        "Classify the ticket as billing, shipping or other. Answer with the label only."
+    )
+    assert parcel.reference == "shipping"
+    assert dict(parcel.metadata) == {
+        "source": f"{RESPONSES}:3",
+        "model": "gpt-4.1-mini-2025-04-14",
+        "endpoint": "/classify",
+    }
+    assert parcel.threshold == 0.85
+    assert [s.name for s in parcel.scorers] == ["judge"]
+
+
+def test_litellm_logs(tmp_path: Path, capsys: Capture) -> None:
+    out = tmp_path / "gateway.jsonl"
+    status, stdout, err = run(capsys, LITELLM, "-o", out)
+    assert status == 0, err
+    assert "skipped" not in err
+    assert "read 3 records from 1 file" in stdout
+    assert "dropped 1 user-id field (end_user); --keep-user-ids keeps them" in stdout
+    assert "redacted: nothing found" in stdout
+    case_lines(out)
+    cases = by_user(load_cases(out))
+    assert len(cases) == 3
+
+    # A StandardLoggingPayload of a chat completion.
+    norway = cases["Do you ship to Norway?"]
+    assert norway.system == "You are a support agent for Borealis Outdoor."
+    assert norway.reference == "Yes, we ship to Norway; delivery takes 3 to 5 working days."
+    assert dict(norway.metadata) == {
+        "source": f"{LITELLM}:1",
+        "model": "gpt-4o-mini-2024-07-18",  # the response's, not the requested alias
+        "call_id": "9f1c2a7e-4b7d-4c1e-9d3f-0a2b3c4d5e6f",
+        "call_type": "acompletion",
+        "custom_llm_provider": "openai",
+        "endTime": 1772446501.456,
+        "endpoint": "/support",  # metadata.spend_logs_metadata
+        "id": "chatcmpl-9f1c2a7e-4b7d-4c1e-9d3f-0a2b3c4d5e6f",
+        "model_group": "support-model",
+        "request_tags": ["support", "prod"],
+        "startTime": 1772446500.123,
+        "ticket": "T-1001",  # metadata.requester_metadata
+        "trace_id": "5b0c7d2e-8f41-4a36-9c8e-2d1f0e3a4b5c",
+        "user_api_key_team_alias": "support",
+    }
+    # Costs, tokens, deployment details, key hashes, IP addresses and the key's user are
+    # not copied.
+    text = out.read_text(encoding="utf-8")
+    for secret in ("88dc28d0", "203.0.113", "198.51.100", "ann@example.com", "u-1842", "u-20"):
+        assert secret not in text
+    for name in ("response_cost", "api_base", "hidden_params", "model_map_information"):
+        assert f'"{name}"' not in text
+
+    # A Responses API call through the gateway: the response in the Responses shape, the
+    # instructions in model_parameters and in the response (kept once).
+    summary = cases["Summarise: the checkout service was down for 47 minutes on 14 November."]
+    assert summary.system == "Summarise in one sentence for engineering managers."
+    assert summary.reference == "Checkout was down for 47 minutes on 14 November."
+    assert dict(summary.metadata) == {
+        "source": f"{LITELLM}:2",
+        "model": "gpt-4.1-2025-04-14",
+        "cache_hit": False,
+        "call_type": "aresponses",
+        "custom_llm_provider": "openai",
+        "endTime": 1772447002.25,
+        "id": "resp-call-3e2d1c0b",
+        "model_group": "gpt-4.1",
+        "startTime": 1772447000.5,
+        "trace_id": "7a6b5c4d-3e2f-4a1b-8c9d-0e1f2a3b4c5d",
+        "user_api_key_team_alias": "ops",
+    }  # null and empty fields (model_id, end_user, request_tags) are left out
+
+    # A spend-log row: JSON text columns decoded, the request from proxy_server_request.
+    sql = cases["How many orders are paid?"]
+    assert sql.system == "You write PostgreSQL. Output SQL only."
+    assert sql.reference == "SELECT COUNT(*) FROM orders WHERE status = 'paid';"
+    assert dict(sql.metadata) == {
+        "source": f"{LITELLM}:3",
+        "model": "claude-sonnet-4-5-20250929",
+        "truncated": True,  # finish_reason length
+        "cache_hit": "False",
+        "call_type": "acompletion",
+        "custom_llm_provider": "anthropic",
+        "endTime": "2026-03-03T08:00:02.900000Z",
+        "endpoint": "/sql",
+        "model_group": "sql-model",
+        "request_id": "chatcmpl-7d9e8f10-2a3b-4c5d-8e9f-0a1b2c3d4e5f",
+        "request_tags": ["sql"],
+        "session_id": "sess-41",
+        "startTime": "2026-03-03T08:00:01.250000Z",
+        "team_id": "team-9a",
+        "user_api_key_team_alias": "data",
+    }
+
+    status, _, _ = run(capsys, LITELLM, "-o", tmp_path / "kept.jsonl", "--keep-user-ids")
+    assert status == 0
+    kept = by_user(load_cases(tmp_path / "kept.jsonl"))
+    assert kept["Do you ship to Norway?"].metadata["end_user"] == "cust-553"
+
+
+@pytest.mark.parametrize(
+    ("path", "line", "shape"),
+    [
+        (DATA / "openai.jsonl", 1, "openai"),
+        (DATA / "openai.jsonl", 3, "openai"),
+        (DATA / "anthropic.jsonl", 1, "anthropic"),
+        (DATA / "plain.jsonl", 1, "plain"),
+        (RESPONSES, 1, "responses"),
+        (RESPONSES, 2, "responses"),
+        (RESPONSES, 3, "responses"),
+        (LITELLM, 1, "litellm"),
+        (LITELLM, 2, "litellm"),
+        (LITELLM, 3, "litellm"),
+    ],
+)
+def test_detect_format(path: Path, line: int, shape: str) -> None:
+    data = json.loads(path.read_text(encoding="utf-8").splitlines()[line - 1])
+    assert detect_format(data) == shape
+
+
+def test_detect_format_of_small_records() -> None:
+    assert detect_format({"request": {"input": "hi"}, "response": {"id": "r"}}) == "responses"
+    assert detect_format({"input": "hi", "instructions": "Be brief.", "output": "x"}) == (
+        "responses"
+    )
+    assert detect_format({"input": [{"role": "user", "content": "hi"}]}) == "responses"
+    # A gateway log without call_type: messages and response side by side.
+    assert detect_format({"messages": [], "response": {}}) == "litellm"
+    assert detect_format({"proxy_server_request": "{}", "response": "{}"}) == "litellm"
+    assert detect_format({"call_type": "acompletion"}) == "litellm"
+    assert detect_format({"prompt": "x", "completion": "y"}) is None
+
+
+def test_flat_responses_record_with_text_output() -> None:
+    record = parse_record({"input": "Hi", "instructions": "Be brief.", "output": "Hello."})
+    assert record.format == "responses"
+    assert record.system == "Be brief."
+    assert record.messages == (("user", "Hi"),)
+    assert record.reference == "Hello."
+    assert dict(record.fields) == {}
+
+
+def test_litellm_anthropic_messages_call() -> None:
+    record = parse_record(
+        {
+            "call_type": "anthropic_messages",
+            "model": "claude-sonnet-4-5",
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "How many orders?"}]}
+            ],
+            "model_parameters": {
+                "system": [{"type": "text", "text": "Output SQL only."}],
+                "max_tokens": 400,
+            },
+            "response": {
+                "id": "msg_01",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-sonnet-4-5-20250929",
+                "content": [
+                    {"type": "thinking", "thinking": "count rows", "signature": "s"},
+                    {"type": "text", "text": "SELECT COUNT(*) FROM orders;"},
+                ],
+                "stop_reason": "max_tokens",
+            },
+            "status": "success",
+        }
+    )
+    assert record.format == "litellm"
+    assert record.system == "Output SQL only."
+    assert record.messages == (("user", "How many orders?"),)
+    assert record.reference == "SELECT COUNT(*) FROM orders;"
+    assert record.truncated is True
+    assert record.model == "claude-sonnet-4-5-20250929"
+    assert dict(record.fields) == {"call_type": "anthropic_messages"}
+
+
+def test_gateway_log_with_a_request_object_keeps_its_own_fields() -> None:
+    record = parse_record(
+        {
+            "call_type": "completion",
+            "startTime": "2026-03-02T10:15:00Z",
+            "request": {
+                "model": "gpt-4o",
+                "messages": [{"role": "user", "content": "Hi"}],
+                "system": "Be kind.",
+            },
+            "response": {"choices": [{"message": {"role": "assistant", "content": "Hello!"}}]},
+            "endpoint": "/chat",
+            "api_key": "hashed",
+        }
+    )
+    assert record.format == "litellm"
+    assert record.system == "Be kind."
+    assert record.reference == "Hello!"
+    assert record.model is None
+    assert dict(record.fields) == {
+        "call_type": "completion",
+        "startTime": "2026-03-02T10:15:00Z",
+        "endpoint": "/chat",  # not a LiteLLM field: the pipeline's own, kept
+    }
+
+
+_MESSAGE = {"role": "user", "content": "hi"}
+_ANSWER = {
+    "type": "message",
+    "role": "assistant",
+    "content": [{"type": "output_text", "text": "ok"}],
+}
+
+
+def _responses(request: dict[str, Any], **response: Any) -> dict[str, Any]:
+    body = {"object": "response", "status": "completed", "error": None, "output": [_ANSWER]}
+    return {"request": request, "response": {**body, **response}}
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        (
+            _responses(
+                {"input": "Weather in Oslo?"},
+                output=[{"type": "function_call", "call_id": "c1", "name": "f", "arguments": ""}],
+            ),
+            "response.output[0]: 'function_call' output (a tool call or non-text output)",
+        ),
+        (
+            _responses(
+                {"input": "hi"},
+                output=[{"type": "web_search_call", "id": "ws_1", "status": "completed"}, _ANSWER],
+            ),
+            "response.output[0]: 'web_search_call' output",
+        ),
+        (
+            _responses(
+                {"input": "hi"},
+                status="failed",
+                error={"code": "server_error", "message": "boom"},
+                output=[],
+            ),
+            "the response is an error",
+        ),
+        (
+            _responses({"input": "hi"}, status="in_progress", output=[]),
+            "response.status: 'in_progress' (no finished assistant output)",
+        ),
+        (
+            _responses({"input": "hi"}, output=[{"type": "reasoning", "summary": []}]),
+            "response.output: no message item (no assistant output)",
+        ),
+        (
+            _responses(
+                {"input": "hi"},
+                output=[
+                    {
+                        "type": "message",
+                        "role": "assistant",
+                        "content": [{"type": "refusal", "refusal": "I can't help with that."}],
+                    }
+                ],
+            ),
+            "response.output[0].content[0]: non-text content ('refusal')",
+        ),
+        (
+            _responses({"input": "And in Bergen?", "previous_response_id": "resp_1"}),
+            "request.previous_response_id: the conversation continues a stored response",
+        ),
+        (
+            _responses({"input": "hi"}, previous_response_id="resp_1"),
+            "response.previous_response_id: the conversation continues a stored response",
+        ),
+        (
+            _responses({"input": "hi", "conversation": "conv_1"}),
+            "request.conversation: the earlier turns are stored in an OpenAI conversation",
+        ),
+        (
+            _responses({"prompt": {"id": "pmpt_1", "version": "2"}, "input": "hi"}),
+            "request.prompt: the instructions come from a stored prompt template",
+        ),
+        (
+            _responses(
+                {
+                    "input": [
+                        {
+                            "role": "user",
+                            "content": [{"type": "input_image", "image_url": "https://x/y.png"}],
+                        }
+                    ]
+                }
+            ),
+            "request.input[0].content[0]: non-text content ('input_image')",
+        ),
+        (
+            _responses(
+                {
+                    "input": [
+                        _MESSAGE,
+                        {"type": "function_call_output", "call_id": "c1", "output": "12C"},
+                    ]
+                }
+            ),
+            "request.input[1]: 'function_call_output' items are not supported",
+        ),
+        (
+            _responses({"input": [_MESSAGE, {"role": "assistant", "content": "hello"}]}),
+            "request.input: the conversation ends with an assistant message",
+        ),
+        (_responses({"input": "  "}), "request.input: empty text"),
+        (_responses({"input": 3}), "request.input: expected a string or a list of input items"),
+        (
+            _responses({"input": "hi", "instructions": [_MESSAGE]}),
+            "request.instructions: expected system or developer messages, got a user message",
+        ),
+        ({"input": "hi", "output": []}, "output: expected a list of output items, got an empty"),
+        (
+            {
+                "call_type": "acompletion",
+                "status": "failure",
+                "messages": [_MESSAGE],
+                "response": {},
+                "error_str": "RateLimitError",
+            },
+            "status 'failure': the call failed (no assistant output)",
+        ),
+        (
+            {
+                "call_type": "acompletion",
+                "messages": [{"role": "user", "content": "redacted-by-litellm"}],
+                "response": {
+                    "choices": [
+                        {"message": {"role": "assistant", "content": "redacted-by-litellm"}}
+                    ]
+                },
+            },
+            "the messages were redacted by LiteLLM (turn_off_message_logging)",
+        ),
+        (
+            {"call_type": "acompletion", "request_id": "r1", "messages": "{}", "response": "{}"},
+            "messages: not logged (no conversation); spend logs hold it only with "
+            "store_prompts_in_spend_logs: true",
+        ),
+        (
+            {"call_type": "acompletion", "messages": [_MESSAGE], "response": "{}"},
+            "response: not logged (no assistant output)",
+        ),
+        (
+            {
+                "call_type": "aembedding",
+                "messages": "hello",
+                "response": {"object": "list", "data": [{"embedding": [0.1]}], "model": "e"},
+            },
+            "response of call_type 'aembedding': not a chat completion, Responses API or "
+            "Anthropic messages response (keys: data, model, object)",
+        ),
+        (
+            {
+                "call_type": "acompletion",
+                "messages": [_MESSAGE],
+                "response": {
+                    "choices": [
+                        {
+                            "message": {
+                                "role": "assistant",
+                                "content": None,
+                                "tool_calls": [{"id": "c1", "type": "function"}],
+                            }
+                        }
+                    ]
+                },
+            },
+            "response.choices[0].message: the answer is a tool call",
+        ),
+        (
+            {"call_type": "acompletion", "messages": [_MESSAGE], "response": ["x"]},
+            "response: expected a response object, got a list",
+        ),
+    ],
+)
+def test_new_shape_errors(record: dict[str, Any], message: str) -> None:
+    with pytest.raises(RecordError, match=re.escape(message)):
+        parse_record(record)
+
+
+def test_new_shapes_malformed_lines_name_file_and_line(tmp_path: Path, capsys: Capture) -> None:
+    good = json.loads(RESPONSES.read_text(encoding="utf-8").splitlines()[0])
+    log = write_log(
+        tmp_path / "mixed.jsonl",
+        [
+            good,
+            _responses({"input": "hi"}, output=[{"type": "function_call", "name": "f"}]),
+            {"call_type": "acompletion", "status": "failure", "messages": [_MESSAGE]},
+            {"prompt": "x", "completion": "y"},
+            {"call_type": "acompletion", "messages": "{}", "response": "{}"},
+        ],
+    )
+    status, stdout, err = run(capsys, log, "-o", tmp_path / "out.jsonl")
+    assert status == 0
+    assert "read 1 record from 1 file (4 malformed lines skipped)" in stdout
+    assert f"{log}:2: skipped: response.output[0]: 'function_call' output" in err
+    assert f"{log}:3: skipped: status 'failure': the call failed" in err
+    assert f"{log}:4: skipped: unknown record shape: expected 'request' and 'response'" in err
+    assert "or a LiteLLM log with 'call_type' (keys: completion, prompt)" in err
+    assert f"{log}:5: skipped: messages: not logged" in err
+    assert f"{log}:1:" not in err
+
+
+@pytest.mark.parametrize(
+    ("log", "fmt", "message"),
+    [
+        (
+            DATA / "openai.jsonl",
+            "responses",
+            "openai.jsonl:1: skipped: not an OpenAI Responses API record (it looks like an "
+            "OpenAI chat record; try --format auto)",
+        ),
+        (
+            LITELLM,
+            "openai",
+            "import_litellm.jsonl:1: skipped: not an OpenAI chat record (it looks like a "
+            "LiteLLM gateway record; try --format auto)",
+        ),
+        (
+            RESPONSES,
+            "litellm",
+            "import_responses.jsonl:3: skipped: not a LiteLLM gateway record (it looks like an "
+            "OpenAI Responses API record; try --format auto)",
+        ),
+    ],
+)
+def test_forced_new_formats_reject_other_shapes(
+    tmp_path: Path, capsys: Capture, log: Path, fmt: str, message: str
+) -> None:
+    status, _, err = run(capsys, log, "-o", tmp_path / "out.jsonl", "--format", fmt)
+    assert status == 1
+    assert message in err
+
+
+@pytest.mark.parametrize(("log", "fmt"), [(RESPONSES, "responses"), (LITELLM, "litellm")])
+def test_forced_new_formats_read_their_shape(
+    tmp_path: Path, capsys: Capture, log: Path, fmt: str
+) -> None:
+    out = tmp_path / "out.jsonl"
+    status, _, err = run(capsys, log, "-o", out, "--format", fmt)
+    assert status == 0, err
+    assert len(case_lines(out)) == 3
 
 
 # --------------------------------------------------------------------------------------------
@@ -486,6 +1008,8 @@ def test_length_bands_and_strata() -> None:
     assert stratum_of(record, "tag") == "x,y"
     assert stratum_of(record, "n") == "3"
     assert stratum_of(record, "metadata.missing") == "(none)"
+    gateway = LogRecord("g:1", None, (("user", "q"),), "a", fields={"request_tags": ["sql", "eu"]})
+    assert stratum_of(gateway, "tag") == "sql,eu"  # LiteLLM's request_tags
 
 
 def test_stratify_by_length(tmp_path: Path, capsys: Capture) -> None:
@@ -698,14 +1222,11 @@ def test_output_file_format(tmp_path: Path, capsys: Capture) -> None:
         "imported",
     )
     assert status == 0
-    assert f"wrote 3 cases to {out}" in stdout
-    lines = out.read_text(encoding="utf-8").splitlines()
-    assert re.fullmatch(
-        r"// imported by llmregress import from .*openai\.jsonl on \d{4}-\d{2}-\d{2}: 3 cases",
-        lines[0],
-    )
-    assert lines[1].startswith("// ")
-    body = [json.loads(line) for line in lines[2:]]
+    sidecar = out.parent / "support.import.json"
+    assert f"wrote 3 cases to {out} (provenance in {sidecar})" in stdout
+    body = case_lines(out)  # one case object per line, nothing else
+    assert len(body) == 3
+    assert [case["id"] for case in body] == sorted(case["id"] for case in body)
     for case in body:
         keys = list(case)
         assert keys[0] == "id"
@@ -716,7 +1237,8 @@ def test_output_file_format(tmp_path: Path, capsys: Capture) -> None:
         assert next(iter(case["metadata"])) == "source"
     cases = load_cases(out)
     assert all(c.tags == ("imported", "support") for c in cases)
-    assert [p.name for p in out.parent.iterdir()] == ["support.jsonl"]  # no temp file left
+    # No temp file left.
+    assert sorted(p.name for p in out.parent.iterdir()) == ["support.import.json", "support.jsonl"]
 
 
 def test_refuses_to_overwrite_without_force(tmp_path: Path, capsys: Capture) -> None:
@@ -730,7 +1252,140 @@ def test_refuses_to_overwrite_without_force(tmp_path: Path, capsys: Capture) -> 
     status, _, _ = run(capsys, DATA / "plain.jsonl", "-o", out, "--force")
     assert status == 0
     assert len(load_cases(out)) == 2
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.import.json", "out.jsonl"]
+
+
+# --------------------------------------------------------------------------------------------
+# Provenance
+# --------------------------------------------------------------------------------------------
+
+
+def test_provenance_file(tmp_path: Path, capsys: Capture) -> None:
+    small = write_log(tmp_path / "small.jsonl", [plain("Mail ann@example.com please"), "oops"])
+    out = tmp_path / "golden_cases" / "gateway.jsonl"
+    args = [str(LITELLM), str(RESPONSES), str(small), "-o", str(out)]
+    args += ["--stratify-by", "call_type", "--seed", "3", "--tag", "imported", "--tag", "imported"]
+    status, stdout, err = run(capsys, *args)
+    assert status == 0, err
+    sidecar = tmp_path / "golden_cases" / "gateway.import.json"
+    assert f"(provenance in {sidecar})" in stdout
+    assert len(case_lines(out)) == 7  # the golden file holds cases only
+
+    doc = json.loads(sidecar.read_text(encoding="utf-8"))
+    assert list(doc) == [
+        "version",
+        "golden_file",
+        "imported_at",
+        "tool",
+        "command",
+        "options",
+        "sources",
+        "counts",
+        "log_formats",
+        "strata",
+        "redactions",
+        "dropped_user_id_fields",
+    ]
+    assert doc["version"] == 1
+    assert doc["golden_file"] == "gateway.jsonl"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", doc["imported_at"])
+    assert doc["tool"] == {"name": "pytest-llmregress", "version": __version__}
+    tags = ["--tag", "imported", "--tag", "imported"]
+    assert doc["command"] == shlex.join(
+        ["llmregress", "import", *args[:5], "--size", "300", *args[5:9], *tags]
+    )
+    assert doc["options"] == {
+        "format": "auto",
+        "size": 300,
+        "stratify_by": "call_type",
+        "seed": 3,
+        "id_prefix": "gateway",
+        "tags": ["imported"],
+        "redact": True,
+        "keep_user_ids": False,
+    }
+    assert doc["sources"] == [
+        {
+            "path": str(path),
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "lines": lines,
+            "records": records,
+            "malformed": malformed,
+        }
+        for path, lines, records, malformed in (
+            (LITELLM, 3, 3, 0),
+            (RESPONSES, 3, 3, 0),
+            (small, 2, 1, 1),
+        )
+    ]
+    assert doc["counts"] == {
+        "records": 7,
+        "malformed": 1,
+        "duplicates": 0,
+        "unique": 7,
+        "cases": 7,
+    }
+    assert doc["log_formats"] == {"litellm": 3, "plain": 1, "responses": 3}
+    assert doc["strata"] == {
+        "(none)": {"selected": 4, "available": 4},
+        "acompletion": {"selected": 2, "available": 2},
+        "aresponses": {"selected": 1, "available": 1},
+    }
+    assert doc["redactions"] == {"api_key": 0, "token": 0, "email": 1, "card": 0, "phone": 0}
+    assert doc["dropped_user_id_fields"] == {"end_user": 1, "user_id": 1}
+
+
+def test_provenance_without_redaction_or_strata(tmp_path: Path, capsys: Capture) -> None:
+    out = tmp_path / "qa.jsonl"
+    status, _, _ = run(capsys, DATA / "plain.jsonl", "-o", out, "--no-redact", "--format", "plain")
+    assert status == 0
+    doc = json.loads((tmp_path / "qa.import.json").read_text(encoding="utf-8"))
+    assert doc["redactions"] is None
+    assert doc["strata"] is None
+    assert doc["options"]["redact"] is False
+    assert doc["command"].endswith(" --format plain --size 300 --seed 0 --no-redact")
+    assert doc["sources"][0]["lines"] == 3  # the blank line is a line, neither record nor error
+    assert doc["sources"][0]["malformed"] == 0
+
+
+def test_the_golden_file_holds_no_import_time(tmp_path: Path) -> None:
+    options = ImportOptions(logs=(str(RESPONSES), str(LITELLM)), output=tmp_path / "r.jsonl")
+    first = import_logs(options, now=datetime(2026, 3, 10, 9, 30, tzinfo=UTC))
+    later = import_logs(
+        options, now=datetime(2026, 4, 1, 14, 0, tzinfo=timezone(timedelta(hours=2)))
+    )
+    assert first.text == later.text  # a re-import gives the same file, byte for byte
+    assert "2026-03-10" not in first.text
+    assert first.provenance["imported_at"] == "2026-03-10T09:30:00Z"
+    assert later.provenance["imported_at"] == "2026-04-01T12:00:00Z"  # in UTC
+    assert {**first.provenance, "imported_at": ""} == {**later.provenance, "imported_at": ""}
+    assert json.loads(first.provenance_text) == first.provenance
+    assert first.provenance_text.endswith("}\n")
+
+
+def test_refuses_to_overwrite_a_provenance_file_without_force(
+    tmp_path: Path, capsys: Capture
+) -> None:
+    out = tmp_path / "out.jsonl"
+    sidecar = tmp_path / "out.import.json"
+    sidecar.write_text("{}\n")
+    status, stdout, err = run(capsys, DATA / "plain.jsonl", "-o", out)
+    assert status == 2
+    assert f"{sidecar} exists; pass --force to overwrite it" in err
+    assert stdout == ""
+    assert not out.exists()
+    assert sidecar.read_text() == "{}\n"
+    status, _, _ = run(capsys, DATA / "plain.jsonl", "-o", out, "--force")
+    assert status == 0
+    assert json.loads(sidecar.read_text())["counts"]["cases"] == 2
+
+
+def test_a_log_named_like_the_provenance_file_is_refused(tmp_path: Path, capsys: Capture) -> None:
+    log = write_log(tmp_path / "out.import.json", [plain("hi")])
+    status, _, err = run(capsys, log, "-o", tmp_path / "out.jsonl", "--force")
+    assert status == 2
+    assert f"{log} is both an input and the provenance file" in err
+    assert log.read_text() == json.dumps(plain("hi")) + "\n"
 
 
 def test_small_set_warning(tmp_path: Path, capsys: Capture) -> None:
@@ -798,6 +1453,7 @@ def test_help_exits_0(capsys: Capture) -> None:
     status, stdout, _ = run(capsys, "--help")
     assert status == 0
     assert "--stratify-by" in stdout
+    assert "{auto,openai,anthropic,responses,litellm,plain}" in stdout
 
 
 def test_no_case_exits_1(tmp_path: Path, capsys: Capture) -> None:
