@@ -15,7 +15,9 @@ set can detect at its size (:func:`pytest_llmregress.stats.min_detectable_effect
 
 :func:`alias_moved` reports model aliases that resolved to different versions (or system
 fingerprints) between or within runs, and :func:`attribute` splits a migration's change into
-the effect of the model, of the prompt, and their interaction from four runs.
+the effect of the model, of the prompt, and their interaction from four runs, once
+:func:`check_attribution_runs` has found that they form the 2x2 (same cases; the old and the
+new model, the old and the new prompts, each in its place).
 """
 
 from __future__ import annotations
@@ -766,6 +768,316 @@ CELLS: tuple[Cell, ...] = (
     "new_model_new_prompt",
 )
 
+ROLES: Mapping[Cell, str] = {
+    "old_model_old_prompt": "old model + old prompt",
+    "old_model_new_prompt": "old model + new prompt",
+    "new_model_old_prompt": "new model + old prompt",
+    "new_model_new_prompt": "new model + new prompt",
+}
+"""How messages name each place of the 2x2, in the order :func:`attribute` takes the runs."""
+_MIXED = (ROLES["old_model_new_prompt"], ROLES["new_model_old_prompt"])
+
+PROMPTS_RECORDED_SINCE = "0.1.0"
+"""The first pytest-llmregress whose results files record the prompts of a run."""
+
+
+class AttributionError(ValueError):
+    """The four runs given to :func:`attribute` do not form its 2x2; ``problems`` says how."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__(*self.problems)
+
+    def __str__(self) -> str:
+        order = ", ".join(ROLES[cell] for cell in CELLS)
+        return "\n".join(
+            [f"the four runs do not form the 2x2 of an attribution (in order: {order}):"]
+            + [f"  - {problem}" for problem in self.problems]
+        )
+
+
+@dataclass(frozen=True)
+class _RunFacts:
+    """What the 2x2 check reads from one run's metadata."""
+
+    name: str
+    role: str
+    model: str | None  # metadata.candidate
+    digest: str | None  # metadata.prompts.digest; None: not recorded (an older results file)
+    prompt_model: str | None  # metadata.prompt_model: --llm-prompt-model, None for its own
+    prompts_for: str | None  # metadata.prompts.model: whose versions the run used
+    has_prompt_files: bool
+    tasks: Mapping[str, Any]
+    identity: tuple[Any, ...]  # tells a copy of a run from another run of the same cell
+
+    @property
+    def prompts(self) -> str:
+        """The run's prompts in a message: whose versions, and the digest that tells them apart."""
+        if not self.has_prompt_files:
+            return "no prompt files"
+        short = (self.digest or "")[:12]
+        return f"the {self.prompts_for} prompts {short}" if self.prompts_for else f"prompts {short}"
+
+    @property
+    def ran(self) -> str:
+        return f"{self.model} with {self.prompts}"
+
+
+def _run_facts(run: RunResult, name: str, role: str) -> _RunFacts:
+    meta = run.metadata
+    prompts = meta.get("prompts")
+    prompts = prompts if isinstance(prompts, Mapping) else {}
+    digest = prompts.get("digest")
+    recorded = isinstance(digest, str) and "prompt_model" in meta
+    model = meta.get("candidate")
+    prompt_model = meta.get("prompt_model")
+    prompts_for = prompts.get("model")
+    tasks = prompts.get("tasks")
+    return _RunFacts(
+        name=name,
+        role=role,
+        model=str(model) if model else None,
+        digest=digest if recorded else None,
+        prompt_model=str(prompt_model) if prompt_model else None,
+        prompts_for=str(prompts_for) if prompts_for else None,
+        has_prompt_files=prompts.get("source") is not None,
+        tasks=tasks if isinstance(tasks, Mapping) else {},
+        identity=(meta.get("started_at"), meta.get("pid"), model, len(run.cases)),
+    )
+
+
+def _join(words: Sequence[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _names(facts: Sequence[_RunFacts], indexes: Iterable[int]) -> str:
+    return _join([facts[i].name for i in indexes])
+
+
+def _case_problems(runs: Sequence[RunResult], facts: Sequence[_RunFacts]) -> list[str]:
+    """Cases that some runs have and others lack, grouped by the runs that lack them."""
+    keys = [dict.fromkeys(case_key(result) for result in run.cases) for run in runs]
+    lacking: dict[tuple[int, ...], list[CaseKey]] = {}
+    for key in sorted({key for run_keys in keys for key in run_keys}):
+        without = tuple(i for i, run_keys in enumerate(keys) if key not in run_keys)
+        if without:
+            lacking.setdefault(without, []).append(key)
+    problems = []
+    for without, missing in lacking.items():
+        shown = ", ".join(f"{path}::{case_id}" for path, case_id in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        problems.append(
+            f"{_cases(len(missing))} missing from {_names(facts, without)}: {shown}{more}; "
+            "the four runs must hold the same cases"
+        )
+    return problems
+
+
+def _task_differences(a: _RunFacts, b: _RunFacts) -> str:
+    """The tasks whose prompt differs between two runs, as ``'task' (version digest vs ...)``."""
+
+    def text(entry: Any) -> object:  # what tells two texts apart: the digest of each
+        return entry.get("digest") if isinstance(entry, Mapping) else None
+
+    def shown(entry: Any) -> str:
+        if not isinstance(entry, Mapping):
+            return "absent"
+        if "error" in entry:
+            return "no version"
+        return f"{entry.get('version')!r} {entry.get('digest')}"
+
+    differing = [
+        f"{task!r} ({shown(a.tasks.get(task))} vs {shown(b.tasks.get(task))})"
+        for task in sorted(a.tasks.keys() | b.tasks.keys())
+        if text(a.tasks.get(task)) != text(b.tasks.get(task))
+        or (task in a.tasks) != (task in b.tasks)
+    ]
+    return "in task(s) " + ", ".join(differing) if differing else "in their prompts"
+
+
+def _value_problems(facts: Sequence[_RunFacts]) -> list[str]:
+    """Each factor must take two values: the old one and the new one."""
+    problems: list[str] = []
+    models = list(dict.fromkeys(f.model or "" for f in facts))
+    digests = list(dict.fromkeys(f.digest or "" for f in facts))
+    if len(models) == 1:
+        problems.append(
+            f"all four runs ran {models[0]}: the model did not change, so nothing can be "
+            "attributed to it"
+        )
+    elif len(models) > 2:
+        by_model = "; ".join(
+            f"{_names(facts, [i for i, f in enumerate(facts) if f.model == m])} ran {m}"
+            for m in models
+        )
+        problems.append(f"the runs ran {len(models)} models where a 2x2 has two: {by_model}")
+    if len(digests) == 1:
+        same = f"prompts {digests[0][:12]}" if facts[0].has_prompt_files else "no prompt files"
+        problems.append(
+            f"all four runs used the same prompts ({same}): the prompt did not change, so "
+            "nothing can be attributed to it (run the old model + new prompt and new model + "
+            "old prompt runs with --llm-prompt-model set to the other model)"
+        )
+    elif len(digests) > 2:
+        by_digest = "; ".join(
+            f"{_names(facts, group)} used {facts[group[0]].prompts}"
+            for group in ([i for i, f in enumerate(facts) if f.digest == d] for d in digests)
+        )
+        problems.append(
+            f"the runs used {len(digests)} different prompts where a 2x2 has two: {by_digest}"
+        )
+        for i, j, which in ((0, 2, "old"), (1, 3, "new")):
+            a, b = facts[i], facts[j]
+            if a.digest != b.digest:
+                problems.append(
+                    f"{a.name} and {b.name} should use the same ({which}) prompts but differ "
+                    f"{_task_differences(a, b)}"
+                )
+    return problems
+
+
+def _duplicate_problems(facts: Sequence[_RunFacts]) -> list[str]:
+    """Runs that share one place of the 2x2, and the places no run fills."""
+    cells: dict[tuple[str | None, str | None], list[int]] = {}
+    for i, f in enumerate(facts):
+        cells.setdefault((f.model, f.digest), []).append(i)
+    problems: list[str] = []
+    for group in cells.values():
+        if len(group) < 2:
+            continue
+        runs = [facts[i] for i in group]
+        given = "given as " + _join([f.role for f in runs])
+        if len({f.name for f in runs}) == 1:
+            problem = f"{runs[0].name} is given {len(runs)} times ({given})"
+        elif len({f.identity for f in runs}) == 1 and runs[0].identity[0]:
+            problem = (
+                f"{_names(facts, group)} are copies of one run, started {runs[0].identity[0]} "
+                f"({given})"
+            )
+        else:
+            both = "both" if len(runs) == 2 else "all"
+            problem = f"{_names(facts, group)} {both} ran {runs[0].ran} ({given})"
+        unforced = [f.name for f in runs if f.prompt_model is None and f.role in _MIXED]
+        if unforced:
+            problem += f"; {_join(unforced)} ran without --llm-prompt-model"
+        problems.append(problem)
+    if problems:
+        models = {f.model: f for f in facts}
+        prompts = {f.digest: f for f in facts}
+        absent = [
+            f"{m} with {p.prompts}"
+            for m in models
+            for d, p in prompts.items()
+            if (m, d) not in cells
+        ]
+        problems.append("no run is " + "; no run is ".join(absent))
+    return problems
+
+
+def _best_order(cells: Sequence[tuple[str | None, str | None]], own: set[int]) -> list[int]:
+    """Which given run belongs in each place of the 2x2, moving the fewest runs.
+
+    Which model and which prompt are the old ones is read from the order given: of the four
+    readings, the one that moves the fewest runs wins, keeping the first run first on a tie.
+    ``own``, when not empty, are the two runs that must be first and last.
+    """
+    models = list(dict.fromkeys(m for m, _ in cells))
+    digests = list(dict.fromkeys(d for _, d in cells))
+    best: tuple[tuple[int, bool, list[int]], list[int]] | None = None
+    for old_m in models:
+        new_m = next(m for m in models if m != old_m)
+        for old_d in digests:
+            new_d = next(d for d in digests if d != old_d)
+            order = [
+                cells.index(cell)
+                for cell in ((old_m, old_d), (old_m, new_d), (new_m, old_d), (new_m, new_d))
+            ]
+            if own and {order[0], order[3]} != own:
+                continue
+            key = (sum(1 for place, run in enumerate(order) if place != run), order[0] != 0, order)
+            if best is None or key < best[0]:
+                best = (key, order)
+    assert best is not None  # ``own`` on a diagonal keeps two of the four readings
+    return best[1]
+
+
+def _placement_problems(facts: Sequence[_RunFacts]) -> list[str]:
+    """With all four places of the 2x2 filled, is each run in its place?
+
+    When exactly two runs, on a diagonal, ran without ``--llm-prompt-model``, they are the
+    runs of each model with its own prompts: the first and the last. (When every run went
+    without it, the prompts changed between revisions of the prompt files, and the order given
+    is all there is to go by.)
+    """
+    cells = [(f.model, f.digest) for f in facts]
+    own = [i for i, f in enumerate(facts) if f.prompt_model is None]
+    on_diagonal = len(own) == 2 and all(
+        x != y for x, y in zip(cells[own[0]], cells[own[1]], strict=True)
+    )
+    order = _best_order(cells, set(own) if on_diagonal else set())
+    if order == [0, 1, 2, 3]:
+        return []
+    roles = [ROLES[cell] for cell in CELLS]
+    belongs = {run: place for place, run in enumerate(order)}
+    moved = [run for run in range(4) if belongs[run] != run]
+    if len(moved) == 2:
+        a, b = (facts[i] for i in moved)
+        problem = (
+            f"{a.name} and {b.name} are swapped: {a.name} ({a.ran}) is the "
+            f"{roles[belongs[moved[0]]]} run, {b.name} ({b.ran}) the {roles[belongs[moved[1]]]} run"
+        )
+    else:
+        problem = "the runs are not in their places: " + "; ".join(
+            f"{facts[run].name} ({facts[run].ran}) is the {roles[belongs[run]]} run"
+            for run in moved
+        )
+    if on_diagonal and order != _best_order(cells, set()):
+        problem += (
+            f" ({_names(facts, own)} ran without --llm-prompt-model, each with its own model's "
+            "prompts, so they are the old model + old prompt and new model + new prompt runs)"
+        )
+    return [problem + "; give them in the order " + " ".join(facts[run].name for run in order)]
+
+
+def check_attribution_runs(
+    runs: Sequence[RunResult], names: Sequence[str] | None = None
+) -> list[str]:
+    """What keeps four runs from being the 2x2 :func:`attribute` expects; empty when nothing.
+
+    The runs come in the order old model + old prompt, old model + new prompt, new model +
+    old prompt, new model + new prompt; ``names`` (file names) name them in the messages.
+    Checked: every run records its model (``metadata.candidate``) and its prompts
+    (``metadata.prompts.digest``, written since :data:`PROMPTS_RECORDED_SINCE`); all four
+    hold the same cases; the models take two values and so do the prompt digests; no two runs
+    share a place of the 2x2 (a run given twice, a mixed run without ``--llm-prompt-model``);
+    and each run is in its place (swapped runs are named, with the order to give).
+    """
+    if len(runs) != len(CELLS):
+        return [f"an attribution takes {len(CELLS)} runs, got {len(runs)}"]
+    labels = list(names) if names is not None else [f"the {ROLES[cell]} run" for cell in CELLS]
+    facts = [
+        _run_facts(run, label, ROLES[cell])
+        for run, label, cell in zip(runs, labels, CELLS, strict=True)
+    ]
+    problems: list[str] = []
+    for f in facts:
+        if f.model is None:
+            problems.append(f"{f.name} does not record its model (metadata.candidate)")
+        if f.digest is None:
+            problems.append(
+                f"{f.name} does not record its prompt version; rerun it with "
+                f"pytest-llmregress >= {PROMPTS_RECORDED_SINCE}"
+            )
+    problems += _case_problems(runs, facts)
+    if any(f.model is None or f.digest is None for f in facts):
+        return problems
+    values = _value_problems(facts)
+    problems += values
+    if not values:
+        problems += _duplicate_problems(facts) or _placement_problems(facts)
+    return problems
+
 
 @dataclass(frozen=True)
 class Effect:
@@ -825,6 +1137,8 @@ class Attribution:
     alpha: float
     excluded: tuple[CaseKey, ...]
     reasons: tuple[str, ...]
+    prompts: Mapping[Cell, Mapping[str, Any]] = field(default_factory=dict)
+    """Per run: ``digest`` of its prompts, ``model`` they were written for, ``prompt_model``."""
 
     @property
     def total(self) -> float:
@@ -852,6 +1166,7 @@ class Attribution:
             "alpha": self.alpha,
             "excluded": [list(key) for key in self.excluded],
             "reasons": list(self.reasons),
+            "prompts": {cell: dict(record) for cell, record in self.prompts.items()},
         }
 
 
@@ -881,17 +1196,22 @@ def attribute(
     seed: int = 0,
     resamples: int = DEFAULT_RESAMPLES,
     mid_p: bool = False,
+    names: Sequence[str] | None = None,
 ) -> Attribution:
     """Attribute the change from (old model, old prompt) to (new model, new prompt).
 
     The four runs are: the old model with its own prompts, the old model with the prompts
     written for the new model, the new model with the old prompts (``--llm-prompt-model``),
-    and the new model with its own prompts. Only cases scored (not errored) in all four runs
-    are used; the others are listed in ``excluded``.
+    and the new model with its own prompts. Raises :class:`AttributionError` when they are
+    not that 2x2 (:func:`check_attribution_runs`; ``names`` name the runs in its messages).
+    Only cases scored (not errored) in all four runs are used; the others are listed in
+    ``excluded``.
     """
-    runs: dict[Cell, RunResult] = dict(
-        zip(CELLS, (old_old, old_new_prompt, new_model_old_prompt, new_new), strict=True)
-    )
+    given = (old_old, old_new_prompt, new_model_old_prompt, new_new)
+    problems = check_attribution_runs(given, names)
+    if problems:
+        raise AttributionError(problems)
+    runs: dict[Cell, RunResult] = dict(zip(CELLS, given, strict=True))
     indexes: dict[Cell, dict[CaseKey, CaseResult]] = {}
     for cell, run in runs.items():
         indexes[cell] = _index(run.cases, [])
@@ -958,9 +1278,10 @@ def attribute(
         else:
             reasons.append("neither the model nor the prompt has a significant effect")
     if excluded:
-        reasons.append(f"{_cases(len(excluded))} missing or errored in some run, not attributed")
+        reasons.append(f"{_cases(len(excluded))} errored in some run, not attributed")
     return Attribution(
         labels={cell: run_label(run, cell) for cell, run in runs.items()},
+        prompts={cell: _prompts_record(run) for cell, run in runs.items()},
         n=n,
         rates=rates,
         model=model,
@@ -970,6 +1291,16 @@ def attribute(
         excluded=excluded,
         reasons=tuple(reasons),
     )
+
+
+def _prompts_record(run: RunResult) -> dict[str, Any]:
+    prompts = run.metadata.get("prompts")
+    prompts = prompts if isinstance(prompts, Mapping) else {}
+    return {
+        "digest": prompts.get("digest"),
+        "model": prompts.get("model"),
+        "prompt_model": run.metadata.get("prompt_model"),
+    }
 
 
 def _signed_points(value: float) -> str:

@@ -9,6 +9,8 @@ No model is called::
 
 Results files are the documents ``--llm-report`` writes; for an interrupted run, give the same
 path: :func:`~pytest_llmregress.results.load_results` reads the partial results it left.
+``--attribute`` refuses (exit 2, naming every mismatch) four runs that are not the 2x2
+(:func:`~pytest_llmregress.compare.check_attribution_runs`).
 """
 
 from __future__ import annotations
@@ -24,11 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmregress.compare import (
+    CELLS,
     DEFAULT_ALPHA,
     DEFAULT_MAX_REGRESSION,
     DEFAULT_POWER,
     DEFAULT_RESAMPLES,
+    ROLES,
     Attribution,
+    AttributionError,
     Comparison,
     RunSummary,
     alias_moved,
@@ -96,7 +101,8 @@ def _compare_parser() -> argparse.ArgumentParser:
         help=(
             "attribute a migration to the model, the prompt and their interaction from four "
             "runs: old model + old prompt, old model + new prompt, new model + old prompt, "
-            "new model + new prompt"
+            "new model + new prompt; refused (exit 2) unless they hold the same cases and the "
+            "models and prompts their results files record are in those places"
         ),
     )
     parser.add_argument(
@@ -191,18 +197,14 @@ def _text(comparison: Comparison, worst: int) -> str:
 
 
 def _attribution_text(attribution: Attribution) -> str:
-    r = attribution.rates
-    lines = [
-        f"attribution over {attribution.n} cases scored in all four runs:",
-        f"  old model, old prompt  {r['old_model_old_prompt']:.1%}  "
-        f"({attribution.labels['old_model_old_prompt']})",
-        f"  old model, new prompt  {r['old_model_new_prompt']:.1%}  "
-        f"({attribution.labels['old_model_new_prompt']})",
-        f"  new model, old prompt  {r['new_model_old_prompt']:.1%}  "
-        f"({attribution.labels['new_model_old_prompt']})",
-        f"  new model, new prompt  {r['new_model_new_prompt']:.1%}  "
-        f"({attribution.labels['new_model_new_prompt']})",
-    ]
+    lines = [f"attribution over {attribution.n} cases scored in all four runs:"]
+    for cell in CELLS:
+        digest = attribution.prompts.get(cell, {}).get("digest")
+        prompts = f", prompts {str(digest)[:12]}" if digest else ""
+        lines.append(
+            f"  {ROLES[cell].replace(' +', ',')}  {attribution.rates[cell]:.1%}  "
+            f"({attribution.labels[cell]}{prompts})"
+        )
     lines += [f"  {reason}" for reason in attribution.reasons]
     return "\n".join(lines) + "\n"
 
@@ -221,9 +223,17 @@ def compare_main(argv: Sequence[str]) -> int:
             runs = [_load(path) for path in args.attribute]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             return _error(f"cannot read results: {exc}")
-        attribution = attribute(
-            *runs, alpha=args.alpha, seed=args.seed, resamples=args.resamples, mid_p=args.mid_p
-        )
+        try:
+            attribution = attribute(
+                *runs,
+                alpha=args.alpha,
+                seed=args.seed,
+                resamples=args.resamples,
+                mid_p=args.mid_p,
+                names=args.attribute,
+            )
+        except AttributionError as exc:
+            return _error(str(exc))
         markdown = attribution_markdown(attribution)
         if args.format == "json":
             sys.stdout.write(json.dumps(attribution.to_dict(), indent=2) + "\n")

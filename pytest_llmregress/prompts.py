@@ -24,7 +24,9 @@ The format is documented for users in ``docs/prompts.md``.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -72,8 +74,11 @@ __all__ = [
     "PromptVersion",
     "ResolvedPrompt",
     "check_cases",
+    "check_prompt_model",
     "parse_prompt_yaml",
     "placeholders",
+    "prompts_digest",
+    "prompts_metadata",
     "render",
     "resolve_system",
 ]
@@ -491,6 +496,20 @@ class PromptLibrary:
             found.append(info.resolves_to)
         return tuple(dict.fromkeys(found))
 
+    def written_for(self, model_id: str) -> list[str]:
+        """The tasks that have a version written for ``model_id`` (rules 1 to 3 of
+        :meth:`resolve`, not ``default``), in load order."""
+        raw = model_id.strip()
+        if not raw or raw == DEFAULT_VERSION:
+            return []
+        wanted = self._identities(raw)
+        return [
+            task.name
+            for task in self._tasks.values()
+            if raw in task.versions
+            or any(_rank(wanted, self._identities(key)) is not None for key in task.model_keys)
+        ]
+
     def render(self, ref: PromptRef, model_id: str) -> tuple[str, ResolvedPrompt]:
         """The system prompt ``ref`` stands for when sent to ``model_id``, and its version.
 
@@ -624,6 +643,84 @@ def check_cases(cases: Iterable[GoldenCase], library: PromptLibrary | None) -> l
         for problem in problems:
             found.append(f"{case.path}:{case.line}: case {case.id!r}: field 'prompt': {problem}")
     return found
+
+
+# --------------------------------------------------------------------------------------------
+# A run's prompts
+# --------------------------------------------------------------------------------------------
+
+
+def check_prompt_model(library: PromptLibrary | None, model_id: str, *, source: str = "") -> None:
+    """Raise :class:`PromptError` unless some task has a version written for ``model_id``.
+
+    ``model_id`` is the model whose prompts a run borrows (``--llm-prompt-model``). When no
+    version matches it, every task would get its ``default`` while the run claims another
+    model's prompts: almost always a typo, so it is an error that suggests the closest version
+    key. ``source`` names the prompt directory in the message.
+    """
+    where = f" in {source}" if source else ""
+    if library is None or not library.tasks:
+        raise PromptError(f"{model_id!r} matches no prompt version: no prompt files{where}")
+    if library.written_for(model_id):
+        return
+    keys = list(dict.fromkeys(key for task in library.tasks.values() for key in task.model_keys))
+    if not keys:
+        raise PromptError(
+            f"{model_id!r} matches no prompt version: the prompt files{where} have only "
+            "'default' versions"
+        )
+    by_name = {parse_model_id(key).name: key for key in keys}
+    close = difflib.get_close_matches(parse_model_id(model_id).name, list(by_name), n=1)
+    hint = f"; did you mean {by_name[close[0]]!r}?" if close else ""
+    raise PromptError(
+        f"{model_id!r} matches no prompt version{where}, so every task would get its 'default' "
+        f"(versions written for a model: {', '.join(keys)}){hint}"
+    )
+
+
+def prompts_digest(texts: Mapping[str, str | None]) -> str:
+    """SHA-256 (hex) of the prompt texts a run used, by task; None for a task with no version
+    for the run's model. Independent of file names, lines, version keys and task order."""
+    canonical = json.dumps(sorted(texts.items()), ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def prompts_metadata(
+    library: PromptLibrary | None, model_id: str | None, *, prompt_model: str | None
+) -> dict[str, Any]:
+    """What a results file records about a run's prompts, for checking a 2x2 attribution.
+
+    ``model_id`` is the model the versions are chosen for (``prompt_model`` when given, else
+    the candidate's id) and ``prompt_model`` the ``--llm-prompt-model`` value (None: each
+    case's own model). ``prompts.digest`` (:func:`prompts_digest`) covers every task of the
+    library as resolved for ``model_id``: two runs with the same digest sent the same system
+    prompts, whatever the version keys are called.
+    """
+    tasks: dict[str, dict[str, Any]] = {}
+    texts: dict[str, str | None] = {}
+    if library is not None and model_id:
+        for name in sorted(library.tasks):
+            try:
+                resolved = library.resolve(name, model_id)
+            except PromptError as error:  # the cases of this task are errors in the run
+                tasks[name] = {"error": str(error)}
+                texts[name] = None
+                continue
+            tasks[name] = {
+                "version": resolved.version_key,
+                "match": resolved.match,
+                "digest": resolved.digest,
+            }
+            texts[name] = resolved.text
+    return {
+        "prompt_model": prompt_model,
+        "prompts": {
+            "model": model_id,
+            "digest": prompts_digest(texts),
+            "source": library.source if library is not None else None,
+            "tasks": tasks,
+        },
+    }
 
 
 # --------------------------------------------------------------------------------------------

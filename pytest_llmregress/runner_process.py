@@ -21,7 +21,8 @@ with one line once the preflight is done: ``{"problems": {"provider:model": mess
 Clients send ``{"op": "case", "key", "case", "systems"}``, ``{"op": "complete", "id",
 "request"}`` or ``{"op": "judge", "id", "args"}`` over the socket; answers come back as calls
 finish: ``{"key", "result", "baseline"}`` (or ``{"key", "failure"}``) and ``{"id", "value"}``
-(or ``{"id", "error"}``).
+(or ``{"id", "error"}``). A case runs once per session, keyed by its node id, however many
+processes send it (``CaseBoard``).
 """
 
 from __future__ import annotations
@@ -450,7 +451,7 @@ async def _serve(config: Mapping[str, Any], listener: socket.socket, ready: IO[s
     ready.close()
     directory = os.path.dirname(listener.getsockname())
     server = await asyncio.start_unix_server(
-        functools.partial(_handle, runner), sock=listener, limit=LINE_LIMIT
+        functools.partial(_handle, runner, CaseBoard(runner)), sock=listener, limit=LINE_LIMIT
     )
     await asyncio.to_thread(sys.stdin.buffer.read)  # the lifeline: returns when it closes
     server.close()
@@ -464,34 +465,75 @@ async def _serve(config: Mapping[str, Any], listener: socket.socket, ready: IO[s
     os._exit(0)
 
 
-async def _handle(runner: Runner, reader: Any, writer: Any) -> None:
-    """One pytest process's connection: run what it sends, answer as each thing finishes."""
-    import asyncio
+class CaseBoard:
+    """Each golden case runs once per session, however many pytest processes ask for it.
 
-    from pytest_llmregress.cases import GoldenCase
-    from pytest_llmregress.providers.base import ChatMessage, Request
+    Under xdist a worker starts cases ahead of pytest's loop before it knows which of them it
+    will run (every ``--dist`` mode but ``load``, whose scheduler hands out whole units), so
+    several workers may ask for one case; under ``--dist each`` every worker runs every case.
+    The board keys cases by node id: the first request starts the case, later ones wait for
+    the same answer, and a finished case's answer is kept for whoever asks next. A case is
+    cancelled only when every process that asked for it is gone.
+    """
 
-    def send(message: Mapping[str, Any]) -> None:
-        if not writer.is_closing():
-            writer.write(json.dumps(message).encode() + b"\n")
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+        self._answers: dict[str, bytes] = {}
+        self._waiting: dict[str, tuple[Any, set[Callable[[bytes], None]]]] = {}
 
-    async def run_case(message: Mapping[str, Any]) -> None:
+    def request(self, message: Mapping[str, Any], send: Callable[[bytes], None]) -> None:
+        import asyncio
+
         key = message["key"]
+        answer = self._answers.get(key)
+        if answer is not None:
+            send(answer)
+        elif key in self._waiting:
+            self._waiting[key][1].add(send)
+        else:
+            self._waiting[key] = (asyncio.create_task(self._run(message)), {send})
+
+    def forget(self, send: Callable[[bytes], None]) -> None:
+        """A pytest process went away: cancel the cases nobody else waits for."""
+        for key, (task, senders) in list(self._waiting.items()):
+            senders.discard(send)
+            if not senders:
+                del self._waiting[key]
+                task.cancel()
+
+    async def _run(self, message: Mapping[str, Any]) -> None:
+        from pytest_llmregress.cases import GoldenCase
+
+        key = message["key"]
+        reply: dict[str, Any]
         try:
             systems = {model: tuple(value) for model, value in message["systems"].items()}
-            result, baseline = await runner.run_case(
+            result, baseline = await self._runner.run_case(
                 key, GoldenCase.from_dict(message["case"]), systems
             )
         except Exception as error:  # a bug, not a model failure: the item shows it
-            send({"key": key, "failure": f"{type(error).__name__}: {error}"})
-            return
-        send(
-            {
-                "key": key,
-                "result": result.to_dict(),
-                "baseline": baseline.to_dict() if baseline is not None else None,
-            }
-        )
+            reply = {"key": key, "failure": f"{type(error).__name__}: {error}"}
+        else:
+            baseline_dict = baseline.to_dict() if baseline is not None else None
+            reply = {"key": key, "result": result.to_dict(), "baseline": baseline_dict}
+        answer = self._answers[key] = json.dumps(reply).encode() + b"\n"
+        _, senders = self._waiting.pop(key)
+        for send in senders:
+            send(answer)
+
+
+async def _handle(runner: Runner, board: CaseBoard, reader: Any, writer: Any) -> None:
+    """One pytest process's connection: run what it sends, answer as each thing finishes."""
+    import asyncio
+
+    from pytest_llmregress.providers.base import ChatMessage, Request
+
+    def send_bytes(data: bytes) -> None:
+        if not writer.is_closing():
+            writer.write(data)
+
+    def send(message: Mapping[str, Any]) -> None:
+        send_bytes(json.dumps(message).encode() + b"\n")
 
     async def run_call(message: Mapping[str, Any]) -> None:
         try:
@@ -516,14 +558,17 @@ async def _handle(runner: Runner, reader: Any, writer: Any) -> None:
     try:
         while line := await reader.readline():
             message = json.loads(line)
-            work = run_case(message) if message["op"] == "case" else run_call(message)
-            task = asyncio.create_task(work)
+            if message["op"] == "case":
+                board.request(message, send_bytes)
+                continue
+            task = asyncio.create_task(run_call(message))
             mine.add(task)
             task.add_done_callback(mine.discard)
     except (ConnectionError, asyncio.IncompleteReadError):
         pass
     finally:
-        for task in mine:  # the pytest process is gone: nobody waits for these
+        board.forget(send_bytes)  # the pytest process is gone: nobody waits for these
+        for task in mine:
             task.cancel()
         writer.close()
 

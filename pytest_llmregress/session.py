@@ -73,6 +73,21 @@ def golden_units(nodeids: Sequence[str], is_golden: Any, worker_count: int) -> d
     return {nodeid: f"llmregress-unit-{index // size}" for index, nodeid in enumerate(golden)}
 
 
+def check_dist_mode(config: pytest.Config) -> None:
+    """Refuse ``--dist each`` with a model: it would pay for every model call once per worker.
+
+    Every other mode runs each case once: ``load`` through work units (``scheduler.py``), the
+    others through the runner process, which runs a case once whoever asks for it.
+    """
+    if config.getoption("dist", "no") == "each":
+        raise pytest.UsageError(
+            "pytest-llmregress: --dist each runs every test on every worker, so every golden "
+            "case and llm fixture call would be paid once per worker. Use -n N with --dist "
+            "load (the default), loadfile, loadscope, loadgroup or worksteal; each runs every "
+            "case exactly once."
+        )
+
+
 class LLMRegressSession:
     """Settings, the runner, the local server and the results of one pytest process."""
 
@@ -139,6 +154,8 @@ class LLMRegressSession:
                 "pytest-llmregress: --llm-baseline and --llm-compare-model both name the baseline;"
                 " give one"
             )
+        if self.candidate is not None and not self.is_worker:
+            check_dist_mode(self.config)
         refs = [ref for ref in (self.candidate, self.judge, self.compare) if ref is not None]
         refs += self.fallbacks
         self._check_lifecycle(model_config)
@@ -216,7 +233,13 @@ class LLMRegressSession:
 
     def _prompt_resolver(self, model_config: Any) -> Any:
         """How a case gets its system prompt for a model: literal, or its prompt for the model."""
-        from pytest_llmregress.prompts import PromptError, PromptLibrary, resolve_system
+        from pytest_llmregress.prompts import (
+            PromptError,
+            PromptLibrary,
+            check_prompt_model,
+            prompts_metadata,
+            resolve_system,
+        )
 
         directory = self._rooted(self.settings.prompts_dir)
         library = None  # without the folder, a case with a `prompt` ends in an error saying so
@@ -231,6 +254,13 @@ class LLMRegressSession:
                 raise pytest.UsageError(f"pytest-llmregress: prompt files:\n{exc}") from None
         forced = self.settings.prompt_model
         candidate = self.candidate
+        if forced:
+            try:  # a typo would silently give every task its default
+                check_prompt_model(library, forced, source=self.settings.prompts_dir)
+            except PromptError as exc:
+                raise pytest.UsageError(f"pytest-llmregress: --llm-prompt-model {exc}") from None
+        prompts_for = forced or (candidate.model if candidate else None)
+        self._prompts_metadata = prompts_metadata(library, prompts_for, prompt_model=forced)
 
         def system_for(case: Any, model: ModelRef) -> str | None:
             target = forced if forced and model == candidate else model.model
@@ -471,14 +501,18 @@ class LLMRegressSession:
     def _group_items(self, item: GoldenItem) -> list[GoldenItem]:
         """The cases to start together with ``item``.
 
-        Without xdist this process runs all of its golden items, so all start at once. An xdist
-        worker runs whole work units (see ``scheduler.py``), so it starts ``item``'s unit.
+        Without xdist this process runs all of its golden items, so all start at once. Under
+        ``--dist load`` a worker runs whole work units (see ``scheduler.py``), so it starts
+        ``item``'s unit. Under every other mode a worker cannot know which cases it will be
+        given (``loadfile``, ``loadscope``, ``loadgroup``, ``worksteal``), so it starts them
+        all: the runner process runs each case once, whoever asks (``runner_process.CaseBoard``).
+        ``--dist each`` is refused at start-up (``check_dist_mode``).
         """
         from pytest_llmregress.items import GoldenItem
 
         if self._groups is None:
             golden = [i for i in item.session.items if isinstance(i, GoldenItem)]
-            if self.is_worker:
+            if self.is_worker and self.config.getoption("dist", "no") == "load":
                 count = int(self.config.workerinput["workercount"])  # type: ignore[attr-defined]
                 scopes = self.scope_of([i.nodeid for i in item.session.items], count)
                 self._groups = {}
@@ -582,14 +616,14 @@ class LLMRegressSession:
         data = getattr(report, "llmregress", None)
         if data is None:
             return
+        if report.failed:
+            self.golden_failures += 1
         # A lone process still holds the object; only xdist's reports need rebuilding.
         result = self._own_results.pop(report.nodeid, None) or CaseResult.from_dict(data)
         self.results.append(result)
         baseline = getattr(report, "llmregress_baseline", None)
         if baseline is not None:
             self.compare_results.append(CaseResult.from_dict(baseline))
-        if report.failed:
-            self.golden_failures += 1
 
     def note_collect_error(self, nodeid: str) -> None:
         path = nodeid.partition("::")[0]
@@ -703,6 +737,7 @@ class LLMRegressSession:
             "candidate": str(self.candidate) if self.candidate else None,
             "compare": str(self.compare) if self.compare else None,
             "judge": str(self.judge) if self.judge else None,
+            **getattr(self, "_prompts_metadata", {}),  # prompt_model, prompts: see _prompt_resolver
             "base_urls": {name: self.endpoints.describe(name) for name in ("anthropic", "openai")}
             if self.endpoints
             else {},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Sequence
@@ -10,10 +11,13 @@ from typing import Any
 import pytest
 
 from pytest_llmregress.compare import (
+    PROMPTS_RECORDED_SINCE,
+    AttributionError,
     Comparison,
     PairedCase,
     alias_moved,
     attribute,
+    check_attribution_runs,
     compare_runs,
     comparison_lines,
     pair_runs,
@@ -21,6 +25,7 @@ from pytest_llmregress.compare import (
     within_run_moves,
 )
 from pytest_llmregress.gate import decide
+from pytest_llmregress.prompts import PromptLibrary, parse_prompt_yaml, prompts_metadata
 from pytest_llmregress.providers.base import Completion
 from pytest_llmregress.report.markdown import (
     attribution_markdown,
@@ -368,22 +373,58 @@ def test_alias_moved_within_a_run_and_not_on_migration() -> None:
 
 # --- attribution -----------------------------------------------------------------------------
 
+OLD, NEW = "claude-sonnet-4-6", "claude-sonnet-5"
+PROMPT_FILE = """\
+task: support-answer
+versions:
+  default: Answer from the policy.
+  claude-sonnet-4-6: Answer from the policy, briefly.
+  claude-sonnet-5: Answer from the policy in one sentence.
+"""
+PROMPTS = PromptLibrary(parse_prompt_yaml(PROMPT_FILE, "prompts/support.yaml"), source="prompts")
+_started = itertools.count()
 
-def _cell_run(passes: Sequence[bool], label: str) -> RunResult:
-    verdicts: list[Outcome] = ["passed" if p else "failed" for p in passes]
-    return make_run(verdicts, candidate=label)
+
+def cell_run(
+    passes: Sequence[bool] | Sequence[Outcome],
+    model: str,
+    prompts_for: str,
+    *,
+    library: PromptLibrary | None = PROMPTS,
+) -> RunResult:
+    """A run of ``model`` with the prompts written for ``prompts_for``, its metadata as the
+    plugin writes it (``--llm-prompt-model`` when they differ); each run starts at its own time."""
+    verdicts: list[Outcome] = [
+        p if isinstance(p, str) else ("passed" if p else "failed") for p in passes
+    ]
+    started = f"2026-05-01T06:{next(_started) % 60:02d}:00+00:00"
+    run = make_run(verdicts, candidate=f"anthropic:{model}", started_at=started)
+    forced = None if prompts_for == model else prompts_for
+    run.metadata.update(prompts_metadata(library, prompts_for, prompt_model=forced))
+    return run
+
+
+def two_by_two(
+    old_old: Sequence[bool],
+    old_new: Sequence[bool],
+    new_old: Sequence[bool],
+    new_new: Sequence[bool],
+) -> list[RunResult]:
+    return [
+        cell_run(old_old, OLD, OLD),
+        cell_run(old_new, OLD, NEW),
+        cell_run(new_old, NEW, OLD),
+        cell_run(new_new, NEW, NEW),
+    ]
 
 
 def test_attribution_blames_the_model() -> None:
     n = 200
     old = [i < 180 for i in range(n)]  # 90%
     new_model = [i < 160 for i in range(n)]  # 80%, whatever the prompt
-    result = attribute(
-        _cell_run(old, "old/old"),
-        _cell_run(old, "old/new"),
-        _cell_run(new_model, "new/old"),
-        _cell_run(new_model, "new/new"),
-    )
+    runs = two_by_two(old, old, new_model, new_model)
+    assert check_attribution_runs(runs) == []
+    result = attribute(*runs)
     assert result.n == n
     assert result.total == pytest.approx(-0.10)
     assert result.model.estimate == pytest.approx(-0.10)
@@ -395,6 +436,12 @@ def test_attribution_blames_the_model() -> None:
     assert "attributable to the model" in result.reasons[-1]
     assert result.model.interval is not None
     assert result.model.interval.high < 0
+    assert result.labels["new_model_old_prompt"] == f"anthropic:{NEW}"
+    assert result.prompts["new_model_old_prompt"] == {
+        "digest": runs[0].metadata["prompts"]["digest"],
+        "model": OLD,
+        "prompt_model": OLD,
+    }
     assert json.dumps(result.to_dict())
 
 
@@ -404,12 +451,7 @@ def test_attribution_with_an_interaction() -> None:
     old_new = [i < 180 for i in range(n)]  # the new prompt does nothing for the old model
     new_old = [i < 180 for i in range(n)]  # the new model does fine with the old prompt
     new_new = [i < 150 for i in range(n)]  # but the pair fails: 75%
-    result = attribute(
-        _cell_run(old_old, "a"),
-        _cell_run(old_new, "b"),
-        _cell_run(new_old, "c"),
-        _cell_run(new_new, "d"),
-    )
+    result = attribute(*two_by_two(old_old, old_new, new_old, new_new))
     assert result.total == pytest.approx(-0.15)
     assert result.model.estimate == pytest.approx(-0.075)
     assert result.prompt.estimate == pytest.approx(-0.075)
@@ -424,14 +466,206 @@ def test_attribution_with_an_interaction() -> None:
     assert "| Interaction effect | -15.0 pts |" in markdown
 
 
-def test_attribution_excludes_cases_not_scored_everywhere() -> None:
-    runs = [make_run(outcomes(10, 9)) for _ in range(4)]
-    runs[2].cases[4] = make_case(4, "error")
-    del runs[3].cases[9]
+def test_attribution_excludes_cases_errored_in_some_run() -> None:
+    runs = two_by_two(*[[i < 9 for i in range(10)]] * 4)
+    runs[2].cases[4] = make_case(4, "error", model=NEW)
+    runs[3].cases[9] = make_case(9, "error", model=NEW)
     result = attribute(*runs)
     assert result.n == 8
     assert {key[1] for key in result.excluded} == {"case-004", "case-009"}
-    assert "2 cases missing or errored" in result.reasons[-1]
+    assert "2 cases errored in some run" in result.reasons[-1]
+
+
+def library_of(text: str) -> PromptLibrary:
+    return PromptLibrary(parse_prompt_yaml(text, "prompts/support.yaml"), source="prompts")
+
+
+def test_the_prompt_may_change_between_revisions_of_the_prompt_files() -> None:
+    # Prompts written once for every model; the new prompt is an edit of the files.
+    before = library_of("task: support-answer\nversions:\n  default: Answer briefly.\n")
+    after = library_of("task: support-answer\nversions:\n  default: Answer in one line.\n")
+    flags = [i < 9 for i in range(10)]
+    runs = [
+        cell_run(flags, OLD, OLD, library=before),
+        cell_run(flags, OLD, OLD, library=after),
+        cell_run(flags, NEW, NEW, library=before),
+        cell_run(flags, NEW, NEW, library=after),
+    ]
+    assert check_attribution_runs(runs) == []
+    assert attribute(*runs).n == 10
+    # Without --llm-prompt-model anywhere, the order given is all there is to go by.
+    problems = check_attribution_runs([runs[0], runs[2], runs[1], runs[3]], ["a", "b", "c", "d"])
+    assert len(problems) == 1
+    assert problems[0].startswith("b and c are swapped: b (anthropic:claude-sonnet-5 with the ")
+    assert problems[0].endswith("; give them in the order a c b d")
+    assert "without --llm-prompt-model" not in problems[0]
+
+
+def test_a_good_2x2_passes_the_check() -> None:
+    runs = two_by_two(*[[True, False]] * 4)
+    assert check_attribution_runs(runs, ["a", "b", "c", "d"]) == []
+    digests = [run.metadata["prompts"]["digest"] for run in runs]
+    assert digests[0] == digests[2] != digests[1] == digests[3]
+
+
+NAMES = ["oo.json", "on.json", "no.json", "nn.json"]
+
+
+def describe_run(model: str, prompts_for: str) -> str:
+    digest = prompts_metadata(PROMPTS, prompts_for, prompt_model=None)["prompts"]["digest"]
+    return f"anthropic:{model} with the {prompts_for} prompts {digest[:12]}"
+
+
+def test_swapped_mixed_runs_are_named() -> None:
+    oo, on, no, nn = two_by_two(*[[True, False]] * 4)
+    assert check_attribution_runs(
+        [oo, no, on, nn], ["oo.json", "no.json", "on.json", "nn.json"]
+    ) == [
+        f"no.json and on.json are swapped: no.json ({describe_run(NEW, OLD)}) is the new model "
+        f"+ old prompt run, on.json ({describe_run(OLD, NEW)}) the old model + new prompt run; "
+        "give them in the order oo.json on.json no.json nn.json"
+    ]
+    with pytest.raises(AttributionError) as info:
+        attribute(oo, no, on, nn, names=["oo.json", "no.json", "on.json", "nn.json"])
+    assert info.value.problems == tuple(
+        check_attribution_runs([oo, no, on, nn], ["oo.json", "no.json", "on.json", "nn.json"])
+    )
+    assert str(info.value).splitlines()[0] == (
+        "the four runs do not form the 2x2 of an attribution (in order: old model + old prompt, "
+        "old model + new prompt, new model + old prompt, new model + new prompt):"
+    )
+    assert str(info.value).splitlines()[1].startswith("  - no.json and on.json are swapped: ")
+
+
+def test_runs_with_their_own_prompts_belong_first_and_last() -> None:
+    oo, on, no, nn = two_by_two(*[[True, False]] * 4)
+    # Read by the order alone, swapping the last two would do; but oo and nn ran without
+    # --llm-prompt-model, so the first two are swapped.
+    names = ["on.json", "oo.json", "no.json", "nn.json"]
+    assert check_attribution_runs([on, oo, no, nn], names) == [
+        f"on.json and oo.json are swapped: on.json ({describe_run(OLD, NEW)}) is the old model "
+        f"+ new prompt run, oo.json ({describe_run(OLD, OLD)}) the old model + old prompt run "
+        "(oo.json and nn.json ran without --llm-prompt-model, each with its own model's "
+        "prompts, so they are the old model + old prompt and new model + new prompt runs); "
+        "give them in the order oo.json on.json no.json nn.json"
+    ]
+    [problem] = check_attribution_runs(
+        [on, oo, nn, no], ["on.json", "oo.json", "nn.json", "no.json"]
+    )
+    assert problem.startswith("the runs are not in their places: on.json (")
+    assert problem.endswith("give them in the order oo.json on.json no.json nn.json")
+
+
+def test_a_run_given_twice_is_named() -> None:
+    oo, on, _, nn = two_by_two(*[[True, False]] * 4)
+    names = ["oo.json", "on.json", "on.json", "nn.json"]
+    assert check_attribution_runs([oo, on, on, nn], names) == [
+        "on.json is given 2 times (given as old model + new prompt and new model + old prompt)",
+        f"no run is {describe_run(NEW, OLD)}",
+    ]
+
+
+def test_a_copy_of_a_run_is_named() -> None:
+    oo, on, _, nn = two_by_two(*[[True, False]] * 4)
+    copy = RunResult(dict(nn.metadata), list(nn.cases))
+    started = nn.metadata["started_at"]
+    assert check_attribution_runs([oo, on, copy, nn], ["oo", "on", "copy", "nn"]) == [
+        f"copy and nn are copies of one run, started {started} (given as new model + old prompt "
+        "and new model + new prompt); copy ran without --llm-prompt-model",
+        f"no run is {describe_run(NEW, OLD)}",
+    ]
+
+
+def test_a_mixed_run_without_the_prompt_model_is_a_duplicate_cell() -> None:
+    oo, on, _, nn = two_by_two(*[[True, False]] * 4)
+    forgot = cell_run([True, False], NEW, NEW)  # meant: --llm-prompt-model=claude-sonnet-4-6
+    assert check_attribution_runs([oo, on, forgot, nn], NAMES) == [
+        f"no.json and nn.json both ran {describe_run(NEW, NEW)} (given as new model + old prompt "
+        "and new model + new prompt); no.json ran without --llm-prompt-model",
+        f"no run is {describe_run(NEW, OLD)}",
+    ]
+
+
+def test_the_model_and_the_prompt_must_each_take_two_values() -> None:
+    oo, on, _, nn = two_by_two(*[[True, False]] * 4)
+    other = cell_run([True, False], "claude-opus-4-6", OLD)
+    assert check_attribution_runs([oo, on, other, nn], NAMES) == [
+        "the runs ran 3 models where a 2x2 has two: oo.json and on.json ran "
+        "anthropic:claude-sonnet-4-6; no.json ran anthropic:claude-opus-4-6; nn.json ran "
+        "anthropic:claude-sonnet-5"
+    ]
+    same_model = [cell_run([True], OLD, p) for p in (OLD, NEW, OLD, NEW)]
+    assert check_attribution_runs(same_model, NAMES) == [
+        "all four runs ran anthropic:claude-sonnet-4-6: the model did not change, so nothing "
+        "can be attributed to it"
+    ]
+    same_prompts = [cell_run([True], m, OLD) for m in (OLD, OLD, NEW, NEW)]
+    digest = same_prompts[0].metadata["prompts"]["digest"]
+    assert check_attribution_runs(same_prompts, NAMES) == [
+        f"all four runs used the same prompts (prompts {digest[:12]}): the prompt did not "
+        "change, so nothing can be attributed to it (run the old model + new prompt and new "
+        "model + old prompt runs with --llm-prompt-model set to the other model)"
+    ]
+    no_files = [cell_run([True], m, m, library=None) for m in (OLD, OLD, NEW, NEW)]
+    assert "(no prompt files)" in check_attribution_runs(no_files, NAMES)[0]
+
+
+def test_prompts_edited_between_runs_name_the_task() -> None:
+    oo, on, _, nn = two_by_two(*[[True, False]] * 4)
+    edited = library_of(PROMPT_FILE.replace("briefly", "in two lines"))
+    stale = cell_run([True, False], NEW, OLD, library=edited)
+    before = oo.metadata["prompts"]["tasks"]["support-answer"]["digest"]
+    after = stale.metadata["prompts"]["tasks"]["support-answer"]["digest"]
+    problems = check_attribution_runs([oo, on, stale, nn], NAMES)
+    assert problems == [
+        "the runs used 3 different prompts where a 2x2 has two: oo.json used the "
+        f"claude-sonnet-4-6 prompts {oo.metadata['prompts']['digest'][:12]}; on.json and nn.json "
+        f"used the claude-sonnet-5 prompts {nn.metadata['prompts']['digest'][:12]}; no.json used "
+        f"the claude-sonnet-4-6 prompts {stale.metadata['prompts']['digest'][:12]}",
+        "oo.json and no.json should use the same (old) prompts but differ in task(s) "
+        f"'support-answer' ('claude-sonnet-4-6' {before} vs 'claude-sonnet-4-6' {after})",
+    ]
+
+
+def test_runs_must_hold_the_same_cases() -> None:
+    oo, on, no, nn = two_by_two(*[[i < 9 for i in range(10)]] * 4)
+    del oo.cases[3]
+    del no.cases[3]
+    del no.cases[5]  # case-006 after the first deletion
+    nn.cases.append(make_case(10, "passed", model=NEW))
+    assert check_attribution_runs([oo, on, no, nn], NAMES) == [
+        "1 case missing from oo.json and no.json: golden_cases/support.yaml::case-003; the four "
+        "runs must hold the same cases",
+        "1 case missing from no.json: golden_cases/support.yaml::case-006; the four runs must "
+        "hold the same cases",
+        "1 case missing from oo.json, on.json and no.json: golden_cases/support.yaml::case-010; "
+        "the four runs must hold the same cases",
+    ]
+    many = cell_run([True] * 3, OLD, OLD)
+    [problem] = check_attribution_runs([many, *two_by_two(*[[True] * 10] * 4)[1:]], NAMES)
+    assert problem == (
+        "7 cases missing from oo.json: golden_cases/support.yaml::case-003, "
+        "golden_cases/support.yaml::case-004, golden_cases/support.yaml::case-005, "
+        "golden_cases/support.yaml::case-006, golden_cases/support.yaml::case-007 and 2 more; "
+        "the four runs must hold the same cases"
+    )
+
+
+def test_results_files_without_prompt_metadata_are_refused() -> None:
+    oo, on, no, nn = two_by_two(*[[True, False]] * 4)
+    old_file = make_run(["passed", "failed"], candidate=f"anthropic:{OLD}")
+    assert "prompts" not in old_file.metadata
+    assert check_attribution_runs([old_file, on, no, nn], NAMES) == [
+        "oo.json does not record its prompt version; rerun it with pytest-llmregress >= "
+        f"{PROMPTS_RECORDED_SINCE}"
+    ]
+    no_model = RunResult({k: v for k, v in nn.metadata.items() if k != "candidate"}, nn.cases)
+    assert check_attribution_runs([oo, on, no, no_model]) == [
+        "the new model + new prompt run does not record its model (metadata.candidate)"
+    ]
+    with pytest.raises(AttributionError, match="does not record its prompt version"):
+        attribute(old_file, on, no, nn)
+    assert check_attribution_runs([oo, on, no]) == ["an attribution takes 4 runs, got 3"]
 
 
 # --- summaries -------------------------------------------------------------------------------

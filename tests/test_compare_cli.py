@@ -12,6 +12,7 @@ import pytest
 from pytest_llmregress import cli
 from pytest_llmregress import results as results_module
 from pytest_llmregress.compare_cli import main, parse_margin
+from pytest_llmregress.prompts import PromptLibrary, parse_prompt_yaml, prompts_metadata
 from pytest_llmregress.providers.base import Completion
 from pytest_llmregress.results import CaseResult, Outcome, RunResult
 from pytest_llmregress.scoring.score import Score
@@ -222,27 +223,114 @@ def test_compare_reads_partial_files(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert json.loads(capsys.readouterr().out)["paired_cases"] == 200
 
 
-def test_compare_attribute(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    old = run_of(180, n=200)
-    new_model = run_of(160, n=200, candidate=CANDIDATE)
-    paths = [
-        write(tmp_path / "old_old.json", old),
-        write(tmp_path / "old_new.json", old),
-        write(tmp_path / "new_old.json", new_model),
-        write(tmp_path / "new_new.json", new_model),
+PROMPTS = PromptLibrary(
+    parse_prompt_yaml(
+        "task: support-answer\nversions:\n  default: Answer.\n"
+        "  claude-sonnet-4-6: Answer briefly.\n  claude-sonnet-5: Answer in one line.\n",
+        "prompts/support.yaml",
+    ),
+    source="prompts",
+)
+
+
+def with_prompts(run: RunResult, prompts_for: str, started_at: str) -> RunResult:
+    """``run`` as the plugin records it when its prompts were written for ``prompts_for``."""
+    own = str(run.metadata["candidate"]).partition(":")[2]
+    forced = None if prompts_for == own else prompts_for
+    run.metadata.update(prompts_metadata(PROMPTS, prompts_for, prompt_model=forced))
+    run.metadata["started_at"] = started_at
+    return run
+
+
+def attribution_files(folder: Path) -> list[str]:
+    """old_old, old_new, new_old, new_new: the old model 90%, the new one 80%, any prompt."""
+    old, new = PRODUCTION.partition(":")[2], CANDIDATE.partition(":")[2]
+    cells = [
+        ("old_old", 180, PRODUCTION, old),
+        ("old_new", 180, PRODUCTION, new),
+        ("new_old", 160, CANDIDATE, old),
+        ("new_new", 160, CANDIDATE, new),
     ]
+    return [
+        write(
+            folder / f"{name}.json",
+            with_prompts(
+                run_of(passed, n=200, candidate=model), prompts_for, f"2026-05-0{i + 1}T06:00:00Z"
+            ),
+        )
+        for i, (name, passed, model, prompts_for) in enumerate(cells)
+    ]
+
+
+def test_compare_attribute(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    paths = attribution_files(tmp_path)
     assert main(["compare", "--resamples", "200", "--attribute", *paths]) == 0
     out = capsys.readouterr().out
     assert "attribution over 200 cases" in out
+    digest = json.loads(Path(paths[2]).read_text())["metadata"]["prompts"]["digest"]
+    assert f"  new model, old prompt  80.0%  ({CANDIDATE}, prompts {digest[:12]})" in out
     assert "model effect -10.0 points (significant" in out
     assert "attributable to the model" in out
     assert main(["compare", "--resamples", "200", "--attribute", *paths, "--format", "json"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["model"]["estimate"] == pytest.approx(-0.1)
+    assert document["prompts"]["new_model_old_prompt"] == {
+        "digest": digest,
+        "model": "claude-sonnet-4-6",
+        "prompt_model": "claude-sonnet-4-6",
+    }
     assert (
         main(["compare", "--resamples", "200", "--attribute", *paths, "--format", "markdown"]) == 0
     )
     assert "| Model effect | -10.0 pts |" in capsys.readouterr().out
+
+
+def test_compare_attribute_refuses_swapped_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old_old, old_new, new_old, new_new = attribution_files(tmp_path)
+    summary = tmp_path / "summary.md"
+    argv = [
+        "compare",
+        "--attribute",
+        old_old,
+        new_old,
+        old_new,
+        new_new,
+        "--markdown",
+        str(summary),
+    ]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert not summary.exists()
+    lines = captured.err.splitlines()
+    assert lines[0] == (
+        "llmregress: the four runs do not form the 2x2 of an attribution (in order: old model + "
+        "old prompt, old model + new prompt, new model + old prompt, new model + new prompt):"
+    )
+    assert lines[1].startswith(f"  - {new_old} and {old_new} are swapped: {new_old} (")
+    assert lines[1].endswith(f"give them in the order {old_old} {old_new} {new_old} {new_new}")
+    assert len(lines) == 2
+
+
+def test_compare_attribute_refuses_old_results_and_other_cases(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, old_new, new_old, new_new = attribution_files(tmp_path)
+    legacy = write(tmp_path / "legacy.json", run_of(180, n=200))  # no prompt metadata
+    assert main(["compare", "--attribute", legacy, old_new, new_old, new_new]) == 2
+    assert (
+        f"  - {legacy} does not record its prompt version; rerun it with pytest-llmregress >= "
+        in capsys.readouterr().err
+    )
+    shorter = with_prompts(run_of(180, n=199), "claude-sonnet-4-6", "2026-05-09T06:00:00Z")
+    short = write(tmp_path / "short.json", shorter)
+    assert main(["compare", "--attribute", short, old_new, new_old, new_new]) == 2
+    assert (
+        f"  - 1 case missing from {short}: golden_cases/support.yaml::case-199; the four runs "
+        "must hold the same cases"
+    ) in capsys.readouterr().err.splitlines()
 
 
 def test_compare_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from pytest_llmregress.compare_cli import main as compare_main
 from pytest_llmregress.results import load_results
 from pytest_llmregress.testing.server import LocalProviderServer
 from tests.conftest import JUDGE
@@ -208,3 +209,64 @@ def test_resume_with_another_compare_model_runs_every_case_again(
     resumed.assert_outcomes(passed=6)
     resumed.stdout.fnmatch_lines(["*on 6 paired cases*"])
     assert sum(1 for r in server.requests if r.requested_model == CANDIDATE) == 6
+
+
+ATTRIBUTION_PROMPTS = f"""\
+task: qa
+versions:
+  default: Answer the question.
+  {PRODUCTION}: Answer the question briefly.
+  {CANDIDATE}: Answer the question in one line.
+"""
+
+
+def test_a_2x2_of_runs_records_its_prompts_and_is_checked_before_attribution(
+    pytester: pytest.Pytester,
+    make_server: MakeServer,
+    provider_env: PointEnv,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cases = [
+        {key: value for key, value in case.items() if key != "system"} | {"prompt": "qa"}
+        for case in exact_cases(20)
+    ]
+    write_cases(pytester, "qa.jsonl", cases)
+    (pytester.path / "prompts").mkdir()
+    (pytester.path / "prompts" / "qa.yaml").write_text(ATTRIBUTION_PROMPTS)
+    server = make_server(two_models(cases, drift=0.5))
+    provider_env(server)
+    gate = ["--llm-min-pass-rate=0", "-q"]
+    cells = {
+        "old_old.json": [f"--llm-model={PRODUCTION}"],
+        "old_new.json": [f"--llm-model={PRODUCTION}", f"--llm-prompt-model={CANDIDATE}"],
+        "new_old.json": [f"--llm-model={CANDIDATE}", f"--llm-prompt-model={PRODUCTION}"],
+        "new_new.json": [f"--llm-model={CANDIDATE}"],
+    }
+    for name, args in cells.items():
+        result = pytester.runpytest(*args, *gate, f"--llm-report={name}")
+        assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+    sent = {(r.requested_model, r.system) for r in server.requests}
+    assert sent == {
+        (PRODUCTION, "Answer the question briefly."),
+        (PRODUCTION, "Answer the question in one line."),
+        (CANDIDATE, "Answer the question briefly."),
+        (CANDIDATE, "Answer the question in one line."),
+    }
+    meta = {name: load_results(pytester.path / name).metadata for name in cells}
+    assert [meta[name]["prompt_model"] for name in cells] == [None, CANDIDATE, PRODUCTION, None]
+    digests = [meta[name]["prompts"]["digest"] for name in cells]
+    assert digests[0] == digests[2] != digests[1] == digests[3]
+
+    paths = [str(pytester.path / name) for name in cells]
+    assert compare_main(["compare", "--attribute", *paths, "--resamples", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "attribution over 20 cases scored in all four runs:" in out
+    assert (
+        f"  new model, old prompt  40.0%  (anthropic:{CANDIDATE}, prompts {digests[0][:12]})" in out
+    )
+
+    old_old, old_new, new_old, new_new = paths
+    assert compare_main(["compare", "--attribute", old_old, new_old, old_new, new_new]) == 2
+    err = capsys.readouterr().err
+    assert f"  - {new_old} and {old_new} are swapped: " in err
+    assert err.rstrip().endswith(f"give them in the order {old_old} {old_new} {new_old} {new_new}")

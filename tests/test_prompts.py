@@ -22,8 +22,11 @@ from pytest_llmregress.prompts import (
     PromptVersion,
     ResolvedPrompt,
     check_cases,
+    check_prompt_model,
     parse_prompt_yaml,
     placeholders,
+    prompts_digest,
+    prompts_metadata,
     render,
     resolve_system,
 )
@@ -706,6 +709,146 @@ def test_resolve_system_of_a_case_built_in_code() -> None:
     assert resolve_system(c, library(SUPPORT), "gpt-4o")[0] == (
         "You are the support assistant of Acme Outdoor. Use only this policy: 3"
     )
+
+
+# --------------------------------------------------------------------------------------------
+# A run's prompts: --llm-prompt-model and what results files record
+# --------------------------------------------------------------------------------------------
+
+SQL = """\
+task: sql-query
+versions:
+  default: Write one PostgreSQL query. Output SQL only.
+  gpt-5.5-2026-04-23: Output one PostgreSQL query and nothing else.
+"""
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "claude-sonnet-4-6",
+        "anthropic:claude-sonnet-4-6",
+        "gpt-5.5",  # the alias of a snapshot with a version
+        "us.anthropic.claude-sonnet-4-6-v1:0",
+    ],
+)
+def test_a_prompt_model_with_a_version_is_accepted(model: str) -> None:
+    check_prompt_model(library(SUPPORT, SQL), model, source="prompts")
+
+
+def test_written_for_lists_the_tasks_with_a_version_for_the_model() -> None:
+    lib = library(SUPPORT, SQL)
+    assert lib.written_for("openai:gpt-5.5") == ["support-answer", "sql-query"]
+    assert lib.written_for("claude-sonnet-4-6") == ["support-answer"]
+    assert lib.written_for("gpt-4o") == []
+    assert lib.written_for("default") == []
+    assert lib.written_for("") == []
+
+
+@pytest.mark.parametrize(
+    ("model", "suggestion"),
+    [
+        ("claude-sonet-4-6", "claude-sonnet-4-6"),
+        ("anthropic:claude-sonnet-4-7", "claude-sonnet-4-6"),
+        ("gpt-5.5-2026-04-32", "gpt-5.5-2026-04-23"),
+    ],
+)
+def test_a_prompt_model_typo_is_an_error_with_a_suggestion(model: str, suggestion: str) -> None:
+    with pytest.raises(PromptError) as info:
+        check_prompt_model(library(SUPPORT, SQL), model, source="prompts")
+    assert str(info.value) == (
+        f"{model!r} matches no prompt version in prompts, so every task would get its "
+        "'default' (versions written for a model: claude-sonnet-4-6, gpt-5.5-2026-04-23); "
+        f"did you mean {suggestion!r}?"
+    )
+
+
+def test_a_prompt_model_far_from_every_version_has_no_suggestion() -> None:
+    with pytest.raises(PromptError) as info:
+        check_prompt_model(library(SUPPORT), "mistral-large-2411")
+    assert "did you mean" not in str(info.value)
+    assert "matches no prompt version, so every task would get its 'default'" in str(info.value)
+
+
+def test_a_prompt_model_without_model_versions_or_prompt_files(tmp_path: Path) -> None:
+    with pytest.raises(PromptError, match="the prompt files in prompts have only 'default'"):
+        check_prompt_model(library(task_with()), "claude-sonnet-4-6", source="prompts")
+    with pytest.raises(
+        PromptError, match=r"^'gpt-4o' matches no prompt version: no prompt files in prompts$"
+    ):
+        check_prompt_model(None, "gpt-4o", source="prompts")
+    empty = PromptLibrary.load(tmp_path)
+    with pytest.raises(PromptError, match="no prompt files"):
+        check_prompt_model(empty, "gpt-4o")
+
+
+def test_prompts_metadata_records_the_version_of_every_task() -> None:
+    lib = library(SUPPORT, SQL)
+    meta = prompts_metadata(lib, "openai:gpt-5.5", prompt_model="openai:gpt-5.5")
+    sql = "Output one PostgreSQL query and nothing else."
+    support = lib.tasks["support-answer"].versions["gpt-5.5-2026-04-23"].text
+    assert meta == {
+        "prompt_model": "openai:gpt-5.5",
+        "prompts": {
+            "model": "openai:gpt-5.5",
+            "digest": prompts_digest({"sql-query": sql, "support-answer": support}),
+            "source": "prompts",
+            "tasks": {
+                "sql-query": {
+                    "version": "gpt-5.5-2026-04-23",
+                    "match": "same model",
+                    "digest": ResolvedPrompt("sql-query", "x", sql).digest,
+                },
+                "support-answer": {
+                    "version": "gpt-5.5-2026-04-23",
+                    "match": "same model",
+                    "digest": ResolvedPrompt("support-answer", "x", support).digest,
+                },
+            },
+        },
+    }
+    assert json.dumps(meta)
+    assert re.fullmatch("[0-9a-f]{64}", meta["prompts"]["digest"])
+
+
+def test_the_prompts_digest_is_over_the_texts_sent() -> None:
+    lib = library(SUPPORT, SQL)
+
+    def digest(model: str, lib: PromptLibrary = lib) -> str:
+        return str(prompts_metadata(lib, model, prompt_model=None)["prompts"]["digest"])
+
+    # the same texts, whichever id names the model
+    assert digest("gpt-5.5") == digest("openai:gpt-5.5-2026-04-23")
+    assert digest("claude-sonnet-4-6") == digest("us.anthropic.claude-sonnet-4-6-v1:0")
+    # another model's versions are other texts
+    assert len({digest("gpt-5.5"), digest("claude-sonnet-4-6"), digest("gpt-4o")}) == 3
+    # a version key that shares the default's text (a YAML anchor) sends the same prompt
+    shared = library("task: t\nversions:\n  default: &base Be brief.\n  gpt-4o: *base\n")
+    assert digest("gpt-4o", shared) == digest("claude-sonnet-4-6", shared)
+    # other files, other lines, the same texts: the same digest
+    moved = library(SQL, "# moved\n" + SUPPORT)
+    assert digest("gpt-4o", moved) == digest("gpt-4o")
+    # one changed word is another digest
+    edited = library(SUPPORT, SQL.replace("nothing else", "nothing more"))
+    assert digest("gpt-5.5", edited) != digest("gpt-5.5")
+    assert digest("gpt-4o", edited) == digest("gpt-4o")  # the default did not change
+    assert prompts_digest({"a": "x", "b": "y"}) == prompts_digest({"b": "y", "a": "x"})
+
+
+def test_prompts_metadata_of_a_task_without_a_version_and_of_no_prompt_files() -> None:
+    lib = library(task_with("gpt-4o", default=False))
+    meta = prompts_metadata(lib, "claude-sonnet-4-6", prompt_model=None)
+    assert meta["prompt_model"] is None
+    assert set(meta["prompts"]["tasks"]["t"]) == {"error"}
+    assert "has no version for model 'claude-sonnet-4-6'" in meta["prompts"]["tasks"]["t"]["error"]
+    assert meta["prompts"]["digest"] == prompts_digest({"t": None})
+    none = prompts_metadata(None, "claude-sonnet-4-6", prompt_model=None)
+    assert none["prompts"] == {
+        "model": "claude-sonnet-4-6",
+        "digest": prompts_digest({}),
+        "source": None,
+        "tasks": {},
+    }
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from pytest_llmregress.prompts import prompts_digest
+from pytest_llmregress.results import load_results
 from pytest_llmregress.testing.server import LocalProviderServer
 from tests.conftest import CANDIDATE, JUDGE
 from tests.test_plugin_e2e import model_args
@@ -88,3 +91,59 @@ def test_a_broken_prompt_file_is_one_usage_error(
     result = project.runpytest(*model_args())
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*prompt files:*", "*prompts/support.yaml:*"])
+
+
+def test_results_record_the_prompt_model_and_the_prompts_digest(
+    project: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv, run_mode: list[str]
+) -> None:
+    serve(make_server, provider_env)
+    project.runpytest(*model_args("--llm-report=own.json"), *run_mode).assert_outcomes(passed=1)
+    own = load_results(project.path / "own.json").metadata
+    assert own["prompt_model"] is None
+    assert own["prompts"]["model"] == CANDIDATE
+    assert own["prompts"]["source"] == "prompts"
+    assert own["prompts"]["digest"] == prompts_digest(
+        {"support-answer": "Claude prompt. Policy: {policy}"}
+    )
+    assert own["prompts"]["tasks"]["support-answer"]["version"] == CANDIDATE
+
+    borrowed = model_args(f"--llm-prompt-model={JUDGE}", "--llm-report=borrowed.json")
+    project.runpytest(*borrowed, *run_mode).assert_outcomes(passed=1)
+    other = load_results(project.path / "borrowed.json").metadata
+    assert other["prompt_model"] == other["prompts"]["model"] == JUDGE
+    assert other["prompts"]["digest"] == prompts_digest(
+        {"support-answer": "GPT prompt. Policy: {policy}"}
+    )
+    assert other["prompts"]["tasks"]["support-answer"] == {
+        "version": JUDGE,
+        "match": "exact",
+        "digest": hashlib.sha256(b"GPT prompt. Policy: {policy}").hexdigest()[:12],
+    }
+
+
+def test_a_prompt_model_that_matches_no_version_is_a_usage_error(
+    project: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv, run_mode: list[str]
+) -> None:
+    server = serve(make_server, provider_env)
+    result = project.runpytest(*model_args("--llm-prompt-model=claude-sonet-4-6"), *run_mode)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "*pytest-llmregress: --llm-prompt-model 'claude-sonet-4-6' matches no prompt version "
+            "in prompts, so every task would get its 'default' (versions written for a model: "
+            f"{CANDIDATE}, {JUDGE}); did you mean '{CANDIDATE}'?"
+        ]
+    )
+    assert server.requests == []
+
+
+def test_a_prompt_model_without_prompt_files_is_a_usage_error(
+    project: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> None:
+    server = serve(make_server, provider_env)
+    result = project.runpytest(*model_args(f"--llm-prompt-model={JUDGE}", "--llm-prompts-dir=none"))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [f"*--llm-prompt-model '{JUDGE}' matches no prompt version: no prompt files in none"]
+    )
+    assert server.requests == []
