@@ -131,6 +131,47 @@ def test_alias_without_documented_target() -> None:
     ]
 
 
+def test_lifecycle_rules_come_from_the_id_not_the_transport() -> None:
+    # Google's gemini-2.5-flash through an OpenAI-compatible endpoint: Google's date
+    assert [
+        (f.level, f.code, f.message) for f in check("openai:gemini-2.5-flash", "judge", TODAY)
+    ] == [
+        (
+            "warning",
+            "retiring",
+            "judge: openai:gemini-2.5-flash retires on 2026-12-01 (in 5 days); migrate before then",
+        )
+    ]
+    assert [f.code for f in check("openai:gemini-2.5-flash", None, date(2026, 12, 1))] == [
+        "retired"
+    ]
+    # Anthropic's dated snapshot through an OpenAI-compatible endpoint: Anthropic's date
+    assert [f.code for f in check("openai:claude-3-haiku-20240307", None, TODAY)] == ["retired"]
+    # an override for the bare id applies to the prefixed one, and the other way round
+    bare = bundled_lifecycle().with_overrides(
+        [{"id": "gemini-2.5-flash", "retires_on": "2027-03-01"}]
+    )
+    assert bare.classify("openai:gemini-2.5-flash").retires_on == date(2027, 3, 1)
+    prefixed = bundled_lifecycle().with_overrides(
+        [{"id": "openai:gemini-2.5-flash", "retires_on": "2027-03-01"}]
+    )
+    assert (
+        prefixed.classify("gemini-2.5-flash").to_dict()
+        == bare.classify("gemini-2.5-flash").to_dict()
+    )
+    assert len(prefixed) == len(bare) == len(bundled_lifecycle())  # no "openai-api" copy
+
+
+@pytest.mark.parametrize(
+    "model_id",
+    ["claude-3-5-sonnet-latest", "gpt-4o-latest", "mistral-large-latest", "llama-4-latest"],
+)
+def test_latest_ids_warn_as_aliases_and_require_pinned_refuses_them(model_id: str) -> None:
+    assert "alias" in [f.code for f in check(model_id, None, TODAY)]
+    pinned = check(model_id, None, TODAY, require_pinned=True)
+    assert ("error", "alias") in [(f.level, f.code) for f in pinned]
+
+
 def test_retired_alias_gets_both_findings() -> None:
     findings = check("claude-sonnet-4-0", "candidate", TODAY)
     assert [(f.level, f.code) for f in findings] == [("error", "retired"), ("warning", "alias")]
@@ -273,8 +314,8 @@ def test_later_overrides_win() -> None:
         ),
         (
             {"id": "x", "surface": "aws"},
-            "cfg[0].surface: expected one of anthropic-api, openai-api, gemini-api, bedrock, "
-            "vertex, azure, got 'aws'",
+            "cfg[0].surface: expected one of anthropic-api, openai-api, gemini-api, "
+            "mistral-api, bedrock, vertex, azure, got 'aws'",
         ),
         ({"id": "x", "resolves_to": 3}, "cfg[0].resolves_to: expected a string, got int 3"),
     ],
@@ -358,3 +399,62 @@ def test_refresh_from_openai_models(make_server: Callable[[dict[str, Any]], Any]
     assert [f.message for f in data.check("gpt-z-2024-03-03", "judge", TODAY)] == [
         "judge: gpt-z-2024-03-03 retires on 2026-12-24 (in 28 days); migrate before then"
     ]
+
+
+def test_refresh_from_another_vendors_openai_endpoint(
+    make_server: Callable[[dict[str, Any]], Any],
+) -> None:
+    # Google's OpenAI-compatible endpoint lists Gemini ids: their dates are Google's, on the
+    # surface where classify looks them up (not on "openai-api", where nothing would read them)
+    server = make_server(
+        {
+            "models": {
+                "gemini-2.5-flash": {"retires_on": "2027-02-02"},
+                "gpt-x-2025-01-01": {"retires_on": "2027-01-14"},
+            }
+        }
+    )
+    entries = refresh_from_openai_models(server.openai_base_url, "sk-test", today=TODAY)
+    assert [(e["id"], e.get("surface")) for e in entries] == [
+        ("gemini-2.5-flash", None),
+        ("gpt-x-2025-01-01", "openai-api"),
+    ]
+    data = bundled_lifecycle().with_overrides(entries)
+    for model_id in ("gemini-2.5-flash", "openai:gemini-2.5-flash"):
+        info = data.classify(model_id, today=TODAY)
+        assert (info.surface, info.retires_on) == ("gemini-api", date(2027, 2, 2))
+    assert data.classify("vertex:gemini-2.5-flash").retires_on == date(2026, 10, 20)
+
+
+# -- the plugin ---------------------------------------------------------------------------
+
+
+def test_plugin_applies_the_vendor_rules_of_the_id(
+    pytester: pytest.Pytester,
+    make_server: Callable[[dict[str, Any]], Any],
+    provider_env: Callable[[Any], None],
+) -> None:
+    (pytester.path / "golden_cases").mkdir()
+    (pytester.path / "golden_cases" / "qa.jsonl").write_text(
+        json.dumps({"id": "c1", "user": "hi", "reference": "hello"}) + "\n"
+    )
+    server = make_server({"models": {"gpt-5.5-2026-04-23": {"judge": True}}})
+    provider_env(server)
+    # Google retired gemini-2.0-flash on 2026-06-01: an OpenAI-compatible endpoint does not
+    # make it OpenAI's (whose data does not know it)
+    retired = pytester.runpytest(
+        "--llm-model=openai:gemini-2.0-flash", "--llm-judge-model=gpt-5.5-2026-04-23"
+    )
+    assert retired.ret == pytest.ExitCode.USAGE_ERROR
+    output = pytest.LineMatcher((retired.stdout.str() + retired.stderr.str()).splitlines())
+    output.fnmatch_lines(["*candidate: gemini-2.0-flash retired on 2026-06-01*"])
+    # a -latest id of any vendor is an alias, refused with --llm-require-pinned
+    latest = pytester.runpytest(
+        "--llm-model=openai:mistral-large-latest",
+        "--llm-judge-model=gpt-5.5-2026-04-23",
+        "--llm-require-pinned",
+    )
+    assert latest.ret == pytest.ExitCode.USAGE_ERROR
+    output = pytest.LineMatcher((latest.stdout.str() + latest.stderr.str()).splitlines())
+    output.fnmatch_lines(["*alias mistral-large-latest can be re-pointed*"])
+    assert server.requests == []

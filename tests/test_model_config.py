@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -316,3 +319,203 @@ def test_models_package_never_imports_pytest() -> None:
         if "import pytest\n" in path.read_text() or "from pytest " in path.read_text()
     ]
     assert offenders == []
+
+
+# -- roles that name other roles ------------------------------------------------------------
+
+REFERENCES = """\
+[tool.llmregress.models.chat]
+id = "claude-sonnet-4-6"
+fallbacks = ["gpt-5.5-2026-04-23"]
+
+[tool.llmregress.models.summary]
+id = "@chat"                      # chat's id and fallbacks
+
+[tool.llmregress.models.digest]
+id = "@summary"                   # through summary to chat
+fallbacks = ["@judge"]            # its own fallbacks: the judge role's id
+
+[tool.llmregress.models.solo]
+id = "@chat"
+fallbacks = []                    # no fallbacks, not chat's
+retires_on = "2027-02-17"         # the date of the id it resolves to
+
+[tool.llmregress.models.judge]
+id = "openai:gemini-2.5-flash"
+"""
+
+
+def test_a_role_naming_another_role_resolves_through_the_chain(tmp_path: Path) -> None:
+    config = load_model_config(path=write(tmp_path / "pyproject.toml", REFERENCES))
+    roles = config.roles
+    assert roles["summary"] == ModelRole(
+        name="summary",
+        id="claude-sonnet-4-6",
+        fallbacks=("gpt-5.5-2026-04-23",),
+        ref="chat",
+    )
+    assert roles["digest"] == ModelRole(
+        name="digest", id="claude-sonnet-4-6", fallbacks=("openai:gemini-2.5-flash",), ref="summary"
+    )
+    assert roles["solo"] == ModelRole(
+        name="solo", id="claude-sonnet-4-6", retires_on=date(2027, 2, 17), ref="chat"
+    )
+    assert config.lifecycle().classify("claude-sonnet-4-6").retires_on == date(2027, 2, 17)
+    assert roles["chat"].ref is None
+    assert config.resolve("@digest") == config.resolve("@summary") == "claude-sonnet-4-6"
+    assert config.model_ids() == (
+        "claude-sonnet-4-6",
+        "gpt-5.5-2026-04-23",
+        "openai:gemini-2.5-flash",
+    )
+    # lifecycle checks see the resolved ids, with the dates of the id's vendor
+    findings = config.check(TODAY)
+    assert [(f.role, f.code) for f in findings] == [
+        ("digest fallback 1", "retiring"),
+        ("judge", "retiring"),
+    ]
+    assert findings[1].message == (
+        "judge: openai:gemini-2.5-flash retires on 2026-12-01 (in 5 days); migrate before then"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "problem"),
+    [
+        (
+            '[tool.llmregress.models.chat]\nid = "@summary"\n'
+            '[tool.llmregress.models.judge]\nid = "o3"\n',
+            PY + "models.chat.id",
+            "'@summary' names no role; known roles: chat, judge",
+        ),
+        (
+            '[tool.llmregress.models.a]\nid = "@b"\n'
+            '[tool.llmregress.models.b]\nid = "@c"\n'
+            '[tool.llmregress.models.c]\nid = "@missing"\n',
+            PY + "models.c.id",
+            "'@missing' names no role; known roles: a, b, c",
+        ),
+        (
+            '[tool.llmregress.models.a]\nid = "@b"\n[tool.llmregress.models.b]\nid = "@a"\n',
+            PY + "models.a.id",
+            "role references form a cycle: a -> b -> a; one of these roles needs a model id",
+        ),
+        (
+            '[tool.llmregress.models.x]\nid = "@a"\n'
+            '[tool.llmregress.models.a]\nid = "@b"\n'
+            '[tool.llmregress.models.b]\nid = "@c"\n'
+            '[tool.llmregress.models.c]\nid = "@b"\n',
+            PY + "models.b.id",
+            "role references form a cycle: b -> c -> b; one of these roles needs a model id",
+        ),
+        (
+            '[tool.llmregress.models.chat]\nid = "@chat"\n',
+            PY + "models.chat.id",
+            "role references form a cycle: chat -> chat; one of these roles needs a model id",
+        ),
+        (
+            '[tool.llmregress.models.chat]\nid = "@"\n',
+            PY + "models.chat.id",
+            "'@' is not a role reference: write '@' and a role name (as '@chat')",
+        ),
+        (
+            '[tool.llmregress.models.chat]\nid = "o3"\nfallbacks = ["@backup"]\n',
+            PY + "models.chat.fallbacks[0]",
+            "'@backup' names no role; known roles: chat",
+        ),
+        (
+            # a fallback naming its own role is its own id again
+            '[tool.llmregress.models.chat]\nid = "o3-2025-04-16"\nfallbacks = ["@chat"]\n',
+            PY + "models.chat.fallbacks[0]",
+            "'o3-2025-04-16' repeats tool.llmregress.models.chat.id ('o3-2025-04-16') in the "
+            "fallback chain",
+        ),
+    ],
+)
+def test_bad_role_references_are_refused_naming_the_roles(
+    tmp_path: Path, body: str, key: str, problem: str
+) -> None:
+    path = write(tmp_path / "pyproject.toml", body)
+    with pytest.raises(ModelConfigError) as excinfo:
+        load_model_config(tmp_path)
+    assert str(excinfo.value) == f"{path}: {key}: {problem}"
+    assert (excinfo.value.path, excinfo.value.key) == (path, key)
+
+
+def test_resolve_follows_references_in_a_config_built_in_code() -> None:
+    config = ModelConfig(
+        roles={
+            "chat": ModelRole(name="chat", id="claude-sonnet-4-6"),
+            "summary": ModelRole(name="summary", id="@chat"),
+            "a": ModelRole(name="a", id="@b"),
+            "b": ModelRole(name="b", id="@a"),
+        }
+    )
+    assert config.resolve("@summary") == "claude-sonnet-4-6"
+    with pytest.raises(
+        ModelConfigError, match=r"^model role references form a cycle: a -> b -> a$"
+    ):
+        config.resolve("@a")
+
+
+def test_the_same_model_through_another_sdk_is_a_different_fallback(tmp_path: Path) -> None:
+    # another endpoint (an OpenAI-compatible gateway) fails on its own
+    ok = write(
+        tmp_path / "a" / "llmregress.toml",
+        '[models.chat]\nid = "claude-sonnet-4-6"\nfallbacks = ["openai:claude-sonnet-4-6"]\n',
+    )
+    assert load_model_config(path=ok).roles["chat"].fallbacks == ("openai:claude-sonnet-4-6",)
+    # the same SDK, written two ways, is the same model
+    same = write(
+        tmp_path / "b" / "llmregress.toml",
+        '[models.chat]\nid = "openai:gpt-5.5"\nfallbacks = ["gpt-5.5-2026-04-23"]\n',
+    )
+    with pytest.raises(ModelConfigError, match="are the same model"):
+        load_model_config(path=same)
+
+
+def test_plugin_resolves_role_references(
+    pytester: pytest.Pytester,
+    make_server: Callable[[dict[str, Any]], Any],
+    provider_env: Callable[[Any], None],
+) -> None:
+    (pytester.path / "golden_cases").mkdir()
+    (pytester.path / "golden_cases" / "qa.jsonl").write_text(
+        json.dumps({"id": "c1", "user": "hi", "reference": "hello"}) + "\n"
+    )
+    server = make_server(
+        {
+            "models": {
+                "claude-sonnet-4-6": {"answers": [{"match": "hi", "reply": "hello"}]},
+                "gpt-5.5-2026-04-23": {"judge": True},
+            }
+        }
+    )
+    provider_env(server)
+    pytester.makepyprojecttoml(
+        """
+        [tool.llmregress.models.chat]
+        id = "claude-sonnet-4-6"
+        [tool.llmregress.models.candidate]
+        id = "@chat"
+        [tool.llmregress.models.judge]
+        id = "gpt-5.5-2026-04-23"
+        """
+    )
+    result = pytester.runpytest("--llm-model=@candidate", "--llm-judge-model=@judge")
+    result.assert_outcomes(passed=1)
+    assert [r.requested_model for r in server.requests].count("claude-sonnet-4-6") == 1
+    pytester.makepyprojecttoml(
+        """
+        [tool.llmregress.models.chat]
+        id = "@candidate"
+        [tool.llmregress.models.candidate]
+        id = "@chat"
+        """
+    )
+    refused = pytester.runpytest("--llm-model=@candidate", "--llm-judge-model=gpt-5.5-2026-04-23")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    output = pytest.LineMatcher((refused.stdout.str() + refused.stderr.str()).splitlines())
+    output.fnmatch_lines(
+        ["*models.chat.id: role references form a cycle: chat -> candidate -> chat*"]
+    )

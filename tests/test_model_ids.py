@@ -250,8 +250,15 @@ PATTERN_CASES = [
         "gemini-4-flash",
     ),
     ("google-vertex:gemini-4-flash", "google", "vertex", "snapshot", "gemini-4-flash"),
+    # Mistral
+    ("mistral-large-2411", "mistral", "mistral-api", "snapshot", None),
+    ("codestral-2501", "mistral", "mistral-api", "snapshot", None),
+    ("open-mistral-nemo-2407", "mistral", "mistral-api", "snapshot", None),
+    ("mistral-embed", "mistral", "mistral-api", "unknown", None),
+    ("mistral/mistral-small-2503", "mistral", "mistral-api", "snapshot", "mistral-small-2503"),
     # Nobody's
     ("hello-world", None, None, "unknown", None),
+    ("openai:my-local-model", None, None, "unknown", "my-local-model"),
 ]
 
 
@@ -392,3 +399,98 @@ def test_import_is_light() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
     assert result.stdout.strip() == "[]"
+
+
+# -- identity across vendors --------------------------------------------------------------
+
+# (as written, the same model without a transport prefix)
+TRANSPORTED = [
+    ("openai:gemini-2.5-flash", "gemini-2.5-flash"),  # Google's OpenAI-compatible endpoint
+    ("openai/gemini-2.5-pro", "gemini-2.5-pro"),  # LiteLLM spelling
+    ("openai:google/gemini-2.0-flash", "gemini-2.0-flash"),  # Vertex / OpenRouter spelling
+    ("openai:claude-sonnet-4-20250514", "claude-sonnet-4-20250514"),
+    ("openai:claude-3-opus-latest", "claude-3-opus-latest"),
+    ("anthropic:gpt-4o", "gpt-4o"),
+    ("openai:mistral-large-latest", "mistral-large-latest"),
+]
+
+
+@pytest.mark.parametrize(("written", "bare"), TRANSPORTED)
+def test_transport_prefix_keeps_the_vendor_of_the_id(written: str, bare: str) -> None:
+    info = classify(written, today=TODAY)
+    plain = classify(bare, today=TODAY)
+    assert info.id == written
+    assert {**info.to_dict(), "id": bare} == plain.to_dict()
+    assert parse_model_id(written).transport == written.split(":")[0].split("/")[0]
+    assert parse_model_id(bare).transport is None
+
+
+def test_gemini_through_an_openai_endpoint_gets_google_dates() -> None:
+    info = classify("openai:gemini-2.5-flash", today=TODAY)
+    assert (info.provider, info.surface, info.kind, info.known) == (
+        "google",
+        "gemini-api",
+        "snapshot",
+        True,
+    )
+    assert (info.retires_on, info.days_left) == (date(2026, 12, 1), 5)
+    assert info.source == BY_KEY[("gemini-api", "gemini-2.5-flash")]["source"]
+    # a surface prefix still decides the surface
+    assert classify("vertex:gemini-2.5-flash").retires_on == date(2026, 10, 20)
+    # an alias behind the transport keeps its documented target
+    alias = classify("openai:gemini-2.0-flash", today=TODAY)
+    assert (alias.kind, alias.resolves_to, alias.retired) == ("alias", "gemini-2.0-flash-001", True)
+
+
+def test_transport_prefix_alone_names_no_vendor() -> None:
+    parsed = parse_model_id("openai:llama3.1:8b")
+    assert (parsed.transport, parsed.provider, parsed.surface, parsed.name) == (
+        "openai",
+        None,
+        None,
+        "llama3.1:8b",
+    )
+    info = classify("openai:llama3.1:8b")
+    assert (info.provider, info.surface, info.kind) == (None, None, "unknown")
+
+
+@pytest.mark.parametrize(
+    ("model_id", "provider", "known"),
+    [
+        ("claude-3-5-sonnet-latest", "anthropic", True),
+        ("claude-opus-9-latest", "anthropic", False),
+        ("gemini-1.5-pro-latest", "google", True),
+        ("gemini-flash-latest", "google", True),
+        ("gpt-4o-latest", "openai", False),
+        ("chatgpt-4o-latest", "openai", True),
+        ("mistral-large-latest", "mistral", False),
+        ("codestral-latest", "mistral", False),
+        ("openai:gemini-3-pro-latest", "google", False),
+        ("llama-4-maverick-latest", None, False),
+        ("openai:qwen-max-latest", None, False),
+    ],
+)
+def test_latest_is_an_alias_for_every_vendor(
+    model_id: str, provider: str | None, known: bool
+) -> None:
+    info = classify(model_id, today=TODAY)
+    assert (info.kind, info.provider, info.known) == ("alias", provider, known)
+    assert parse_model_id(model_id).kind == "alias"
+    assert info.pinned is False
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("mistral-large-latest", True),
+        ("mistral-large-2411", True),
+        ("openai:gemini-2.5-flash", True),
+        ("openai:llama-4-latest", True),  # the transport prefix says it is a model
+        ("llama-4-latest", False),  # a word ending in -latest is not enough ...
+        ("ubuntu-latest", False),  # ... as in a CI workflow's runs-on
+        ("openai:llama3", False),
+        ("mistral-embed", False),
+    ],
+)
+def test_is_model_id_across_vendors(text: str, expected: bool) -> None:
+    assert is_model_id(text) is expected

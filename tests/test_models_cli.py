@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from pytest_llmregress.models import load_overrides_file
-from pytest_llmregress.models.cli import main
+from pytest_llmregress.models.cli import SUPPRESSION, main, suppressed_codes
 
 ROOT = Path(__file__).resolve().parents[1]
 TODAY = "2026-11-26"
@@ -134,6 +135,7 @@ def test_lint_json(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
             "code": "retired",
             "message": "claude-3-haiku-20240307 retired on 2026-04-20; every request to it "
             "fails (HTTP 404)",
+            "cell": None,
         },
         {
             "path": "src/app.py",
@@ -142,6 +144,7 @@ def test_lint_json(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
             "level": "warning",
             "code": "bypasses-config",
             "message": f"claude-3-haiku-20240307 {BYPASS}",
+            "cell": None,
         },
         {
             "path": "src/app.py",
@@ -150,6 +153,7 @@ def test_lint_json(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
             "level": "warning",
             "code": "alias",
             "message": "alias gpt-5.5 currently points to gpt-5.5-2026-04-23; pin a dated snapshot",
+            "cell": None,
         },
         {
             "path": "src/app.py",
@@ -158,6 +162,7 @@ def test_lint_json(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
             "level": "warning",
             "code": "bypasses-config",
             "message": f"gpt-5.5 {BYPASS}",
+            "cell": None,
         },
     ]
 
@@ -489,3 +494,419 @@ def test_console_script_models_check(project: Path) -> None:
         "error: summary: claude-sonnet-4-5-20250929 retired on 2026-11-30; "
         "every request to it fails (HTTP 404)"
     ) in result.stdout.splitlines()
+
+
+# -- lint: more file types ------------------------------------------------------------------
+
+APP_TS = """\
+// const OLD = "claude-2.1";
+/* "claude-2.0" in a block
+   comment */
+const chat: string = "openai:gemini-2.0-flash";
+const url = "https://example.com/v1"; // "claude-2.1" after code
+const tpl = `gpt-4o`;
+const built = `${prefix}-claude-2.1`;
+const prose = "switch from gpt-4o to claude-2.1";
+const many = `first line
+claude-2.1`;
+const last = 'claude-3-haiku-20240307';
+"""
+
+
+def lint_json(capsys: pytest.CaptureFixture[str], *argv: str) -> list[tuple[Any, ...]]:
+    code, out, err = run(capsys, "lint", *argv, "--today", TODAY, "--format", "json")
+    assert code in (0, 1), err
+    return [(f["path"], f["cell"], f["line"], f["id"], f["code"]) for f in json.loads(out)]
+
+
+def test_lint_reads_javascript_and_typescript(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path / "web" / "app.ts", APP_TS)
+    for suffix in ("js", "mjs", "cjs", "tsx", "jsx"):
+        write(tmp_path / "web" / f"m.{suffix}", 'export const M = "claude-2.1";\n')
+    monkeypatch.chdir(tmp_path)
+    assert lint_json(capsys) == [
+        ("web/app.ts", None, 4, "openai:gemini-2.0-flash", "retired"),
+        ("web/app.ts", None, 4, "openai:gemini-2.0-flash", "alias"),
+        ("web/app.ts", None, 6, "gpt-4o", "retiring"),
+        ("web/app.ts", None, 6, "gpt-4o", "alias"),
+        ("web/app.ts", None, 11, "claude-3-haiku-20240307", "retired"),
+        *[
+            (f"web/m.{s}", None, 1, "claude-2.1", "retired")
+            for s in sorted(("cjs", "js", "jsx", "mjs", "tsx"))
+        ],
+    ]
+
+
+def test_lint_reads_shell_scripts_and_dockerfiles(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(
+        tmp_path / "run.sh",
+        '#!/bin/sh\n# MODEL=claude-2.1\nMODEL="${MODEL:-claude-2.0}"\n'
+        "python -m app --model claude-3-haiku-20240307\n",
+    )
+    dockerfile = (
+        "FROM python:3.12-slim\n# ENV MODEL=claude-2.1\nENV MODEL=claude-2.0\n"
+        'CMD ["python", "-m", "app", "--judge", "claude-instant-1.2"]\n'
+    )
+    for name in ("Dockerfile", "Dockerfile.prod", "deploy/api.dockerfile", "Containerfile"):
+        write(tmp_path / name, dockerfile)
+    monkeypatch.chdir(tmp_path)
+    docker = [(3, "claude-2.0"), (4, "claude-instant-1.2")]
+    assert lint_json(capsys) == [
+        *[("Containerfile", None, line, mid, "retired") for line, mid in docker],
+        *[("Dockerfile", None, line, mid, "retired") for line, mid in docker],
+        *[("Dockerfile.prod", None, line, mid, "retired") for line, mid in docker],
+        ("run.sh", None, 3, "claude-2.0", "retired"),
+        ("run.sh", None, 4, "claude-3-haiku-20240307", "retired"),
+        *[("deploy/api.dockerfile", None, line, mid, "retired") for line, mid in docker],
+    ]
+
+
+def notebook(cells: list[dict[str, Any]], language: str = "python") -> str:
+    metadata = {"kernelspec": {"name": language, "language": language, "display_name": "k"}}
+    return json.dumps({"cells": cells, "metadata": metadata, "nbformat": 4}, indent=1)
+
+
+def code_cell(*lines: str) -> dict[str, Any]:
+    return {"cell_type": "code", "metadata": {}, "outputs": [], "source": list(lines)}
+
+
+def test_lint_reads_the_code_cells_of_notebooks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cells = [
+        {"cell_type": "markdown", "metadata": {}, "source": ["We used claude-2.1 before.\n"]},
+        code_cell("%pip install openai\n", "import openai\n", "\n", "M = 'claude-2.0'\n"),
+        code_cell("!echo claude-2.1\n", "# claude-2.1\n", "J = 'gpt-4o'"),
+        code_cell("%%bash\n", "run --model claude-instant-1.2\n"),
+        {"cell_type": "raw", "metadata": {}, "source": "claude-2.1"},
+        code_cell("s = 'prose about claude-2.1'\n", 'N = "claude-3-haiku-20240307"\n'),
+    ]
+    write(tmp_path / "nb" / "analysis.ipynb", notebook(cells))
+    js_cells = [code_cell("const m = 'claude-2.0'; // 'claude-2.1'\n")]
+    write(tmp_path / "nb" / "deno.ipynb", notebook(js_cells, "typescript"))
+    monkeypatch.chdir(tmp_path)
+    assert lint_json(capsys) == [
+        ("nb/analysis.ipynb", 2, 4, "claude-2.0", "retired"),
+        ("nb/analysis.ipynb", 3, 3, "gpt-4o", "retiring"),
+        ("nb/analysis.ipynb", 3, 3, "gpt-4o", "alias"),
+        ("nb/analysis.ipynb", 4, 2, "claude-instant-1.2", "retired"),
+        ("nb/analysis.ipynb", 6, 2, "claude-3-haiku-20240307", "retired"),
+        ("nb/deno.ipynb", 1, 1, "claude-2.0", "retired"),
+    ]
+    code, out, _ = run(capsys, "lint", "nb/analysis.ipynb", "--today", TODAY)
+    assert code == 1
+    assert out.splitlines()[0] == (
+        "nb/analysis.ipynb:cell 2:4: claude-2.0: error: claude-2.0 retired on 2025-07-21; "
+        "every request to it fails (HTTP 404)"
+    )
+
+
+def test_lint_a_notebook_that_is_not_json_is_scanned_as_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path / "broken.ipynb", '{"cells": [\n  "claude-2.0"\n')
+    monkeypatch.chdir(tmp_path)
+    assert lint_json(capsys) == [("broken.ipynb", None, 2, "claude-2.0", "retired")]
+
+
+# -- lint: .gitignore, --exclude ----------------------------------------------------------
+
+RETIRED_PY = 'M = "claude-2.1"\n'
+
+
+def ignore_tree(root: Path) -> None:
+    write(
+        root / ".gitignore",
+        "# build output\n"
+        "gen/\n"  # a folder at any depth
+        "*.local.py\n"
+        "!keep.local.py\n"  # re-included
+        "/top_only.py\n"  # anchored to this folder
+        "docs/**/draft_*.py\n"
+        "trailing.py   \n"  # trailing spaces do not count
+        "\\#hash.py\n"
+        "logs/**\n"  # everything inside the top-level logs/
+        "**/cache_[0-9].py\n"
+        "report_[!a].py\n",
+    )
+    write(root / "sub" / ".gitignore", "*.py\n!wanted.py\n")
+    names = (
+        "app.py",
+        "gen/x.py",
+        "src/gen/y.py",
+        "src/gen.py",  # gen/ matches folders only
+        "a.local.py",
+        "src/b.local.py",
+        "keep.local.py",
+        "top_only.py",
+        "src/top_only.py",
+        "docs/draft_1.py",
+        "docs/a/b/draft_2.py",
+        "docs/final.py",
+        "trailing.py",
+        "#hash.py",
+        "sub/x.py",
+        "sub/wanted.py",
+        "sub/deeper/y.py",
+        "logs/a.py",
+        "src/logs/b.py",
+        "cache_1.py",
+        "src/cache_2.py",
+        "cache_x.py",
+        "report_a.py",
+        "report_b.py",
+    )
+    for name in names:
+        write(root / name, RETIRED_PY)
+
+
+#: What ``ignore_tree`` leaves to lint (git agrees: see the next tests).
+NOT_IGNORED = [
+    "app.py",
+    "cache_x.py",
+    "docs/final.py",
+    "keep.local.py",
+    "report_a.py",
+    "src/gen.py",
+    "src/logs/b.py",
+    "src/top_only.py",
+    "sub/wanted.py",
+]
+
+
+def linted_paths(capsys: pytest.CaptureFixture[str], *argv: str) -> list[str]:
+    code, out, err = run(capsys, "lint", *argv, "--today", TODAY, "--format", "json")
+    assert code in (0, 1), err
+    return sorted({f["path"] for f in json.loads(out)})
+
+
+def test_lint_honours_gitignore_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ignore_tree(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert linted_paths(capsys) == NOT_IGNORED
+    # everything with --no-gitignore
+    assert len(linted_paths(capsys, "--no-gitignore")) == 24
+    # a file named explicitly is read even if ignored
+    assert linted_paths(capsys, "gen/x.py", "app.py") == ["app.py", "gen/x.py"]
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git to compare with")
+def test_gitignore_matching_agrees_with_git(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ignore_tree(tmp_path)
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    listed = subprocess.run(
+        ["git", "ls-files", "--others", "--exclude-standard", "--", "*.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    monkeypatch.chdir(tmp_path)
+    assert sorted(listed) == NOT_IGNORED
+    assert linted_paths(capsys) == sorted(listed)
+
+
+def test_lint_in_a_subfolder_of_a_repository_reads_the_gitignore_files_above(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / ".git" / "info").mkdir(parents=True)
+    write(tmp_path / ".git" / "info" / "exclude", "scratch_*.py\n")
+    write(tmp_path / ".gitignore", "generated/\n/src/vendored.py\n")
+    write(tmp_path / "src" / ".gitignore", "*.tmp.py\n")
+    for name in (
+        "src/app.py",
+        "src/generated/x.py",
+        "src/vendored.py",
+        "src/scratch_1.py",
+        "src/pkg/a.tmp.py",
+        "src/pkg/ok.py",
+    ):
+        write(tmp_path / name, RETIRED_PY)
+    monkeypatch.chdir(tmp_path / "src")
+    assert linted_paths(capsys) == ["app.py", "pkg/ok.py"]
+    monkeypatch.chdir(tmp_path)
+    assert linted_paths(capsys, "src/pkg") == ["src/pkg/ok.py"]
+    # outside a repository, only the .gitignore files of the folders linted count
+    shutil.rmtree(tmp_path / ".git")
+    monkeypatch.chdir(tmp_path / "src")
+    assert linted_paths(capsys) == [
+        "app.py",
+        "generated/x.py",
+        "pkg/ok.py",
+        "scratch_1.py",
+        "vendored.py",
+    ]
+
+
+def test_lint_exclude_globs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in (
+        "app.py",
+        "tests/fixtures/models.py",
+        "tests/test_x.py",
+        "web/vendor/lib.js",
+        "web/app.min.js",
+        "web/app.js",
+        "pkg/tests/t.py",
+    ):
+        write(
+            tmp_path / name, RETIRED_PY.replace("M = ", "export const M = ", name.endswith(".js"))
+        )
+    monkeypatch.chdir(tmp_path)
+    assert linted_paths(capsys, "--exclude", "*.min.js", "--exclude", "vendor") == [
+        "app.py",
+        "pkg/tests/t.py",
+        "tests/fixtures/models.py",
+        "tests/test_x.py",
+        "web/app.js",
+    ]
+    # a glob with a "/" is relative to the current directory
+    assert linted_paths(capsys, "--exclude", "tests/fixtures/", "--exclude", "/web/*.js") == [
+        "app.py",
+        "pkg/tests/t.py",
+        "tests/test_x.py",
+        "web/vendor/lib.js",
+    ]
+    assert linted_paths(capsys, "--exclude", "**/tests/**") == [
+        "app.py",
+        "web/app.js",
+        "web/app.min.js",
+        "web/vendor/lib.js",
+    ]
+    # paths named explicitly are excluded too, also by a folder above them
+    assert linted_paths(capsys, "app.py", "web/app.min.js", "--exclude", "*.min.js") == ["app.py"]
+    assert linted_paths(capsys, "app.py", "web/vendor/lib.js", "--exclude", "vendor") == ["app.py"]
+    assert linted_paths(capsys, "app.py", "web/vendor", "--exclude", "web/") == ["app.py"]
+    # globs for a folder outside the current directory are relative to it
+    monkeypatch.chdir(tmp_path / "pkg")
+    assert linted_paths(capsys, str(tmp_path / "web"), "--exclude", "/vendor/") == [
+        str(tmp_path / "web" / "app.js"),
+        str(tmp_path / "web" / "app.min.js"),
+    ]
+
+
+# -- lint: the suppression comment --------------------------------------------------------
+
+
+def test_lint_suppression_comment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path / "pyproject.toml", PYPROJECT)
+    write(
+        tmp_path / "app.py",
+        'A = "claude-2.1"  # llmregress: ignore\n'
+        'B = "gpt-4o"  # llmregress: ignore[alias, bypasses-config]\n'
+        'C = "gpt-4o"  # llmregress:ignore[alias]\n'
+        'D = "claude-2.1"  # noqa: llmregress: ignore[bypasses-config]\n'
+        'E = "claude-2.1"\n',
+    )
+    write(tmp_path / "app.ts", 'const a = "claude-2.1"; // llmregress: ignore\n')
+    write(tmp_path / "app.yaml", "a: claude-2.1  # llmregress: ignore\nb: claude-2.1\n")
+    write(tmp_path / "run.sh", "M=claude-2.1  # llmregress: ignore\n")
+    write(
+        tmp_path / "nb.ipynb",
+        notebook([code_cell("a = 'claude-2.1'  # llmregress: ignore\n", "b = 'claude-2.1'\n")]),
+    )
+    monkeypatch.chdir(tmp_path)
+    assert lint_json(capsys) == [
+        ("app.py", None, 2, "gpt-4o", "retiring"),
+        ("app.py", None, 3, "gpt-4o", "retiring"),
+        ("app.py", None, 3, "gpt-4o", "bypasses-config"),
+        ("app.py", None, 4, "claude-2.1", "retired"),
+        ("app.py", None, 5, "claude-2.1", "retired"),
+        ("app.py", None, 5, "claude-2.1", "bypasses-config"),
+        ("app.yaml", None, 2, "claude-2.1", "retired"),
+        ("app.yaml", None, 2, "claude-2.1", "bypasses-config"),
+        ("nb.ipynb", 1, 2, "claude-2.1", "retired"),
+        ("nb.ipynb", 1, 2, "claude-2.1", "bypasses-config"),
+    ]
+
+
+def test_suppressed_codes() -> None:
+    assert suppressed_codes("x = 1") is None
+    assert suppressed_codes("x  # llmregress: ignore") == frozenset()
+    assert suppressed_codes("<!-- llmregress: ignore[alias,retiring] -->") == {
+        "alias",
+        "retiring",
+    }
+    assert SUPPRESSION == "llmregress: ignore"
+
+
+# -- identity across vendors in check and lint --------------------------------------------
+
+
+def test_check_and_lint_apply_the_id_vendors_rules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(
+        tmp_path / "llmregress.toml",
+        '[models.chat]\nid = "openai:gemini-2.5-flash"\n'
+        '[models.fast]\nid = "openai:mistral-large-latest"\n'
+        '[models.summary]\nid = "@chat"\n',
+    )
+    write(tmp_path / "app.py", 'M = "openai:gemini-2.0-flash"\nN = "gemini-2.5-flash"\n')
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "check", "--today", TODAY, "--format", "json")
+    assert code == 0
+    report = json.loads(out)
+    assert [
+        (m["role"], m["id"], m["kind"], m["surface"], m["retires_on"], m["status"])
+        for m in report["models"]
+    ] == [
+        ("chat", "openai:gemini-2.5-flash", "snapshot", "gemini-api", "2026-12-01", "retiring"),
+        ("fast", "openai:mistral-large-latest", "alias", "mistral-api", None, "alias"),
+        ("summary", "openai:gemini-2.5-flash", "snapshot", "gemini-api", "2026-12-01", "retiring"),
+    ]
+    assert run(capsys, "check", "--today", "2026-12-01")[0] == 1  # retired on Google's date
+    assert run(capsys, "check", "--today", TODAY, "--require-pinned")[0] == 1  # -latest
+    assert lint_json(capsys) == [
+        ("app.py", None, 1, "openai:gemini-2.0-flash", "retired"),
+        ("app.py", None, 1, "openai:gemini-2.0-flash", "alias"),
+        ("app.py", None, 1, "openai:gemini-2.0-flash", "bypasses-config"),
+        ("app.py", None, 2, "gemini-2.5-flash", "retiring"),
+    ]
+
+
+# -- output folders -----------------------------------------------------------------------
+
+
+def test_refresh_and_ics_create_the_output_folder(
+    project: Path,
+    capsys: pytest.CaptureFixture[str],
+    make_server: Callable[[dict[str, Any]], Any],
+) -> None:
+    server = make_server({"models": {"gpt-5.5-2026-04-23": {"retires_on": "2027-01-10"}}})
+    argv = ["refresh", "--openai-base-url", server.openai_base_url, "--api-key", "sk-test"]
+    out_path = project / "lifecycle" / "vendors" / "openai.json"
+    code, out, err = run(capsys, *argv, "-o", str(out_path), "--today", TODAY)
+    assert (code, out, err) == (0, f"Wrote 1 lifecycle entry to {out_path}\n", "")
+    assert [e.id for e in load_overrides_file(out_path)] == ["gpt-5.5-2026-04-23"]
+    # relative to the current directory too
+    code, _, _ = run(capsys, *argv, "-o", "rel/dir/openai.toml")
+    assert code == 0
+    written = (project / "rel" / "dir" / "openai.toml").read_text()
+    assert 'with file = "rel/dir/openai.toml"' in written  # the include line to copy
+    # a path that cannot be a folder is a usage error
+    write(project / "afile", "")
+    code, _, err = run(capsys, *argv, "-o", "afile/openai.toml")
+    assert code == 2
+    assert err.startswith("llmregress models refresh: cannot write afile/openai.toml: ")
+    # nothing is created when the models cannot be listed
+    server.stop()
+    code, _, _ = run(capsys, *argv, "-o", str(project / "never" / "x.toml"))
+    assert code == 1
+    assert not (project / "never").exists()
+
+    ics = project / "calendars" / "2026" / "models.ics"
+    code, out, _ = run(capsys, "check", "--today", TODAY, "--ics", str(ics))
+    assert code == 0
+    assert ics.read_bytes().startswith(b"BEGIN:VCALENDAR\r\n")

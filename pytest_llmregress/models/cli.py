@@ -14,13 +14,20 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Final, TextIO
 
 from pytest_llmregress.models.config import ModelConfig, ModelConfigError, load_model_config
+from pytest_llmregress.models.gitignore import (
+    GITIGNORE,
+    IgnoreRules,
+    ancestor_rules,
+    parse_rules,
+    read_rules,
+)
 from pytest_llmregress.models.ids import ModelInfo, looks_like_id, parse_model_id
 from pytest_llmregress.models.lifecycle import (
     DEFAULT_WARNING_DAYS,
@@ -35,6 +42,13 @@ from pytest_llmregress.models.lifecycle import (
 PROG: Final = "llmregress models"
 DEFAULT_REMIND_DAYS: Final = 30
 MAX_FILE_BYTES: Final = 5_000_000
+#: Notebooks carry their outputs (images), so they may be larger.
+MAX_NOTEBOOK_BYTES: Final = 50_000_000
+
+#: The per-line suppression comment: ``llmregress: ignore`` anywhere on the line silences
+#: every finding of that line, ``llmregress: ignore[alias,bypasses-config]`` only those codes.
+SUPPRESSION: Final = "llmregress: ignore"
+_SUPPRESS = re.compile(r"llmregress:\s*ignore(?:\[(?P<codes>[^\]]*)\])?")
 
 #: Directories ``lint`` never enters (plus any directory holding a ``pyvenv.cfg``).
 SKIP_DIRS: Final = frozenset(
@@ -76,22 +90,43 @@ class LintFinding:
 
     path: str
     line: int
+    """The line in the file; in a notebook, the line in the cell."""
     id: str
     level: str
     code: str
     message: str
+    cell: int | None = None
+    """In a notebook: the cell, counted from 1 over all cells (as ruff counts them)."""
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.id}: {self.level}: {self.message}"
+        where = f"{self.path}:{self.line}"
+        if self.cell is not None:
+            where = f"{self.path}:cell {self.cell}:{self.line}"
+        return f"{where}: {self.id}: {self.level}: {self.message}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+_JS_SUFFIXES: Final = (".ts", ".tsx", ".mts", ".cts", ".js", ".jsx", ".mjs", ".cjs")
 
 
 def _file_kind(path: Path) -> str | None:
     name = path.name
     if name.endswith((".py", ".pyi")):
         return "python"
+    if name.endswith(".ipynb"):
+        return "notebook"
+    if name.endswith(_JS_SUFFIXES):
+        return "javascript"
+    if name.endswith((".sh", ".bash", ".zsh")):
+        return "shell"
+    if (
+        name in ("Dockerfile", "Containerfile")
+        or name.startswith(("Dockerfile.", "Containerfile."))
+        or name.endswith((".dockerfile", ".Dockerfile"))
+    ):
+        return "dockerfile"
     if name.endswith((".yaml", ".yml")):
         return "yaml"
     if name.endswith(".json"):
@@ -111,24 +146,82 @@ def _skip_dir(directory: Path) -> bool:
     )
 
 
-def iter_lint_files(paths: Iterable[Path], *, exclude: Iterable[Path] = ()) -> Iterator[Path]:
-    """Files ``lint`` reads under ``paths`` (sorted; skipped dirs and ``exclude`` left out).
+def exclude_rules(globs: Iterable[str], base: Path) -> IgnoreRules:
+    """``--exclude`` globs (gitignore syntax) as rules relative to ``base``."""
+    return IgnoreRules(tuple(parse_rules("\n".join(globs), base.resolve())))
 
-    A file named explicitly is read even when its type is unknown (as plain text).
+
+def iter_lint_files(
+    paths: Iterable[Path],
+    *,
+    exclude: Iterable[Path] = (),
+    exclude_globs: Sequence[str] = (),
+    gitignore: bool = True,
+) -> Iterator[Path]:
+    """Files ``lint`` reads under ``paths``, in order: a folder's files (sorted), then its
+    folders. Never entered: VCS, virtualenv, cache and build folders; with ``gitignore``,
+    what ``.gitignore`` files (and ``.git/info/exclude``) ignore; what ``exclude_globs``
+    match (gitignore syntax, relative to the current directory). ``exclude`` lists files
+    left out by path.
+
+    A file named explicitly is read even when its type is unknown (as plain text) or a
+    ``.gitignore`` ignores it; ``exclude_globs`` still apply to it.
     """
     excluded = {p.resolve() for p in exclude}
+    cwd = Path.cwd().resolve()
+    globs = exclude_rules(exclude_globs, cwd) if exclude_globs else IgnoreRules()
     for root in paths:
+        real = root.resolve()
+        if globs and not real.is_relative_to(cwd):
+            # a path outside the current directory: globs are relative to the path given
+            here = real if root.is_dir() else real.parent
+            globs_here = exclude_rules(exclude_globs, here)
+        else:
+            globs_here = globs
         if root.is_file():
-            if root.resolve() not in excluded:
+            if real not in excluded and not globs_here.ignored_here_or_above(real, is_dir=False):
                 yield root
             continue
-        for current, dirs, files in os.walk(root):
-            here = Path(current)
-            dirs[:] = sorted(d for d in dirs if not _skip_dir(here / d))
-            for name in sorted(files):
-                path = here / name
-                if _file_kind(path) and path.resolve() not in excluded:
-                    yield path
+        if globs_here.ignored_here_or_above(real, is_dir=True):
+            continue
+        inherited = ancestor_rules(real) if gitignore else IgnoreRules()
+        yield from _walk(root, real, inherited, globs_here, excluded, gitignore=gitignore)
+
+
+def _walk(
+    shown: Path,
+    real: Path,
+    rules: IgnoreRules,
+    globs: IgnoreRules,
+    excluded: set[Path],
+    *,
+    gitignore: bool,
+) -> Iterator[Path]:
+    if gitignore:
+        rules = rules + read_rules(real / GITIGNORE)
+    try:
+        entries = sorted(os.scandir(real), key=lambda entry: entry.name)
+    except OSError:
+        return
+    folders: list[str] = []
+    for entry in entries:
+        path = real / entry.name
+        try:
+            is_dir = entry.is_dir(follow_symlinks=False)
+            is_file = not is_dir and entry.is_file()
+        except OSError:
+            continue
+        if not (is_dir or is_file):
+            continue
+        if rules.ignored(path, is_dir=is_dir) or globs.ignored(path, is_dir=is_dir):
+            continue
+        if is_dir:
+            if not _skip_dir(path):
+                folders.append(entry.name)
+        elif _file_kind(path) and not (excluded and path.resolve() in excluded):
+            yield shown / entry.name
+    for name in folders:
+        yield from _walk(shown / name, real / name, rules, globs, excluded, gitignore=gitignore)
 
 
 _TOKEN = re.compile(r"(?<![A-Za-z0-9:@/._-])[A-Za-z0-9][A-Za-z0-9:@/._-]*[A-Za-z0-9]")
@@ -148,6 +241,76 @@ def _tokens(text: str) -> Iterator[tuple[int, str]]:
     for number, line in enumerate(text.splitlines(), 1):
         for match in _TOKEN.finditer(_strip_comment(line)):
             yield number, match.group(0)
+
+
+def _shell_values(text: str) -> Iterator[tuple[int, str]]:
+    """Shell scripts and Dockerfiles: id-shaped words outside ``#`` comments, with the
+    default of ``${VAR:-default}`` apart from the variable name."""
+    for number, value in _tokens(text):
+        for part in re.split(r":[-=?+]", value):
+            if part:
+                yield number, part
+
+
+def _js_literals(text: str) -> Iterator[tuple[int, str]]:
+    """String literals of JavaScript / TypeScript: ``'...'``, ``"..."`` and template
+    literals without ``${...}``, outside ``//`` and ``/* */`` comments. A small scanner,
+    not a parser: a quote inside a regex literal can hide the rest of its line."""
+    i, n, line = 0, len(text), 1
+    while i < n:
+        char = text[i]
+        if char == "\n":
+            line += 1
+            i += 1
+        elif text.startswith("//", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            end = n if end < 0 else end + 2
+            line += text.count("\n", i, end)
+            i = end
+        elif char in "'\"":
+            start, i = i + 1, i + 1
+            while i < n and text[i] not in (char, "\n"):
+                i += 2 if text[i] == "\\" else 1
+            if i < n and text[i] == char:
+                yield line, text[start:i]
+                i += 1
+            line += text.count("\n", start, min(i, n))  # a line continued with a backslash
+        elif char == "`":
+            start, i, static = i + 1, i + 1, True
+            while i < n and text[i] != "`":
+                if text.startswith("${", i):
+                    static = False
+                    i = _skip_template_expression(text, i + 2)
+                else:
+                    i += 2 if text[i] == "\\" else 1
+            if static and i < n:
+                yield line, text[start:i]
+            line += text.count("\n", start, min(i, n))
+            i += 1
+        else:
+            i += 1
+
+
+def _skip_template_expression(text: str, i: int) -> int:
+    """The index after the ``}`` closing a ``${`` whose body starts at ``i``."""
+    depth = 1
+    while i < len(text) and depth:
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+        i += 1
+    return i
+
+
+def _python_source(source: str) -> str:
+    """Notebook cell source as Python: IPython magics (``%pip``, ``!ls``) become blank lines,
+    so the rest still parses and keeps its line numbers."""
+    lines = source.splitlines()
+    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in lines)
 
 
 def _python_literals(text: str) -> Iterator[tuple[int, str]]:
@@ -235,18 +398,104 @@ def _env_values(text: str) -> Iterator[tuple[int, str]]:
         yield number, value
 
 
+_READERS: Final[dict[str, Callable[[str], Iterator[tuple[int, str]]]]] = {
+    "python": _python_literals,
+    "yaml": _yaml_values,
+    "json": _json_values,
+    "toml": _toml_values,
+    "env": _env_values,
+    "javascript": _js_literals,
+    "shell": _shell_values,
+    "dockerfile": _shell_values,
+}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A string found in a file that may be a model id, with the text of its line."""
+
+    line: int
+    value: str
+    text: str
+    """The physical line (for the suppression comment)."""
+    cell: int | None = None
+    """In a notebook: the cell (from 1); ``line`` and ``text`` are then the cell's."""
+
+
+def _with_text(
+    found: Iterable[tuple[int, str]], lines: Sequence[str], cell: int | None = None
+) -> list[Candidate]:
+    return [
+        Candidate(line, value, lines[line - 1] if 0 < line <= len(lines) else "", cell)
+        for line, value in sorted(set(found))
+    ]
+
+
+def _notebook_candidates(text: str) -> list[Candidate]:
+    """Code cells of a Jupyter notebook, read as the kernel's language (Python unless the
+    notebook says JavaScript or TypeScript); markdown and raw cells are prose."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        return _with_text(_tokens(text), text.splitlines())
+    if not isinstance(document, dict) or not isinstance(document.get("cells"), list):
+        return []
+    metadata = document.get("metadata")
+    language = ""
+    if isinstance(metadata, dict):
+        for key in ("kernelspec", "language_info"):
+            info = metadata.get(key)
+            if isinstance(info, dict):
+                language = str(info.get("language") or info.get("name") or language)
+                if language:
+                    break
+    found: list[Candidate] = []
+    for number, cell in enumerate(document["cells"], 1):
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        source = cell.get("source", "")
+        if isinstance(source, list):
+            source = "".join(str(part) for part in source)
+        if not isinstance(source, str):
+            continue
+        if source.lstrip().startswith("%%"):
+            literals: Iterable[tuple[int, str]] = _tokens(source)  # a cell magic: not Python
+        elif language.lower() in ("javascript", "typescript"):
+            literals = _js_literals(source)
+        elif language.lower() in ("", "python", "python3"):
+            literals = _python_literals(_python_source(source))
+        else:
+            literals = _tokens(source)
+        found += _with_text(literals, source.splitlines(), number)
+    return found
+
+
+def candidates_in_file(path: Path, text: str) -> list[Candidate]:
+    """Strings in one file that may be model ids: Python and JavaScript/TypeScript string
+    literals, values of YAML/JSON/TOML/.env files, code cells of notebooks, words of shell
+    scripts and Dockerfiles, id-shaped tokens of other files."""
+    kind = _file_kind(path) or ""
+    if kind == "notebook":
+        return _notebook_candidates(text)
+    reader = _READERS.get(kind, _tokens)
+    return _with_text(reader(text), text.splitlines())
+
+
 def literals_in_file(path: Path, text: str) -> list[tuple[int, str]]:
-    """(line, string) candidates in one file: Python string literals via the AST, values of
-    YAML/JSON/TOML/.env files, id-shaped tokens for other files."""
-    readers = {
-        "python": _python_literals,
-        "yaml": _yaml_values,
-        "json": _json_values,
-        "toml": _toml_values,
-        "env": _env_values,
-    }
-    reader = readers.get(_file_kind(path) or "", _tokens)
-    return sorted(set(reader(text)))
+    """(line, string) pairs of :func:`candidates_in_file` (in a notebook, lines of cells)."""
+    return sorted({(c.line, c.value) for c in candidates_in_file(path, text)})
+
+
+def suppressed_codes(line: str) -> frozenset[str] | None:
+    """The finding codes the line's suppression comment silences: None without one, an
+    empty set for ``llmregress: ignore`` (every code)."""
+    match = _SUPPRESS.search(line)
+    if match is None:
+        return None
+    codes = match["codes"]
+    if codes is None:
+        return frozenset()
+    return frozenset(code.strip() for code in codes.split(",") if code.strip())
 
 
 def _display(path: Path) -> str:
@@ -268,13 +517,17 @@ def lint_paths(
     warning_days: int = DEFAULT_WARNING_DAYS,
     require_pinned: bool = False,
     exclude: Iterable[Path] = (),
+    exclude_globs: Sequence[str] = (),
+    gitignore: bool = True,
 ) -> list[LintFinding]:
     """Hard-coded model ids under ``paths`` and their problems.
 
     Each id found gets the :meth:`LifecycleData.check` findings (retired: error; retiring,
     deprecated, alias, preview: warning) and, when ``config`` defines roles and the id is
     none of their ids or fallbacks, a ``bypasses-config`` warning. The config file itself and
-    its lifecycle files should be passed in ``exclude``.
+    its lifecycle files should be passed in ``exclude``. ``exclude_globs`` and ``gitignore``
+    are as in :func:`iter_lint_files`. A line with the suppression comment
+    (:data:`SUPPRESSION`) reports nothing, or nothing of the codes it names.
     """
     config = config or ModelConfig()
     data = data or config.lifecycle()
@@ -283,16 +536,24 @@ def lint_paths(
     where = _display(config.path) if config.path else ""
     findings: list[LintFinding] = []
     cache: dict[str, list[LifecycleFinding]] = {}
-    for path in iter_lint_files(paths, exclude=exclude):
+    files = iter_lint_files(
+        paths, exclude=exclude, exclude_globs=exclude_globs, gitignore=gitignore
+    )
+    for path in files:
+        limit = MAX_NOTEBOOK_BYTES if _file_kind(path) == "notebook" else MAX_FILE_BYTES
         try:
-            if path.stat().st_size > MAX_FILE_BYTES:
+            if path.stat().st_size > limit:
                 continue
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             continue
         shown = _display(path)
-        for line, value in literals_in_file(path, text):
+        for found in candidates_in_file(path, text):
+            value = found.value
             if not looks_like_id(value) or not data.is_model_id(value):
+                continue
+            silenced = suppressed_codes(found.text)
+            if silenced is not None and not silenced:
                 continue
             if value not in cache:
                 problems = data.check(
@@ -314,7 +575,9 @@ def lint_paths(
                     )
                 cache[value] = problems
             findings += [
-                LintFinding(shown, line, value, p.level, p.code, p.message) for p in cache[value]
+                LintFinding(shown, found.line, value, p.level, p.code, p.message, found.cell)
+                for p in cache[value]
+                if not silenced or p.code not in silenced
             ]
     return findings
 
@@ -424,6 +687,8 @@ def _cmd_lint(args: argparse.Namespace, out: TextIO) -> int:
         warning_days=args.warning_days,
         require_pinned=args.require_pinned,
         exclude=exclude,
+        exclude_globs=args.exclude,
+        gitignore=args.gitignore,
     )
     if args.format == "json":
         json.dump([f.to_dict() for f in findings], out, indent=2)
@@ -611,7 +876,11 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
         calendar = retirement_calendar(
             rows, today=today, remind_days=args.remind_days, config_path=config.path
         )
-        args.ics.write_bytes(calendar.encode("utf-8"))
+        try:
+            args.ics.parent.mkdir(parents=True, exist_ok=True)
+            args.ics.write_bytes(calendar.encode("utf-8"))
+        except OSError as exc:
+            raise _UsageError(f"cannot write {args.ics}: {exc}") from None
     if args.format == "json":
         report = {
             "config": str(config.path),
@@ -650,13 +919,19 @@ def _cmd_refresh(args: argparse.Namespace, out: TextIO) -> int:
         json.dump({"lifecycle": entries}, out, indent=2)
         out.write("\n")
         return 0
+    # the path as given is relative to where the command ran, usually the config's folder
+    include = args.output.name if args.output.is_absolute() else args.output.as_posix()
     header = (
         f"Lifecycle overrides for pytest-llmregress, written by `{PROG} refresh` on {today}\n"
         f"from GET {args.openai_base_url.rstrip('/')}/models (shutdown_date).\n"
         "Include it from your config: [[tool.llmregress.lifecycle]] (or [[lifecycle]] in "
-        f'llmregress.toml) with file = "{args.output.name}"'
+        f'llmregress.toml) with file = "{include}"'
     )
-    dump_overrides(entries, args.output, header=header)
+    try:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        dump_overrides(entries, args.output, header=header)
+    except OSError as exc:
+        raise _UsageError(f"cannot write {args.output}: {exc}") from None
     out.write(f"Wrote {_count(len(entries), 'lifecycle entry')} to {args.output}\n")
     return 0
 
@@ -677,12 +952,29 @@ def _parser() -> argparse.ArgumentParser:
 
     lint = commands.add_parser(
         "lint",
-        help="find hard-coded model ids (Python, YAML, JSON, TOML, .env)",
+        help="find hard-coded model ids (Python, JS/TS, notebooks, YAML, JSON, TOML, .env, "
+        "shell, Dockerfiles)",
         description="Find hard-coded model ids and report aliases/previews, retired or "
         "retiring ids, and ids that bypass the model config. Exit 1 on errors (retired "
-        "ids; aliases/previews with --require-pinned), or on any finding with --strict.",
+        "ids; aliases/previews with --require-pinned), or on any finding with --strict. "
+        f"A line with the comment '{SUPPRESSION}' (or '{SUPPRESSION}[CODE,...]') is not "
+        "reported.",
     )
     lint.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="default: .")
+    lint.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="skip files and folders matching GLOB (gitignore syntax, relative to the "
+        "current directory; a GLOB without '/' matches a name at any depth); repeatable",
+    )
+    lint.add_argument(
+        "--no-gitignore",
+        dest="gitignore",
+        action="store_false",
+        help="also read files that .gitignore files ignore",
+    )
     _add_lifecycle_options(lint)
 
     check = commands.add_parser(
@@ -733,13 +1025,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = [
+    "SUPPRESSION",
+    "Candidate",
     "CheckRow",
     "LintFinding",
+    "candidates_in_file",
     "check_rows",
+    "exclude_rules",
     "format_table",
     "iter_lint_files",
     "lint_paths",
     "literals_in_file",
     "main",
     "retirement_calendar",
+    "suppressed_codes",
 ]

@@ -8,6 +8,9 @@
     fallbacks = ["gpt-5.5-2026-04-23"]
     retires_on = "2027-02-17"          # optional: overrides the lifecycle data for this id
 
+    [tool.llmregress.models.summary]
+    id = "@chat"                       # another role's model (and its fallbacks)
+
     [[tool.llmregress.lifecycle]]      # optional extra lifecycle entries
     id = "claude-sonnet-4-6"
     retires_on = "2027-02-17"
@@ -67,8 +70,11 @@ class ModelRole:
 
     name: str
     id: str
+    """The model id; a ``@role`` reference in the file is resolved to that role's id."""
     fallbacks: tuple[str, ...] = ()
     retires_on: date | None = None
+    ref: str | None = None
+    """The role the id was taken from when the file says ``id = "@role"`` (``"chat"``)."""
 
     @property
     def chain(self) -> tuple[str, ...]:
@@ -98,25 +104,45 @@ class ModelConfig:
             return self.roles[name]
         except KeyError:
             pass
+        raise self._unknown_role(name)
+
+    def _unknown_role(self, name: str) -> ModelConfigError:
         if self.path is None:
-            raise ModelConfigError(
+            return ModelConfigError(
                 f"unknown model role {name!r}: no model config found (looked for "
                 f"{CONFIG_FILENAME} or {PYPROJECT_FILENAME} with [tool.llmregress.models])"
             )
         known = ", ".join(sorted(self.roles)) or "none"
-        raise ModelConfigError(
+        return ModelConfigError(
             f"unknown model role {name!r} in {self.path}; known roles: {known}",
             path=self.path,
         )
 
     def resolve(self, ref: str) -> str:
-        """``"@chat"`` -> the ``chat`` role's id; a plain model id passes through unchanged."""
+        """``"@chat"`` -> the ``chat`` role's id; a plain model id passes through unchanged.
+
+        A role whose id is itself ``@other`` resolves through ``other`` (files loaded by
+        :func:`load_model_config` are already resolved); a cycle raises
+        :class:`ModelConfigError` naming the roles in it.
+        """
         ref = ref.strip()
         if not ref or ref == "@":
             raise ModelConfigError("empty model reference", path=self.path)
-        if ref.startswith("@"):
-            return self.role(ref[1:]).id
-        return ref
+        if not ref.startswith("@"):
+            return ref
+        seen: list[str] = []
+        name = ref[1:].strip()
+        while True:
+            if name in seen:
+                cycle = " -> ".join([*seen[seen.index(name) :], name])
+                raise ModelConfigError(
+                    f"model role references form a cycle: {cycle}", path=self.path
+                )
+            seen.append(name)
+            model_id = self.role(name).id
+            if not model_id.startswith("@"):
+                return model_id
+            name = model_id[1:].strip()
 
     def model_ids(self) -> tuple[str, ...]:
         """Every configured id (roles' ids and fallbacks), first occurrence order."""
@@ -248,7 +274,7 @@ def _load_file(path: Path) -> ModelConfig:
     else:
         reader, section = _Reader(path, ""), doc
 
-    roles = _parse_roles(reader, section.get("models", {}))
+    roles = _resolve_references(reader, *_parse_roles(reader, section.get("models", {})))
     overrides, files = _parse_lifecycle(reader, section)
     overrides += tuple(
         LifecycleOverride(
@@ -268,14 +294,18 @@ def _load_file(path: Path) -> ModelConfig:
     )
     data = config.lifecycle()
     for role in roles.values():
+        if role.ref is not None and role.chain == roles[role.ref].chain:
+            continue  # the chain of the role it names, checked there
         _check_chain(reader, role, data)
     return config
 
 
-def _parse_roles(reader: _Reader, models: object) -> dict[str, ModelRole]:
+def _parse_roles(reader: _Reader, models: object) -> tuple[dict[str, ModelRole], set[str]]:
+    """The roles as written, and the names of those that give ``fallbacks`` (even empty)."""
     if not isinstance(models, dict):
         raise reader.error("models", f"expected a table of roles, got {_describe(models)}")
     roles: dict[str, ModelRole] = {}
+    with_fallbacks: set[str] = set()
     for name, raw in models.items():
         key = f"models.{name}"
         if not _ROLE_NAME.match(name):
@@ -306,7 +336,77 @@ def _parse_roles(reader: _Reader, models: object) -> dict[str, ModelRole]:
             reader.date(raw["retires_on"], f"{key}.retires_on") if "retires_on" in raw else None
         )
         roles[name] = ModelRole(name=name, id=model_id, fallbacks=fallbacks, retires_on=retires_on)
-    return roles
+        if "fallbacks" in raw:
+            with_fallbacks.add(name)
+    return roles, with_fallbacks
+
+
+def _reference(reader: _Reader, value: str, key: str) -> str | None:
+    """The role name of a ``@role`` reference, None for a model id."""
+    if not value.startswith("@"):
+        return None
+    name = value[1:].strip()
+    if not _ROLE_NAME.match(name):
+        raise reader.error(
+            key, f"{value!r} is not a role reference: write '@' and a role name (as '@chat')"
+        )
+    return name
+
+
+def _resolve_references(
+    reader: _Reader, roles: dict[str, ModelRole], with_fallbacks: set[str]
+) -> dict[str, ModelRole]:
+    """Resolve ``id = "@other"`` through the chain of roles, then ``@role`` fallbacks.
+
+    A role whose id names another role takes that role's model id and, unless it gives
+    ``fallbacks`` of its own, that role's fallbacks. A reference to an unknown role, or a
+    cycle of references, is refused with the roles named.
+    """
+    known = ", ".join(sorted(roles)) or "none"
+    paths: dict[str, list[str]] = {}
+    for name in roles:
+        path = [name]
+        current = roles[name]
+        while (target := _reference(reader, current.id, f"models.{current.name}.id")) is not None:
+            if target not in roles:
+                raise reader.error(
+                    f"models.{current.name}.id",
+                    f"{current.id!r} names no role; known roles: {known}",
+                )
+            if target in path:
+                cycle = [*path[path.index(target) :], target]
+                raise reader.error(
+                    f"models.{cycle[0]}.id",
+                    f"role references form a cycle: {' -> '.join(cycle)}; "
+                    "one of these roles needs a model id",
+                )
+            path.append(target)
+            current = roles[target]
+        paths[name] = path
+
+    model_ids = {name: roles[path[-1]].id for name, path in paths.items()}
+    resolved: dict[str, ModelRole] = {}
+    for name, path in paths.items():
+        role = roles[name]
+        # the fallbacks of the first role on the way that gives some
+        owner = next((roles[n] for n in path if n in with_fallbacks), roles[path[-1]])
+        chain: list[str] = []
+        for index, fallback in enumerate(owner.fallbacks):
+            key = f"models.{owner.name}.fallbacks[{index}]"
+            other = _reference(reader, fallback, key)
+            if other is None:
+                chain.append(fallback)
+            elif other in model_ids:
+                chain.append(model_ids[other])
+            else:
+                raise reader.error(key, f"{fallback!r} names no role; known roles: {known}")
+        resolved[name] = replace(
+            role,
+            id=model_ids[name],
+            fallbacks=tuple(chain),
+            ref=path[1] if len(path) > 1 else None,
+        )
+    return resolved
 
 
 def _parse_lifecycle(
@@ -357,10 +457,20 @@ def _parse_lifecycle(
     return tuple(overrides), tuple(files)
 
 
-def _chain_key(model_id: str) -> tuple[Surface | None, str]:
+#: The SDK that reaches a vendor's ids when no transport prefix names one.
+_VENDOR_TRANSPORT: Final[dict[str, str]] = {"anthropic": "anthropic", "openai": "openai"}
+
+_ChainKey = tuple[Surface | None, str | None, str]
+
+
+def _chain_key(model_id: str) -> _ChainKey:
+    """Surface, route (the SDK that reaches it) and name: the same model reached through
+    another SDK (``openai:claude-sonnet-4-6`` beside ``claude-sonnet-4-6``) goes through
+    another endpoint, which fails on its own, so it is a different fallback."""
     parsed = parse_model_id(model_id)
     surface = parsed.surface or (DEFAULT_SURFACE[parsed.provider] if parsed.provider else None)
-    return surface, parsed.name
+    route = parsed.transport or _VENDOR_TRANSPORT.get(parsed.provider or "")
+    return surface, route, parsed.name
 
 
 def _check_chain(reader: _Reader, role: ModelRole, data: LifecycleData) -> None:
@@ -371,7 +481,7 @@ def _check_chain(reader: _Reader, role: ModelRole, data: LifecycleData) -> None:
             f"models.{role.name}.id" if index == 0 else f"models.{role.name}.fallbacks[{index - 1}]"
         )
 
-    seen: dict[tuple[Surface | None, str], int] = {}
+    seen: dict[_ChainKey, int] = {}
     for index, model_id in enumerate(role.chain):
         key = _chain_key(model_id)
         if key in seen:
@@ -383,16 +493,16 @@ def _check_chain(reader: _Reader, role: ModelRole, data: LifecycleData) -> None:
             )
         seen[key] = index
 
-    effective: dict[tuple[Surface | None, str], int] = {}
+    effective: dict[_ChainKey, int] = {}
     notes: dict[int, str] = {}
     for index, model_id in enumerate(role.chain):
         info = data.classify(model_id)
-        surface, name = _chain_key(model_id)
+        surface, route, name = _chain_key(model_id)
         target = name
         if info.kind == "alias" and info.resolves_to:
             target = parse_model_id(info.resolves_to).name
             notes[index] = f"alias {model_id!r} points to {info.resolves_to!r}"
-        key = (surface, target)
+        key = (surface, route, target)
         if key in effective:
             first = effective[key]
             why = "; ".join(notes[i] for i in (first, index) if i in notes)

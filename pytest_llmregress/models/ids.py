@@ -2,10 +2,16 @@
 
 Two layers:
 
-* :func:`parse_model_id` applies the per-provider id patterns only (no data). It strips the
-  decorations a surface adds (``anthropic:`` / ``openai:`` prefixes, LiteLLM-style
-  ``vertex_ai/`` prefixes, Bedrock ARNs, Vertex and Gemini resource paths) and says what the
-  *shape* of the id tells: dated snapshot, ``-latest`` alias, preview, fine-tune, ...
+* :func:`parse_model_id` applies the per-vendor id patterns only (no data). It strips the
+  decorations a surface adds (LiteLLM-style ``vertex_ai/`` prefixes, Bedrock ARNs, Vertex and
+  Gemini resource paths) and the transport prefixes (``anthropic:`` / ``openai:``, which say
+  which SDK or wire format reaches the model, not whose model it is) and says what the
+  *shape* of the id tells: vendor, dated snapshot, ``-latest`` alias, preview, fine-tune, ...
+
+The vendor whose lifecycle rules apply always comes from the id itself: ``gemini-*`` is
+Google's, ``claude-*`` Anthropic's, ``gpt-*`` / ``o3`` OpenAI's, whatever endpoint serves it
+(``openai:gemini-2.5-flash`` is Google's ``gemini-2.5-flash`` reached through an
+OpenAI-compatible endpoint).
 * :func:`classify` looks the id up in the lifecycle data first (known ids win over patterns) and
   falls back to the patterns for ids the data does not know.
 
@@ -22,15 +28,21 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 if TYPE_CHECKING:
     from pytest_llmregress.models.lifecycle import LifecycleData
 
-Provider = Literal["anthropic", "openai", "google"]
-Surface = Literal["anthropic-api", "bedrock", "vertex", "openai-api", "azure", "gemini-api"]
+Provider = Literal["anthropic", "openai", "google", "mistral"]
+"""The vendor of a model: whose id patterns and lifecycle rules apply."""
+Surface = Literal[
+    "anthropic-api", "bedrock", "vertex", "openai-api", "azure", "gemini-api", "mistral-api"
+]
 Kind = Literal["snapshot", "alias", "preview", "fine-tune", "unknown"]
+Transport = Literal["anthropic", "openai"]
+"""The SDK / wire format a transport prefix names (``anthropic:``, ``openai:``)."""
 
-PROVIDERS: Final[tuple[Provider, ...]] = ("anthropic", "openai", "google")
+PROVIDERS: Final[tuple[Provider, ...]] = ("anthropic", "openai", "google", "mistral")
 SURFACES: Final[tuple[Surface, ...]] = (
     "anthropic-api",
     "openai-api",
     "gemini-api",
+    "mistral-api",
     "bedrock",
     "vertex",
     "azure",
@@ -42,13 +54,22 @@ DEFAULT_SURFACE: Final[dict[Provider, Surface]] = {
     "anthropic": "anthropic-api",
     "openai": "openai-api",
     "google": "gemini-api",
+    "mistral": "mistral-api",
 }
 
-# Explicit prefixes: pydantic-ai style ``provider:`` and LiteLLM style ``provider/``.
+# Transport prefixes (pydantic-ai ``anthropic:`` / ``openai:``, LiteLLM ``openai/``): they
+# say which SDK and wire format reach the model. OpenAI-compatible endpoints serve Gemini,
+# Claude, Mistral and local models alike, so they name neither the vendor nor the surface.
+_TRANSPORT_PREFIXES: Final[tuple[tuple[str, Transport], ...]] = (
+    ("anthropic:", "anthropic"),
+    ("openai:", "openai"),
+    ("anthropic/", "anthropic"),
+    ("openai/", "openai"),
+)
+
+# Surface prefixes: pydantic-ai style ``provider:`` and LiteLLM style ``provider/``.
 # Each maps to (provider it names or None, surface it names or None).
 _PREFIXES: Final[tuple[tuple[str, Provider | None, Surface | None], ...]] = (
-    ("anthropic:", "anthropic", None),
-    ("openai:", "openai", "openai-api"),
     ("azure:", "openai", "azure"),
     ("google-gla:", "google", "gemini-api"),
     ("google-vertex:", None, "vertex"),
@@ -56,10 +77,11 @@ _PREFIXES: Final[tuple[tuple[str, Provider | None, Surface | None], ...]] = (
     ("gemini:", "google", "gemini-api"),
     ("vertex:", None, "vertex"),
     ("bedrock:", None, "bedrock"),
-    ("anthropic/", "anthropic", None),
-    ("openai/", "openai", "openai-api"),
+    ("mistral:", "mistral", "mistral-api"),
     ("azure/", "openai", "azure"),
     ("gemini/", "google", "gemini-api"),
+    ("google/", "google", None),
+    ("mistral/", "mistral", "mistral-api"),
     ("vertex_ai/", None, "vertex"),
     ("bedrock/", None, "bedrock"),
 )
@@ -104,6 +126,13 @@ _GEMINI_NNN = re.compile(r"^gemini-.+-\d{3}$")
 _GEMINI_FAMILY = re.compile(r"^gemini-(?P<version>\d+(?:\.\d+)?)-(?:pro|flash|flash-lite)$")
 _GEMINI_VARIANT = re.compile(r"^gemini-(?:[a-z]+-)*?(?P<version>\d+(?:\.\d+)?)-[a-z][a-z0-9-]*$")
 
+_MISTRAL_FAMILY = re.compile(
+    r"^(?:open-)?(?:mistral|mixtral|codestral|ministral|pixtral|magistral|devstral|voxtral)-"
+)
+# Mistral snapshots end in -YYMM (``mistral-large-2411``); ``-latest`` points to the newest.
+_MISTRAL_YYMM = re.compile(r"-2[3-9](?:0[1-9]|1[0-2])$")
+_LATEST = "-latest"
+
 #: Literal strings shaped like an id at all (used to pre-filter lint candidates).
 _ID_CHARS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:@/._-]{1,199}$")
 
@@ -130,6 +159,9 @@ class ParsedModelId:
     fine_tune_base: str | None = None
     undated: bool = False
     """An OpenAI id without a date suffix: an alias if the data knows a dated sibling."""
+    transport: Transport | None = None
+    """The SDK / wire format named by a transport prefix (``openai:gemini-2.5-flash``:
+    ``"openai"``); it says nothing about the vendor or the surface."""
 
 
 @dataclass(frozen=True)
@@ -181,11 +213,17 @@ def _dotted_version(text: str) -> tuple[int, int]:
     return _version(major, minor or None)
 
 
-def _strip_prefix(text: str) -> tuple[str, Provider | None, Surface | None]:
+def _strip_prefix(text: str) -> tuple[str, Transport | None, Provider | None, Surface | None]:
+    """Remove a transport prefix, then a surface prefix (``openai:google/gemini-2.5-flash``)."""
+    transport: Transport | None = None
+    for prefix, name in _TRANSPORT_PREFIXES:
+        if text.startswith(prefix) and len(text) > len(prefix):
+            text, transport = text[len(prefix) :], name
+            break
     for prefix, provider, surface in _PREFIXES:
         if text.startswith(prefix) and len(text) > len(prefix):
-            return text[len(prefix) :], provider, surface
-    return text, None, None
+            return text[len(prefix) :], transport, provider, surface
+    return text, transport, None, None
 
 
 @dataclass(frozen=True)
@@ -256,6 +294,17 @@ def _gemini_shape(name: str) -> _Shape:
     return shape("unknown")
 
 
+def _mistral_shape(name: str) -> _Shape:
+    def shape(kind: Kind) -> _Shape:
+        return _Shape("mistral", None, kind, name, (name,))
+
+    if name.endswith(_LATEST):
+        return shape("alias")
+    if _MISTRAL_YYMM.search(name):
+        return shape("snapshot")
+    return shape("unknown")
+
+
 def _shape(name: str, surface: Surface | None, provider_hint: Provider | None) -> _Shape:
     if surface == "azure":
         # Azure deployment names are chosen by the user and say nothing about the model.
@@ -288,6 +337,11 @@ def _shape(name: str, surface: Surface | None, provider_hint: Provider | None) -
         return _openai_shape(name)
     if name.startswith("gemini-"):
         return _gemini_shape(name)
+    if _MISTRAL_FAMILY.match(name):
+        return _mistral_shape(name)
+    if name.endswith(_LATEST) and len(name) > len(_LATEST):
+        # ``-latest`` is a moving alias whoever the vendor is (``llama-4-latest``).
+        return _Shape(provider_hint, None, "alias", name, (name,))
     return _Shape(provider_hint, None, "unknown", name, (name,))
 
 
@@ -295,11 +349,12 @@ def parse_model_id(model_id: str, *, surface: Surface | None = None) -> ParsedMo
     """Classify ``model_id`` by its shape alone (no lifecycle data).
 
     ``surface`` names the serving surface when the caller knows it (for example ``"vertex"``
-    for ids passed to an ``AnthropicVertex`` client); an explicit prefix in the id names it
-    otherwise.
+    for ids passed to an ``AnthropicVertex`` client); an explicit surface prefix in the id
+    names it otherwise. A transport prefix (``openai:``, ``anthropic:``) is stripped and kept
+    in :attr:`ParsedModelId.transport`; the vendor comes from the id.
     """
     raw = model_id.strip()
-    name, provider_hint, prefix_surface = _strip_prefix(raw)
+    name, transport, provider_hint, prefix_surface = _strip_prefix(raw)
     shape_surface: Surface | None = None
     arn = _ARN.match(name)
     vertex_resource = _VERTEX_RESOURCE.match(name)
@@ -324,6 +379,7 @@ def parse_model_id(model_id: str, *, surface: Surface | None = None) -> ParsedMo
         lookup_names=shape.lookup_names,
         fine_tune_base=shape.fine_tune_base,
         undated=shape.undated,
+        transport=transport,
     )
 
 

@@ -486,7 +486,12 @@ class LifecycleData:
         )
 
     def is_model_id(self, text: str) -> bool:
-        """True if ``text`` is in the data or strongly matches a provider pattern."""
+        """True if ``text`` is in the data or strongly matches a vendor pattern.
+
+        A string matches when its vendor is known (from the id or a surface prefix) or a
+        transport prefix says it is a model (``openai:llama-4-latest``), and its shape
+        decides its kind; ``ubuntu-latest`` alone is not a model id.
+        """
         if not looks_like_id(text):
             return False
         parsed = parse_model_id(text)
@@ -494,7 +499,8 @@ class LifecycleData:
             return True
         if parsed.fine_tune_base is not None:
             return self.is_model_id(parsed.fine_tune_base)
-        return parsed.provider is not None and self._pattern_kind(parsed) != "unknown"
+        named = parsed.provider is not None or parsed.transport is not None
+        return named and self._pattern_kind(parsed) != "unknown"
 
     # -- checks ---------------------------------------------------------------------------
 
@@ -696,7 +702,10 @@ def refresh_from_openai_models(
 
     Every model with a ``shutdown_date`` (``YYYY-MM-DD``) becomes
     ``{"id", "surface": "openai-api", "retires_on", "source"}``; models without one, or with a
-    value that is not a date, are skipped. Uses the official ``openai`` SDK (imported here).
+    value that is not a date, are skipped. ``surface`` is given only for OpenAI's own ids: an
+    OpenAI-compatible endpoint of another vendor (``gemini-2.5-flash`` from Google's) dates
+    the id on its vendor's surface, where :meth:`LifecycleData.classify` looks it up. Uses the
+    official ``openai`` SDK (imported here).
     """
     import openai
 
@@ -715,14 +724,12 @@ def refresh_from_openai_models(
                 date.fromisoformat(shutdown)
             except ValueError:
                 continue
-            entries.append(
-                {
-                    "id": model.id,
-                    "surface": "openai-api",
-                    "retires_on": shutdown,
-                    "source": f"GET {base}/models shutdown_date (fetched {today})",
-                }
-            )
+            entry = {"id": model.id}
+            if parse_model_id(model.id).provider == "openai":
+                entry["surface"] = "openai-api"
+            entry["retires_on"] = shutdown
+            entry["source"] = f"GET {base}/models shutdown_date (fetched {today})"
+            entries.append(entry)
     finally:
         client.close()
     entries.sort(key=lambda item: item["id"])
