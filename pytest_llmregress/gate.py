@@ -21,6 +21,7 @@ class Verdict(PassRate):
     min_pass_rate: float
     max_error_rate: float
     reasons: tuple[str, ...]
+    recorded: int = 0  # outputs taken as new references: not passes, not in any rate
 
     @property
     def scored(self) -> int:  # type: ignore[override]
@@ -38,6 +39,11 @@ class Verdict(PassRate):
     def ok(self) -> bool:
         return not self.reasons
 
+    @property
+    def is_recording(self) -> bool:
+        """A run that recorded references gives no verdict on the model."""
+        return self.recorded > 0
+
 
 def decide(
     results: Iterable[CaseResult],
@@ -47,9 +53,12 @@ def decide(
     missing: int = 0,
 ) -> Verdict:
     """Apply the gate to the results of one run."""
-    passed = failed = errors = by_fallback = 0
+    passed = failed = errors = by_fallback = recorded = 0
+    errored: list[CaseResult] = []
     for result in results:
-        if result.completion is not None and result.completion.fallback_model:
+        if result.recorded:
+            recorded += 1
+        elif result.completion is not None and result.completion.fallback_model:
             by_fallback += 1
         elif result.outcome == "passed":
             passed += 1
@@ -57,20 +66,21 @@ def decide(
             failed += 1
         else:
             errors += 1
+            errored.append(result)
     reasons: list[str] = []
     scored = passed + failed
     total = scored + errors + by_fallback
     if total and errors / total > max_error_rate:
         reasons.append(
             f"{errors} of {total} cases errored ({errors / total:.1%} > max error rate "
-            f"{max_error_rate:.1%}): the provider or judge failed, not the model's quality"
+            f"{max_error_rate:.1%}): {_error_causes(errored)}; not the model's quality"
         )
     if scored and passed / scored < min_pass_rate:
         reasons.append(
             f"pass rate {passed / scored:.1%} ({passed}/{scored}) is below the minimum "
             f"{min_pass_rate:.1%}"
         )
-    if total and not scored:
+    if total and not scored and not recorded:
         if by_fallback and not errors:
             reasons.append(f"the primary model answered no case: fallbacks answered all {total}")
         else:
@@ -81,5 +91,33 @@ def decide(
             f"incomplete, not a smaller denominator"
         )
     return Verdict(
-        passed, failed, errors, missing, by_fallback, min_pass_rate, max_error_rate, tuple(reasons)
+        passed,
+        failed,
+        errors,
+        missing,
+        by_fallback,
+        min_pass_rate,
+        max_error_rate,
+        tuple(reasons),
+        recorded,
     )
+
+
+#: Error kinds that are problems of the case itself (its golden file, prompt or scorers), not a
+#: failed model or judge call.
+CASE_PROBLEM_KINDS = frozenset({"scorer", "prompt", "no_judge"})
+
+
+def _error_causes(errored: Iterable[CaseResult]) -> str:
+    """Errors said as what failed: calls to the provider, or the cases themselves."""
+    kinds = [result.error_kind for result in errored]
+    problems = sum(1 for kind in kinds if kind in CASE_PROBLEM_KINDS)
+    calls = len(kinds) - problems
+    causes = []
+    if calls:
+        causes.append(f"{calls} model or judge calls failed")
+    if problems:
+        causes.append(
+            f"{problems} cases could not be scored (a golden-file, prompt or scorer problem)"
+        )
+    return "; ".join(causes)

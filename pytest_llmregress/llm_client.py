@@ -220,6 +220,7 @@ class CaseRecord:
     verdicts: list[JudgedVerdict] = field(default_factory=list)
     error: str | None = None  # a model or judge call that failed: the case is an error
     error_kind: str | None = None
+    unchanged_references: int = 0  # under --snapshot-update: outputs equal to their reference
 
     def note_error(self, message: str, kind: str) -> None:
         """Keep the first failure: later ones are usually its consequences."""
@@ -296,7 +297,16 @@ def case_result(item: pytest.Item, report: pytest.TestReport) -> CaseResult | No
     else:
         output = last_call.completion.text if last_call is not None else None
     _, line, _ = item.reportinfo()
+    # Under --snapshot-update a passing test wrote its outputs as references unless every one
+    # equalled its stored reference: a recorded case, not a pass.
+    snapshot = getattr(item, "funcargs", {}).get("snapshot")
+    recorded = (
+        bool(getattr(item.config.option, "update_snapshots", False))
+        and outcome == "passed"
+        and getattr(snapshot, "num_executions", 0) > record.unchanged_references
+    )
     return CaseResult(
+        recorded=recorded,
         case_id=case_id(item, options),
         nodeid=item.nodeid,
         path=item.nodeid.partition("::")[0],

@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_llmregress.cases import GOLDEN_SUFFIXES
-from pytest_llmregress.session import SESSION_KEY, LLMRegressSession, get_session
+from pytest_llmregress.session import (
+    SESSION_KEY,
+    LLMRegressSession,
+    find_session,
+    pyproject_path,
+)
 from pytest_llmregress.settings import (
     OPTIONS,
     SettingsError,
@@ -50,24 +55,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             parser.addini(option.ini, option.help, type="string", default="")
 
 
-def _pyproject_path(config: pytest.Config) -> Path:
-    if config.inipath is not None and config.inipath.name == "pyproject.toml":
-        return config.inipath
-    return config.rootpath / "pyproject.toml"
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     from pytest_llmregress.llm_client import LLM_CASE_HELP
 
     config.addinivalue_line("markers", LLM_CASE_HELP)
-    pyproject = _pyproject_path(config)
+    if config.option.help:
+        return  # --help only prints: no settings to check, no process to start
+    pyproject = pyproject_path(config)
     try:
         settings = resolve_settings(
             cli={o.name: config.getoption(o.ini) for o in OPTIONS if o.cli},
             ini={o.name: config.getini(o.ini) for o in OPTIONS},
             pyproject=read_pyproject_section(pyproject),
-            pyproject_path=str(pyproject),
+            pyproject_path=str(pyproject or ""),
         )
     except SettingsError as exc:
         raise pytest.UsageError(f"pytest-llmregress: {exc}") from None
@@ -99,15 +100,22 @@ class _ReportHooks:
         self.session.gather_report(report)
 
 
+# Every hook below looks the session up with ``find_session`` and does nothing without one:
+# a config whose ``pytest_configure`` did not run this plugin's (``pytester.parseconfig``,
+# ``--help``) must see nothing of it.
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    get_session(node.config).configure_worker(node.workerinput)
+    session = find_session(node.config)
+    if session is not None:
+        session.configure_worker(node.workerinput)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    session = get_session(config)
-    if config.getvalue("dist") != "load" or session.candidate is None:
+    session = find_session(config)
+    if session is None or config.getvalue("dist") != "load" or session.candidate is None:
         return None
     from pytest_llmregress.scheduler import GoldenScheduling
 
@@ -117,8 +125,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if file_path.suffix not in GOLDEN_SUFFIXES:
         return None
-    session = get_session(parent.config)
-    if not session.is_golden_path(file_path):
+    session = find_session(parent.config)
+    if session is None or not session.is_golden_path(file_path):
         return None
     from pytest_llmregress.items import GoldenFile
 
@@ -127,18 +135,23 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    if not hasattr(session.config, "workerinput"):
-        get_session(session.config).expect([item.nodeid for item in session.items])
+    llm_session = find_session(session.config)
+    if llm_session is not None and not llm_session.is_worker:
+        llm_session.expect([item.nodeid for item in session.items])
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
-    get_session(node.config).expect(ids)
+    session = find_session(node.config)
+    if session is not None:
+        session.expect(ids)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> None:
-    get_session(session.config).before_run(session)
+    llm_session = find_session(session.config)
+    if llm_session is not None:
+        llm_session.before_run(session)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -146,10 +159,10 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    if call.when == "call":
+    session = find_session(item.config)
+    if call.when == "call" and session is not None:
         from pytest_llmregress.items import GoldenItem
 
-        session = get_session(item.config)
         if not isinstance(item, GoldenItem):
             # A test that used the `llm` fixture or a judged reference is a golden case too.
             from pytest_llmregress.llm_client import case_result
@@ -167,9 +180,9 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     from pytest_llmregress.items import GoldenItem
     from pytest_llmregress.llm_client import judging
 
-    if isinstance(item, GoldenItem):  # judged by the runner, not through the llm fixtures
+    session = find_session(item.config)
+    if session is None or isinstance(item, GoldenItem):  # golden items: judged by the runner
         return (yield)
-    session = get_session(item.config)
     judge = session.judge_sync if session.judge is not None and session.runner else None
     with judging(item, judge):
         return (yield)
@@ -197,18 +210,22 @@ def pytest_report_teststatus(
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return get_session(config).header_lines()
+    session = find_session(config)
+    return session.header_lines() if session is not None else []
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    get_session(session.config).conclude(session)
+    llm_session = find_session(session.config)
+    if llm_session is not None:
+        llm_session.conclude(session)
 
 
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
 ) -> None:
-    lines = get_session(config).summary()
+    session = find_session(config)
+    lines = session.summary() if session is not None else []
     if not lines:
         return
     terminalreporter.write_sep("=", "llmregress")
@@ -225,7 +242,7 @@ def llm(request: pytest.FixtureRequest) -> LLMClient:
     """The model under test (--llm-model), called from a test body: ``llm.complete(user=...)``."""
     from pytest_llmregress.llm_client import LLMClient
 
-    session = get_session(request.config)
+    session = _fixture_session(request)
     if session.runner is None or session.candidate is None:
         pytest.skip(session.skip_reason())
     return LLMClient.for_item(request.node, session.runner.complete_sync, session.candidate)
@@ -234,10 +251,20 @@ def llm(request: pytest.FixtureRequest) -> LLMClient:
 @pytest.fixture
 def llm_judge(request: pytest.FixtureRequest) -> Callable[..., Score]:
     """Judge an output against a reference with the session's judge model; returns a Score."""
-    session = get_session(request.config)
+    session = _fixture_session(request)
     if session.judge is None:
         pytest.skip("no judge model: run with --llm-judge-model=ID")
     return session.judge_sync
+
+
+def _fixture_session(request: pytest.FixtureRequest) -> LLMRegressSession:
+    """The session behind a model fixture; a missing API key fails the test that needs it."""
+    session = find_session(request.config)
+    if session is None:
+        pytest.skip("pytest-llmregress is not configured in this session")
+    if session.key_problem:
+        pytest.fail(session.key_problem, pytrace=False)
+    return session
 
 
 @pytest.fixture

@@ -3,16 +3,19 @@
 pytest runs one item at a time, but model calls are network-bound. The ``Runner`` runs every
 case it is given at once, bounded by separate candidate and judge budgets that back off on
 429, in the runner process (``runner_process.py``); each pytest item only waits for its own
-result. One retry policy lives here; the SDKs' own retries are off.
+result. Every call takes one path (``Runner._call_one``: cache, budget, timeout, the retry
+policy of ``retries.py``); the SDKs' own retries are off. A fallback chain is not a second
+engine: its rules (``providers/fallback.walk_chain``) walk that same path once per model.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import replace
 from typing import Any, Literal
 
 from pytest_llmregress.cache import CacheMode, ResponseCache, request_key
@@ -24,8 +27,10 @@ from pytest_llmregress.providers.base import (
     ProviderError,
     Request,
 )
+from pytest_llmregress.providers.fallback import FALL_THROUGH_AT_ONCE, LOGGER_NAME, walk_chain
 from pytest_llmregress.providers.registry import Endpoints, ModelRef
 from pytest_llmregress.results import CaseResult
+from pytest_llmregress.retries import RetryPolicy, call_with_retries
 from pytest_llmregress.scoring.judge import (
     JUDGE_PROMPT_VERSION,
     build_judge_prompt,
@@ -40,44 +45,6 @@ CallKind = Literal["candidate", "judge"]
 CaseRun = tuple[CaseResult, CaseResult | None]
 SystemPrompt = tuple[str | None, str | None]
 """A case's system prompt for one model, or why it could not be resolved (text, problem)."""
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with full jitter; the server's retry-after wins, up to a cap."""
-
-    retries: int = 3
-    base_delay: float = 0.5
-    max_delay: float = 20.0
-    max_retry_after: float = 60.0
-
-    def delay(self, attempt: int, error: ProviderError, rng: random.Random) -> float:
-        if error.retry_after is not None:
-            return min(error.retry_after, self.max_retry_after)
-        return rng.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
-
-
-async def call_with_retries(
-    call: Callable[[], Awaitable[Completion]],
-    policy: RetryPolicy,
-    rng: random.Random,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> Completion:
-    """Run ``call``; retry transient failures per ``policy``; count the attempts."""
-    attempt = 1
-    while True:
-        try:
-            completion = await call()
-        except ProviderError as error:
-            error.attempts = attempt
-            if not error.retryable or attempt > policy.retries:
-                raise
-            await sleep(policy.delay(attempt, error, rng))
-            attempt += 1
-            continue
-        if attempt > 1:
-            completion = replace(completion, attempts=attempt)
-        return completion
 
 
 class AdaptiveLimiter:
@@ -165,8 +132,13 @@ class Runner:
         self.candidate = candidate
         self.compare = compare  # a second model run on every case, paired (A/B or A/A)
         self._record = record
-        self._fallbacks = fallbacks  # with a candidate: answer through a FallbackChain
-        self._chain: Any = None
+        # The candidate's fallback chain: the models its calls walk, in order (walk_chain).
+        self.chain: tuple[ModelRef, ...] = (
+            (candidate, *fallbacks) if candidate and fallbacks else ()
+        )
+        # Models the preflight found gone (404/410): a chain records them failed, uncalled.
+        self.unavailable: dict[ModelRef, ProviderError] = {}
+        self._logger = logging.getLogger(LOGGER_NAME)
         self.judge = judge
         self._endpoints = endpoints
         self._timeout = timeout
@@ -218,6 +190,16 @@ class Runner:
                 async with asyncio.timeout(self._timeout):
                     await provider.check_model(ref.model)
             except ProviderError as error:
+                if error.kind == "not_found":  # retired or unknown: no later call can succeed
+                    self.unavailable[ref] = ProviderError(
+                        f"not called: the preflight found it unavailable ({error.message})",
+                        provider=ref.provider,
+                        model=ref.model,
+                        kind=error.kind,
+                        status=error.status,
+                        request_id=error.request_id,
+                        attempts=0,  # what a case records: no call was made for it
+                    )
                 return f"{ref} at {provider.base_url}: {error}"
             except TimeoutError:
                 return f"{ref} at {provider.base_url}: no answer within {self._timeout:g} s"
@@ -229,8 +211,6 @@ class Runner:
 
     async def aclose(self) -> None:
         """Close the HTTP clients and the cache."""
-        if self._chain is not None:
-            await self._chain.aclose()
         for provider in self._providers.values():
             await provider.aclose()
         self._providers.clear()
@@ -242,32 +222,31 @@ class Runner:
             self._providers[name] = self._endpoints.build(name, self._timeout)
         return self._providers[name]
 
-    async def _call_chain(self, request: Request) -> Completion:
-        """The candidate's call through its fallback chain (which owns the retries)."""
-        if self._chain is None:
-            from pytest_llmregress.providers.fallback import FallbackChain
-
-            assert self.candidate is not None
-            self._chain = FallbackChain(
-                (self.candidate, *self._fallbacks),
-                self._endpoints,
-                timeout=self._timeout,
-                retry_policy=self._policy,
-                rng=self._rng,
-            )
-        limiter = self.limiters["candidate"]
-        await limiter.acquire()
-        try:
-            result = await self._chain.acomplete(request)
-        finally:
-            await limiter.release()
-        completion: Completion = result.completion
-        return completion
-
     async def _call(self, kind: CallKind, ref: ModelRef, request: Request) -> Completion:
-        """One logical call: the cache first where allowed, then the network with retries."""
-        if kind == "candidate" and self._fallbacks and ref == self.candidate:
-            return await self._call_chain(request)
+        """One logical call; the candidate's walks its fallback chain when it has one.
+
+        Each model of the chain is one ``_call_one`` (its cache, the candidate budget, its
+        retries), so replay, record and the budgets hold with a chain as without. A timeout
+        or a lost connection is not retried there: the next model is the retry.
+        """
+        if kind != "candidate" or not self.chain or ref != self.candidate:
+            return await self._call_one(kind, ref, request)
+
+        async def attempt(member: ModelRef) -> Completion:
+            member_request = replace(request, model=member.model)
+            return await self._call_one(kind, member, member_request, give_up=FALL_THROUGH_AT_ONCE)
+
+        result = await walk_chain(self.chain, attempt, logger=self._logger, skip=self.unavailable)
+        return result.completion
+
+    async def _call_one(
+        self, kind: CallKind, ref: ModelRef, request: Request, *, give_up: Collection[str] = ()
+    ) -> Completion:
+        """One model's call: the cache first where allowed, then the network with retries.
+
+        A replay miss is a ``not_found`` error (a chain falls through it to the next model's
+        cache). ``give_up``: error kinds raised without a retry.
+        """
         provider = self._provider(ref.provider)
         use_cache = self._cache is not None and (
             (kind == "candidate" and self._cache_mode != "off")
@@ -318,7 +297,7 @@ class Runner:
             await limiter.on_success()
             return completion
 
-        completion = await call_with_retries(attempt, self._policy, self._rng)
+        completion = await call_with_retries(attempt, self._policy, self._rng, give_up=give_up)
         if use_cache and completion.text.strip():
             assert self._cache is not None
             await asyncio.to_thread(self._cache.put, key, kind, completion)

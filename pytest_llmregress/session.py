@@ -50,6 +50,18 @@ def get_session(config: pytest.Config) -> LLMRegressSession:
     return config.stash[SESSION_KEY]
 
 
+def pyproject_path(config: pytest.Config) -> Path | None:
+    """The pyproject.toml pytest reads its configuration from, if it reads one."""
+    if config.inipath is not None and config.inipath.name == "pyproject.toml":
+        return config.inipath
+    return None
+
+
+def find_session(config: pytest.Config) -> LLMRegressSession | None:
+    """The session, or None where this plugin's ``pytest_configure`` did not make one."""
+    return config.stash.get(SESSION_KEY, None)
+
+
 def golden_nodeid_matcher(patterns: Sequence[str]) -> Any:
     """A predicate telling golden node ids (``path::case``) from others, by file pattern."""
 
@@ -115,13 +127,15 @@ class LLMRegressSession:
         self.resumed: dict[str, CaseRun] = {}  # node id -> (result, compare model's result)
         self.journal: ResultsJournal | None = None
         self.golden_failures = 0  # failed reports that are golden verdicts, not broken tests
-        self.golden_collect_errors = 0
+        self.broken_golden_files: set[str] = set()  # golden files that failed to load
         self.other_collect_errors = 0
         self.started_at = dt.datetime.now(dt.UTC)
         self._verdict: Verdict | None = None
         self.lifecycle_warnings: list[str] = []
         self.lifecycle_source = ""
         self.preflight_warnings: list[str] = []
+        self.key_problem: str | None = None  # API keys that models of this run need but lack
+        self.skipped_golden = 0  # golden cases skipped for want of a model
         self._submitted_groups: set[str] = set()
         self._groups: dict[str, list[GoldenItem]] | None = None
         self._is_golden = golden_nodeid_matcher(settings.golden_files)
@@ -162,13 +176,7 @@ class LLMRegressSession:
         self.endpoints = self._endpoints()
         if not refs:
             return
-        missing = self.endpoints.missing_keys(refs)
-        if missing:
-            raise pytest.UsageError(
-                f"pytest-llmregress: {' and '.join(missing)} not set; the model(s) "
-                f"{', '.join(str(r) for r in refs)} need it. Set it in the environment, or run "
-                f"against the local provider server with --llm-serve=SCENARIO."
-            )
+        self.key_problem = self._key_problem()
         if (
             self.candidate is not None
             and self.judge is not None
@@ -185,8 +193,10 @@ class LLMRegressSession:
             )
         if self.candidate is not None and self.settings.resume:
             self.resumed = self._load_resumed(self.settings.resume)
-        if self.config.option.collectonly:
-            return  # nothing will call a model: start no process, import no SDK
+        if self.config.option.collectonly or self.key_problem:
+            # Nothing will call a model: start no process, import no SDK. A missing key stops
+            # the session only if a selected test needs a model (``before_run``).
+            return
         from pytest_llmregress.runner_process import RunnerAddress, RunnerClient, RunnerProcess
 
         self._system_for = self._prompt_resolver(model_config)  # bad prompt files stop us here
@@ -205,6 +215,30 @@ class LLMRegressSession:
             self.journal = ResultsJournal(self.report_path, name, self.metadata())
         self.runner = RunnerClient(
             address, on_result=self.journal.add if self.journal is not None else None
+        )
+
+    def _key_problem(self) -> str | None:
+        """Which API key each model of the run lacks, or None when every key is there."""
+        assert self.endpoints is not None
+        needs: dict[str, list[str]] = {}
+        for role, ref in (
+            ("candidate", self.candidate),
+            ("judge", self.judge),
+            ("compare model", self.compare),
+            *(("fallback", ref) for ref in self.fallbacks),
+        ):
+            if ref is None:
+                continue
+            for variable in self.endpoints.missing_keys([ref]):
+                needs.setdefault(variable, []).append(f"{ref} ({role})")
+        if not needs:
+            return None
+        listed = "; ".join(
+            f"{var} is not set, and {', '.join(m)} needs it" for var, m in needs.items()
+        )
+        return (
+            f"pytest-llmregress: {listed}. Set it in the environment, or run against the local "
+            f"provider server with --llm-serve=SCENARIO."
         )
 
     def _runner_config(self) -> dict[str, Any]:
@@ -286,20 +320,39 @@ class LLMRegressSession:
         return tuple(parse_model(f) for f in role.fallbacks)
 
     def _model_config(self) -> Any:
-        from pytest_llmregress.models import ModelConfigError, load_model_config
+        from pytest_llmregress.models import (
+            CONFIG_FILENAME,
+            ModelConfig,
+            ModelConfigError,
+            load_model_config,
+        )
 
+        # The model config sits beside pytest's own: llmregress.toml in the rootdir, else the
+        # pyproject.toml pytest reads. A pyproject pytest does not read is none of our business.
+        dedicated = self.config.rootpath / CONFIG_FILENAME
+        path = dedicated if dedicated.is_file() else pyproject_path(self.config)
+        if path is None:
+            return ModelConfig()
         try:
-            return load_model_config(self.config.rootpath)
+            return load_model_config(path=path)
         except ModelConfigError as exc:
             raise pytest.UsageError(f"pytest-llmregress: {exc}") from None
 
     def _check_lifecycle(self, model_config: Any) -> None:
-        """Retired models stop the run before any call; aliases and near retirements warn."""
+        """Retired models stop the run before any call; aliases and near retirements warn.
+
+        With ``--llm-fallback`` a retired model of the chain (the candidate or a fallback) only
+        warns while another model of the chain has no error: the chain answers with that one.
+        When no model of the chain is left, the error names each of them. The judge and the
+        compare model answer alone: their errors always stop the run.
+        """
         if self.candidate is None:
             return
         data = model_config.lifecycle()
         self.lifecycle_source = data.describe()
         findings = []
+        chain_roles = ("candidate", "fallback")
+        live: list[str] = []  # models of the fallback chain with no error
         for role, ref in (
             ("candidate", self.candidate),
             ("judge", self.judge),
@@ -308,18 +361,35 @@ class LLMRegressSession:
         ):
             if ref is None:
                 continue
-            findings += data.check(
+            found = data.check(
                 ref.model,
                 role,
                 warning_days=self.settings.retirement_warning_days,
                 require_pinned=self.settings.require_pinned,
             )
+            findings += found
+            if role in chain_roles and all(f.level != "error" for f in found):
+                live.append(str(ref))
+        chain_note = ""
+        if self.fallbacks and live:
+            # Only retirement is lifted: a chain does not answer --llm-require-pinned.
+            answers = f"; --llm-fallback: the chain answers with {', '.join(live)}"
+            findings = [
+                replace(f, level="warning", message=f.message + answers)
+                if f.level == "error" and f.code == "retired" and f.role in chain_roles
+                else f
+                for f in findings
+            ]
+        elif self.fallbacks:
+            members = ", ".join(str(ref) for ref in (self.candidate, *self.fallbacks))
+            chain_note = f"\n  --llm-fallback: no model of the chain can answer ({members})"
         errors = [f for f in findings if f.level == "error"]
         if errors:
             listed = "\n  ".join(f.message for f in errors)
             hint = " (--llm-require-pinned is set)" if self.settings.require_pinned else ""
             raise pytest.UsageError(
-                f"pytest-llmregress: no case was run{hint}:\n  {listed}\n({self.lifecycle_source})"
+                f"pytest-llmregress: no case was run{hint}:\n  {listed}{chain_note}\n"
+                f"({self.lifecycle_source})"
             )
         self.lifecycle_warnings = [f.message for f in findings]
         if not self.is_worker:
@@ -378,6 +448,10 @@ class LLMRegressSession:
         """
         from pytest_llmregress.runner_process import RunnerError
 
+        distributing = session.config.pluginmanager.has_plugin("dsession")
+        calls = not session.config.option.collectonly and self._calls_models(session)
+        if self.key_problem and not distributing and calls:
+            raise pytest.UsageError(self.key_problem)  # (under xdist: ``expect``)
         if (
             self.runner_process is not None
             and not self.is_worker
@@ -396,12 +470,11 @@ class LLMRegressSession:
                 self.preflight_warnings = [problems.pop(ref) for ref in chain if ref in problems]
             if problems:
                 listed = "\n  ".join(problems.values())
-                pytest.exit(
+                raise pytest.UsageError(
                     f"pytest-llmregress: preflight: no case was run, because these models are not "
-                    f"available:\n  {listed}\n(--llm-preflight=off skips this check)",
-                    returncode=pytest.ExitCode.USAGE_ERROR,
+                    f"available:\n  {listed}\n(--llm-preflight=off skips this check)"
                 )
-        if self.golden_collect_errors and not self.other_collect_errors:
+        if self.broken_golden_files and not self.other_collect_errors:
             # A malformed golden file fails the session, but the other files still run.
             session.config.option.continue_on_collection_errors = True
 
@@ -470,7 +543,7 @@ class LLMRegressSession:
     def header_lines(self) -> list[str]:
         if self.candidate is None:
             if self.judge is None:
-                return ["llmregress: no --llm-model given: golden cases will be skipped"]
+                return []  # a project that does not use the plugin sees nothing of it
             return [f"llmregress: judge {self.judge}; no --llm-model: golden cases will be skipped"]
         assert self.endpoints is not None
         settings = self.settings
@@ -569,8 +642,20 @@ class LLMRegressSession:
         return systems
 
     def expect(self, nodeids: Sequence[str]) -> None:
-        """Record the golden cases this run should produce (the controller's denominator)."""
+        """Record the golden cases this run should produce (the controller's denominator).
+
+        On an xdist controller this is the first moment it knows that golden cases will run,
+        so a missing API key stops the session here.
+        """
         self.expected = {nodeid for nodeid in nodeids if self._is_golden(nodeid)}
+        collecting_only = self.config.option.collectonly
+        if (
+            self.key_problem
+            and self.candidate is not None
+            and self.expected
+            and not collecting_only
+        ):
+            raise pytest.UsageError(self.key_problem)
 
     def missing(self) -> list[str]:
         """Golden cases that were collected but have no result (interrupted, worker died)."""
@@ -611,7 +696,11 @@ class LLMRegressSession:
 
     def gather_report(self, report: pytest.TestReport) -> None:
         """On the controller (or a lone process): keep each golden result as it arrives."""
-        if self.is_worker or report.when != "call":
+        if self.is_worker:
+            return
+        if self.candidate is None and report.skipped and self._is_golden(report.nodeid):
+            self.skipped_golden += 1
+        if report.when != "call":
             return
         data = getattr(report, "llmregress", None)
         if data is None:
@@ -628,7 +717,7 @@ class LLMRegressSession:
     def note_collect_error(self, nodeid: str) -> None:
         path = nodeid.partition("::")[0]
         if path and self.is_golden_path(self.config.rootpath / path):
-            self.golden_collect_errors += 1
+            self.broken_golden_files.add(path)
         else:
             self.other_collect_errors += 1
 
@@ -648,9 +737,16 @@ class LLMRegressSession:
                 verdict = replace(verdict, reasons=(*verdict.reasons, f"regression: {fired}"))
             if self.comparison_error:  # a gate that cannot see its baseline must not pass
                 verdict = replace(verdict, reasons=(*verdict.reasons, self.comparison_error))
+            if self.broken_golden_files:  # their cases never ran: the suite is incomplete
+                names = ", ".join(sorted(self.broken_golden_files))
+                count = len(self.broken_golden_files)
+                broken = f"{count} golden file{'s' if count > 1 else ''} could not be loaded"
+                reason = f"{broken} (see the collection errors above): {names}"
+                verdict = replace(verdict, reasons=(*verdict.reasons, reason))
         self._verdict = verdict
         status = session.exitstatus
-        if verdict is not None:
+        # A run that recorded references gives no verdict: pytest's own status stands.
+        if verdict is not None and not verdict.is_recording:
             only_golden_failed = 0 < session.testsfailed == self.golden_failures
             if verdict.ok and status == pytest.ExitCode.TESTS_FAILED and only_golden_failed:
                 session.exitstatus = pytest.ExitCode.OK
@@ -690,10 +786,19 @@ class LLMRegressSession:
         )
 
     def summary(self) -> list[Any]:
+        from pytest_llmregress.report.terminal import Line, summary_lines
+
         verdict = self._verdict
+        if self.candidate is None and self.skipped_golden:
+            return [
+                Line(
+                    f"{self.skipped_golden} golden cases skipped: no model under test (run with "
+                    f"--llm-model=ID, or set model in [tool.llmregress])",
+                    "yellow",
+                )
+            ]
         if verdict is None or self.candidate is None:
             return []
-        from pytest_llmregress.report.terminal import Line, summary_lines
 
         lines: list[Any] = summary_lines(
             verdict,
@@ -793,7 +898,8 @@ class LLMRegressSession:
             verdict=None
             if verdict is None
             else {
-                "ok": verdict.ok,
+                "ok": None if verdict.is_recording else verdict.ok,
+                "recorded": verdict.recorded,
                 "passed": verdict.passed,
                 "failed": verdict.failed,
                 "errors": verdict.errors,

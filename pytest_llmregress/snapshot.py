@@ -12,7 +12,8 @@ At comparison time the extension reads the running test from
 body: the judge to call, whether references are being recorded, the case's threshold, and the
 ``CaseRecord`` that receives the verdict for the gate.
 
-This module imports syrupy: the plugin imports it only inside hooks.
+This module imports syrupy (the ``syrupy`` extra): the plugin imports it only inside hooks, when
+a comparison involves a syrupy ``SnapshotAssertion``.
 """
 
 from __future__ import annotations
@@ -22,8 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from syrupy.assertion import SnapshotAssertion
-from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
+
+try:
+    from syrupy.assertion import SnapshotAssertion
+    from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
+except ImportError as exc:  # syrupy is an extra: pytest-llmregress[syrupy]
+    raise ImportError(
+        "JudgedReference needs syrupy: pip install 'pytest-llmregress[syrupy]'"
+    ) from exc
 
 from pytest_llmregress.llm_client import CaseOptionsError, JudgedVerdict, current_case
 from pytest_llmregress.providers.base import ProviderError
@@ -103,7 +110,10 @@ class JudgedReference(SingleFileSnapshotExtension):
         if case is None:
             pytest.fail(NO_PLUGIN, pytrace=False)
         if case.update:
-            return output == reference  # a different output is written as the new reference
+            if output == reference:
+                case.record.unchanged_references += 1
+                return True
+            return False  # a different output is written as the new reference
         if case.judge is None:
             case.record.note_error(NO_JUDGE, "no_judge")
             pytest.fail(NO_JUDGE, pytrace=False)

@@ -25,7 +25,7 @@ from pytest_llmregress.providers.registry import (
     ModelSpecError,
     local_server_endpoints,
 )
-from pytest_llmregress.runner import RetryPolicy
+from pytest_llmregress.retries import RetryPolicy
 from pytest_llmregress.testing.server import LocalProviderServer
 
 PRIMARY = "claude-sonnet-4-6"

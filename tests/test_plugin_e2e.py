@@ -189,8 +189,8 @@ def test_failed_model_calls_are_errors_not_failures(
         [
             "pass rate 100.0% (95% CI *) against minimum 50.0%",
             "3 passed, 0 failed, 3 errors*",
-            "*reason: 3 of 6 cases errored (50.0% > max error rate 0.0%): the provider or judge "
-            "failed, not the model's quality",
+            "*reason: 3 of 6 cases errored (50.0% > max error rate 0.0%): 3 model or judge "
+            "calls failed; not the model's quality",
         ]
     )
     result.stdout.fnmatch_lines(["*model call failed: anthropic:*HTTP 500*"])
@@ -304,7 +304,10 @@ def test_missing_api_key_is_one_usage_error(
     write_cases(pytester, "qa.jsonl", qa_cases(3))
     result = pytester.runpytest(*model_args())
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*ANTHROPIC_API_KEY not set; the model(s) anthropic:*"])
+    result.stderr.fnmatch_lines(
+        [f"*ANTHROPIC_API_KEY is not set, and anthropic:{CANDIDATE} (candidate) needs it.*"]
+    )
+    assert "OPENAI_API_KEY" not in result.stderr.str()  # the judge has its key
     assert "sk-present" not in result.stdout.str() + result.stderr.str()
 
 

@@ -63,9 +63,14 @@ def test_record_missing_fills_only_cases_without_a_reference(
     server = server_for(make_server)
     provider_env(server)
     result = pytester.runpytest(*model_args("--llm-record=missing", "--llm-min-pass-rate=0"))
-    assert result.ret == pytest.ExitCode.OK
+    # A recording run gives no verdict on the model: the three recorded cases are not passes,
+    # and the two judged cases that failed fail the session as failed tests.
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "PASSED:" not in result.stdout.str()
     result.stdout.fnmatch_lines(
         [
+            f"RECORDED: 3 references from anthropic:{CANDIDATE}; no verdict on the model*",
+            "judged, not recorded: 0 passed, 2 failed, 0 errors*",
             "recorded: golden_cases/s*: 1 filled*",
             "recorded: golden_cases/s*: * filled*",
             "  review the new references with git diff before committing them",
@@ -97,6 +102,8 @@ def test_record_all_replaces_existing_references(
     provider_env(server_for(make_server))
     result = pytester.runpytest(*model_args("--llm-record=all"))
     assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines([f"RECORDED: 5 references from anthropic:{CANDIDATE};*"])
+    assert "PASSED:" not in result.stdout.str()
     assert {c.id: c.reference for c in load_cases(golden["jsonl"])}["c"] == "A new answer for c."
     assert {c.id: c.reference for c in load_cases(golden["yaml"])}["s2"] == "Summary two."
     pytester.runpytest(*model_args()).assert_outcomes(passed=5)

@@ -1,17 +1,25 @@
-"""The runner's building blocks: retries, the adaptive limiter, the response cache."""
+"""The runner's building blocks (retries, the adaptive limiter, the response cache) and its one
+call path, with and without a fallback chain."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from pytest_llmregress.cache import ResponseCache, request_key
+from pytest_llmregress.cache import CacheMode, ResponseCache, request_key
 from pytest_llmregress.providers.base import ChatMessage, Completion, ProviderError, Request
-from pytest_llmregress.runner import AdaptiveLimiter, RetryPolicy, call_with_retries
+from pytest_llmregress.providers.fallback import FALL_THROUGH_AT_ONCE, FallbackExhausted
+from pytest_llmregress.providers.registry import ModelRef, local_server_endpoints
+from pytest_llmregress.retries import RetryPolicy, call_with_retries
+from pytest_llmregress.runner import AdaptiveLimiter, Runner
 from pytest_llmregress.session import golden_units
+from pytest_llmregress.testing.server import LocalProviderServer
 
 
 def completion(text: str = "ok") -> Completion:
@@ -166,3 +174,206 @@ def test_cache_round_trip_across_instances(tmp_path: Path) -> None:
     assert hit.cached is True
     assert reader.get("k2", "judge") is None
     assert reader.stats_dict()["judge"] == {"hits": 1, "misses": 1, "writes": 0}
+
+
+@pytest.mark.parametrize("kind", ["timeout", "connection"])
+def test_give_up_kinds_are_raised_without_a_retry(kind: str) -> None:
+    script = Script(error(kind), error("server", 503))
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def go() -> Completion:
+        policy = RetryPolicy(retries=3)
+        return await call_with_retries(
+            script, policy, random.Random(1), sleep=sleep, give_up=FALL_THROUGH_AT_ONCE
+        )
+
+    with pytest.raises(ProviderError) as info:
+        asyncio.run(go())
+    assert (info.value.kind, info.value.attempts, script.calls, slept) == (kind, 1, 1, [])
+    # what is not in give_up is still retried
+    script = Script(error("rate_limit", 429, retry_after=0.25), error(kind))
+    result, slept = run_retries(script, RetryPolicy(retries=3))
+    assert isinstance(result, Completion)
+    assert (result.attempts, slept[0]) == (3, 0.25)
+
+
+# -- the runner's one call path, with a fallback chain ------------------------------------------
+
+PRIMARY = "claude-sonnet-4-6"
+FALLBACK = "claude-opus-4-7"
+MakeServer = Callable[[dict[str, Any]], LocalProviderServer]
+
+
+def chain_scenario(
+    primary: dict[str, Any] | None = None, fallback: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "models": {
+            PRIMARY: {"default_reply": "primary says hi", **(primary or {})},
+            FALLBACK: {"default_reply": "fallback says hi", **(fallback or {})},
+        }
+    }
+
+
+def chain_runner(
+    server: LocalProviderServer,
+    *,
+    concurrency: int = 4,
+    retries: int = 2,
+    cache: ResponseCache | None = None,
+    cache_mode: CacheMode = "off",
+) -> Runner:
+    """A runner whose candidate is PRIMARY with FALLBACK behind it, against ``server``."""
+    return Runner(
+        candidate=ModelRef("anthropic", PRIMARY),
+        judge=None,
+        endpoints=local_server_endpoints(server.url),
+        concurrency=concurrency,
+        judge_concurrency=1,
+        timeout=5.0,
+        retries=retries,
+        cache=cache,
+        cache_mode=cache_mode,
+        fallbacks=(ModelRef("anthropic", FALLBACK),),
+        base_delay=0.001,
+    )
+
+
+def question(i: int) -> Request:
+    return Request(model=PRIMARY, messages=(ChatMessage("user", f"question {i}"),))
+
+
+async def ask(runner: Runner, questions: range) -> list[Completion]:
+    """The ``llm`` fixture's call (``Runner.complete``) for each question, all at once."""
+    return list(await asyncio.gather(*(runner.complete(question(i)) for i in questions)))
+
+
+def calls(server: LocalProviderServer) -> list[tuple[str | None, str | None, int]]:
+    return sorted((r.user_text, r.requested_model, r.status) for r in server.requests)
+
+
+def test_a_429_storm_on_the_primary_shrinks_the_budget_and_honours_retry_after(
+    make_server: MakeServer,
+) -> None:
+    server = make_server(chain_scenario({"errors": [{"status": 429, "retry_after": 0.1}]}))
+    runner = chain_runner(server, concurrency=4, retries=2)
+    # No recovery: the shrink stays visible after the successes of the fallback.
+    limiter = runner.limiters["candidate"] = AdaptiveLimiter(4, recover_after=10**6)
+
+    async def run() -> list[Completion]:
+        try:
+            return await ask(runner, range(8))
+        finally:
+            await runner.aclose()
+
+    answers = asyncio.run(run())
+    assert {(c.text, c.fallback_model) for c in answers} == {("fallback says hi", FALLBACK)}
+    assert calls(server) == sorted(
+        [(f"question {i}", PRIMARY, 429) for i in range(8)] * 3
+        + [(f"question {i}", FALLBACK, 200) for i in range(8)]
+    )
+    assert limiter.current == 1  # halved per generation of 429s: 4 -> 2 -> 1
+    assert limiter.peak <= 4
+    assert server.stats()["max_in_flight"] <= 4
+    for i in range(8):  # each retry waited at least the server's retry-after
+        times = sorted(
+            r.time
+            for r in server.requests
+            if r.user_text == f"question {i}" and r.requested_model == PRIMARY
+        )
+        assert all(later - earlier >= 0.095 for earlier, later in itertools.pairwise(times))
+
+
+def test_the_candidate_budget_holds_for_every_model_of_the_chain(make_server: MakeServer) -> None:
+    server = make_server(chain_scenario({"retired": True}, {"latency_ms": 30}))
+    runner = chain_runner(server, concurrency=3)
+
+    async def run() -> list[Completion]:
+        try:
+            return await ask(runner, range(12))
+        finally:
+            await runner.aclose()
+
+    answers = asyncio.run(run())
+    assert [c.fallback_model for c in answers] == [FALLBACK] * 12
+    # No preflight: each case asks the retired primary (one 404, no retry), then the fallback.
+    assert calls(server) == sorted(
+        [(f"question {i}", PRIMARY, 404) for i in range(12)]
+        + [(f"question {i}", FALLBACK, 200) for i in range(12)]
+    )
+    assert runner.limiters["candidate"].peak == 3
+    assert server.stats()["max_in_flight"] <= 3
+
+
+def test_a_primary_the_preflight_found_retired_is_never_called(make_server: MakeServer) -> None:
+    server = make_server(chain_scenario({"retired": True}))
+    runner = chain_runner(server)
+
+    async def run() -> tuple[dict[ModelRef, str], list[Completion]]:
+        try:
+            problems = await runner.check_models(runner.chain)
+            return problems, await ask(runner, range(5))
+        finally:
+            await runner.aclose()
+
+    problems, answers = asyncio.run(run())
+    assert list(problems) == [ModelRef("anthropic", PRIMARY)]
+    assert "404" in problems[ModelRef("anthropic", PRIMARY)]
+    assert [(c.text, c.fallback_model) for c in answers] == [("fallback says hi", FALLBACK)] * 5
+    # one call per case, to the fallback; the preflight's models request is not a model call
+    assert calls(server) == [(f"question {i}", FALLBACK, 200) for i in range(5)]
+
+
+def test_a_chain_the_preflight_found_all_gone_is_still_tried(make_server: MakeServer) -> None:
+    server = make_server(chain_scenario({"retired": True}, {"retired": True}))
+    runner = chain_runner(server)
+
+    async def run() -> dict[ModelRef, str]:
+        try:
+            problems = await runner.check_models(runner.chain)
+            await runner.complete(question(0))
+            return problems
+        finally:
+            await runner.aclose()
+
+    with pytest.raises(FallbackExhausted) as info:
+        asyncio.run(run())
+    assert [(e.model, e.status) for e in info.value.failures] == [(PRIMARY, 404), (FALLBACK, 404)]
+    assert [(r.requested_model, r.status) for r in server.requests] == [
+        (PRIMARY, 404),
+        (FALLBACK, 404),
+    ]
+
+
+def test_record_then_replay_through_the_chain_calls_nothing(
+    make_server: MakeServer, tmp_path: Path
+) -> None:
+    server = make_server(chain_scenario())
+
+    async def record() -> list[Completion]:
+        runner = chain_runner(server, cache=ResponseCache(tmp_path), cache_mode="record")
+        try:
+            before = await ask(runner, range(3))
+            server.update_model(PRIMARY, retired=True)  # retired mid-run
+            return before + await ask(runner, range(3, 6))
+        finally:
+            await runner.aclose()
+
+    async def replay() -> list[Completion]:
+        runner = chain_runner(server, cache=ResponseCache(tmp_path), cache_mode="replay")
+        try:
+            return await ask(runner, range(6))
+        finally:
+            await runner.aclose()
+
+    recorded = asyncio.run(record())
+    assert [c.fallback_model for c in recorded] == [None] * 3 + [FALLBACK] * 3
+    server.reset_stats()
+    replayed = asyncio.run(replay())
+    assert server.stats()["requests"] == 0
+    assert [(c.text, c.fallback_model, c.cached) for c in replayed] == [
+        (c.text, c.fallback_model, True) for c in recorded
+    ]

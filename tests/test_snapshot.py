@@ -134,8 +134,34 @@ def test_snapshot_update_records_readable_references_without_the_judge(
         ["Can I return shoes after 40 days?", *(f"How do I return {i}?" for i in ITEMS)]
     )
     assert {r.system for r in candidate} == {"You are a support agent for Borealis Outdoor."}
-    # The cases count in the gate like a golden file's cases.
-    result.stdout.fnmatch_lines([f"PASSED: anthropic:{CANDIDATE} on 4 golden cases"])
+    # Recording is never a verdict: the recorded cases are not passes.
+    result.stdout.fnmatch_lines(
+        [f"RECORDED: 4 references from anthropic:{CANDIDATE}; no verdict on the model*"]
+    )
+    assert "PASSED:" not in result.stdout.str()
+
+
+def test_snapshot_update_with_a_drifted_model_records_and_gives_no_verdict(
+    pytester: pytest.Pytester, support: LocalProviderServer
+) -> None:
+    write_references(pytester, RECORDED)
+    result = pytester.runpytest(*args("--snapshot-update", "--llm-report=r.json", model=DRIFTED))
+
+    assert references(pytester)["test_return_item[boots].txt"] == how_to_return("boots")
+    assert references(pytester)["test_refund_policy.txt"] == GARDENING  # rewritten
+    out = result.stdout.str()
+    assert "PASSED:" not in out
+    assert "FAILED:" not in out
+    # One reference changed; the three that equal their stored reference are real passes.
+    result.stdout.fnmatch_lines(
+        [
+            f"RECORDED: 1 references from anthropic:{DRIFTED}; no verdict on the model*",
+            "judged, not recorded: 3 passed, 0 failed, 0 errors*",
+        ]
+    )
+    verdict = json.loads((pytester.path / "r.json").read_text())["metadata"]["verdict"]
+    assert verdict["ok"] is None
+    assert (verdict["recorded"], verdict["passed"]) == (1, 3)
 
 
 def test_judge_passes_close_outputs_and_fails_drifted_ones_with_score_reason_and_diff(

@@ -18,7 +18,7 @@ model). What happens to a failure depends on its :attr:`ProviderError.kind`:
   model: the next model *is* the retry, so a timeout costs at most ``timeout`` seconds per
   model (each attempt also has a hard ``timeout`` deadline of its own).
 * ``rate_limit`` and ``server`` (429, 5xx, 529, 408, 409): retried on the same model with the
-  :class:`~pytest_llmregress.runner.RetryPolicy`; what remains after the retries falls through.
+  :class:`~pytest_llmregress.retries.RetryPolicy`; what remains after the retries falls through.
 * anything else (``bad_request``, ``auth``, ``quota``, ``bad_response``): re-raised at once.
   Those are problems with the request or the account that a different model would hide, not
   an unavailable model. The failures before it are attached as notes.
@@ -26,6 +26,11 @@ model). What happens to a failure depends on its :attr:`ProviderError.kind`:
 The chain is checked when it is built: a repeated id, or an alias together with the snapshot
 it points to (the same model twice), is a ``ValueError``; an alias earns a ``UserWarning``
 because what it points to can change under the chain. Nothing here imports an SDK or pytest.
+
+The rules themselves are :func:`walk_chain`, which tries one *attempt* per model and knows
+nothing of how a model is called. :class:`FallbackChain` walks it with plain provider calls;
+the plugin's runner walks it with its own call path (cache, budget, timeout, retries), so a
+chain behaves the same in application code and in the golden suite.
 """
 
 from __future__ import annotations
@@ -36,14 +41,14 @@ import importlib
 import logging
 import random
 import warnings
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Final
 
 from pytest_llmregress.providers.base import Completion, Provider, ProviderError, Request
 from pytest_llmregress.providers.registry import PROVIDERS, Endpoints, ModelRef, parse_model
-from pytest_llmregress.runner import RetryPolicy, call_with_retries
+from pytest_llmregress.retries import RetryPolicy, call_with_retries
 
 LOGGER_NAME: Final = "pytest_llmregress.fallback"
 
@@ -104,12 +109,59 @@ class FallbackResult:
         return self.position > 0
 
 
-class _FallThrough(Exception):
-    """Carries a timeout / connection failure past ``call_with_retries`` (which would retry it)."""
+async def walk_chain(
+    models: Sequence[ModelRef],
+    attempt: Callable[[ModelRef], Awaitable[Completion]],
+    *,
+    logger: logging.Logger,
+    skip: Mapping[ModelRef, ProviderError] | None = None,
+) -> FallbackResult:
+    """Answer with the first of ``models`` whose ``attempt(ref)`` succeeds (rules in the module
+    doc).
 
-    def __init__(self, error: ProviderError) -> None:
-        super().__init__(str(error))
-        self.error = error
+    ``attempt`` is one model's whole call, its retries included; the walk only decides what a
+    failure means. ``skip`` maps models already known to be unavailable (a preflight found
+    them retired) to that error: each counts as failed with it, without a call. When ``skip``
+    covers every model, none is skipped: the walk calls them all rather than fail untried.
+    """
+    if skip and all(ref in skip for ref in models):
+        skip = None
+    failures: list[ProviderError] = []
+    for position, ref in enumerate(models):
+        try:
+            if skip and ref in skip:
+                # Failed without a call; a copy, so one error's notes never pile up per case.
+                raise _copy_error(skip[ref])
+            completion = await attempt(ref)
+        except ProviderError as error:
+            if error.kind not in FALL_THROUGH_KINDS:
+                for before in failures:
+                    error.add_note(f"earlier in the fallback chain: {before}")
+                raise
+            failures.append(error)
+            logger.debug("fallback chain: %s failed: %s", ref, error)
+            continue
+        if position == 0:
+            return FallbackResult(completion, ref.model, failures, ref, position)
+        logger.warning(
+            "fallback: %s answered after %s", ref, "; ".join(str(error) for error in failures)
+        )
+        completion = replace(completion, fallback_model=ref.model)
+        return FallbackResult(completion, ref.model, failures, ref, position)
+    raise FallbackExhausted(failures)
+
+
+def _copy_error(error: ProviderError) -> ProviderError:
+    return ProviderError(
+        error.message,
+        provider=error.provider,
+        model=error.model,
+        kind=error.kind,
+        status=error.status,
+        retry_after=error.retry_after,
+        request_id=error.request_id,
+        attempts=error.attempts,
+    )
 
 
 class _Pool:
@@ -238,60 +290,32 @@ class FallbackChain:
     # -- the chain --------------------------------------------------------------------------
 
     async def _run(self, request: Request, pool: _Pool) -> FallbackResult:
-        failures: list[ProviderError] = []
-        for position, ref in enumerate(self.models):
-            try:
-                completion = await self._attempt(ref, request, pool)
-            except ProviderError as error:
-                if error.kind not in FALL_THROUGH_KINDS:
-                    for before in failures:
-                        error.add_note(f"earlier in the fallback chain: {before}")
-                    raise
-                failures.append(error)
-                self.logger.debug("fallback chain: %s failed: %s", ref, error)
-                continue
-            if position == 0:
-                return FallbackResult(completion, ref.model, failures, ref, position)
-            self.logger.warning(
-                "fallback: %s answered after %s",
-                ref,
-                "; ".join(str(error) for error in failures),
-            )
-            completion = replace(completion, fallback_model=ref.model)
-            return FallbackResult(completion, ref.model, failures, ref, position)
-        raise FallbackExhausted(failures)
+        async def attempt(ref: ModelRef) -> Completion:
+            return await self._attempt(ref, replace(request, model=ref.model), pool)
+
+        return await walk_chain(self.models, attempt, logger=self.logger)
 
     async def _attempt(self, ref: ModelRef, request: Request, pool: _Pool) -> Completion:
+        """One model's call: its own deadline per attempt, retries on rate limits and server
+        errors; a timeout or a lost connection goes to the next model at once."""
         provider = pool.get(ref.provider)
-        call_request = replace(request, model=ref.model)
         timeout = self.timeout
-        attempts = 0
 
         async def once() -> Completion:
-            nonlocal attempts
-            attempts += 1
             try:
                 async with asyncio.timeout(timeout):
-                    return await provider.complete(call_request)
+                    return await provider.complete(request)
             except TimeoutError:
-                error = ProviderError(
+                raise ProviderError(
                     f"no answer within {timeout:g} s",
                     provider=ref.provider,
                     model=ref.model,
                     kind="timeout",
-                    attempts=attempts,
-                )
-                raise _FallThrough(error) from None
-            except ProviderError as error:
-                if error.kind in FALL_THROUGH_AT_ONCE:
-                    error.attempts = attempts
-                    raise _FallThrough(error) from error
-                raise
+                ) from None
 
-        try:
-            return await call_with_retries(once, self.retry_policy, self._rng)
-        except _FallThrough as wrapped:
-            raise wrapped.error from None
+        return await call_with_retries(
+            once, self.retry_policy, self._rng, give_up=FALL_THROUGH_AT_ONCE
+        )
 
 
 def _check_chain(refs: Sequence[ModelRef]) -> None:

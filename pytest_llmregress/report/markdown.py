@@ -211,6 +211,7 @@ def _verdict_dict(source: Verdict | Mapping[str, Any] | RunResult) -> dict[str, 
     if isinstance(source, Verdict):
         return {
             "ok": source.ok,
+            "recorded": source.recorded,
             "passed": source.passed,
             "failed": source.failed,
             "errors": source.errors,
@@ -263,11 +264,16 @@ def run_markdown(
         rate = passed / scored
     interval = data.get("interval95") or list(wilson_interval(passed, scored))
     name = f" — {_code(str(candidate))}" if candidate else ""
-    lines = [
-        f"## {'✅' if ok else '❌'} {title or 'LLM golden suite'}{name}: "
-        f"{'passed' if ok else 'failed'}",
-        "",
-    ]
+    recorded = int(data.get("recorded") or 0)
+    if recorded:  # a recording run gives no verdict on the model
+        headline = f"references recorded ({recorded}), no verdict"
+        lines = [f"## ⏺️ {title or 'LLM golden suite'}{name}: {headline}", ""]
+    else:
+        lines = [
+            f"## {'✅' if ok else '❌'} {title or 'LLM golden suite'}{name}: "
+            f"{'passed' if ok else 'failed'}",
+            "",
+        ]
     row = [
         _pct(rate),
         f"{_pct(interval[0])} – {_pct(interval[1])}" if scored else "–",
@@ -281,7 +287,7 @@ def run_markdown(
         row.append(_pct(float(data["min_pass_rate"])))
     lines += _table(header, [row])
     lines.append("")
-    reasons = list(data.get("reasons") or ())
+    reasons = [] if recorded else list(data.get("reasons") or ())
     if reasons:
         lines.append("**Why it failed**")
         lines.append("")

@@ -48,14 +48,23 @@ def summary_lines(
 ) -> list[Line]:
     """Lines of the ``llmregress`` summary section, most important first."""
     lines: list[Line] = []
-    status = "PASSED" if verdict.ok else "FAILED"
-    lines.append(
-        Line(
-            f"{status}: {candidate} on {verdict.total} golden cases",
-            "green" if verdict.ok else "red",
+    if verdict.is_recording:
+        lines.append(
+            Line(
+                f"RECORDED: {verdict.recorded} references from {candidate}; no verdict on the "
+                f"model (recorded cases are not passes: run again without recording to judge it)",
+                "yellow",
+            )
         )
-    )
-    if verdict.pass_rate is not None:
+    else:
+        status = "PASSED" if verdict.ok else "FAILED"
+        lines.append(
+            Line(
+                f"{status}: {candidate} on {verdict.total} golden cases",
+                "green" if verdict.ok else "red",
+            )
+        )
+    if verdict.pass_rate is not None and not verdict.is_recording:
         low, high = verdict.interval
         lines.append(
             Line(
@@ -65,11 +74,12 @@ def summary_lines(
         )
     lines.append(
         Line(
+            f"{'judged, not recorded: ' if verdict.is_recording else ''}"
             f"{verdict.passed} passed, {verdict.failed} failed, {verdict.errors} errors "
             f"(errors are not in the pass rate; max error rate {percent(verdict.max_error_rate)})"
         )
     )
-    for reason in verdict.reasons:
+    for reason in () if verdict.is_recording else verdict.reasons:
         lines.append(Line(f"  reason: {reason}", "red"))
     if verdict.by_fallback:
         lines.append(
@@ -79,10 +89,17 @@ def summary_lines(
                 "yellow",
             )
         )
+        # Which model of the chain answered each case: the primary, or a fallback by
+        # provider:id (the same id may sit in the chain twice, through two providers).
         by_model: dict[str, list[CaseResult]] = {}
         for result in results:
             if result.completion is not None and result.completion.fallback_model:
-                by_model.setdefault(result.completion.fallback_model, []).append(result)
+                answerer = f"{result.completion.provider}:{result.completion.fallback_model}"
+                by_model.setdefault(answerer, []).append(result)
+        primary = sum(1 for r in results if r.completion and not r.completion.fallback_model)
+        counts = [f"{candidate} {primary}"]
+        counts += [f"{model} {len(answered)}" for model, answered in sorted(by_model.items())]
+        lines.append(Line(f"  answered by the chain: {', '.join(counts)}"))
         for model, answered in sorted(by_model.items()):
             ok = sum(1 for r in answered if r.outcome == "passed")
             scored = sum(1 for r in answered if r.outcome != "error")
