@@ -222,18 +222,29 @@ class Runner:
             self._providers[name] = self._endpoints.build(name, self._timeout)
         return self._providers[name]
 
-    async def _call(self, kind: CallKind, ref: ModelRef, request: Request) -> Completion:
+    async def _call(
+        self,
+        kind: CallKind,
+        ref: ModelRef,
+        request: Request,
+        systems: Mapping[str, SystemPrompt] | None = None,
+    ) -> Completion:
         """One logical call; the candidate's walks its fallback chain when it has one.
 
         Each model of the chain is one ``_call_one`` (its cache, the candidate budget, its
         retries), so replay, record and the budgets hold with a chain as without. A timeout
-        or a lost connection is not retried there: the next model is the retry.
+        or a lost connection is not retried there: the next model is the retry. A fallback
+        gets its own system prompt from ``systems`` (prompts are versioned per model) when
+        the pytest process resolved one for it.
         """
         if kind != "candidate" or not self.chain or ref != self.candidate:
             return await self._call_one(kind, ref, request)
 
         async def attempt(member: ModelRef) -> Completion:
-            member_request = replace(request, model=member.model)
+            system, problem = (systems or {}).get(str(member), (request.system, None))
+            if problem is not None:
+                system = request.system  # no prompt of its own: the candidate's
+            member_request = replace(request, model=member.model, system=system)
             return await self._call_one(kind, member, member_request, give_up=FALL_THROUGH_AT_ONCE)
 
         result = await walk_chain(self.chain, attempt, logger=self._logger, skip=self.unavailable)
@@ -342,7 +353,7 @@ class Runner:
             params=dict(case.params),
         )
         try:
-            completion = await self._call("candidate", model, request)
+            completion = await self._call("candidate", model, request, systems)
         except ProviderError as error:
             return _error_result(nodeid, case, started, f"model call failed: {error}", error.kind)
         scores: list[Score] = []

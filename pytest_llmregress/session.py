@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -131,7 +132,7 @@ class LLMRegressSession:
         self.other_collect_errors = 0
         self.started_at = dt.datetime.now(dt.UTC)
         self._verdict: Verdict | None = None
-        self.lifecycle_warnings: list[str] = []
+        self.lifecycle_findings: list[Any] = []  # LifecycleFinding: warnings, said at the end
         self.lifecycle_source = ""
         self.preflight_warnings: list[str] = []
         self.key_problem: str | None = None  # API keys that models of this run need but lack
@@ -183,13 +184,11 @@ class LLMRegressSession:
             and self.judge.family == self.candidate.family
             and not self.is_worker
         ):
-            self.config.issue_config_time_warning(
-                LLMRegressWarning(
-                    f"the judge {self.judge} is of the same family ({self.judge.family}) as the "
-                    f"candidate {self.candidate}: LLM judges favour their own family's outputs "
-                    f"(self-preference bias); prefer a judge from another family"
-                ),
-                stacklevel=2,
+            self._warn_about_setting(
+                "judge_model",
+                f"the judge {self.judge} is of the same family ({self.judge.family}) as the "
+                f"candidate {self.candidate}: LLM judges favour their own family's outputs "
+                f"(self-preference bias); prefer a judge from another family",
             )
         if self.candidate is not None and self.settings.resume:
             self.resumed = self._load_resumed(self.settings.resume)
@@ -221,14 +220,7 @@ class LLMRegressSession:
         """Which API key each model of the run lacks, or None when every key is there."""
         assert self.endpoints is not None
         needs: dict[str, list[str]] = {}
-        for role, ref in (
-            ("candidate", self.candidate),
-            ("judge", self.judge),
-            ("compare model", self.compare),
-            *(("fallback", ref) for ref in self.fallbacks),
-        ):
-            if ref is None:
-                continue
+        for role, ref in self._models_by_role():
             for variable in self.endpoints.missing_keys([ref]):
                 needs.setdefault(variable, []).append(f"{ref} ({role})")
         if not needs:
@@ -353,14 +345,7 @@ class LLMRegressSession:
         findings = []
         chain_roles = ("candidate", "fallback")
         live: list[str] = []  # models of the fallback chain with no error
-        for role, ref in (
-            ("candidate", self.candidate),
-            ("judge", self.judge),
-            ("compare", self.compare),
-            *(("fallback", ref) for ref in self.fallbacks),
-        ):
-            if ref is None:
-                continue
+        for role, ref in self._models_by_role():
             found = data.check(
                 ref.model,
                 role,
@@ -391,10 +376,59 @@ class LLMRegressSession:
                 f"pytest-llmregress: no case was run{hint}:\n  {listed}{chain_note}\n"
                 f"({self.lifecycle_source})"
             )
-        self.lifecycle_warnings = [f.message for f in findings]
-        if not self.is_worker:
-            for message in self.lifecycle_warnings:
-                self.config.issue_config_time_warning(LLMRegressWarning(message), stacklevel=2)
+        # Said once, in the summary, where the snapshot each alias answered as is known.
+        self.lifecycle_findings = findings
+
+    def _models_by_role(self) -> list[tuple[str, ModelRef]]:
+        """Every model of the run with its role: candidate, judge, compare, fallback."""
+        roles = [("candidate", self.candidate), ("judge", self.judge), ("compare", self.compare)]
+        roles += [("fallback", ref) for ref in self.fallbacks]
+        return [(role, ref) for role, ref in roles if ref is not None]
+
+    def _warn_about_setting(self, option: str, message: str) -> None:
+        """A warning located where the user set ``option`` (their config), not in our code."""
+        source = self.settings.sources.get(option, "default")
+        where, line = "pytest-llmregress defaults", 0
+        if source == "cli":
+            where = f"pytest command line (--llm-{option.replace('_', '-')})"
+        elif source in ("ini", "pyproject") and self.config.inipath is not None:
+            where = str(self.config.inipath)
+            key = option if source == "pyproject" else f"llm_{option}"
+            with open(where, encoding="utf-8") as handle:
+                line = next(
+                    (n for n, text in enumerate(handle, 1) if text.lstrip().startswith(key)), 0
+                )
+        with warnings.catch_warnings(record=True) as records:
+            warnings.simplefilter("always", LLMRegressWarning)
+            warnings.warn_explicit(LLMRegressWarning(message), LLMRegressWarning, where, line)
+        for record in records:
+            self.config.hook.pytest_warning_recorded.call_historic(
+                kwargs={
+                    "warning_message": record,
+                    "when": "config",
+                    "nodeid": "",
+                    "location": (where, line, "<config>"),
+                }
+            )
+
+    def model_warnings(self) -> list[str]:
+        """Lifecycle warnings; an alias says which snapshot it answered as in this run."""
+        answered = self.resolved_models()
+        messages = []
+        roles = self._models_by_role()
+        for finding in self.lifecycle_findings:
+            message = finding.message
+            refs = [ref for role, ref in roles if role == finding.role]
+            ref = next((r for r in refs if r.model == finding.model_id), refs[0] if refs else None)
+            versions = answered.get(str(ref), {}) if ref is not None else {}
+            snapshots = sorted({name.split(" (")[0] for name in versions})
+            if finding.code == "alias" and snapshots:
+                message = (
+                    f"{finding.role}: alias {finding.model_id} answered as "
+                    f"{', '.join(snapshots)} in this run; pin a dated snapshot"
+                )
+            messages.append(message)
+        return [*messages, *self.preflight_warnings]
 
     @property
     def report_path(self) -> Path | None:
@@ -560,9 +594,12 @@ class LLMRegressSession:
             f"{settings.min_pass_rate:.0%}, concurrency {settings.concurrency}{served}",
             f"llmregress: rerun with {rerun}",
         ]
-        if self.lifecycle_warnings:
-            lines.append(f"llmregress: model warnings ({self.lifecycle_source}):")
-            lines += [f"llmregress:   {message}" for message in self.lifecycle_warnings]
+        if self.lifecycle_findings:
+            count = len(self.lifecycle_findings)
+            lines.append(
+                f"llmregress: {count} model warning{'s' if count > 1 else ''} "
+                f"({self.lifecycle_source}), listed in the summary"
+            )
         return lines
 
     # -- running -----------------------------------------------------------------------------
@@ -632,7 +669,7 @@ class LLMRegressSession:
     def _systems(self, case: Any) -> dict[str, SystemPrompt]:
         """The case's system prompt for each model that answers it, or why there is none."""
         systems: dict[str, SystemPrompt] = {}
-        for model in (self.candidate, self.compare):
+        for model in (self.candidate, self.compare, *self.fallbacks):
             if model is None:
                 continue
             try:
@@ -810,7 +847,8 @@ class LLMRegressSession:
             report_path=str(self.report_path) if self.report_path else None,
             missing=self.missing(),
             resumed=sum(1 for r in self.results if r.nodeid in self.resumed),
-            model_warnings=[*self.lifecycle_warnings, *self.preflight_warnings],
+            model_warnings=self.model_warnings(),
+            chain=[str(ref) for ref in (self.candidate, *self.fallbacks)] if self.fallbacks else (),
         )
         if self.comparison is not None:
             from pytest_llmregress.compare import comparison_lines

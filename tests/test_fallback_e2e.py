@@ -70,10 +70,10 @@ def test_primary_retired_mid_run_moves_later_calls_to_the_fallback(
     result.stdout.fnmatch_lines(
         [
             f"{primary} passed, 0 failed, 0 errors*",
+            f"answered by the chain: anthropic:{CANDIDATE} {primary}, "
+            f"anthropic:{FALLBACK} {12 - primary}",
             f"{12 - primary} cases answered by a fallback (reported apart, not counted as the "
             "primary's passes):",
-            f"  answered by the chain: anthropic:{CANDIDATE} {primary}, "
-            f"anthropic:{FALLBACK} {12 - primary}",
             f"  anthropic:{FALLBACK}: {12 - primary}/{12 - primary} passed (100.0%)",
         ]
     )
@@ -96,7 +96,7 @@ def test_retired_primary_at_start_only_warns_and_is_never_called_again(
     result.stdout.fnmatch_lines(
         [
             "  reason: the primary model answered no case: fallbacks answered all 3",
-            f"  answered by the chain: anthropic:{CANDIDATE} 0, anthropic:{FALLBACK} 3",
+            f"answered by the chain: anthropic:{CANDIDATE} 0, anthropic:{FALLBACK} 3",
             f"model warning: anthropic:{CANDIDATE} at *404*",
         ]
     )
@@ -182,9 +182,9 @@ def test_lifecycle_retired_primary_runs_through_the_chain_with_a_warning(
     )
     result.stdout.fnmatch_lines(
         [
-            f"llmregress:   {warning}",  # the header
+            "llmregress: 1 model warning (*), listed in the summary",  # the header
             "  reason: the primary model answered no case: fallbacks answered all 3",
-            f"  answered by the chain: anthropic:{CANDIDATE} 0, anthropic:{FALLBACK} 3",
+            f"answered by the chain: anthropic:{CANDIDATE} 0, anthropic:{FALLBACK} 3",
             f"  anthropic:{FALLBACK}: 3/3 passed (100.0%)",
             f"model warning: {warning}",
         ]

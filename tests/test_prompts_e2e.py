@@ -147,3 +147,35 @@ def test_a_prompt_model_without_prompt_files_is_a_usage_error(
         [f"*--llm-prompt-model '{JUDGE}' matches no prompt version: no prompt files in none"]
     )
     assert server.requests == []
+
+
+def test_a_fallback_answers_with_its_own_prompt_version(
+    project: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> None:
+    fallback = "claude-opus-4-7"
+    (project.path / "prompts" / "support.yaml").write_text(
+        PROMPTS + f'  {fallback}: "Opus prompt. Policy: {{policy}}"\n'
+    )
+    project.makepyprojecttoml(
+        f"""
+        [tool.pytest.ini_options]
+        [tool.llmregress.models.chat]
+        id = "{CANDIDATE}"
+        fallbacks = ["{fallback}"]
+        """
+    )
+    rules = [{"match": CASE["user"], "reply": CASE["reference"]}]
+    server = make_server(
+        {
+            "models": {
+                CANDIDATE: {"answers": rules, "retired": True},
+                fallback: {"answers": rules},
+                JUDGE: {"judge": True},
+            }
+        }
+    )
+    provider_env(server)
+    result = project.runpytest("--llm-model=@chat", f"--llm-judge-model={JUDGE}", "--llm-fallback")
+    result.assert_outcomes(passed=1)
+    sent = [r.system for r in server.requests if r.requested_model == fallback]
+    assert sent == ["Opus prompt. Policy: 30 days"]

@@ -45,6 +45,7 @@ def summary_lines(
     missing: Sequence[str] = (),
     resumed: int = 0,
     model_warnings: Sequence[str] = (),
+    chain: Sequence[str] = (),
 ) -> list[Line]:
     """Lines of the ``llmregress`` summary section, most important first."""
     lines: list[Line] = []
@@ -81,6 +82,20 @@ def summary_lines(
     )
     for reason in () if verdict.is_recording else verdict.reasons:
         lines.append(Line(f"  reason: {reason}", "red"))
+    # Which model of the chain answered each case: the primary, or a fallback by provider:id
+    # (the same id may sit in the chain twice, through two providers).
+    by_model: dict[str, list[CaseResult]] = {}
+    for result in results:
+        if result.completion is not None and result.completion.fallback_model:
+            answerer = f"{result.completion.provider}:{result.completion.fallback_model}"
+            by_model.setdefault(answerer, []).append(result)
+    if chain or by_model:
+        primary = sum(1 for r in results if r.completion and not r.completion.fallback_model)
+        chain_members = dict.fromkeys([candidate, *chain, *sorted(by_model)])
+        counts = [
+            f"{m} {primary if m == candidate else len(by_model.get(m, []))}" for m in chain_members
+        ]
+        lines.append(Line(f"answered by the chain: {', '.join(counts)}"))
     if verdict.by_fallback:
         lines.append(
             Line(
@@ -89,17 +104,6 @@ def summary_lines(
                 "yellow",
             )
         )
-        # Which model of the chain answered each case: the primary, or a fallback by
-        # provider:id (the same id may sit in the chain twice, through two providers).
-        by_model: dict[str, list[CaseResult]] = {}
-        for result in results:
-            if result.completion is not None and result.completion.fallback_model:
-                answerer = f"{result.completion.provider}:{result.completion.fallback_model}"
-                by_model.setdefault(answerer, []).append(result)
-        primary = sum(1 for r in results if r.completion and not r.completion.fallback_model)
-        counts = [f"{candidate} {primary}"]
-        counts += [f"{model} {len(answered)}" for model, answered in sorted(by_model.items())]
-        lines.append(Line(f"  answered by the chain: {', '.join(counts)}"))
         for model, answered in sorted(by_model.items()):
             ok = sum(1 for r in answered if r.outcome == "passed")
             scored = sum(1 for r in answered if r.outcome != "error")
