@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 SESSION_KEY = pytest.StashKey["LLMRegressSession"]()
 WORKER_SERVER_URL = "llmregress_server_url"
 WORKER_RUNNER = "llmregress_runner"  # the runner process's address, for xdist workers
+WORKER_DIST = "llmregress_dist"  # the controller's --dist mode (a worker's option says "no")
 
 
 class LLMRegressWarning(pytest.PytestWarning):
@@ -565,6 +566,7 @@ class LLMRegressSession:
         if self.runner_process is not None:
             address = self.runner_process.address
             workerinput[WORKER_RUNNER] = [address.socket_path, address.log_path]
+        workerinput[WORKER_DIST] = self.config.getoption("dist", "no")
 
     def is_golden_path(self, path: Path) -> bool:
         """Whether a file is collected as golden cases (``golden_files`` patterns)."""
@@ -622,8 +624,9 @@ class LLMRegressSession:
 
         if self._groups is None:
             golden = [i for i in item.session.items if isinstance(i, GoldenItem)]
-            if self.is_worker and self.config.getoption("dist", "no") == "load":
-                count = int(self.config.workerinput["workercount"])  # type: ignore[attr-defined]
+            workerinput = getattr(self.config, "workerinput", {})
+            if workerinput.get(WORKER_DIST) == "load":
+                count = int(workerinput["workercount"])
                 scopes = self.scope_of([i.nodeid for i in item.session.items], count)
                 self._groups = {}
                 for other in golden:

@@ -103,3 +103,30 @@ def test_dist_each_without_a_model_runs_plain_tests(pytester: pytest.Pytester, s
     # Every worker runs every test; golden items skip without a model.
     result.assert_outcomes(passed=2 * 3, skipped=2 * len(cases))
     assert server.requests == []
+
+
+def test_under_load_each_worker_starts_only_its_own_unit(
+    pytester: pytest.Pytester, suite: Any
+) -> None:
+    """``--dist load`` hands whole units to workers, so a worker submits its unit alone (the
+    runner's one-answer-per-case board would hide a worker submitting everyone's cases)."""
+    _, cases = suite
+    pytester.makeconftest(
+        """
+        import json, pytest
+        from pytest_llmregress.session import get_session
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_sessionfinish(session):
+            config = session.config
+            if hasattr(config, "workerinput"):
+                llm = get_session(config)
+                sizes = [len(llm._groups[name]) for name in llm._submitted_groups]
+                name = config.workerinput["workerid"] + ".json"
+                (config.rootpath / name).write_text(json.dumps(sizes))
+        """
+    )
+    result = pytester.runpytest(*model_args(), "-n2")
+    result.assert_outcomes(passed=len(cases) + 3)
+    submitted = [json.loads((pytester.path / f"gw{i}.json").read_text()) for i in (0, 1)]
+    assert sorted(submitted) == [[len(cases) // 2], [len(cases) - len(cases) // 2]]
