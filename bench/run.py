@@ -27,6 +27,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CANDIDATE = "claude-sonnet-4-6"
@@ -103,19 +104,39 @@ class Measured:
 REPEAT = 3  # every figure is the median of this many runs (the machine is noisy)
 
 
-def measure(command: list[str], cwd: Path) -> Measured:
-    """Run a command in fresh processes; the median run's wall time, CPU time and peak memory."""
-    runs = []
-    for _ in range(REPEAT):
-        out = subprocess.run(
-            [sys.executable, "-c", MEASURE, *command],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-        runs.append(Measured(int(out[0]), float(out[1]), float(out[2]), int(out[3]) / 1024))
+def run_once(command: list[str], cwd: Path) -> Measured:
+    """Run a command in a fresh process: its wall time, CPU time and peak memory."""
+    out = subprocess.run(
+        [sys.executable, "-c", MEASURE, *command],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return Measured(int(out[0]), float(out[1]), float(out[2]), int(out[3]) / 1024)
+
+
+def median(runs: list[Measured]) -> Measured:
     return sorted(runs, key=lambda run: run.wall_s)[len(runs) // 2]
+
+
+def measure(command: list[str], cwd: Path) -> Measured:
+    """The median of REPEAT runs of one command."""
+    return median([run_once(command, cwd) for _ in range(REPEAT)])
+
+
+def measure_interleaved(
+    commands: dict[str, list[str]], cwd: Path, after_each: Any = None
+) -> dict[str, Measured]:
+    """The median of REPEAT runs of each command, run in turn (a, b, c, a, b, c, ...), so that
+    a change in the machine's load falls on every command alike, the baseline included."""
+    runs: dict[str, list[Measured]] = {name: [] for name in commands}
+    for _ in range(REPEAT):
+        for name, command in commands.items():
+            runs[name].append(run_once(command, cwd))
+            if after_each is not None:
+                after_each(name)
+    return {name: median(measured) for name, measured in runs.items()}
 
 
 def write_cases(folder: Path, count: int) -> Path:
@@ -214,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(ANTHROPIC_API_KEY="bench", OPENAI_API_KEY="bench")
     rows: list[tuple[str, str]] = []
     notes: list[str] = []
+    load_before = os.getloadavg()
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -232,7 +254,6 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 floor_cmd = [sys.executable, "-c", FLOOR_SCRIPT, server.url, str(cases),
                              str(concurrency), str(concurrency), CANDIDATE, JUDGE]  # fmt: skip
-                floor = measure(floor_cmd, work)
                 loop_only = float(
                     subprocess.run(
                         floor_cmd, cwd=work, capture_output=True, text=True, check=True
@@ -241,12 +262,26 @@ def main(argv: list[str] | None = None) -> int:
                 server.reset()
                 loop_file = work / f"loop-{latency_ms}.txt"
                 os.environ["BENCH_LOOP_FILE"] = str(loop_file)
-                single = measure(pytest_command(server, *budgets, "-p", "bench_loop_timer"), work)
+                peaks: dict[str, int] = {}
+
+                def note_peak(
+                    name: str, server: Server = server, peaks: dict[str, int] = peaks
+                ) -> None:
+                    peaks[name] = max(peaks.get(name, 0), server.stats()["max_in_flight"])
+                    server.reset()
+
+                measured = measure_interleaved(
+                    {
+                        "script": floor_cmd,
+                        "single": pytest_command(server, *budgets, "-p", "bench_loop_timer"),
+                        "double": pytest_command(server, *budgets, "-n", "2"),
+                    },
+                    work,
+                    note_peak,
+                )
+                floor, single, double = (measured[k] for k in ("script", "single", "double"))
                 pytest_loop = sorted(map(float, loop_file.read_text().split()))[REPEAT // 2]
-                single_peak = server.stats()["max_in_flight"]
-                server.reset()
-                double = measure(pytest_command(server, *budgets, "-n", "2"), work)
-                double_peak = server.stats()["max_in_flight"]
+                single_peak, double_peak = peaks["single"], peaks["double"]
             finally:
                 server.stop()
             pipelined = n * latency / concurrency + latency
@@ -346,11 +381,15 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Measured by `python bench/run.py` (figures below are rewritten by each run). Every time is",
         "a whole command, interpreter start-up included, unless its row says *alone*; each is the",
-        "median of three runs. The local provider server runs in its own process. Judge caching is",
-        "off so every case makes both calls. Single runs on this machine vary by up to 20%.",
+        "median of three runs, and the script, pytest and pytest -n 2 at one latency are run in",
+        "turn (script, pytest, pytest -n 2, script, ...) so that a change in load falls on all of",
+        "them alike. The local provider server runs in its own process. Judge caching is off so",
+        "every case makes both calls. Single runs on this machine vary by up to 20%.",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"{time.strftime('%Y-%m-%d')}.",
+        f"{time.strftime('%Y-%m-%d')}; load average (1, 5, 15 min) "
+        f"{', '.join(f'{v:.2f}' for v in load_before)} before the run and "
+        f"{', '.join(f'{v:.2f}' for v in os.getloadavg())} after it.",
         "",
         "| measurement | result |",
         "|---|---|",
