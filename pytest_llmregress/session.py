@@ -784,7 +784,9 @@ class LLMRegressSession:
                 reason = f"{broken} (see the collection errors above): {names}"
                 verdict = replace(verdict, reasons=(*verdict.reasons, reason))
         self._verdict = verdict
-        status = session.exitstatus
+        # A session finished by something other than pytest's main loop (pytest-xdist's
+        # looponfail) has no exit status yet: nothing here decides one then.
+        status = getattr(session, "exitstatus", None)
         # A run that recorded references gives no verdict: pytest's own status stands.
         if verdict is not None and not verdict.is_recording:
             only_golden_failed = 0 < session.testsfailed == self.golden_failures
@@ -793,7 +795,7 @@ class LLMRegressSession:
             elif not verdict.ok and status == pytest.ExitCode.OK:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
         self.finish(verdict)
-        if self.record_failed and session.exitstatus == pytest.ExitCode.OK:
+        if self.record_failed and getattr(session, "exitstatus", None) == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def _compare(self) -> Any:

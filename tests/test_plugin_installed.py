@@ -194,3 +194,14 @@ def test_golden_files_under_the_names_the_readme_gives(
     result = pytester.runpytest_subprocess("--collect-only", "-q")
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["suites/qa.jsonl::only", "*1 test collected*"])
+
+
+def test_sessionfinish_on_a_session_without_an_exit_status(pytester: pytest.Pytester) -> None:
+    """pytest-xdist's looponfail finishes sessions its main loop never ran (syrupy 7.0.3
+    itself fails there)."""
+    config = pytester.parseconfigure("-p", "no:terminal", "-p", "no:syrupy")
+    session = pytest.Session.from_config(config)
+    config.hook.pytest_sessionstart(session=session)
+    assert not hasattr(session, "exitstatus")
+    config.hook.pytest_sessionfinish(session=session, exitstatus=0)
+    assert not hasattr(session, "exitstatus")
