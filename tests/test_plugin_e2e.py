@@ -363,48 +363,36 @@ def test_python_collection_errors_still_stop_the_session(pytester: pytest.Pytest
     assert result.ret == pytest.ExitCode.INTERRUPTED
 
 
-def test_same_family_judge_warns(
-    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+@pytest.mark.parametrize("source", ["command line", "pyproject"])
+def test_same_family_judge_warns_at_the_setting_that_chose_it(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv, source: str
 ) -> None:
     cases = qa_cases(1)
     write_cases(pytester, "qa.jsonl", cases)
     scripted = scenario(cases)
     scripted["models"]["claude-opus-4-7"] = {"judge": True}
     provider_env(make_server(scripted))
-    result = pytester.runpytest(f"--llm-model={CANDIDATE}", "--llm-judge-model=claude-opus-4-7")
-    result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(
-        [
-            "*warnings summary*",
+    if source == "pyproject":
+        pytester.makepyprojecttoml(
+            f"""
+            [tool.pytest.ini_options]
+            [tool.llmregress]
+            model = "{CANDIDATE}"
+            judge_model = "claude-opus-4-7"
+            """
+        )
+        result = pytester.runpytest()
+        where = ["*pyproject.toml:4: LLMRegressWarning: the judge*", '*judge_model = "claude-*']
+    else:
+        result = pytester.runpytest(f"--llm-model={CANDIDATE}", "--llm-judge-model=claude-opus-4-7")
+        where = [
             "pytest command line (--llm-judge-model)*",
             "*LLMRegressWarning: the judge anthropic:claude-opus-4-7 is of the same family "
             "(claude)*",
         ]
-    )
-    assert "pytest_llmregress" not in result.stdout.str()  # located at the user's config
-
-
-def test_a_warning_about_a_setting_points_at_the_line_that_sets_it(
-    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
-) -> None:
-    cases = qa_cases(1)
-    write_cases(pytester, "qa.jsonl", cases)
-    scripted = scenario(cases)
-    scripted["models"]["claude-opus-4-7"] = {"judge": True}
-    provider_env(make_server(scripted))
-    pytester.makepyprojecttoml(
-        f"""
-        [tool.pytest.ini_options]
-        [tool.llmregress]
-        model = "{CANDIDATE}"
-        judge_model = "claude-opus-4-7"
-        """
-    )
-    result = pytester.runpytest()
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(
-        ["*pyproject.toml:4: LLMRegressWarning: the judge*", '*judge_model = "claude-opus-4-7"']
-    )
+    result.stdout.fnmatch_lines(["*warnings summary*", *where])
+    assert "pytest_llmregress" not in result.stdout.str()  # located at the user's config
 
 
 def test_deterministic_scorers_need_no_judge(
