@@ -179,10 +179,11 @@ class RunnerProcess:
     def stop(self, timeout: float = 10.0) -> None:
         """Close the lifeline; the runner cancels what is left and exits.
 
-        A runner that had already stopped on its own (crashed, killed) keeps its log, which
-        the session's error messages point to; otherwise the whole directory goes.
+        A runner that did not end normally (crashed, killed, or had to be killed here) keeps
+        its log, which the session's error messages point to; otherwise the whole directory
+        goes. Told apart by the exit status, not by whether it is still running when this
+        starts: a crashed runner may still be writing its last words.
         """
-        died = self._process.poll() is not None
         with contextlib.suppress(OSError):
             self._stdin.close()
         try:
@@ -191,7 +192,7 @@ class RunnerProcess:
             self._process.kill()
             self._process.wait()
         self._stdout.close()
-        if died:
+        if self._process.returncode != 0:
             with contextlib.suppress(OSError):
                 os.unlink(self.address.socket_path)
         else:
