@@ -136,6 +136,7 @@ class LLMRegressSession:
         self.lifecycle_findings: list[Any] = []  # LifecycleFinding: warnings, said at the end
         self.lifecycle_source = ""
         self.preflight_warnings: list[str] = []
+        self._prompts_metadata: dict[str, Any] = {}  # prompt_model, prompts: _prompt_resolver
         self.key_problem: str | None = None  # API keys that models of this run need but lack
         self.skipped_golden = 0  # golden cases skipped for want of a model
         self._submitted_groups: set[str] = set()
@@ -172,11 +173,9 @@ class LLMRegressSession:
             )
         if self.candidate is not None and not self.is_worker:
             check_dist_mode(self.config)
-        refs = [ref for ref in (self.candidate, self.judge, self.compare) if ref is not None]
-        refs += self.fallbacks
         self._check_lifecycle(model_config)
         self.endpoints = self._endpoints()
-        if not refs:
+        if not self._models_by_role():
             return
         self.key_problem = self._key_problem()
         if (
@@ -839,8 +838,10 @@ class LLMRegressSession:
                     "yellow",
                 )
             ]
-        if verdict is None or self.candidate is None:
+        if self.candidate is None:
             return []
+        if verdict is None:  # no case ran: the warnings the header promised are still said
+            return [Line(f"model warning: {w}", "yellow") for w in self.model_warnings()]
 
         lines: list[Any] = summary_lines(
             verdict,
@@ -885,7 +886,7 @@ class LLMRegressSession:
             "candidate": str(self.candidate) if self.candidate else None,
             "compare": str(self.compare) if self.compare else None,
             "judge": str(self.judge) if self.judge else None,
-            **getattr(self, "_prompts_metadata", {}),  # prompt_model, prompts: see _prompt_resolver
+            **self._prompts_metadata,  # prompt_model, prompts: see _prompt_resolver
             "base_urls": {name: self.endpoints.describe(name) for name in ("anthropic", "openai")}
             if self.endpoints
             else {},

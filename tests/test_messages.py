@@ -75,3 +75,22 @@ def test_a_preflight_refusal_prints_no_pytest_internals(
     assert "ERROR: pytest-llmregress: preflight: no case was run" in output
     assert "_pytest.outcomes" not in output
     assert "Exit:" not in output
+
+
+def test_model_warnings_are_said_when_no_case_runs(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> None:
+    """The header promises the warnings in the summary; they come even when nothing ran."""
+    cases = qa_cases(2)
+    write_cases(pytester, "qa.jsonl", cases)
+    provider_env(make_server(scenario(cases)))
+
+    result = pytester.runpytest(*model_args("--llm-model=claude-haiku-4-5", "-k", "nothing"))
+
+    result.stdout.fnmatch_lines(
+        [
+            "llmregress: 1 model warning (*), listed in the summary",
+            "*= llmregress =*",
+            "model warning: candidate: alias claude-haiku-4-5 *",
+        ]
+    )

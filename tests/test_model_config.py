@@ -190,6 +190,15 @@ def test_fallback_on_another_surface_is_a_different_model(tmp_path: Path) -> Non
 PY = "tool.llmregress."
 
 
+def assert_refused(tmp_path: Path, body: str, key: str, problem: str) -> None:
+    """Loading ``body`` as pyproject.toml fails, naming the file, the key and the problem."""
+    path = write(tmp_path / "pyproject.toml", body)
+    with pytest.raises(ModelConfigError) as excinfo:
+        load_model_config(tmp_path)
+    assert str(excinfo.value) == f"{path}: {key}: {problem}"
+    assert (excinfo.value.path, excinfo.value.key) == (path, key)
+
+
 @pytest.mark.parametrize(
     ("body", "key", "problem"),
     [
@@ -282,11 +291,7 @@ PY = "tool.llmregress."
 def test_validation_errors_name_the_file_and_the_key(
     tmp_path: Path, body: str, key: str, problem: str
 ) -> None:
-    path = write(tmp_path / "pyproject.toml", body)
-    with pytest.raises(ModelConfigError) as excinfo:
-        load_model_config(tmp_path)
-    assert str(excinfo.value) == f"{path}: {key}: {problem}"
-    assert (excinfo.value.path, excinfo.value.key) == (path, key)
+    assert_refused(tmp_path, body, key, problem)
 
 
 def test_errors_in_llmregress_toml_use_top_level_keys(tmp_path: Path) -> None:
@@ -435,11 +440,7 @@ def test_a_role_naming_another_role_resolves_through_the_chain(tmp_path: Path) -
 def test_bad_role_references_are_refused_naming_the_roles(
     tmp_path: Path, body: str, key: str, problem: str
 ) -> None:
-    path = write(tmp_path / "pyproject.toml", body)
-    with pytest.raises(ModelConfigError) as excinfo:
-        load_model_config(tmp_path)
-    assert str(excinfo.value) == f"{path}: {key}: {problem}"
-    assert (excinfo.value.path, excinfo.value.key) == (path, key)
+    assert_refused(tmp_path, body, key, problem)
 
 
 def test_resolve_follows_references_in_a_config_built_in_code() -> None:
