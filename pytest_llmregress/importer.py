@@ -13,8 +13,10 @@ The pipeline, each step a function usable on its own:
 
 1. :func:`read_logs` / :func:`parse_record`: one :class:`LogRecord` per good line; every bad
    line becomes a :class:`Malformed` naming its file and line.
-2. :func:`redact`: typed placeholders such as ``[REDACTED_EMAIL]`` in system, messages,
-   reference and kept metadata (skipped with ``--no-redact``).
+2. :func:`redact_record`: typed placeholders such as ``[REDACTED_EMAIL]`` in system,
+   messages, reference and metadata keys and values, by the rules of
+   :mod:`pytest_llmregress.redaction` and the team's ``--redactor`` functions (skipped with
+   ``--no-redact``).
 3. :func:`dedupe`: one record per conversation (system + messages, whitespace normalized).
 4. :func:`stratified_sample`: proportional allocation by largest remainder, seeded.
 5. :func:`to_case` / :func:`render_jsonl` / :func:`provenance` / :func:`write_atomic`: the
@@ -48,6 +50,18 @@ from typing import Any, BinaryIO, Final, Literal, TextIO, TypeVar, cast
 
 from pytest_llmregress import __version__
 from pytest_llmregress.cases import CaseFileError, parse_jsonl
+from pytest_llmregress.redaction import (
+    REDACTION_KINDS,
+    Redactor,
+    RedactorError,
+    RedactorSpecError,
+    count_placeholders,
+    default_redactor,
+    load_redactor,
+    luhn_ok,
+    redact,
+    redact_data,
+)
 
 __all__ = [
     "DEFAULT_SIZE",
@@ -65,6 +79,7 @@ __all__ = [
     "SourceStats",
     "UsageError",
     "allocate",
+    "build_redactor",
     "case_id",
     "check_options",
     "command_line",
@@ -137,14 +152,16 @@ _MIN_FLIPS: Final = 6  # fewest one-way flips the exact McNemar test finds signi
 MISSING: Final = "(none)"
 """Stratum of a record that lacks the stratification field (or has null)."""
 
-REDACTION_KINDS: Final = ("api_key", "token", "email", "card", "phone")
-"""Kinds of redacted data, in reporting order."""
-
 _KIND_NAMES: Final = {
     "api_key": ("API key", "API keys"),
     "token": ("token", "tokens"),
+    "private_key": ("private key", "private keys"),
+    "password": ("password", "passwords"),
+    "secret": ("secret", "secrets"),
     "email": ("email address", "email addresses"),
     "card": ("card number", "card numbers"),
+    "iban": ("IBAN", "IBANs"),
+    "national_id": ("national id number", "national id numbers"),
     "phone": ("phone number", "phone numbers"),
 }
 
@@ -196,7 +213,7 @@ class LogRecord:
     ``messages`` is a tuple of ``(role, content)`` with roles ``user``/``assistant`` ending with
     ``user``. ``fields`` are the log's extra top-level fields and the contents of its
     ``metadata`` object (user ids included; they are dropped when the case is written).
-    ``redactions`` counts what :func:`redact_record` replaced.
+    ``redactions`` counts the placeholders :func:`redact_record` wrote.
     """
 
     source: str
@@ -1068,240 +1085,29 @@ def read_logs(paths: Sequence[str], fmt: Format = "auto") -> ReadResult:
 
 
 # --------------------------------------------------------------------------------------------
-# Redaction
+# Redaction (the rules are in redaction.py)
 # --------------------------------------------------------------------------------------------
 
 
-def _digits(text: str) -> str:
-    return re.sub(r"\D", "", text)
+def redact_record(record: LogRecord, redactor: Redactor | None = None) -> LogRecord:
+    """The record with system, messages, reference and fields redacted, and the counts.
 
-
-def luhn_ok(digits: str) -> bool:
-    """Whether a digit string passes the Luhn checksum of payment card numbers."""
-    total = 0
-    for i, char in enumerate(reversed(digits)):
-        value = int(char)
-        if i % 2 == 1:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return total % 10 == 0
-
-
-def _card_ok(text: str) -> bool:
-    digits = _digits(text)
-    # Major industry identifiers 2-6: Mastercard 2-series, Amex/Diners/JCB, Visa,
-    # Mastercard, Discover/UnionPay/Maestro. Numbers starting 0, 1, 7, 8, 9 are not cards.
-    return 13 <= len(digits) <= 19 and digits[0] in "23456" and luhn_ok(digits)
-
-
-def _consistent_separators(text: str) -> bool:
-    return len(set(re.findall(r"[ .-]", text))) <= 1
-
-
-def _intl_phone_ok(text: str) -> bool:
-    digits = _digits(text)
-    if text.startswith("00"):
-        digits = digits[2:]
-    return 8 <= len(digits) <= 15
-
-
-def _national_phone_ok(text: str) -> bool:
-    if not 9 <= len(_digits(text)) <= 11:
-        return False
-    return "(" in text or _consistent_separators(text)
-
-
-def _nanp_phone_ok(text: str) -> bool:
-    return len(_digits(text)) in (10, 11)
-
-
-_DATE_RE: Final = re.compile(r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}")
-
-
-def _context_phone_ok(text: str) -> bool:
-    return 7 <= len(_digits(text)) <= 15 and not _DATE_RE.fullmatch(text.strip())
-
-
-def _bearer_ok(text: str) -> bool:
-    return (len(text) >= 8 and any(c.isdigit() for c in text)) or len(text) >= 24
-
-
-@dataclass(frozen=True)
-class _Rule:
-    kind: str
-    pattern: re.Pattern[str]
-    group: int | str = 0
-    check: Callable[[str], bool] | None = None
-
-
-# The end of a number: not followed by a letter or digit, nor by a separator and a digit.
-_NUM_END: Final = r"(?!\w|[.,-]\d)"
-# The start of a number: not inside a word, another number, an id, a path or a price.
-_NUM_START: Final = r"(?<![\w+#/.$€£(-])"
-
-_PLACEHOLDERS: Final = {
-    "api_key": "[REDACTED_API_KEY]",
-    "token": "[REDACTED_TOKEN]",
-    "email": "[REDACTED_EMAIL]",
-    "card": "[REDACTED_CARD]",
-    "phone": "[REDACTED_PHONE]",
-}
-
-# Applied in order: secrets first (they contain digits and '@'), then emails, cards, phones.
-_RULES: Final = (
-    # OpenAI sk-..., sk-proj-..., Anthropic sk-ant-api03-...: long, with at least one digit.
-    _Rule("api_key", re.compile(r"(?<![A-Za-z0-9_-])sk-(?=[A-Za-z0-9_-]*\d)[A-Za-z0-9_-]{20,}")),
-    # AWS access key ids.
-    _Rule(
-        "api_key", re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Za-z0-9])")
-    ),
-    # AWS secret access keys, recognized by their name.
-    _Rule(
-        "api_key",
-        re.compile(
-            r"(?i)\b(?:aws_?)?secret_?access_?key[\"']?\s*[:=]\s*[\"']?"
-            r"(?P<secret>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
-        ),
-        "secret",
-    ),
-    # GitHub tokens.
-    _Rule(
-        "api_key",
-        re.compile(r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})"),
-    ),
-    # Slack tokens and Google API keys.
-    _Rule("api_key", re.compile(r"(?<![A-Za-z0-9])xox[abposr]-[A-Za-z0-9-]{10,}")),
-    _Rule("api_key", re.compile(r"(?<![A-Za-z0-9])AIza[0-9A-Za-z_-]{35}")),
-    # JSON Web Tokens.
-    _Rule(
-        "token",
-        re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+"),
-    ),
-    # Bearer <token> and Authorization: Basic <credentials>.
-    _Rule(
-        "token",
-        re.compile(r"(?i)\bbearer\s+(?P<token>[A-Za-z0-9._~+/-]+=*)"),
-        "token",
-        _bearer_ok,
-    ),
-    _Rule(
-        "token",
-        re.compile(
-            r"(?i)\bauthorization[\"']?\s*[:=]\s*[\"']?basic\s+(?P<token>[A-Za-z0-9+/]{8,}={0,2})"
-        ),
-        "token",
-    ),
-    _Rule(
-        "email",
-        re.compile(
-            r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@"
-            r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}(?![A-Za-z0-9-])"
-        ),
-    ),
-    # Card numbers: 4-4-4-4(-3), Amex/Diners 4-6-5/4-6-4, or 13-19 digits; Luhn-checked.
-    _Rule(
-        "card",
-        re.compile(
-            _NUM_START + r"(?:\d{4}(?P<sep>[ -])\d{4}(?P=sep)\d{4}(?P=sep)\d{4}(?:(?P=sep)\d{1,3})?"
-            r"|\d{4}[ -]\d{6}[ -]\d{4,5}|\d{13,19})" + _NUM_END
-        ),
-        0,
-        _card_ok,
-    ),
-    # International: +CC or 00CC then groups, 8-15 digits (E.164).
-    _Rule(
-        "phone",
-        re.compile(
-            _NUM_START
-            + r"(?:\+|00)[1-9]\d{0,2}(?:[ .-]?\(\d{1,4}\))?(?:[ .-]?\d{1,5}){1,6}"
-            + _NUM_END
-        ),
-        0,
-        _intl_phone_ok,
-    ),
-    # North American: (212) 555-0199, 212-555-0199, 212.555.0199, 1-800-555-0199.
-    _Rule(
-        "phone",
-        re.compile(
-            r"(?<![\w+#/.$€£-])(?:1[ .-])?(?:\([2-9]\d{2}\) ?|[2-9]\d{2}[ .-])[2-9]\d{2}[ .-]\d{4}"
-            + _NUM_END
-        ),
-        0,
-        _nanp_phone_ok,
-    ),
-    # National with a trunk 0: 020 7946 0958, 07700 900123, 01 23 45 67 89, (030) 1234567.
-    _Rule(
-        "phone",
-        re.compile(
-            r"(?<![\w+#/.$€£-])(?:\(0\d{1,4}\) ?|0\d{1,4}[ .-])\d{2,8}(?:[ .-]\d{2,8}){0,3}"
-            + _NUM_END
-        ),
-        0,
-        _national_phone_ok,
-    ),
-    # Any 7-15 digit number right after a word such as "phone", "call me at", "WhatsApp".
-    _Rule(
-        "phone",
-        re.compile(
-            r"(?i)\b(?:phone|tel|telephone|mobile|cell|fax|whatsapp|call me|text me|sms)\b"
-            r"(?:\s*(?:number|no\.?|nr\.?|\#))?\s*[:=]?\s*(?:(?:is|at|on)\s+)?"
-            r"(?P<number>\+?\(?\d[\d ().-]{5,}\d)" + _NUM_END
-        ),
-        "number",
-        _context_phone_ok,
-    ),
-)
-
-
-def redact(text: str) -> tuple[str, Counter[str]]:
-    """``text`` with secrets and personal data replaced by typed placeholders, and the counts.
-
-    Kinds (:data:`REDACTION_KINDS`): ``api_key`` (OpenAI, Anthropic, AWS, GitHub, Slack,
-    Google keys) as ``[REDACTED_API_KEY]``; ``token`` (``Bearer`` tokens, JWTs, Basic
-    credentials) as ``[REDACTED_TOKEN]``; ``email``; ``card`` (13-19 digits, Luhn-checked);
-    ``phone`` (international, North American, national with a trunk 0, or any number after a
-    word like "phone").
+    ``fields`` are redacted keys and values alike (see :func:`redaction.redact_data`).
+    ``redactor`` defaults to the built-in rules.
     """
+    redactor = redactor or default_redactor()
     counts: Counter[str] = Counter()
-    for rule in _RULES:
-        if rule.kind == "card" and not any(c.isdigit() for c in text):
-            break  # cards and phones need digits
 
-        def replace_match(match: re.Match[str], rule: _Rule = rule) -> str:
-            found = match.group(rule.group)
-            if rule.check is not None and not rule.check(found):
-                return match.group(0)
-            counts[rule.kind] += 1
-            whole = match.group(0)
-            start = match.start(rule.group) - match.start(0)
-            end = match.end(rule.group) - match.start(0)
-            return whole[:start] + _PLACEHOLDERS[rule.kind] + whole[end:]
-
-        text = rule.pattern.sub(replace_match, text)
-    return text, counts
-
-
-def _redact_value(value: Any, counts: Counter[str]) -> Any:
-    if isinstance(value, str):
-        text, found = redact(value)
+    def text(value: str) -> str:
+        redacted, found = redactor(value)
         counts.update(found)
-        return text
-    if isinstance(value, dict):
-        return {key: _redact_value(item, counts) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_redact_value(item, counts) for item in value]
-    return value
+        return redacted
 
-
-def redact_record(record: LogRecord) -> LogRecord:
-    """The record with system, messages, reference and fields redacted, and the counts."""
-    counts: Counter[str] = Counter()
-    system = None if record.system is None else _redact_value(record.system, counts)
-    messages = tuple((role, _redact_value(text, counts)) for role, text in record.messages)
-    reference = _redact_value(record.reference, counts)
-    fields = _redact_value(dict(record.fields), counts)
+    system = None if record.system is None else text(record.system)
+    messages = tuple((role, text(content)) for role, content in record.messages)
+    reference = text(record.reference)
+    fields, found = redact_data(dict(record.fields), redactor)
+    counts.update(found)
     return replace(
         record,
         system=system,
@@ -1562,6 +1368,7 @@ class ImportOptions:
     id_prefix: str | None = None
     tags: tuple[str, ...] = ()
     redact: bool = True
+    redactors: tuple[str, ...] = ()
     keep_user_ids: bool = False
     force: bool = False
 
@@ -1645,19 +1452,52 @@ def check_options(options: ImportOptions) -> str:
                 raise UsageError(f"{log} is both an input and {what}")
     if options.logs.count("-") > 1:
         raise UsageError("'-' (stdin) can be given only once")
+    if options.redactors and not options.redact:
+        raise UsageError("--redactor and --no-redact cannot be combined")
     return prefix
+
+
+def build_redactor(options: ImportOptions) -> Redactor:
+    """The built-in rules followed by the ``--redactor`` functions, loaded now.
+
+    Raises :class:`UsageError` naming the spec when one cannot be loaded.
+    """
+    try:
+        functions = [load_redactor(spec) for spec in options.redactors]
+    except RedactorSpecError as exc:
+        raise UsageError(str(exc)) from None
+    return default_redactor().with_functions(functions)
+
+
+def _written_redactions(case: Mapping[str, Any], unredacted: Mapping[str, Any]) -> Counter[str]:
+    """Placeholders in the written case that its unredacted form did not hold, by kind."""
+    text = json.dumps(case, ensure_ascii=False)
+    return count_placeholders(text) - count_placeholders(json.dumps(unredacted, ensure_ascii=False))
 
 
 def import_logs(options: ImportOptions, *, now: datetime | None = None) -> ImportResult:
     """Read, redact, deduplicate, sample and render the golden file and its provenance.
 
     Nothing is written. ``now`` is the import time recorded in the provenance (default: the
-    current UTC time). Raises :class:`UsageError` for bad options and :class:`OSError` for
-    unreadable logs.
+    current UTC time). Raises :class:`UsageError` for bad options (a ``--redactor`` that
+    cannot be loaded included), :class:`OSError` for unreadable logs and
+    :class:`~pytest_llmregress.redaction.RedactorError` when a ``--redactor`` function fails.
+    ``result.redactions`` counts the placeholders in the cases written.
     """
     prefix = check_options(options)
+    redactor = build_redactor(options) if options.redact else None
     read = read_logs(options.logs, options.format)
-    records = [redact_record(r) for r in read.records] if options.redact else read.records
+    records = read.records
+    originals: dict[int, LogRecord] = {}
+    if redactor is not None:
+        records = []
+        for record in read.records:
+            try:
+                redacted = redact_record(record, redactor)
+            except RedactorError as exc:
+                raise RedactorError(f"{exc} (on {record.source})") from exc
+            originals[id(redacted)] = record
+            records.append(redacted)
     unique, duplicates = dedupe(records)
     by = options.stratify_by
     selected, strata = stratified_sample(
@@ -1670,16 +1510,24 @@ def import_logs(options: ImportOptions, *, now: datetime | None = None) -> Impor
     result.strata = strata if by else {}
     cases: list[dict[str, Any]] = []
     for record in selected:
-        cases.append(
-            to_case(
-                record,
+        case = to_case(
+            record,
+            prefix=prefix,
+            tags=options.tags,
+            keep_user_ids=options.keep_user_ids,
+            dropped=result.dropped_fields,
+        )
+        cases.append(case)
+        if redactor is not None:
+            # Counted in what is written: not in duplicates or records left out by sampling,
+            # nor in user-id fields dropped from the metadata.
+            unredacted = to_case(
+                originals[id(record)],
                 prefix=prefix,
                 tags=options.tags,
                 keep_user_ids=options.keep_user_ids,
-                dropped=result.dropped_fields,
             )
-        )
-        result.redactions.update(record.redactions)
+            result.redactions.update(_written_redactions(case, unredacted))
         result.formats[record.format] += 1
     cases.sort(key=lambda case: str(case["id"]))
     result.cases = cases
@@ -1704,9 +1552,16 @@ def command_line(options: ImportOptions) -> str:
         args += ["--tag", tag]
     if not options.redact:
         args.append("--no-redact")
+    for spec in options.redactors:
+        args += ["--redactor", spec]
     if options.keep_user_ids:
         args.append("--keep-user-ids")
     return shlex.join(args)
+
+
+def _redaction_kinds(counts: Mapping[str, int]) -> list[str]:
+    """The built-in kinds in reporting order, then the kinds only a team's function wrote."""
+    return [*REDACTION_KINDS, *sorted(set(counts) - set(REDACTION_KINDS))]
 
 
 def provenance(options: ImportOptions, result: ImportResult, now: datetime) -> dict[str, Any]:
@@ -1730,6 +1585,7 @@ def provenance(options: ImportOptions, result: ImportResult, now: datetime) -> d
             "id_prefix": result.prefix,
             "tags": list(dict.fromkeys(options.tags)),
             "redact": options.redact,
+            "redactors": list(options.redactors),
             "keep_user_ids": options.keep_user_ids,
         },
         "sources": [
@@ -1759,7 +1615,9 @@ def provenance(options: ImportOptions, result: ImportResult, now: datetime) -> d
             else None
         ),
         "redactions": (
-            {kind: result.redactions[kind] for kind in REDACTION_KINDS} if options.redact else None
+            {kind: result.redactions[kind] for kind in _redaction_kinds(result.redactions)}
+            if options.redact
+            else None
         ),
         "dropped_user_id_fields": dict(sorted(result.dropped_fields.items())),
     }
@@ -1838,6 +1696,15 @@ def _parser() -> argparse.ArgumentParser:
         "--no-redact", action="store_true", help="keep secrets and personal data as logged"
     )
     parser.add_argument(
+        "--redactor",
+        action="append",
+        default=[],
+        dest="redactors",
+        metavar="MODULE:FUNCTION",
+        help="also apply a team's function (text -> text) after the built-in rules "
+        "(repeatable, applied in order)",
+    )
+    parser.add_argument(
         "--keep-user-ids", action="store_true", help="keep user id fields in metadata"
     )
     parser.add_argument(
@@ -1895,8 +1762,8 @@ def _report(options: ImportOptions, result: ImportResult, out: TextIO, err: Text
             )
     if options.redact:
         found = [
-            _plural(result.redactions[kind], *_KIND_NAMES[kind])
-            for kind in REDACTION_KINDS
+            _plural(result.redactions[kind], *_KIND_NAMES.get(kind, (kind.replace("_", " "),)))
+            for kind in _redaction_kinds(result.redactions)
             if result.redactions[kind]
         ]
         print("redacted: " + (", ".join(found) if found else "nothing found"), file=out)
@@ -1942,6 +1809,7 @@ def _options(args: argparse.Namespace) -> ImportOptions:
         id_prefix=args.id_prefix,
         tags=tuple(args.tags),
         redact=not args.no_redact,
+        redactors=tuple(args.redactors),
         keep_user_ids=args.keep_user_ids,
         force=args.force,
     )
@@ -1962,6 +1830,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (OSError, EOFError, zlib.error) as exc:
         print(f"{PROG}: error: cannot read the logs: {exc}", file=err)
+        return 1
+    except RedactorError as exc:
+        print(f"{PROG}: error: {exc}; nothing was written", file=err)
         return 1
     _report_malformed(result.read.malformed, err)
     _report(options, result, out, err)

@@ -1302,6 +1302,7 @@ def test_provenance_file(tmp_path: Path, capsys: Capture) -> None:
         "id_prefix": "gateway",
         "tags": ["imported"],
         "redact": True,
+        "redactors": [],
         "keep_user_ids": False,
     }
     assert doc["sources"] == [
@@ -1331,7 +1332,18 @@ def test_provenance_file(tmp_path: Path, capsys: Capture) -> None:
         "acompletion": {"selected": 2, "available": 2},
         "aresponses": {"selected": 1, "available": 1},
     }
-    assert doc["redactions"] == {"api_key": 0, "token": 0, "email": 1, "card": 0, "phone": 0}
+    assert doc["redactions"] == {
+        "api_key": 0,
+        "token": 0,
+        "private_key": 0,
+        "password": 0,
+        "secret": 0,
+        "email": 1,
+        "card": 0,
+        "iban": 0,
+        "national_id": 0,
+        "phone": 0,
+    }
     assert doc["dropped_user_id_fields"] == {"end_user": 1, "user_id": 1}
 
 
