@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -157,18 +158,23 @@ def write_cases(folder: Path, count: int) -> Path:
 class Server:
     """The local provider server in its own process, driven over its admin endpoints."""
 
-    def __init__(self, workdir: Path, latency_ms: int, cases: Path) -> None:
+    def __init__(
+        self, workdir: Path, latency_ms: int, cases: Path, rate_limited: float = 0.0
+    ) -> None:
+        """``rate_limited``: the share of requests answered 429 with ``retry-after: 1``."""
+        errors = [{"status": 429, "share": rate_limited, "retry_after": 1}] if rate_limited else []
         scenario = {
             "latency_ms": latency_ms,
             "models": {
-                CANDIDATE: {"answers_from": [str(cases)]},
-                JUDGE: {"judge": True},
+                CANDIDATE: {"answers_from": [str(cases)], "errors": errors},
+                JUDGE: {"judge": True, "errors": errors},
             },
         }
-        path = workdir / f"scenario-{latency_ms}.json"
+        path = workdir / f"scenario-{latency_ms}-{rate_limited}.json"
         path.write_text(json.dumps(scenario))
         port = _free_port()
         self.url = f"http://127.0.0.1:{port}"
+        self.admin = {"Authorization": f"Bearer {secrets.token_urlsafe(24)}"}
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -181,6 +187,7 @@ class Server:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env={**os.environ, "LLMREGRESS_ADMIN_TOKEN": self.admin["Authorization"][7:]},
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -192,12 +199,15 @@ class Server:
         raise RuntimeError("the local provider server did not start")
 
     def stats(self) -> dict[str, int]:
-        with urllib.request.urlopen(self.url + "/_admin/stats", timeout=5) as response:
+        request = urllib.request.Request(self.url + "/_admin/stats", headers=self.admin)
+        with urllib.request.urlopen(request, timeout=5) as response:
             data: dict[str, int] = json.load(response)
             return data
 
     def reset(self) -> None:
-        request = urllib.request.Request(self.url + "/_admin/reset", data=b"{}", method="POST")
+        request = urllib.request.Request(
+            self.url + "/_admin/reset", data=b"{}", method="POST", headers=self.admin
+        )
         urllib.request.urlopen(request, timeout=5).close()
 
     def stop(self) -> None:
@@ -220,6 +230,53 @@ def pytest_command(server: Server, *extra: str) -> list[str]:
         f"--llm-anthropic-base-url={server.url}", f"--llm-openai-base-url={server.url}/v1",
         "--llm-judge-cache=off", *extra,
     ]  # fmt: skip
+
+
+RATE_LIMITED = 0.15  # the share of requests answered 429 with retry-after: 1
+
+
+def rate_limit_rows(
+    work: Path, cases: Path, n: int, budgets: list[str], notes: list[str]
+) -> list[tuple[str, str]]:
+    """What rate limits cost: the same run against a clean server and a rate-limiting one."""
+    clean, limited = Server(work, 200, cases), Server(work, 200, cases, RATE_LIMITED)
+    rejected: list[int] = []
+    try:
+
+        def count_429s(name: str) -> None:
+            if name == "limited":
+                rejected.append(limited.stats()["by_status"].get("429", 0))
+            (clean if name == "clean" else limited).reset()
+
+        measured = measure_interleaved(
+            {
+                "clean": pytest_command(clean, *budgets),
+                "limited": pytest_command(limited, *budgets),
+            },
+            work,
+            count_429s,
+        )
+    finally:
+        clean.stop()
+        limited.stop()
+    base, slow = measured["clean"], measured["limited"]
+    notes.append(
+        f"Rate limits (issue 12): the server answers {RATE_LIMITED:.0%} of all requests, at "
+        f"random, with 429 and `retry-after: 1`. Every case must still be scored (exit 0 is "
+        f"the default gate with no error allowed). Each rejected call waits out 1 to 1.25 s "
+        f"holding its slot, and each fresh rejection holds new calls back for 1 s: against a "
+        f"real rate limit, where every request fails until the named time, that costs nothing; "
+        f"against rejections at random, as here, it is the price of never erroring."
+    )
+    return [
+        (
+            f"**rate limits**: {n} cases at 200 ms, {RATE_LIMITED:.0%} of requests answered 429 "
+            f"with retry-after 1 s ({min(rejected, default=0)}-{max(rejected, default=0)} "
+            f"rejections per run)",
+            f"{slow.wall_s:.2f} s (exit {slow.exit_code}) against {base.wall_s:.2f} s without "
+            f"rate limits (exit {base.exit_code}): {slow.wall_s / base.wall_s:.2f}x",
+        )
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -317,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"workers share that one runner (the SDKs are imported once). At 1,000 ms per "
                     f"call the network dominates and the ratios show the design itself."
                 )
+
+        rows += rate_limit_rows(work, cases, n, budgets, notes)
 
         cases = write_cases(work / "golden_cases", n_overhead)
         server = Server(work, 0, cases)

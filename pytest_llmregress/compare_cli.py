@@ -9,6 +9,8 @@ No model is called::
 
 Results files are the documents ``--llm-report`` writes; for an interrupted run, give the same
 path: :func:`~pytest_llmregress.results.load_results` reads the partial results it left.
+A damaged results file is refused (exit 2) with its name, line and what was expected; a
+damaged line of a partial run's journal is skipped, and said on stderr.
 ``--attribute`` refuses (exit 2, naming every mismatch) four runs that are not the 2x2
 (:func:`~pytest_llmregress.compare.check_attribution_runs`).
 """
@@ -43,7 +45,7 @@ from pytest_llmregress.compare import (
     summarize_run,
     within_run_moves,
 )
-from pytest_llmregress.results import RunResult, load_results
+from pytest_llmregress.results import RunResult, read_results
 
 EXIT_OK = 0
 EXIT_REGRESSION = 1
@@ -175,7 +177,10 @@ def _history_parser() -> argparse.ArgumentParser:
 
 
 def _load(path: str) -> RunResult:
-    return load_results(path)
+    run, skipped = read_results(path)
+    for lines in skipped:
+        print(f"llmregress: note: {lines.describe()}; their cases are left out", file=sys.stderr)
+    return run
 
 
 def _error(message: str) -> int:
@@ -338,10 +343,11 @@ def load_history(directory: Path) -> tuple[list[tuple[HistoryRun, RunResult]], l
     seen: dict[str, str] = {}
     for where in history_files(directory):
         try:
-            run = load_results(where.path)
+            run, skipped = read_results(where.path)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             warnings.append(f"skipped {where.shown}: {exc}")
             continue
+        warnings += [f"{where.shown}: {lines.describe()}" for lines in skipped]
         # A copy of a run (an "accepted.json" beside the runs) would show the run twice.
         identity = json.dumps(
             [run.metadata.get(k) for k in ("started_at", "candidate", "pid")] + [len(run.cases)],

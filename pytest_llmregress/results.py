@@ -5,6 +5,12 @@ journal, ``PATH.partial/<process>.jsonl`` (a header line, then one line per case
 once). At the end the controller writes the whole document to ``PATH`` atomically and
 removes the journals. A crash, a killed worker or Ctrl-C leaves every finished case in the
 journals, and ``load_results`` reads them.
+
+Damaged files: a document that is cut short or not a results document is a
+``ResultsFileError`` naming the file, the line and column (or the case) and what was
+expected. A damaged journal line (not UTF-8, not JSON, not an object, a record missing
+fields) is skipped and counted (``read_results``): the case on it is simply run again. The
+last line of a journal whose process was killed mid-write is not damage, only unfinished.
 """
 
 from __future__ import annotations
@@ -12,10 +18,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -24,6 +31,11 @@ from pytest_llmregress.scoring.score import Score
 
 RESULTS_VERSION = 1
 Outcome = Literal["passed", "failed", "error"]
+OUTCOMES: tuple[str, ...] = ("passed", "failed", "error")
+
+
+class ResultsFileError(ValueError):
+    """A results document or journal that cannot be read; the message names file and line."""
 
 
 @dataclass(frozen=True)
@@ -99,15 +111,129 @@ class RunResult:
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "<results>") -> RunResult:
+    def from_dict(
+        cls, data: Mapping[str, Any], source: str = "<results>", text: str | None = None
+    ) -> RunResult:
+        """A document's run; ``ResultsFileError`` naming ``source`` and the place at fault.
+
+        ``text``: the document's JSON, to name the line of a case that does not read.
+        """
+        if not isinstance(data, Mapping):
+            raise ResultsFileError(
+                f"{source}: expected a results document (a JSON object with version, metadata "
+                f"and cases), found a JSON {_json_type(data)}"
+            )
         version = data.get("version")
         if version != RESULTS_VERSION:
-            raise ValueError(f"{source}: results version {version!r} is not {RESULTS_VERSION}")
-        return cls(
-            metadata=dict(data.get("metadata", {})),
-            cases=[CaseResult.from_dict(c) for c in data.get("cases", [])],
-            compare_cases=[CaseResult.from_dict(c) for c in data.get("compare_cases", [])],
-        )
+            raise ResultsFileError(
+                f"{source}: results version {version!r} is not {RESULTS_VERSION}"
+            )
+        metadata = data.get("metadata", {})
+        if not isinstance(metadata, Mapping):
+            raise ResultsFileError(
+                f"{source}: metadata: expected an object, found a JSON {_json_type(metadata)}"
+            )
+        lists: dict[str, list[CaseResult]] = {}
+        for key in ("cases", "compare_cases"):
+            items = data.get(key, [])
+            if not isinstance(items, list):
+                raise ResultsFileError(
+                    f"{source}: {key}: expected a list of case results, found a JSON "
+                    f"{_json_type(items)}"
+                )
+            lists[key] = []
+            for index, item in enumerate(items):
+                try:
+                    lists[key].append(case_from_record(item))
+                except ValueError as error:
+                    lines = _array_lines(text, key) if text is not None else []
+                    where = f":{lines[index]}" if index < len(lines) else ""
+                    raise ResultsFileError(f"{source}{where}: {key}[{index}]: {error}") from None
+        return cls(dict(metadata), lists["cases"], lists["compare_cases"])
+
+
+_CASE_FIELDS = {f.name: f for f in fields(CaseResult)}
+_REQUIRED_CASE_FIELDS = [
+    name
+    for name, f in _CASE_FIELDS.items()
+    if f.default is MISSING and f.default_factory is MISSING
+]
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number")
+
+
+def case_from_record(data: Any) -> CaseResult:
+    """A stored case result, or ``ValueError`` saying what is wrong with it."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"expected a case result (an object), found a JSON {_json_type(data)}")
+    missing = [name for name in _REQUIRED_CASE_FIELDS if name not in data]
+    if missing:
+        raise ValueError(f"a case result without {', '.join(missing)}")
+    unknown = sorted(set(data) - set(_CASE_FIELDS))
+    if unknown:
+        raise ValueError(f"a case result with unknown fields: {', '.join(unknown)}")
+    if data["outcome"] not in OUTCOMES:
+        raise ValueError(f"outcome {data['outcome']!r} is not one of {', '.join(OUTCOMES)}")
+    for name, kind in (("case_id", str), ("nodeid", str), ("path", str), ("line", int)):
+        if not isinstance(data[name], kind):
+            raise ValueError(f"{name}: expected a {kind.__name__}, found {data[name]!r}")
+    try:
+        return CaseResult.from_dict(data)
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        problem = f"case {data['case_id']!r}: its scores or replies do not read: {error}"
+        raise ValueError(problem) from None
+
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _array_lines(text: str, key: str) -> list[int]:
+    """The line on which each element of the top-level ``key`` list starts, in valid JSON.
+
+    Only for error messages: json.loads keeps no positions.
+    """
+    decoder = json.JSONDecoder()
+    lines: list[int] = []
+    line, counted = 1, 0
+
+    def skip(index: int) -> int:
+        match = _SPACE.match(text, index)
+        return match.end() if match else index
+
+    def line_at(index: int) -> int:
+        nonlocal line, counted
+        line += text.count("\n", counted, index)
+        counted = index
+        return line
+
+    try:
+        index = skip(0)
+        if text[index : index + 1] != "{":
+            return []
+        index = skip(index + 1)
+        while text[index : index + 1] == '"':
+            name, index = decoder.raw_decode(text, index)
+            index = skip(skip(index) + 1)  # the colon
+            if name == key and text[index : index + 1] == "[":
+                index = skip(index + 1)
+                while text[index : index + 1] not in ("]", ""):
+                    lines.append(line_at(index))
+                    _, index = decoder.raw_decode(text, index)
+                    index = skip(index)
+                    if text[index : index + 1] == ",":
+                        index = skip(index + 1)
+                return lines
+            _, index = decoder.raw_decode(text, index)
+            index = skip(index)
+            if text[index : index + 1] != ",":
+                break
+            index = skip(index + 1)
+    except (ValueError, IndexError):
+        pass
+    return lines
 
 
 def journal_dir(path: str | os.PathLike[str]) -> Path:
@@ -115,33 +241,161 @@ def journal_dir(path: str | os.PathLike[str]) -> Path:
     return Path(os.fspath(path) + ".partial")
 
 
-def _read_journal(source: Path) -> tuple[dict[str, Any], list[CaseResult], list[CaseResult]]:
-    header: dict[str, Any] | None = None
-    cases: list[CaseResult] = []
-    compare_cases: list[CaseResult] = []
-    for number, line in enumerate(source.read_text().splitlines(), 1):
-        if not line.strip():
+@dataclass(frozen=True)
+class SkippedLines:
+    """Damaged lines of one journal, skipped when it was read: their cases run again."""
+
+    path: Path
+    lines: tuple[int, ...]  # 1-based line numbers
+    first_problem: str
+
+    def describe(self) -> str:
+        count = len(self.lines)
+        return (
+            f"skipped {count} damaged line{'s' if count > 1 else ''} in {self.path} "
+            f"(first at line {self.lines[0]}: {self.first_problem})"
+        )
+
+
+@dataclass
+class _Journal:
+    metadata: dict[str, Any] | None = None  # None: no readable header line
+    cases: list[CaseResult] = field(default_factory=list)
+    compare_cases: list[CaseResult] = field(default_factory=list)
+    damaged: list[tuple[int, str]] = field(default_factory=list)  # (line, problem)
+
+
+def _journal_record(raw: bytes) -> dict[str, Any]:
+    """One journal line as its record, or ``ValueError`` saying what is wrong with it."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"not UTF-8 text (byte 0x{raw[error.start]:02x} at column {error.start + 1})"
+        ) from None
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not JSON ({error.msg} at column {error.colno})") from None
+    if not isinstance(record, dict):
+        raise ValueError(
+            f"expected a journal record (an object), found a JSON {_json_type(record)}"
+        )
+    if record.get("kind") not in ("header", "case"):
+        raise ValueError(f"a record of kind {record.get('kind')!r}, not header or case")
+    return record
+
+
+def _read_journal(source: Path) -> _Journal:
+    journal = _Journal()
+    data = source.read_bytes()
+    lines = data.split(b"\n")
+    for number, raw in enumerate(lines, 1):
+        if not raw.strip():
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            # The last line of a killed process can be cut short; everything before it counts.
+            record = _journal_record(raw)
+            if record["kind"] == "header":
+                version = record.get("version")
+                if version != RESULTS_VERSION:  # not damage: a journal of another version
+                    raise ResultsFileError(
+                        f"{source}:{number}: results version {version!r} is not {RESULTS_VERSION}"
+                    )
+                metadata = record.get("metadata", {})
+                if not isinstance(metadata, dict):
+                    raise ValueError(f"a header whose metadata is a JSON {_json_type(metadata)}")
+                journal.metadata = journal.metadata or metadata
+                continue
+            if "case" not in record:
+                raise ValueError("a case record without its case")
+            case = case_from_record(record["case"])
+            compare = record.get("compare")
+            compared = case_from_record(compare) if compare is not None else None
+        except ResultsFileError:
+            raise
+        except ValueError as error:
+            if number == len(lines):
+                # No newline after it: the write of a killed process, cut short. Unfinished,
+                # not damaged: everything before it counts.
+                continue
+            journal.damaged.append((number, str(error)))
             continue
-        if record.get("kind") == "header":
-            header = record
-        elif record.get("kind") == "case":
-            cases.append(CaseResult.from_dict(record["case"]))
-            if record.get("compare") is not None:
-                compare_cases.append(CaseResult.from_dict(record["compare"]))
-        else:
-            raise ValueError(f"{source}:{number}: not a results journal line")
-    if header is None:
-        raise ValueError(f"{source}: not a results journal (no header line)")
-    if header.get("version") != RESULTS_VERSION:
-        raise ValueError(
-            f"{source}: results version {header.get('version')!r} is not {RESULTS_VERSION}"
+        journal.cases.append(case)
+        if compared is not None:
+            journal.compare_cases.append(compared)
+    if journal.metadata is None and not journal.cases and journal.damaged:
+        line, problem = journal.damaged[0]
+        raise ResultsFileError(
+            f"{source}:{line}: not a results journal: no line of it is a header or a case "
+            f"({problem})"
         )
-    return dict(header.get("metadata", {})), cases, compare_cases
+    return journal
+
+
+def _read_document(target: Path) -> RunResult:
+    """A results document; ``ResultsFileError`` naming the file and line when it is damaged."""
+    data = target.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        raise ResultsFileError(
+            f"{target}:{line}:{column}: not UTF-8 text (byte 0x{data[error.start]:02x}); "
+            f"expected a results document (JSON)"
+        ) from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        end = len(text.rstrip())
+        if not end:
+            raise ResultsFileError(
+                f"{target}: the file is empty; expected a results document (JSON)"
+            ) from None
+        if error.pos >= end or error.msg.startswith("Unterminated string"):
+            line = text.count("\n", 0, end) + 1
+            column = end - (text.rfind("\n", 0, end) + 1) + 1
+            raise ResultsFileError(
+                f"{target}:{line}:{column}: the file ends in the middle of its JSON (cut "
+                f"short?); expected the rest of a results document"
+            ) from None
+        raise ResultsFileError(
+            f"{target}:{error.lineno}:{error.colno}: not valid JSON ({error.msg}); expected a "
+            f"results document"
+        ) from None
+    return RunResult.from_dict(document, str(target), text)
+
+
+def read_results(path: str | os.PathLike[str]) -> tuple[RunResult, list[SkippedLines]]:
+    """``load_results``, and the damaged journal lines it skipped (one entry per journal)."""
+    target = Path(path)
+    journals = sorted(journal_dir(target).glob("*.jsonl")) if journal_dir(target).is_dir() else []
+    if target.suffix == ".jsonl" and target.is_file():
+        journals, document = [target], None
+    elif target.is_file():
+        document = _read_document(target)
+    elif journals:
+        document = None
+    else:
+        raise FileNotFoundError(f"no results at {target} (and no {journal_dir(target)}/)")
+    by_node: dict[str, CaseResult] = {}
+    compared: dict[str, CaseResult] = {}
+    metadata: dict[str, Any] = {}
+    skipped: list[SkippedLines] = []
+    for source in journals:
+        journal = _read_journal(source)
+        metadata = metadata or journal.metadata or {}
+        by_node.update((case.nodeid, case) for case in journal.cases)
+        compared.update((case.nodeid, case) for case in journal.compare_cases)
+        if journal.damaged:
+            numbers = tuple(line for line, _ in journal.damaged)
+            skipped.append(SkippedLines(source, numbers, journal.damaged[0][1]))
+    if document is not None:
+        metadata = document.metadata
+        by_node.update((case.nodeid, case) for case in document.cases)
+        compared.update((case.nodeid, case) for case in document.compare_cases)
+    run = RunResult(metadata, list(by_node.values()), list(compared.values()))
+    return run, skipped
 
 
 def load_results(path: str | os.PathLike[str]) -> RunResult:
@@ -150,30 +404,10 @@ def load_results(path: str | os.PathLike[str]) -> RunResult:
     An interrupted run may have no document, or a document without the cases that finished
     but were not reported; the journals (``PATH.partial/*.jsonl``) have them. For a case found
     more than once, the document wins over journals and a later journal line over an earlier.
+    A damaged document raises ``ResultsFileError``; damaged journal lines are skipped
+    (``read_results`` says which).
     """
-    target = Path(path)
-    journals = sorted(journal_dir(target).glob("*.jsonl")) if journal_dir(target).is_dir() else []
-    if target.suffix == ".jsonl" and target.is_file():
-        journals, document = [target], None
-    elif target.is_file():
-        document = RunResult.from_dict(json.loads(target.read_text()), str(target))
-    elif journals:
-        document = None
-    else:
-        raise FileNotFoundError(f"no results at {target} (and no {journal_dir(target)}/)")
-    by_node: dict[str, CaseResult] = {}
-    compared: dict[str, CaseResult] = {}
-    metadata: dict[str, Any] = {}
-    for journal in journals:
-        meta, cases, compare_cases = _read_journal(journal)
-        metadata = metadata or meta
-        by_node.update((case.nodeid, case) for case in cases)
-        compared.update((case.nodeid, case) for case in compare_cases)
-    if document is not None:
-        metadata = document.metadata
-        by_node.update((case.nodeid, case) for case in document.cases)
-        compared.update((case.nodeid, case) for case in document.compare_cases)
-    return RunResult(metadata, list(by_node.values()), list(compared.values()))
+    return read_results(path)[0]
 
 
 def write_json_atomic(path: str | os.PathLike[str], document: Any) -> None:
@@ -207,6 +441,10 @@ class ResultsJournal:
         self.path = directory / f"{name}.jsonl"
         self._lock = threading.Lock()
         self._handle: IO[str] | None = self.path.open("a")
+        if self._handle.tell() and not _ends_with_newline(self.path):
+            # A resumed journal whose process was killed mid-line: the header must not be
+            # glued to that half line.
+            self._handle.write("\n")
         self._write({"kind": "header", "version": RESULTS_VERSION, "metadata": metadata})
 
     def _write(self, obj: Mapping[str, Any]) -> None:
@@ -227,6 +465,12 @@ class ResultsJournal:
             if self._handle is not None:
                 self._handle.close()
                 self._handle = None
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
 
 
 def finish_results(path: str | os.PathLike[str], run: RunResult, *, keep_journals: bool) -> None:

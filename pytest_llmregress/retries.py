@@ -1,7 +1,17 @@
 """The one retry policy of every model call: the runner's and the fallback chain's.
 
-The SDKs' own retries are off; a call is retried here, with exponential backoff and full
-jitter, and the server's ``retry-after`` honoured up to a cap. Nothing here imports an SDK.
+The SDKs' own retries are off; a call is retried here. Two kinds of trouble, two bounds:
+
+- **Rate limits** (429) are the server saying when to come back. They are waited out, not
+  counted against ``retries``: each wait is the server's ``retry-after`` plus up to a quarter
+  more of jitter (so calls rejected together do not come back together), or exponential
+  backoff with full jitter when the server names no time. A call gives up only when waiting
+  again would take its total time waited on rate limits past ``rate_limit_wait``.
+- **Other transient failures** (5xx, 529, timeouts, lost connections) are retried up to
+  ``retries`` times with exponential backoff and full jitter (a ``retry-after`` on them is
+  honoured up to ``max_delay``).
+
+Nothing here imports an SDK.
 """
 
 from __future__ import annotations
@@ -13,20 +23,33 @@ from dataclasses import dataclass, replace
 
 from pytest_llmregress.providers.base import Completion, ProviderError
 
+DEFAULT_RATE_LIMIT_WAIT = 300.0
+"""Seconds one call may spend waiting out rate limits, in total (``--llm-rate-limit-wait``)."""
+
+RETRY_AFTER_JITTER = 0.25
+"""A rate-limited call waits ``retry-after`` times 1 to 1 + this."""
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with full jitter; the server's retry-after wins, up to a cap."""
+    """Backoff with jitter; rate limits waited out within ``rate_limit_wait`` seconds."""
 
     retries: int = 3
     base_delay: float = 0.5
     max_delay: float = 20.0
-    max_retry_after: float = 60.0
+    rate_limit_wait: float = DEFAULT_RATE_LIMIT_WAIT
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        """Full jitter: anywhere up to ``base_delay * 2 ** (attempt - 1)``, capped."""
+        return rng.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
 
     def delay(self, attempt: int, error: ProviderError, rng: random.Random) -> float:
-        if error.retry_after is not None:
-            return min(error.retry_after, self.max_retry_after)
-        return rng.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+        """The wait before retry number ``attempt`` of its kind (rate limit or other)."""
+        if error.retry_after is not None and error.retry_after > 0:
+            if error.kind == "rate_limit":
+                return error.retry_after * (1 + rng.uniform(0, RETRY_AFTER_JITTER))
+            return min(error.retry_after, self.max_delay)
+        return self.backoff(attempt, rng)
 
 
 async def call_with_retries(
@@ -37,21 +60,39 @@ async def call_with_retries(
     *,
     give_up: Collection[str] = (),
 ) -> Completion:
-    """Run ``call``; retry transient failures per ``policy``; count the attempts.
+    """Run ``call``; wait out rate limits and retry transient failures per ``policy``.
 
-    Errors whose kind is in ``give_up`` are raised at once even when retryable: a fallback
-    chain passes its fall-through-at-once kinds (a timeout), for which the next model is the
-    retry.
+    ``attempts`` on the completion or the raised error counts every call made. Errors whose
+    kind is in ``give_up`` are raised at once even when retryable: a fallback chain passes
+    its fall-through-at-once kinds (a timeout), for which the next model is the retry.
     """
     attempt = 1
+    failures = 0  # transient failures other than rate limits
+    limited = 0  # rate limits
+    waited = 0.0  # seconds spent waiting out rate limits
     while True:
         try:
             completion = await call()
         except ProviderError as error:
             error.attempts = attempt
-            if not error.retryable or error.kind in give_up or attempt > policy.retries:
+            if not error.retryable or error.kind in give_up:
                 raise
-            await sleep(policy.delay(attempt, error, rng))
+            if error.kind == "rate_limit":
+                limited += 1
+                delay = policy.delay(limited, error, rng)
+                if waited + delay > policy.rate_limit_wait:
+                    error.message += (
+                        f" (still rate limited after waiting {waited:.3g} s of the "
+                        f"{policy.rate_limit_wait:g} s allowed)"
+                    )
+                    raise
+                waited += delay
+            else:
+                failures += 1
+                if failures > policy.retries:
+                    raise
+                delay = policy.delay(failures, error, rng)
+            await sleep(delay)
             attempt += 1
             continue
         if attempt > 1:

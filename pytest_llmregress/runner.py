@@ -30,7 +30,7 @@ from pytest_llmregress.providers.base import (
 from pytest_llmregress.providers.fallback import FALL_THROUGH_AT_ONCE, LOGGER_NAME, walk_chain
 from pytest_llmregress.providers.registry import Endpoints, ModelRef
 from pytest_llmregress.results import CaseResult
-from pytest_llmregress.retries import RetryPolicy, call_with_retries
+from pytest_llmregress.retries import DEFAULT_RATE_LIMIT_WAIT, RetryPolicy, call_with_retries
 from pytest_llmregress.scoring.judge import (
     JUDGE_PROMPT_VERSION,
     build_judge_prompt,
@@ -38,6 +38,7 @@ from pytest_llmregress.scoring.judge import (
 )
 from pytest_llmregress.scoring.score import Score, ScorerError
 from pytest_llmregress.scoring.scorers import score_deterministic
+from pytest_llmregress.url_masking import mask_url, mask_urls_in
 
 # Scorers that compare with the reference; a case whose reference is being recorded skips them.
 REFERENCE_SCORERS = frozenset({"judge", "exact", "similarity"})
@@ -48,11 +49,14 @@ SystemPrompt = tuple[str | None, str | None]
 
 
 class AdaptiveLimiter:
-    """A concurrency limit that halves on a rate limit and grows back on successes.
+    """A concurrency limit that holds new calls while the server pushes back.
 
-    At most ``limit`` holders at once, never more. A 429 halves the effective limit once per
-    "generation": the other calls that were already in flight when it shrank do not shrink it
-    again. Every ``recover_after`` successes add one slot back, up to ``limit``.
+    At most ``limit`` holders at once, never more. A call holds its slot through its retries,
+    waits included, so fresh calls cannot take the room a rate-limited call is waiting for.
+    A 429 with ``retry-after`` holds every *new* call back until that time has passed; one
+    without halves the effective limit, and every ``recover_after`` successes add one slot
+    back, up to ``limit``. One reaction per "generation": the other calls that were already
+    in flight when it reacted do not make it react again.
     """
 
     def __init__(self, limit: int, recover_after: int = 4) -> None:
@@ -60,9 +64,11 @@ class AdaptiveLimiter:
         self.current = limit
         self.in_use = 0
         self.peak = 0
+        self.generation = 0
+        self.held = 0  # how many times a retry-after held new calls back
         self._recover_after = recover_after
         self._successes = 0
-        self._generation = 0
+        self._hold_until = 0.0  # loop time before which no new call starts
         self._condition: asyncio.Condition | None = None
 
     def _cond(self) -> asyncio.Condition:
@@ -70,14 +76,22 @@ class AdaptiveLimiter:
             self._condition = asyncio.Condition()
         return self._condition
 
-    async def acquire(self) -> int:
-        """Wait for a slot; returns the generation to pass to ``on_rate_limit``."""
+    async def acquire(self) -> None:
+        """Wait for a slot, and for any hold to pass."""
         condition = self._cond()
-        async with condition:
-            await condition.wait_for(lambda: self.in_use < self.current)
-            self.in_use += 1
-            self.peak = max(self.peak, self.in_use)
-            return self._generation
+        loop = asyncio.get_running_loop()
+        while True:
+            hold = self._hold_until - loop.time()
+            if hold > 0:
+                await asyncio.sleep(hold)
+                continue
+            async with condition:
+                await condition.wait_for(lambda: self.in_use < self.current)
+                if self._hold_until > loop.time():
+                    continue  # a hold began while this call waited for a slot
+                self.in_use += 1
+                self.peak = max(self.peak, self.in_use)
+                return
 
     async def release(self) -> None:
         condition = self._cond()
@@ -85,11 +99,22 @@ class AdaptiveLimiter:
             self.in_use -= 1
             condition.notify()
 
-    def on_rate_limit(self, generation: int) -> None:
-        if generation == self._generation and self.current > 1:
+    def on_rate_limit(self, generation: int, retry_after: float | None = None) -> None:
+        """A 429 to a call that started in ``generation``.
+
+        Only a call that started after the last reaction makes a new one (hold new calls for
+        ``retry_after``, or halve without it): the calls already in flight then were sent
+        before it.
+        """
+        if generation != self.generation:
+            return
+        self.generation += 1
+        self._successes = 0
+        if retry_after is not None and retry_after > 0:
+            self._hold_until = asyncio.get_running_loop().time() + retry_after
+            self.held += 1
+        else:
             self.current = max(1, self.current // 2)
-            self._generation += 1
-            self._successes = 0
 
     async def on_success(self) -> None:
         if self.current >= self.limit:
@@ -120,6 +145,7 @@ class Runner:
         judge_concurrency: int,
         timeout: float,
         retries: int,
+        rate_limit_wait: float = DEFAULT_RATE_LIMIT_WAIT,
         case_deadline: float | None = None,
         cache: ResponseCache | None = None,
         cache_mode: CacheMode = "off",
@@ -143,7 +169,9 @@ class Runner:
         self._endpoints = endpoints
         self._timeout = timeout
         self._case_deadline = case_deadline
-        self._policy = RetryPolicy(retries=retries, base_delay=base_delay)
+        self._policy = RetryPolicy(
+            retries=retries, base_delay=base_delay, rate_limit_wait=rate_limit_wait
+        )
         self.limiters: dict[CallKind, AdaptiveLimiter] = {
             "candidate": AdaptiveLimiter(concurrency),
             "judge": AdaptiveLimiter(judge_concurrency),
@@ -153,6 +181,8 @@ class Runner:
         self._judge_cache = judge_cache and cache is not None
         self._providers: dict[str, Provider] = {}
         self._rng = random.Random(0)
+        # Judges that refused structured output (a 400), with the refusal: asked in plain text.
+        self.plain_judges: dict[ModelRef, str] = {}
 
     async def run_case(
         self, key: str, case: GoldenCase, systems: Mapping[str, SystemPrompt] | None = None
@@ -182,7 +212,7 @@ class Runner:
 
     async def check_models(self, refs: Iterable[ModelRef]) -> dict[ModelRef, str]:
         """The preflight: check each distinct model once, all at once; why each unavailable
-        one is."""
+        one is (URLs in it masked: it is shown and stored)."""
 
         async def check(ref: ModelRef) -> str | None:
             provider = self._provider(ref.provider)
@@ -192,7 +222,8 @@ class Runner:
             except ProviderError as error:
                 if error.kind == "not_found":  # retired or unknown: no later call can succeed
                     self.unavailable[ref] = ProviderError(
-                        f"not called: the preflight found it unavailable ({error.message})",
+                        "not called: the preflight found it unavailable "
+                        f"({mask_urls_in(error.message)})",
                         provider=ref.provider,
                         model=ref.model,
                         kind=error.kind,
@@ -200,9 +231,10 @@ class Runner:
                         request_id=error.request_id,
                         attempts=0,  # what a case records: no call was made for it
                     )
-                return f"{ref} at {provider.base_url}: {error}"
+                return mask_urls_in(f"{ref} at {provider.base_url}: {error}")
             except TimeoutError:
-                return f"{ref} at {provider.base_url}: no answer within {self._timeout:g} s"
+                where = mask_url(provider.base_url)
+                return f"{ref} at {where}: no answer within {self._timeout:g} s"
             return None
 
         distinct = list(dict.fromkeys(refs))
@@ -269,7 +301,7 @@ class Runner:
             key = request_key(
                 kind=kind,
                 provider=ref.provider,
-                base_url=provider.base_url,
+                base_url=mask_url(provider.base_url),  # a new password keeps the cache
                 request=request,
                 salt=JUDGE_PROMPT_VERSION if kind == "judge" else "",
             )
@@ -288,7 +320,7 @@ class Runner:
         limiter = self.limiters[kind]
 
         async def attempt() -> Completion:
-            generation = await limiter.acquire()
+            generation = limiter.generation
             try:
                 async with asyncio.timeout(self._timeout):
                     completion = await provider.complete(request)
@@ -301,14 +333,17 @@ class Runner:
                 ) from None
             except ProviderError as error:
                 if error.kind == "rate_limit":
-                    limiter.on_rate_limit(generation)
+                    limiter.on_rate_limit(generation, error.retry_after)
                 raise
-            finally:
-                await limiter.release()
             await limiter.on_success()
             return completion
 
-        completion = await call_with_retries(attempt, self._policy, self._rng, give_up=give_up)
+        # The slot is held through the retries and their waits (see AdaptiveLimiter).
+        await limiter.acquire()
+        try:
+            completion = await call_with_retries(attempt, self._policy, self._rng, give_up=give_up)
+        finally:
+            await limiter.release()
         if use_cache and completion.text.strip():
             assert self._cache is not None
             await asyncio.to_thread(self._cache.put, key, kind, completion)
@@ -421,8 +456,27 @@ class Runner:
             model=self.judge.model,
             messages=(ChatMessage("user", prompt.user),),
             system=prompt.system,
+            # The verdict as structured output, unless this judge refused it earlier.
+            reply_schema=None if self.judge in self.plain_judges else prompt.reply_schema,
         )
-        judged = await self._call("judge", self.judge, request)
+        try:
+            judged = await self._call("judge", self.judge, request)
+        except ProviderError as error:
+            # Self-hosted compatible servers may refuse tools / response_format with a 400:
+            # ask in plain text (the parser still takes exactly one object) for the rest of
+            # the run. Remembered only once the plain call has worked, so a 400 for another
+            # reason (a prompt too long) does not turn structured output off.
+            if request.reply_schema is None or error.kind != "bad_request":
+                raise
+            judged = await self._call("judge", self.judge, replace(request, reply_schema=None))
+            if self.judge not in self.plain_judges:
+                self.plain_judges[self.judge] = str(error)
+                logging.getLogger("pytest_llmregress.judge").warning(
+                    "the judge %s refused structured output (%s); its verdicts are asked for "
+                    "as plain text for the rest of the run",
+                    self.judge,
+                    error,
+                )
         score = parse_judge_reply(judged.text, judge_model=str(self.judge), threshold=threshold)
         return score, judged
 

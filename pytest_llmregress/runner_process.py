@@ -17,7 +17,9 @@ ends the session, then the runner.
 
 Protocol, JSON lines. The starter writes the configuration on stdin (API keys included, so
 they appear on no command line and in no environment listing); the runner answers on stdout
-with one line once the preflight is done: ``{"problems": {"provider:model": message}}``.
+with one line once the preflight is done: ``{"problems": {"provider:model": message},
+"notices": [text]}`` (notices: a damaged cache file moved aside), and with a last line once
+its lifeline closes: ``{"cache": health}`` (damaged cache entries replaced, for the summary).
 Clients send ``{"op": "case", "key", "case", "systems"}``, ``{"op": "complete", "id",
 "request"}`` or ``{"op": "judge", "id", "args"}`` over the socket; answers come back as calls
 finish: ``{"key", "result", "baseline"}`` (or ``{"key", "failure"}``) and ``{"id", "value"}``
@@ -44,6 +46,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
+
+from pytest_llmregress.retries import DEFAULT_RATE_LIMIT_WAIT
+from pytest_llmregress.url_masking import mask_urls_in
 
 if TYPE_CHECKING:
     from pytest_llmregress.cases import GoldenCase
@@ -79,7 +84,8 @@ class RunnerAddress:
             text = ""
         if not text:  # killed without a word (SIGKILL, the OOM killer)
             return f" (its log, {self.log_path}, is empty)"
-        tail = "\n".join(text.splitlines()[-lines:])
+        # Masked: an SDK's debug log (ANTHROPIC_LOG=debug) shows each request's full URL.
+        tail = mask_urls_in("\n".join(text.splitlines()[-lines:]))
         return f"\nthe end of its log ({self.log_path}):\n{tail}"
 
 
@@ -99,6 +105,7 @@ def runner_config(
     judge_concurrency: int = 8,
     timeout: float = 60.0,
     retries: int = 3,
+    rate_limit_wait: float = DEFAULT_RATE_LIMIT_WAIT,
     case_deadline: float | None = None,
     cache_mode: str = "off",
     judge_cache: bool = True,
@@ -121,6 +128,7 @@ def runner_config(
             "judge_concurrency": judge_concurrency,
             "timeout": timeout,
             "retries": retries,
+            "rate_limit_wait": rate_limit_wait,
             "case_deadline": case_deadline,
             "cache_mode": cache_mode,
             "judge_cache": judge_cache,
@@ -162,6 +170,8 @@ class RunnerProcess:
         self._stdin.write(json.dumps(dict(config)).encode() + b"\n")
         self._stdin.flush()
         self._problems: dict[str, str] | None = None
+        self.notices: list[str] = []  # from the ready line: what the user should be told
+        self.last_words: dict[str, Any] = {}  # the runner's last line (``_read_last_words``)
 
     def preflight_problems(self) -> dict[str, str]:
         """Wait until the runner is ready: the models its preflight found unavailable."""
@@ -173,7 +183,9 @@ class RunnerProcess:
                     f"the runner process exited with status {self._process.returncode} before it "
                     f"was ready{self.address.log_tail()}"
                 )
-            self._problems = dict(json.loads(line)["problems"])
+            ready = json.loads(line)
+            self._problems = dict(ready["problems"])
+            self.notices = list(ready.get("notices", ()))
         return self._problems
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -191,12 +203,32 @@ class RunnerProcess:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+        self._read_last_words()
         self._stdout.close()
         if self._process.returncode != 0:
             with contextlib.suppress(OSError):
                 os.unlink(self.address.socket_path)
         else:
             shutil.rmtree(self._directory, ignore_errors=True)
+
+    def _read_last_words(self) -> None:
+        """What the runner wrote on stdout after its ready line, once it has exited: its
+        cache health (``{"cache": ...}``), which only the runner process knows."""
+        try:
+            rest = self._stdout.read()
+        except (OSError, ValueError):
+            return
+        for line in rest.splitlines():
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue  # a runner killed mid-line
+            if not isinstance(message, dict):
+                continue
+            if "problems" in message:  # the ready line, never read: the session ended early
+                self.notices = list(message.get("notices", ()))
+            else:
+                self.last_words.update(message)
 
 
 class RunnerClient:
@@ -374,16 +406,17 @@ class RunnerClient:
 
 
 def _error_to_dict(error: BaseException) -> dict[str, Any]:
+    """An error for the pytest process that called (URLs in its message masked)."""
     from pytest_llmregress.providers.base import ProviderError
     from pytest_llmregress.scoring.score import ScorerError
 
     if isinstance(error, ProviderError):
         fields = ("provider", "model", "kind", "status", "retry_after", "request_id", "attempts")
         details = {name: getattr(error, name) for name in fields}
-        return {"type": "provider", "message": error.message, **details}
+        return {"type": "provider", "message": mask_urls_in(error.message), **details}
     if isinstance(error, ScorerError):
-        return {"type": "scorer", "message": str(error)}
-    return {"type": "runtime", "message": f"{type(error).__name__}: {error}"}
+        return {"type": "scorer", "message": mask_urls_in(str(error))}
+    return {"type": "runtime", "message": mask_urls_in(f"{type(error).__name__}: {error}")}
 
 
 def _error_from_dict(data: Mapping[str, Any]) -> Exception:
@@ -437,7 +470,8 @@ async def _serve(config: Mapping[str, Any], listener: socket.socket, ready: IO[s
     if config["cache_dir"]:
         from pytest_llmregress.cache import ResponseCache
 
-        cache = ResponseCache(Path(config["cache_dir"]))
+        replay = config["runner"]["cache_mode"] == "replay"
+        cache = ResponseCache(Path(config["cache_dir"]), replay=replay)
     runner = Runner(
         candidate=models["candidate"],
         judge=models["judge"],
@@ -448,8 +482,7 @@ async def _serve(config: Mapping[str, Any], listener: socket.socket, ready: IO[s
         **config["runner"],
     )
     problems = await runner.check_models(refs) if config["preflight"] else {}
-    ready.write(json.dumps({"problems": {str(r): m for r, m in problems.items()}}) + "\n")
-    ready.close()
+    _say_ready(ready, problems, cache.notices if cache is not None else [])
     directory = os.path.dirname(listener.getsockname())
     server = await asyncio.start_unix_server(
         functools.partial(_handle, runner, CaseBoard(runner)), sock=listener, limit=LINE_LIMIT
@@ -458,12 +491,28 @@ async def _serve(config: Mapping[str, Any], listener: socket.socket, ready: IO[s
     server.close()
     if cache is not None:
         cache.close()  # every stored reply is committed; nothing else here needs saving
+    _say_last_words(ready, cache)
     # The starter may be gone without cleaning up (killed, os._exit): the directory goes with
     # the runner. A runner that crashes never gets here, so its log stays for the message.
     shutil.rmtree(directory, ignore_errors=True)
     # Exit now: a graceful close of every connection and of the interpreter costs the
     # session's wall time and saves nothing (the results are with the pytest processes).
     os._exit(0)
+
+
+def _say_ready(ready: IO[str], problems: Mapping[Any, str], notices: list[str]) -> None:
+    """The ready line: the preflight's problems and what the user should be told."""
+    line = {"problems": {str(ref): text for ref, text in problems.items()}, "notices": notices}
+    ready.write(json.dumps(line) + "\n")
+    ready.flush()  # kept open for the last words
+
+
+def _say_last_words(ready: IO[str], cache: Any) -> None:
+    """The runner's last line, read by ``RunnerProcess.stop``: what became of the cache."""
+    with contextlib.suppress(OSError, ValueError):  # nobody listening any more
+        if cache is not None:
+            ready.write(json.dumps({"cache": cache.health()}) + "\n")
+        ready.close()
 
 
 class CaseBoard:
@@ -513,10 +562,13 @@ class CaseBoard:
                 key, GoldenCase.from_dict(message["case"]), systems
             )
         except Exception as error:  # a bug, not a model failure: the item shows it
-            reply = {"key": key, "failure": f"{type(error).__name__}: {error}"}
+            reply = {"key": key, "failure": mask_urls_in(f"{type(error).__name__}: {error}")}
         else:
             baseline_dict = baseline.to_dict() if baseline is not None else None
             reply = {"key": key, "result": result.to_dict(), "baseline": baseline_dict}
+            for record in (reply["result"], baseline_dict):
+                if record is not None and record["error"]:  # e.g. a proxy echoing its upstream
+                    record["error"] = mask_urls_in(record["error"])
         answer = self._answers[key] = json.dumps(reply).encode() + b"\n"
         _, senders = self._waiting.pop(key)
         for send in senders:

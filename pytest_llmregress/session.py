@@ -31,6 +31,7 @@ from pytest_llmregress.providers.registry import (
 )
 from pytest_llmregress.results import CaseResult, ResultsJournal
 from pytest_llmregress.settings import Settings
+from pytest_llmregress.url_masking import mask_url
 
 if TYPE_CHECKING:
     from pytest_llmregress.items import GoldenItem
@@ -136,6 +137,7 @@ class LLMRegressSession:
         self.lifecycle_findings: list[Any] = []  # LifecycleFinding: warnings, said at the end
         self.lifecycle_source = ""
         self.preflight_warnings: list[str] = []
+        self.damaged_state: list[str] = []  # healed or skipped: see _note_damaged_state
         self._prompts_metadata: dict[str, Any] = {}  # prompt_model, prompts: _prompt_resolver
         self.key_problem: str | None = None  # API keys that models of this run need but lack
         self.skipped_golden = 0  # golden cases skipped for want of a model
@@ -192,6 +194,7 @@ class LLMRegressSession:
             )
         if self.candidate is not None and self.settings.resume:
             self.resumed = self._load_resumed(self.settings.resume)
+        self._check_baseline()
         if self.config.option.collectonly or self.key_problem:
             # Nothing will call a model: start no process, import no SDK. A missing key stops
             # the session only if a selected test needs a model (``before_run``).
@@ -251,6 +254,7 @@ class LLMRegressSession:
             judge_concurrency=settings.judge_concurrency,
             timeout=settings.timeout,
             retries=settings.retries,
+            rate_limit_wait=settings.rate_limit_wait,
             case_deadline=settings.case_deadline,
             cache_mode=settings.cache,
             judge_cache=settings.judge_cache == "on",
@@ -452,15 +456,20 @@ class LLMRegressSession:
         With ``--llm-compare-model`` a case is taken only with the same compare model's scored
         result on it, so every case stays paired; the others run again, both models.
         """
-        from pytest_llmregress.results import load_results
+        from pytest_llmregress.results import read_results
 
         target = Path(path) if Path(path).is_absolute() else self.config.rootpath / path
         try:
-            earlier = load_results(target)
+            earlier, skipped = read_results(target)
         except FileNotFoundError:
             return {}  # nothing to resume: this run starts the file
         except (OSError, ValueError) as exc:
             raise pytest.UsageError(f"pytest-llmregress: --llm-resume: {exc}") from None
+        self.damaged_state += [
+            f"resume: {lines.describe()}; {'their cases' if len(lines.lines) > 1 else 'its case'}"
+            f" ran again"
+            for lines in skipped
+        ]
         if self.compare is None:
             return {case.nodeid: (case, None) for case in earlier.cases if case.outcome != "error"}
         if earlier.metadata.get("compare") != str(self.compare):
@@ -585,9 +594,13 @@ class LLMRegressSession:
         where = self.endpoints.describe(self.candidate.provider)
         judge = f"judge {self.judge}" if self.judge else "no judge"
         served = f", local server {settings.serve}" if settings.serve else ""
+        explicit = self.settings.explicit()
+        for name in ("anthropic_base_url", "openai_base_url"):
+            if explicit.get(name):  # the line is pasted into CI logs and issues
+                explicit[name] = mask_url(explicit[name])
         rerun = " ".join(
             f"--llm-{name.replace('_', '-')}" + ("" if value is True else f"={value}")
-            for name, value in self.settings.explicit().items()
+            for name, value in explicit.items()
             if name not in ("golden_files",)
         )
         lines = [
@@ -855,6 +868,7 @@ class LLMRegressSession:
             resumed=sum(1 for r in self.results if r.nodeid in self.resumed),
             model_warnings=self.model_warnings(),
             chain=[str(ref) for ref in (self.candidate, *self.fallbacks)] if self.fallbacks else (),
+            damaged_state=self.damaged_state,
         )
         if self.comparison is not None:
             from pytest_llmregress.compare import comparison_lines
@@ -899,6 +913,7 @@ class LLMRegressSession:
                     "judge_concurrency",
                     "timeout",
                     "retries",
+                    "rate_limit_wait",
                     "case_deadline",
                     "cache",
                     "judge_cache",
@@ -1022,7 +1037,33 @@ class LLMRegressSession:
             self.runner = None
         if self.runner_process is not None:
             self.runner_process.stop()
+            self._note_damaged_state(self.runner_process)
             self.runner_process = None
+
+    def _note_damaged_state(self, runner_process: RunnerProcess) -> None:
+        """What the runner process healed: a damaged cache file it moved aside (a warning
+        naming both files) and damaged entries it replaced (a summary line)."""
+        from pytest_llmregress.cache import cache_health_lines
+
+        for notice in runner_process.notices:
+            self._warn_about_setting("cache_dir", notice)
+        self.damaged_state += cache_health_lines(runner_process.last_words.get("cache", {}))
+
+    def _check_baseline(self) -> None:
+        """A damaged ``--llm-baseline`` file stops the session before any call.
+
+        A missing one is left to the end: the gate fails with the reason in the summary.
+        """
+        if self.is_worker or self.candidate is None or not self.settings.baseline:
+            return
+        from pytest_llmregress.results import load_results
+
+        try:
+            load_results(self._rooted(self.settings.baseline))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            raise pytest.UsageError(f"pytest-llmregress: --llm-baseline: {exc}") from None
 
     def close(self) -> None:
         self.close_runner()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pytest_llmregress.cache import CACHE_MODES
+from pytest_llmregress.retries import DEFAULT_RATE_LIMIT_WAIT
 
 DEFAULT_GOLDEN_FILES = (
     "*golden_cases/*.jsonl",
@@ -159,8 +160,17 @@ OPTIONS: tuple[Option, ...] = (
         "retries",
         _non_negative_int,
         3,
-        "retries of a call that failed for a transient reason (429, 5xx, 529, timeouts; default 3)",
+        "retries of a call that failed for a transient reason (5xx, 529, timeouts, lost "
+        "connections; default 3). Rate limits are waited out instead: --llm-rate-limit-wait",
         "N",
+    ),
+    Option(
+        "rate_limit_wait",
+        _positive_float,
+        DEFAULT_RATE_LIMIT_WAIT,
+        "seconds one call may spend waiting out rate limits (429), in total: each wait is the "
+        "server's retry-after plus jitter, and new calls are held back meanwhile (default 300)",
+        "SECONDS",
     ),
     Option(
         "case_deadline",
@@ -349,6 +359,7 @@ class Settings:
     judge_concurrency: int = 8
     timeout: float = 60.0
     retries: int = 3
+    rate_limit_wait: float = DEFAULT_RATE_LIMIT_WAIT
     case_deadline: float | None = None
     cache: str = "off"
     judge_cache: str = "on"
@@ -357,8 +368,9 @@ class Settings:
     preflight: str = "on"
     report: str | None = None
     serve: str | None = None
-    anthropic_base_url: str | None = None
-    openai_base_url: str | None = None
+    # Not in the repr: a base URL may carry credentials (http://user:key@host).
+    anthropic_base_url: str | None = field(default=None, repr=False)
+    openai_base_url: str | None = field(default=None, repr=False)
     require_pinned: bool = False
     retirement_warning_days: int = 60
     fallback: bool = False

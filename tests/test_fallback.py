@@ -31,7 +31,8 @@ from pytest_llmregress.testing.server import LocalProviderServer
 PRIMARY = "claude-sonnet-4-6"
 SECOND = "claude-opus-4-7"
 OPENAI = "gpt-5.5-2026-04-23"
-FAST_RETRIES = RetryPolicy(retries=2, base_delay=0.001, max_delay=0.01, max_retry_after=0.01)
+# Two waits of a 0.004 s retry-after (1.25x with jitter) fit in 0.01 s, a third does not.
+FAST_RETRIES = RetryPolicy(retries=2, base_delay=0.001, max_delay=0.01, rate_limit_wait=0.01)
 
 MakeServer = Callable[[dict[str, Any]], LocalProviderServer]
 
@@ -167,7 +168,7 @@ def test_rate_limit_and_server_errors_are_retried_before_falling_through(
     server = make_server(
         scenario(
             {
-                PRIMARY: {"errors": [{"status": 429, "retry_after": 0}]},
+                PRIMARY: {"errors": [{"status": 429, "retry_after": 0.004}]},
                 SECOND: {"errors": [{"status": 503}]},
             }
         )

@@ -177,7 +177,7 @@ def test_cases_run_in_the_runner_process_and_come_back_as_case_results(
     judge_prompts = [r.user_text or "" for r in server.requests if r.requested_model == JUDGE]
     assert len(judge_prompts) == 5
     for i in range(5):
-        assert sum(f"<task>\n{question(i)}\n</task>" in p for p in judge_prompts) == 1
+        assert sum(f">>>\n{question(i)}\n<<<END TASK " in p for p in judge_prompts) == 1
     assert server.stats()["requests"] == 10
 
     # on_result: once per case, with the very result result() returned.

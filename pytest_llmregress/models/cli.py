@@ -38,6 +38,7 @@ from pytest_llmregress.models.lifecycle import (
     load_overrides_file,
     refresh_from_openai_models,
 )
+from pytest_llmregress.url_masking import mask_url, mask_urls_in
 
 PROG: Final = "llmregress models"
 DEFAULT_REMIND_DAYS: Final = 30
@@ -913,8 +914,10 @@ def _cmd_refresh(args: argparse.Namespace, out: TextIO) -> int:
     try:
         entries = refresh_from_openai_models(args.openai_base_url, api_key, today=today)
     except Exception as exc:  # the SDK's connection/status errors
-        print(f"{PROG} refresh: cannot list models: {exc}", file=sys.stderr)
+        print(f"{PROG} refresh: cannot list models: {mask_urls_in(str(exc))}", file=sys.stderr)
         return 1
+    for entry in entries:  # each names the URL it came from; it is printed or written
+        entry["source"] = mask_urls_in(entry["source"])
     if args.output is None:
         json.dump({"lifecycle": entries}, out, indent=2)
         out.write("\n")
@@ -923,7 +926,7 @@ def _cmd_refresh(args: argparse.Namespace, out: TextIO) -> int:
     include = args.output.name if args.output.is_absolute() else args.output.as_posix()
     header = (
         f"Lifecycle overrides for pytest-llmregress, written by `{PROG} refresh` on {today}\n"
-        f"from GET {args.openai_base_url.rstrip('/')}/models (shutdown_date).\n"
+        f"from GET {mask_url(args.openai_base_url.rstrip('/'))}/models (shutdown_date).\n"
         "Include it from your config: [[tool.llmregress.lifecycle]] (or [[lifecycle]] in "
         f'llmregress.toml) with file = "{include}"'
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,6 +43,20 @@ class AnthropicProvider(SDKProvider):
             if key == "stop" and isinstance(value, str):
                 value = [value]
             body[_PARAM_NAMES[key]] = value
+        schema = request.reply_schema
+        if schema is not None:
+            # One tool the model must call, once: the reply is its input, an object the API
+            # has already parsed, never prose that could quote some other object. Forced tool
+            # use works on every Claude model; `strict` and `output_config.format` do not.
+            tool: dict[str, Any] = {"name": schema.name, "input_schema": dict(schema.schema)}
+            if schema.description:
+                tool["description"] = schema.description
+            body["tools"] = [tool]
+            body["tool_choice"] = {
+                "type": "tool",
+                "name": schema.name,
+                "disable_parallel_tool_use": True,
+            }
         return body
 
     def parse(
@@ -50,6 +65,18 @@ class AnthropicProvider(SDKProvider):
         text = "".join(
             block.get("text", "") for block in data["content"] if block.get("type") == "text"
         )
+        if request.reply_schema is not None:
+            name = request.reply_schema.name
+            calls = [
+                block["input"]
+                for block in data["content"]
+                if block.get("type") == "tool_use" and block.get("name") == name
+            ]
+            if calls:
+                # Several calls (despite disable_parallel_tool_use) become several objects,
+                # which the judge's parser refuses; none: a server that ignored the tool, whose
+                # text is parsed as it stands.
+                text = "\n".join(json.dumps(call, ensure_ascii=False) for call in calls)
         usage = data.get("usage") or {}
         return Completion(
             text=text,

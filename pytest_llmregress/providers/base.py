@@ -16,13 +16,33 @@ class ChatMessage:
 
 
 @dataclass(frozen=True)
+class ReplySchema:
+    """Ask for the reply as one JSON object of ``schema`` (structured output).
+
+    Anthropic gets it as the one tool the model must call (``tool_choice``), OpenAI as
+    ``response_format`` ``json_schema`` in strict mode; either way the ``Completion``'s text
+    is the object as JSON. ``name`` names the tool or the format (``[A-Za-z0-9_-]``, at most
+    64 characters). The schema should suit OpenAI's strict mode: every property required,
+    ``additionalProperties`` false.
+    """
+
+    name: str
+    schema: Mapping[str, Any]
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class Request:
-    """One model call: the model id (without provider prefix), the conversation and params."""
+    """One model call: the model id (without provider prefix), the conversation and params.
+
+    ``reply_schema``, when set, asks the provider for a structured reply (the judge's verdict).
+    """
 
     model: str
     messages: tuple[ChatMessage, ...]
     system: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    reply_schema: ReplySchema | None = None
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,16 @@ class OpenAIProvider(SDKProvider):
             if key not in _PARAM_NAMES:
                 raise self.unsupported(key, request, "OpenAI Chat Completions API")
             body[_PARAM_NAMES[key]] = value
+        schema = request.reply_schema
+        if schema is not None:
+            json_schema: dict[str, Any] = {
+                "name": schema.name,
+                "strict": True,
+                "schema": dict(schema.schema),
+            }
+            if schema.description:
+                json_schema["description"] = schema.description
+            body["response_format"] = {"type": "json_schema", "json_schema": json_schema}
         return body
 
     def parse(
@@ -47,8 +57,14 @@ class OpenAIProvider(SDKProvider):
         if not data.get("choices"):
             raise self.bad_response(request, "the API answered without choices", request_id)
         usage = data.get("usage") or {}
+        message = data["choices"][0]["message"]
+        text = message.get("content") or ""
+        if not text and request.reply_schema is not None:
+            # A structured-output refusal has no content: its text makes the verdict
+            # unparseable (an error outcome that shows why), not an empty reply.
+            text = message.get("refusal") or ""
         return Completion(
-            text=data["choices"][0]["message"].get("content") or "",
+            text=text,
             provider=self.name,
             requested_model=request.model,
             resolved_model=data["model"],

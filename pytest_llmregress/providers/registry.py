@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pytest_llmregress.providers.base import Provider
+from pytest_llmregress.url_masking import MASK, mask_url
 
 PROVIDERS = ("anthropic", "openai")
 API_KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
@@ -69,10 +70,19 @@ def parse_model(spec: str) -> ModelRef:
 
 @dataclass(frozen=True)
 class Endpoints:
-    """Where each provider's calls go and with which key; the key is never printed."""
+    """Where each provider's calls go and with which key.
+
+    Neither a key nor a base URL's credentials are ever shown: not by ``repr`` (a traceback's
+    locals, a log line), not by :meth:`describe`. Only :meth:`build` hands them to an SDK client.
+    """
 
     base_urls: Mapping[str, str | None]
     api_keys: Mapping[str, str | None]
+
+    def __repr__(self) -> str:
+        urls = {name: mask_url(url) if url else url for name, url in self.base_urls.items()}
+        keys = {name: MASK if key else key for name, key in self.api_keys.items()}
+        return f"Endpoints(base_urls={urls!r}, api_keys={keys!r})"
 
     def missing_keys(self, refs: list[ModelRef]) -> list[str]:
         """Environment variables that must be set for these models but are not."""
@@ -96,13 +106,14 @@ class Endpoints:
         return OpenAIProvider(api_key=key, base_url=base_url, timeout=timeout)
 
     def describe(self, provider: str) -> str:
-        """The base URL a provider's calls go to, for headers and reports."""
+        """The base URL a provider's calls go to, for headers and reports: credentials masked
+        (``http://***:***@host``, ``?api-key=***``)."""
         url = self.base_urls.get(provider)
         if url:
-            return url
+            return mask_url(url)
         from_env = os.environ.get(BASE_URL_ENV[provider])
         if from_env:
-            return from_env
+            return mask_url(from_env)
         return (
             "https://api.anthropic.com" if provider == "anthropic" else "https://api.openai.com/v1"
         )

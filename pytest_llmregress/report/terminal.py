@@ -46,8 +46,13 @@ def summary_lines(
     resumed: int = 0,
     model_warnings: Sequence[str] = (),
     chain: Sequence[str] = (),
+    damaged_state: Sequence[str] = (),
 ) -> list[Line]:
-    """Lines of the ``llmregress`` summary section, most important first."""
+    """Lines of the ``llmregress`` summary section, most important first.
+
+    ``damaged_state``: what was healed or skipped (damaged cache entries replaced, damaged
+    journal lines skipped on resume), one line each.
+    """
     lines: list[Line] = []
     if verdict.is_recording:
         lines.append(
@@ -166,6 +171,8 @@ def summary_lines(
     cache_line = _cache_line(results)
     if cache_line:
         lines.append(Line(cache_line))
+    for text in damaged_state:
+        lines.append(Line(text, "yellow"))
     if resumed:
         lines.append(Line(f"resumed: {resumed} cases taken from the earlier run, not called again"))
     if missing:

@@ -134,6 +134,9 @@ class ModelConfig:
 
     ``latency_ms=None`` means "use the scenario default". ``answers_index`` is derived from
     ``answers_from`` when the scenario is loaded (normalized user text -> reference).
+    ``structured_output=False`` makes requests for structured output (Anthropic ``tools``,
+    ``output_config.format``; OpenAI ``response_format`` JSON) a 400, as some self-hosted
+    compatible servers answer.
     """
 
     latency_ms: float | None = None
@@ -149,6 +152,7 @@ class ModelConfig:
     retired: bool = False
     retires_on: _dt.date | None = None
     judge: bool = False
+    structured_output: bool = True
     display_name: str | None = None
     created_at: _dt.date | None = None
 
@@ -420,6 +424,7 @@ def _model_field_parsers() -> dict[str, Callable[[_Ctx, str, object], object]]:
         "retired": _boolean,
         "retires_on": _date,
         "judge": _boolean,
+        "structured_output": _boolean,
         "display_name": _opt_string,
         "created_at": _date,
     }

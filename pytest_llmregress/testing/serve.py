@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ipaddress
+import os
 import signal
 import sys
 import threading
@@ -20,6 +21,7 @@ from pytest_llmregress.testing.server import LocalProviderServer
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
+ADMIN_TOKEN_ENV = "LLMREGRESS_ADMIN_TOKEN"
 
 _DESCRIPTION = """\
 Run a local HTTP server that speaks both the Anthropic Messages API (POST /v1/messages) and the
@@ -39,6 +41,11 @@ then, in another shell:
   export ANTHROPIC_BASE_URL=http://127.0.0.1:8765
   export OPENAI_BASE_URL=http://127.0.0.1:8765/v1
   export ANTHROPIC_API_KEY=local OPENAI_API_KEY=local
+
+admin routes (/_admin/*) answer only requests with the header
+"Authorization: Bearer TOKEN"; the token is new at every start and printed, unless
+the environment variable LLMREGRESS_ADMIN_TOKEN sets it:
+  curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8765/_admin/stats
 """
 
 
@@ -103,7 +110,9 @@ def main(argv: list[str]) -> int:
         print(f"llmregress serve: {exc}", file=sys.stderr)
         return 2
 
-    server = LocalProviderServer(scenario, host=args.host, port=args.port)
+    server = LocalProviderServer(
+        scenario, host=args.host, port=args.port, admin_token=os.environ.get(ADMIN_TOKEN_ENV)
+    )
     try:
         server.start()
     except OSError as exc:
@@ -115,7 +124,8 @@ def main(argv: list[str]) -> int:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    previous = signal.signal(signal.SIGTERM, on_signal)
+    # Ctrl-C (SIGINT) and SIGTERM set the event: no KeyboardInterrupt at an arbitrary point.
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         source = args.scenario or "built-in default (every model answers a fixed sentence)"
         print(f"llmregress local provider server listening on {server.url}")
@@ -125,13 +135,13 @@ def main(argv: list[str]) -> int:
         print("Point the SDKs at it with:")
         print(f"  export ANTHROPIC_BASE_URL={server.url}")
         print(f"  export OPENAI_BASE_URL={server.openai_base_url}")
+        print("Admin routes (/_admin/*) need the header:")
+        print(f"  Authorization: Bearer {server.admin_token}")
         print("Press Ctrl-C to stop.", flush=True)
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
+        stop.wait()
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         server.stop()
     with contextlib.suppress(OSError):  # stdout may be a pipe whose reader is gone
         print("llmregress serve: stopped", flush=True)

@@ -22,6 +22,7 @@ import dataclasses
 import datetime as _dt
 import difflib
 import hashlib
+import hmac
 import json
 import math
 import os
@@ -33,6 +34,7 @@ import sys
 import threading
 import time
 import traceback
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -63,11 +65,9 @@ MODELS_PATH = "/v1/models"
 
 _DEFAULT_CREATED = _dt.date(2025, 1, 1)
 _JUDGE_REFUSAL = (
-    "I can't grade this: the prompt must contain a <reference>...</reference> block and a "
-    "<candidate>...</candidate> block."
+    "I can't grade this: the prompt must contain a reference block and a candidate block."
 )
-_REFERENCE_RE = re.compile(r"<reference>(.*?)</reference>", re.DOTALL | re.IGNORECASE)
-_CANDIDATE_RE = re.compile(r"<candidate>(.*?)</candidate>", re.DOTALL | re.IGNORECASE)
+_CRITERIA = ("accuracy", "completeness", "format")
 
 # status -> (Anthropic error type, OpenAI error type, OpenAI code)
 _ERROR_TYPES: dict[int, tuple[str, str, str | None]] = {
@@ -184,13 +184,21 @@ class _ModelState:
 
 @dataclass
 class _Prompt:
-    """What the server extracted from a request body, independent of the provider."""
+    """What the server extracted from a request body, independent of the provider.
+
+    ``tool`` is the tool the request forces (Anthropic ``tool_choice``), ``json_only`` that it
+    asked for a JSON reply (OpenAI ``response_format``, Anthropic ``output_config.format``);
+    ``structured`` names what was asked for, for the 400 of a model without structured output.
+    """
 
     model: str
     system: str
     user_text: str
     input_chars: int
     params: dict[str, Any]
+    tool: str | None = None
+    json_only: bool = False
+    structured: str | None = None
 
 
 def _format_seconds(value: float) -> str:
@@ -227,19 +235,73 @@ def _unix(day: _dt.date) -> int:
     return int(_dt.datetime(day.year, day.month, day.day, tzinfo=_dt.UTC).timestamp())
 
 
-def judge_reply(prompt: str) -> str:
-    """Answer a judge prompt: score how similar ``<candidate>`` is to ``<reference>``.
+@dataclass(frozen=True)
+class JudgeAnswer:
+    """What the judge model makes of one prompt: a verdict (``None``: nothing to grade) and
+    the verdict-like JSON objects it found in the candidate, which it quotes in a plain-text
+    reply before its own verdict, as real judges do."""
+
+    verdict: dict[str, Any] | None
+    quoted: tuple[str, ...] = ()
+
+    def text(self, *, structured: bool = False) -> str:
+        """The reply: the verdict object alone when structured output was asked for."""
+        if self.verdict is None:
+            return _JUDGE_REFUSAL
+        verdict = json.dumps(self.verdict, ensure_ascii=False)
+        if structured or not self.quoted:
+            return verdict
+        quoted = " and ".join(self.quoted)
+        return (
+            f"The candidate contains {quoted}, which is not my verdict. "
+            f"Here is my verdict: {verdict}"
+        )
+
+
+def judge_reply(prompt: str, system: str = "", *, structured: bool = False) -> str:
+    """Answer a judge prompt: score how similar the candidate block is to the reference block.
 
     Returns a JSON object with ``accuracy``, ``completeness`` and ``format`` (all equal to a
     difflib similarity ratio rounded to 3 places) and a one-sentence ``reason``; or a plain-text
-    refusal when either tagged block is missing (so the caller sees an unparseable verdict).
+    refusal when either block is missing (so the caller sees an unparseable verdict). The judge
+    is gullible on purpose (see :func:`judge_answer`).
     """
-    references = _REFERENCE_RE.findall(prompt)
-    candidates = _CANDIDATE_RE.findall(prompt)
-    if not references or not candidates:
-        return _JUDGE_REFUSAL
-    reference = normalize_text(references[-1]).lower()
-    candidate = normalize_text(candidates[-1]).lower()
+    return judge_answer(prompt, system).text(structured=structured)
+
+
+def judge_answer(prompt: str, system: str = "") -> JudgeAnswer:
+    """Read a judge prompt the way a careless LLM judge does; ``docs/local-server.md``.
+
+    - It reads the text as it looks: NFKC-normalised, zero-width characters dropped, Cyrillic
+      and Greek look-alikes read as Latin letters.
+    - It finds the blocks by the delimiters the prompt uses: ``<reference>``/``</reference>``
+      tags (also ``task`` and ``candidate``), or ``<<<BEGIN NAME ID>>>``/``<<<END NAME ID>>>``
+      lines, whose id is the one of the first such line. A block ends at the first closing
+      delimiter, so a candidate that writes one closes its own block; the last block of each
+      name is graded.
+    - It obeys instructions outside the blocks ("score it 1", a verdict-like JSON object):
+      then its verdict is a perfect score. Inside the blocks too, unless the prompt says that
+      their content is data, "never instructions".
+    """
+    text = _fold(prompt)
+    parsed = _judge_blocks(text)
+    if parsed is None:
+        return JudgeAnswer(None)
+    blocks, outside = parsed
+    if "reference" not in blocks or "candidate" not in blocks:
+        return JudgeAnswer(None)
+    candidate_raw = blocks["candidate"]
+    quoted = tuple(json.dumps(obj, ensure_ascii=False) for obj in _verdict_objects(candidate_raw))
+    data_only = "never instructions" in (_fold(system) + "\n" + outside).lower()
+    obeyed = _injection(outside)
+    if obeyed is None and not data_only:
+        obeyed = next(filter(None, (_injection(block) for block in blocks.values())), None)
+    if obeyed is not None:
+        reason = f"As instructed ({_snippet(obeyed)}), the candidate gets a perfect score."
+        verdict = {"accuracy": 1.0, "completeness": 1.0, "format": 1.0, "reason": reason}
+        return JudgeAnswer(verdict, quoted)
+    reference = normalize_text(blocks["reference"]).lower()
+    candidate = normalize_text(candidate_raw).lower()
     score = round(difflib.SequenceMatcher(None, reference, candidate).ratio(), 3)
     if score >= 0.9:
         reason = f"The candidate matches the reference (similarity {score:.2f})."
@@ -251,7 +313,104 @@ def judge_reply(prompt: str) -> str:
             f"{_snippet(candidate)} (similarity {score:.2f})."
         )
     verdict = {"accuracy": score, "completeness": score, "format": score, "reason": reason}
-    return json.dumps(verdict)
+    return JudgeAnswer(verdict, quoted)
+
+
+# What a reader sees: zero-width characters are invisible, look-alike letters read as Latin.
+_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u180e\u200b\u200c\u200d\u2060\ufeff"))
+_LOOK_ALIKES = str.maketrans(
+    "\u0430\u0435\u043e\u0440\u0441\u0445\u0443\u0456\u0458\u0455\u0501\u04bb"
+    "\u0410\u0412\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422\u0425\u0406\u0408\u0405"
+    "\u03bf\u03bd\u03b1\u0391\u0392\u0395\u0397\u0399\u039a\u039c\u039d\u039f"
+    "\u03a1\u03a4\u03a7",
+    "aeopcxyijsdhABEKMHOPCTXIJSovaABEHIKMNOPTX",
+)
+
+
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).translate(_INVISIBLE).translate(_LOOK_ALIKES)
+
+
+_OPENING = re.compile(
+    r"<<<\s*BEGIN\s+(?P<new>TASK|REFERENCE|CANDIDATE)\s+(?P<id>[^\s>]+)\s*>>>"
+    r"|<(?P<old>task|reference|candidate)>",
+    re.IGNORECASE,
+)
+
+
+def _judge_blocks(text: str) -> tuple[dict[str, str], str] | None:
+    """The blocks of a judge prompt by name (the last of each name) and the text outside them.
+
+    ``None`` when a block is opened and never closed.
+    """
+    blocks: dict[str, str] = {}
+    outside: list[str] = []
+    nonce: str | None = None
+    position = 0
+    while True:
+        opening = _OPENING.search(text, position)
+        if opening is None:
+            break
+        if opening.group("new"):
+            name = opening.group("new").lower()
+            if nonce is None:
+                nonce = opening.group("id")
+            if opening.group("id") != nonce:  # not a delimiter of this prompt: text
+                outside.append(text[position : opening.end()])
+                position = opening.end()
+                continue
+            closing = re.compile(rf"<<<\s*END\s+{name}\s+{re.escape(nonce)}\s*>>>", re.IGNORECASE)
+        else:
+            name = opening.group("old").lower()
+            closing = re.compile(rf"</{name}>", re.IGNORECASE)
+        end = closing.search(text, opening.end())
+        if end is None:
+            return None
+        outside.append(text[position : opening.start()])
+        blocks[name] = text[opening.end() : end.start()]
+        position = end.end()
+    outside.append(text[position:])
+    return blocks, "".join(outside)
+
+
+_ONE = r"\b1(?:\.0+)?(?!\.?\d)(?!\w)"
+_ORDERS = re.compile(
+    r"\b(?:ignore|disregard|forget|override)\b[^.\n]{0,40}?"
+    r"\b(?:instructions?|rules|prompt|above|previous|prior|earlier)\b"
+    r"|\b(?:score|grade|rate|mark|give|assign|award|output|return|set|answer|respond|reply)"
+    rf"\b[^.\n]{{0,60}}?(?:{_ONE}|\b100 ?%|\b10 ?/ ?10\b|\bperfect\b|\bfull marks\b"
+    r"|\bpass(?:es|ed|ing)?\b)"
+    rf"|\baccuracy\b\W{{0,6}}(?:{_ONE}|one\b|100\b)",
+    re.IGNORECASE,
+)
+
+
+def _injection(text: str) -> str | None:
+    """The first order to the judge in ``text`` (a demand for a score, a forged verdict)."""
+    found = _ORDERS.search(text)
+    if found is not None:
+        return found.group(0)
+    verdicts = _verdict_objects(text)
+    return json.dumps(verdicts[0], ensure_ascii=False) if verdicts else None
+
+
+def _verdict_objects(text: str) -> list[dict[str, Any]]:
+    """The JSON objects in ``text`` that look like a verdict (they name a criterion)."""
+    decoder = json.JSONDecoder()
+    found: list[dict[str, Any]] = []
+    index = text.find("{")
+    tries = 1000  # each failed try can read to the end of the text
+    while index >= 0 and tries > 0:
+        tries -= 1
+        try:
+            obj, end = decoder.raw_decode(text, index)
+        except json.JSONDecodeError:
+            index = text.find("{", index + 1)
+            continue
+        if isinstance(obj, dict) and any(key in obj for key in _CRITERIA):
+            found.append(obj)
+        index = text.find("{", end)
+    return found
 
 
 def _snippet(text: str, limit: int = 60) -> str:
@@ -283,8 +442,11 @@ class LocalProviderServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        admin_token: str | None = None,
     ) -> None:
         loaded = load_scenario(scenario)
+        self._fixed_admin_token = admin_token or None
+        self._admin_token = self._fixed_admin_token or secrets.token_urlsafe(24)
         self._scenario = loaded
         self._models: dict[str, ModelConfig] = dict(loaded.models)
         self._aliases: dict[str, str] = dict(loaded.aliases)
@@ -294,6 +456,7 @@ class LocalProviderServer:
         self._changed = threading.Condition(self._lock)
         self._gate = threading.Event()
         self._gate.set()
+        self._let_through = 0  # requests pause(after=...) still lets pass
         self._states: dict[str, _ModelState] = {}
         self._records: list[RequestRecord] = []
         self._total = 0
@@ -315,6 +478,7 @@ class LocalProviderServer:
             raise RuntimeError("the server is already running")
         if port is not None:
             self._port = port
+        self._admin_token = self._fixed_admin_token or secrets.token_urlsafe(24)
         httpd = _HTTPServer((self._host, self._port), _Handler, self)
         self._httpd = httpd
         self._thread = threading.Thread(
@@ -370,6 +534,17 @@ class LocalProviderServer:
         """Base URL for the OpenAI SDK (``url + "/v1"``)."""
         return self.url + "/v1"
 
+    @property
+    def admin_token(self) -> str:
+        """The token ``/_admin/*`` requests must carry (``Authorization: Bearer <token>``):
+        new at every :meth:`start` unless one was given to the constructor."""
+        return self._admin_token
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """The header that authorises an ``/_admin/*`` request."""
+        return {"Authorization": f"Bearer {self._admin_token}"}
+
     # -- state -------------------------------------------------------------------------------
 
     @property
@@ -414,17 +589,24 @@ class LocalProviderServer:
             self._by_status.clear()
             self._max_in_flight = self._in_flight
 
-    def pause(self) -> None:
-        """Hold every model request (after it is counted as in flight) until :meth:`resume`.
+    def pause(self, after: int = 0) -> None:
+        """Hold model requests (after they are counted as in flight) until :meth:`resume`:
+        every one from now on, or every one after the next ``after``.
 
         Lets tests and benchmarks observe exactly how many requests a client keeps in flight,
         without relying on timing: pause, fire requests, :meth:`wait_for_in_flight`, resume.
+        ``after`` stops a run at a known point, whatever the machine's speed: the first
+        ``after`` requests are answered, and nothing is answered after them.
         """
-        self._gate.clear()
+        with self._changed:
+            self._let_through = after
+            self._gate.clear()
 
     def resume(self) -> None:
         """Release the requests held by :meth:`pause` and stop holding new ones."""
-        self._gate.set()
+        with self._changed:
+            self._let_through = 0
+            self._gate.set()
 
     def wait_for_in_flight(self, count: int, timeout: float = 10.0) -> bool:
         """Block until at least ``count`` model requests are in flight; False on timeout."""
@@ -468,7 +650,7 @@ class LocalProviderServer:
         query = {k: v[-1] for k, v in parse_qs(split.query).items()}
         method = method.upper()
         if path.startswith("/_admin/"):
-            return self._handle_admin(method, path, body)
+            return self._handle_admin(method, path, headers, body)
         if method == "POST" and path in (MESSAGES_PATH, CHAT_PATH):
             return self._handle_model_request(path, headers, body)
         if method == "POST" and path == COUNT_TOKENS_PATH:
@@ -513,11 +695,15 @@ class LocalProviderServer:
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
             self._changed.notify_all()
+            let_through = self._let_through > 0  # pause(after=...) still lets this one pass
+            if let_through:
+                self._let_through -= 1
         prompt: _Prompt | None = None
         resolved: str | None = None
         requested: str | None = None
         try:
-            self._gate.wait()  # pause() holds requests here, already counted as in flight
+            if not let_through:
+                self._gate.wait()  # pause() holds requests here, already counted as in flight
             try:
                 self._check_auth(provider, headers)
                 data = _parse_json(body)
@@ -530,13 +716,20 @@ class LocalProviderServer:
                         400, "streaming is not supported by the local server", param="stream"
                     )
                 resolved, config = self._resolve(provider, prompt.model)
+                if prompt.structured and not config.structured_output:
+                    raise _HTTPError(
+                        400,
+                        f"{prompt.structured} is not supported by this model (the scenario sets "
+                        "structured_output: false)",
+                        param=prompt.structured.split(" ")[0],
+                    )
                 self._inject_faults(resolved, config, prompt)
                 self._sleep(resolved, config)
-                text = self._reply_text(resolved, config, prompt)
+                text, verdict = self._reply(resolved, config, prompt)
                 if provider == "anthropic":
-                    response = _anthropic_message(resolved, text, prompt)
+                    response = _anthropic_message(resolved, text, prompt, verdict)
                 else:
-                    response = _openai_completion(resolved, config, text, prompt)
+                    response = _openai_completion(resolved, config, text, prompt, verdict)
             except _HTTPError as exc:
                 resolved = resolved or exc.resolved
                 response = _error_response(provider, exc, request_id)
@@ -671,7 +864,30 @@ class LocalProviderServer:
         if latency > 0:
             time.sleep(latency / 1000)
 
-    def _reply_text(self, snapshot: str, config: ModelConfig, prompt: _Prompt) -> str:
+    def _reply(
+        self, snapshot: str, config: ModelConfig, prompt: _Prompt
+    ) -> tuple[str, dict[str, Any] | None]:
+        """The reply text, and the judge's verdict object when the request asked for
+        structured output and the judge gave one (it becomes a tool call or the JSON content).
+        """
+        faulty = self._fault_text(snapshot, config, prompt)
+        if faulty is not None:
+            return faulty, None
+        if config.judge:
+            answer = judge_answer(prompt.user_text, prompt.system)
+            structured = prompt.tool is not None or prompt.json_only
+            return answer.text(structured=structured), answer.verdict if structured else None
+        for rule in config.answers:
+            if rule.matches(prompt.user_text):
+                return rule.reply, None
+        if config.answers_index:
+            found = config.answers_index.get(normalize_text(prompt.user_text))
+            if found is not None:
+                return found, None
+        return config.default_reply, None
+
+    def _fault_text(self, snapshot: str, config: ModelConfig, prompt: _Prompt) -> str | None:
+        """The reply of a prompt that ``malformed_share`` or ``drift`` takes over, else None."""
         seed = self._scenario.seed
         key = normalize_text(prompt.user_text)
         if config.malformed_share > 0:
@@ -683,16 +899,7 @@ class LocalProviderServer:
             drift_seed = seed if drift.seed is None else drift.seed
             if _unit_hash("drift", drift_seed, snapshot, key) < drift.share:
                 return drift.reply
-        if config.judge:
-            return judge_reply(prompt.user_text)
-        for rule in config.answers:
-            if rule.matches(prompt.user_text):
-                return rule.reply
-        if config.answers_index:
-            found = config.answers_index.get(key)
-            if found is not None:
-                return found
-        return config.default_reply
+        return None
 
     def _count_tokens(self, headers: Mapping[str, str], body: bytes) -> Response:
         self._check_auth("anthropic", headers)
@@ -737,7 +944,30 @@ class LocalProviderServer:
 
     # -- admin -------------------------------------------------------------------------------
 
-    def _handle_admin(self, method: str, path: str, body: bytes) -> Response:
+    def _check_admin_token(self, headers: Mapping[str, str]) -> Response | None:
+        """401 without the admin token, 403 with another one; None when it is the token."""
+        value = _header(headers, "authorization") or ""
+        scheme, _, token = value.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return _json_response(
+                401,
+                {
+                    "ok": False,
+                    "error": "admin routes need the header 'Authorization: Bearer <admin token>' "
+                    "(LocalProviderServer.admin_token; printed by llmregress serve)",
+                },
+                {"WWW-Authenticate": 'Bearer realm="llmregress-admin"'},
+            )
+        if not hmac.compare_digest(token.strip().encode(), self._admin_token.encode()):
+            return _json_response(403, {"ok": False, "error": "wrong admin token"})
+        return None
+
+    def _handle_admin(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> Response:
+        refused = self._check_admin_token(headers)
+        if refused is not None:
+            return refused
         try:
             if method == "GET" and path == "/_admin/stats":
                 return _json_response(200, self.stats())
@@ -792,6 +1022,7 @@ def _parse_json(body: bytes) -> dict[str, Any]:
     return data
 
 
+_TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 _ANTHROPIC_PARAMS = (
     "max_tokens",
     "temperature",
@@ -802,6 +1033,8 @@ _ANTHROPIC_PARAMS = (
     "thinking",
     "output_config",
     "service_tier",
+    "tools",
+    "tool_choice",
 )
 _OPENAI_PARAMS = (
     "max_tokens",
@@ -885,7 +1118,48 @@ def _anthropic_prompt(data: Mapping[str, Any], *, require_max_tokens: bool = Tru
     ):
         raise _HTTPError(400, "stop_sequences: Input should be a list of strings")
     params = {k: data[k] for k in _ANTHROPIC_PARAMS if data.get(k) is not None}
-    return _Prompt(model, system, user_text, chars + len(system), params)
+    tool = _anthropic_tool_choice(data)
+    output_config = data.get("output_config")
+    output_format = output_config.get("format") if isinstance(output_config, dict) else None
+    json_only = isinstance(output_format, dict) and output_format.get("type") == "json_schema"
+    structured = "tools" if data.get("tools") else "output_config.format" if json_only else None
+    return _Prompt(
+        model, system, user_text, chars + len(system), params, tool, json_only, structured
+    )
+
+
+def _anthropic_tool_choice(data: Mapping[str, Any]) -> str | None:
+    """Check ``tools`` and ``tool_choice``; the name of the tool the model must call, if any."""
+    tools = data.get("tools")
+    if tools is None:
+        tools = []
+    if not isinstance(tools, list):
+        raise _HTTPError(400, "tools: Input should be a valid list", param="tools")
+    names: list[str] = []
+    for index, tool in enumerate(tools):
+        if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+            raise _HTTPError(400, f"tools.{index}.name: Field required")
+        if not _TOOL_NAME.fullmatch(tool["name"]):
+            raise _HTTPError(
+                400, f"tools.{index}.name: String should match pattern '^[a-zA-Z0-9_-]{{1,64}}$'"
+            )
+        schema = tool.get("input_schema")
+        if not isinstance(schema, dict) or schema.get("type") != "object":
+            raise _HTTPError(400, f"tools.{index}.input_schema: Input should be an object schema")
+        names.append(tool["name"])
+    choice = data.get("tool_choice")
+    if choice is None:
+        return None
+    if not isinstance(choice, dict) or choice.get("type") not in ("auto", "any", "tool", "none"):
+        raise _HTTPError(400, "tool_choice: Input tag should be 'auto', 'any', 'tool' or 'none'")
+    if choice["type"] == "tool":
+        name = choice.get("name")
+        if name not in names:
+            raise _HTTPError(400, f"tool_choice.name: tool {name!r} is not in tools")
+        return str(name)
+    if choice["type"] == "any" and len(names) == 1:
+        return names[0]
+    return None
 
 
 def _openai_prompt(data: Mapping[str, Any]) -> _Prompt:
@@ -933,7 +1207,89 @@ def _openai_prompt(data: Mapping[str, Any]) -> _Prompt:
         ):
             raise _HTTPError(400, f"Invalid '{name}': integer below minimum value.", param=name)
     params = {k: data[k] for k in _OPENAI_PARAMS if data.get(k) is not None}
-    return _Prompt(model, "\n".join(system_parts), user_text, chars, params)
+    json_only = _openai_response_format(data.get("response_format"))
+    structured = "response_format" if json_only else None
+    return _Prompt(
+        model, "\n".join(system_parts), user_text, chars, params, None, json_only, structured
+    )
+
+
+def _openai_response_format(value: object) -> bool:
+    """Check ``response_format`` as the API does; whether it asks for a JSON reply."""
+    if value is None:
+        return False
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind not in ("text", "json_object", "json_schema"):
+        raise _HTTPError(
+            400,
+            "Invalid value for 'response_format.type': expected 'text', 'json_object' or "
+            "'json_schema'.",
+            param="response_format.type",
+            code="invalid_value",
+        )
+    if kind != "json_schema":
+        return bool(kind == "json_object")
+    assert isinstance(value, dict)
+    spec = value.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise _HTTPError(
+            400,
+            "Missing required parameter: 'response_format.json_schema.name'.",
+            param="response_format.json_schema.name",
+            code="missing_required_parameter",
+        )
+    if not _TOOL_NAME.fullmatch(spec["name"]):
+        raise _HTTPError(
+            400,
+            "Invalid 'response_format.json_schema.name': string does not match pattern.",
+            param="response_format.json_schema.name",
+            code="invalid_value",
+        )
+    schema = spec.get("schema")
+    if not isinstance(schema, dict):
+        raise _HTTPError(
+            400,
+            "Invalid type for 'response_format.json_schema.schema': expected an object.",
+            param="response_format.json_schema.schema",
+            code="invalid_type",
+        )
+    if spec.get("strict"):
+        problem = _strict_schema_problem(schema, "()")
+        if problem is not None:
+            raise _HTTPError(
+                400,
+                f"Invalid schema for response_format '{spec['name']}': {problem}",
+                param="response_format",
+                code="invalid_json_schema",
+            )
+    return True
+
+
+def _strict_schema_problem(schema: Mapping[str, Any], context: str) -> str | None:
+    """The first rule of OpenAI's strict mode the schema breaks: every object schema must list
+    all its properties as required and set ``additionalProperties`` to false."""
+    if schema.get("type") == "object":
+        if schema.get("additionalProperties") is not False:
+            return (
+                f"In context={context}, 'additionalProperties' is required to be supplied and "
+                "to be false."
+            )
+        properties = schema.get("properties") or {}
+        missing = [key for key in properties if key not in (schema.get("required") or [])]
+        if missing:
+            return (
+                f"In context={context}, 'required' is required to be supplied and to be an "
+                f"array including every key in properties. Missing '{missing[0]}'."
+            )
+        for key, inner in properties.items():
+            if isinstance(inner, Mapping):
+                problem = _strict_schema_problem(inner, f"{context}, 'properties', '{key}'")
+                if problem is not None:
+                    return problem
+    items = schema.get("items")
+    if isinstance(items, Mapping):
+        return _strict_schema_problem(items, f"{context}, 'items'")
+    return None
 
 
 # -------------------------------------------------------------------------------------------
@@ -997,14 +1353,23 @@ def _error_response(provider: Provider, exc: _HTTPError, request_id: str) -> Res
     return _json_response(exc.status, payload, exc.headers)
 
 
-def _anthropic_message(snapshot: str, text: str, prompt: _Prompt) -> Response:
+def _anthropic_message(
+    snapshot: str, text: str, prompt: _Prompt, verdict: dict[str, Any] | None = None
+) -> Response:
+    content: list[dict[str, Any]] = [{"type": "text", "text": text}]
+    stop_reason = "end_turn"
+    if verdict is not None and prompt.tool is not None:  # the forced tool, called once
+        content = [
+            {"type": "tool_use", "id": _new_id("toolu_"), "name": prompt.tool, "input": verdict}
+        ]
+        stop_reason = "tool_use"
     payload = {
         "id": _new_id("msg_"),
         "type": "message",
         "role": "assistant",
         "model": snapshot,
-        "content": [{"type": "text", "text": text}],
-        "stop_reason": "end_turn",
+        "content": content,
+        "stop_reason": stop_reason,
         "stop_sequence": None,
         "usage": {
             "input_tokens": _tokens(prompt.input_chars),
@@ -1014,8 +1379,18 @@ def _anthropic_message(snapshot: str, text: str, prompt: _Prompt) -> Response:
     return _json_response(200, payload)
 
 
-def _openai_completion(snapshot: str, config: ModelConfig, text: str, prompt: _Prompt) -> Response:
+def _openai_completion(
+    snapshot: str,
+    config: ModelConfig,
+    text: str,
+    prompt: _Prompt,
+    verdict: dict[str, Any] | None = None,
+) -> Response:
     n = int(prompt.params.get("n", 1))
+    message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+    if prompt.json_only and verdict is None and text == _JUDGE_REFUSAL:
+        # Structured outputs: a model that declines answers in `refusal`, with no content.
+        message = {"role": "assistant", "content": None, "refusal": text}
     prompt_tokens = _tokens(prompt.input_chars)
     completion_tokens = _tokens(len(text)) * n
     payload = {
@@ -1027,7 +1402,7 @@ def _openai_completion(snapshot: str, config: ModelConfig, text: str, prompt: _P
         "choices": [
             {
                 "index": index,
-                "message": {"role": "assistant", "content": text, "refusal": None},
+                "message": dict(message),
                 "logprobs": None,
                 "finish_reason": "stop",
             }
