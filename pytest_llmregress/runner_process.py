@@ -491,7 +491,7 @@ async def _serve(config: Mapping[str, Any], listener: socket.socket, ready: IO[s
     server.close()
     if cache is not None:
         cache.close()  # every stored reply is committed; nothing else here needs saving
-    _say_last_words(ready, cache)
+    _say_last_words(ready, cache, runner)
     # The starter may be gone without cleaning up (killed, os._exit): the directory goes with
     # the runner. A runner that crashes never gets here, so its log stays for the message.
     shutil.rmtree(directory, ignore_errors=True)
@@ -507,11 +507,17 @@ def _say_ready(ready: IO[str], problems: Mapping[Any, str], notices: list[str]) 
     ready.flush()  # kept open for the last words
 
 
-def _say_last_words(ready: IO[str], cache: Any) -> None:
-    """The runner's last line, read by ``RunnerProcess.stop``: what became of the cache."""
+def _say_last_words(ready: IO[str], cache: Any, runner: Runner) -> None:
+    """The runner's last line, read by ``RunnerProcess.stop``: what became of the cache, and
+    which judges refused structured output (only the runner process knows either)."""
+    words: dict[str, Any] = {}
+    if cache is not None:
+        words["cache"] = cache.health()
+    if runner.plain_judges:
+        words["plain_judges"] = {str(ref): why for ref, why in runner.plain_judges.items()}
     with contextlib.suppress(OSError, ValueError):  # nobody listening any more
-        if cache is not None:
-            ready.write(json.dumps({"cache": cache.health()}) + "\n")
+        if words:
+            ready.write(json.dumps(words) + "\n")
         ready.close()
 
 

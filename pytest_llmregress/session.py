@@ -137,7 +137,7 @@ class LLMRegressSession:
         self.lifecycle_findings: list[Any] = []  # LifecycleFinding: warnings, said at the end
         self.lifecycle_source = ""
         self.preflight_warnings: list[str] = []
-        self.damaged_state: list[str] = []  # healed or skipped: see _note_damaged_state
+        self.damaged_state: list[str] = []  # healed or skipped: see _note_last_words
         self._prompts_metadata: dict[str, Any] = {}  # prompt_model, prompts: _prompt_resolver
         self.key_problem: str | None = None  # API keys that models of this run need but lack
         self.skipped_golden = 0  # golden cases skipped for want of a model
@@ -1037,17 +1037,23 @@ class LLMRegressSession:
             self.runner = None
         if self.runner_process is not None:
             self.runner_process.stop()
-            self._note_damaged_state(self.runner_process)
+            self._note_last_words(self.runner_process)
             self.runner_process = None
 
-    def _note_damaged_state(self, runner_process: RunnerProcess) -> None:
-        """What the runner process healed: a damaged cache file it moved aside (a warning
-        naming both files) and damaged entries it replaced (a summary line)."""
+    def _note_last_words(self, runner_process: RunnerProcess) -> None:
+        """What the runner process said at its end: a damaged cache file it moved aside (a
+        warning naming both files), damaged entries it replaced (a summary line), judges that
+        refused structured output (a model warning)."""
         from pytest_llmregress.cache import cache_health_lines
 
         for notice in runner_process.notices:
             self._warn_about_setting("cache_dir", notice)
         self.damaged_state += cache_health_lines(runner_process.last_words.get("cache", {}))
+        for judge, why in runner_process.last_words.get("plain_judges", {}).items():
+            self.preflight_warnings.append(
+                f"judge {judge} refused structured output ({why}); its verdicts were asked "
+                f"for as plain JSON"
+            )
 
     def _check_baseline(self) -> None:
         """A damaged ``--llm-baseline`` file stops the session before any call.

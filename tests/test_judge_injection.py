@@ -438,3 +438,29 @@ def test_the_new_prompt_gives_the_candidate_no_way_out() -> None:
         assert blocks["reference"].strip() == REFERENCE
         assert injection.candidate.strip() not in outside
         assert prompt.nonce not in injection.candidate
+
+
+def test_a_run_whose_judge_refuses_structured_output_passes_and_says_so(
+    pytester: pytest.Pytester,
+    make_server: Callable[[dict[str, Any]], LocalProviderServer],
+    provider_env: Callable[[LocalProviderServer], None],
+) -> None:
+    """A self-hosted judge without structured output: every case is judged, and the summary
+    (not only the runner's log) says the verdicts were asked for as plain JSON."""
+    from tests.conftest import JUDGE
+    from tests.test_plugin_e2e import model_args, qa_cases, scenario, write_cases
+
+    cases = qa_cases(6)
+    write_cases(pytester, "qa.jsonl", cases)
+    plain = scenario(cases)
+    plain["models"][JUDGE]["structured_output"] = False
+    server = make_server(plain)
+    provider_env(server)
+    result = pytester.runpytest(*model_args("--llm-judge-concurrency=1"))
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(
+        [
+            f"*judge openai:{JUDGE} refused structured output (*); its verdicts were asked for as "
+            "plain JSON*"
+        ]
+    )

@@ -42,6 +42,23 @@ def test_a_rate_limited_run_at_default_settings_ends_without_errors(
     assert server.stats()["by_status"].get(429, 0) > 60
 
 
+def test_a_real_rate_limit_is_waited_out(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> None:
+    """A token bucket (as providers limit): every request beyond it is a 429 until the time
+    it names. The run adapts to the limit and every case is scored."""
+    cases = qa_cases(80)
+    write_cases(pytester, "qa.jsonl", cases)
+    limited = scenario(cases)
+    for model in (CANDIDATE, JUDGE):
+        limited["models"][model]["rate_limit"] = {"requests_per_second": 40, "burst": 4}
+    server = make_server(limited)
+    provider_env(server)
+    result = pytester.runpytest(*model_args())
+    result.assert_outcomes(passed=80)
+    assert server.stats()["by_status"].get(429, 0) > 0
+
+
 def limited_runner(server: LocalProviderServer, concurrency: int) -> Runner:
     return Runner(
         candidate=ModelRef("anthropic", "m"),

@@ -1416,3 +1416,38 @@ def test_serve_help() -> None:
     with pytest.raises(SystemExit) as info:
         serve.main(["--help"])
     assert info.value.code == 0
+
+
+def test_a_rate_limit_answers_429_with_the_time_until_the_next_token(
+    make_server: ServerFactory, sdk: SDK
+) -> None:
+    """A bucket of 2 refilled once in 100 s: two requests pass, the third is told to wait."""
+    server = make_server(
+        {"models": {"m": {"rate_limit": {"requests_per_second": 0.01, "burst": 2}}}}
+    )
+    with sdk.claude(server, max_retries=0) as claude:
+        ask_claude(claude, "m", "one")
+        ask_claude(claude, "m", "two")
+        with pytest.raises(anthropic.RateLimitError) as info:
+            ask_claude(claude, "m", "three")
+    assert info.value.status_code == 429
+    retry_after = float(info.value.response.headers["retry-after"])
+    assert 90 < retry_after <= 100
+    assert float(info.value.response.headers["retry-after-ms"]) == pytest.approx(
+        retry_after * 1000, abs=1
+    )
+    assert "rate_limit_error" in info.value.response.text
+
+
+@pytest.mark.parametrize(
+    ("rate_limit", "problem"),
+    [
+        ({"burst": 2}, "missing required key 'requests_per_second'"),
+        ({"requests_per_second": 0}, "must be > 0"),
+        ({"requests_per_second": 1, "burst": 0}, "rate_limit.burst"),
+        ({"requests_per_second": 1, "burts": 2}, "unknown key 'burts'"),
+    ],
+)
+def test_bad_rate_limits_are_refused(rate_limit: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ScenarioError, match=problem):
+        load_scenario({"models": {"m": {"rate_limit": rate_limit}}})

@@ -129,6 +129,16 @@ class ErrorRule:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """A real rate limit: a token bucket of ``burst`` requests refilled at
+    ``requests_per_second``. A request that finds it empty gets a 429 whose ``retry-after``
+    is the time until the next token, as providers answer."""
+
+    requests_per_second: float
+    burst: int
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """How one model id (a snapshot, or the ``"*"`` wildcard) behaves.
 
@@ -149,6 +159,7 @@ class ModelConfig:
     drift: DriftConfig | None = None
     malformed_share: float = 0.0
     errors: tuple[ErrorRule, ...] = ()
+    rate_limit: RateLimit | None = None
     retired: bool = False
     retires_on: _dt.date | None = None
     judge: bool = False
@@ -320,6 +331,7 @@ _ERROR_KEYS = (
     "code",
     "latency_ms",
 )
+_RATE_LIMIT_KEYS = ("requests_per_second", "burst")
 _TOP_KEYS = ("api_key", "latency_ms", "jitter_ms", "seed", "aliases", "models", "description")
 
 
@@ -340,6 +352,27 @@ def _parse_answer(ctx: _Ctx, path: str, value: object) -> AnswerRule:
     except re.error as exc:
         raise ctx.error(_join(path, "regex"), f"invalid regular expression: {exc}") from None
     return AnswerRule(reply=reply, regex=compiled)
+
+
+def _parse_rate_limit(ctx: _Ctx, path: str, value: object) -> RateLimit | None:
+    if value is None:
+        return None
+    raw = _mapping(ctx, path, value)
+    _check_keys(ctx, path, raw, _RATE_LIMIT_KEYS)
+    if "requests_per_second" not in raw:
+        raise ctx.error(
+            _join(path, "requests_per_second"), "missing required key 'requests_per_second'"
+        )
+    rate = _number(ctx, _join(path, "requests_per_second"), raw["requests_per_second"])
+    if rate <= 0:
+        raise ctx.error(_join(path, "requests_per_second"), f"must be > 0, got {rate:g}")
+    burst = raw.get("burst")
+    return RateLimit(
+        requests_per_second=rate,
+        burst=max(1, math.ceil(rate))
+        if burst is None
+        else _integer(ctx, _join(path, "burst"), burst, minimum=1),
+    )
 
 
 def _parse_drift(ctx: _Ctx, path: str, value: object) -> DriftConfig | None:
@@ -421,6 +454,7 @@ def _model_field_parsers() -> dict[str, Callable[[_Ctx, str, object], object]]:
         "drift": _parse_drift,
         "malformed_share": _share,
         "errors": tuple_of(_parse_error),
+        "rate_limit": _parse_rate_limit,
         "retired": _boolean,
         "retires_on": _date,
         "judge": _boolean,

@@ -45,6 +45,7 @@ from pytest_llmregress.testing.scenario import (
     WILDCARD,
     ErrorRule,
     ModelConfig,
+    RateLimit,
     Scenario,
     ScenarioError,
     check_alias,
@@ -180,6 +181,8 @@ class _ModelState:
     count: int
     error_rng: random.Random
     jitter_rng: random.Random
+    tokens: float = math.inf  # the rate limit's bucket, filled on first use
+    filled_at: float = 0.0  # time.monotonic() of its last refill
 
 
 @dataclass
@@ -837,6 +840,8 @@ class LocalProviderServer:
         with self._lock:
             state = self._state(snapshot)
             state.count += 1
+            if config.rate_limit is not None:
+                _take_token(state, config.rate_limit)
             for rule in config.errors:
                 if (
                     rule.match is not None
@@ -1306,6 +1311,27 @@ def _json_response(
 
 def _request_id_header(provider: Provider) -> str:
     return "request-id" if provider == "anthropic" else "x-request-id"
+
+
+def _take_token(state: _ModelState, limit: RateLimit) -> None:
+    """Take one request's token from the model's bucket, or answer 429 with the time until the
+    next token (call with the lock held)."""
+    now = time.monotonic()
+    refilled = state.tokens + (now - state.filled_at) * limit.requests_per_second
+    state.tokens, state.filled_at = min(float(limit.burst), refilled), now
+    if state.tokens >= 1:
+        state.tokens -= 1
+        return
+    wait = max(0.001, (1 - state.tokens) / limit.requests_per_second)
+    raise _HTTPError(
+        429,
+        f"Rate limit of {limit.requests_per_second:g} requests per second exceeded "
+        f"(the llmregress local server's rate_limit).",
+        headers={
+            "retry-after": _format_seconds(round(wait, 3)),
+            "retry-after-ms": _format_seconds(round(wait * 1000)),
+        },
+    )
 
 
 def _injected_error(rule: ErrorRule) -> _HTTPError:
