@@ -439,3 +439,27 @@ def test_local_server_endpoints_stay_readable() -> None:
     endpoints = local_server_endpoints("http://127.0.0.1:8765/")
     assert endpoints.describe("openai") == "http://127.0.0.1:8765/v1"
     assert "llmregress-local" not in repr(endpoints)
+
+
+def test_a_fallback_chain_in_application_code_masks_urls_in_its_errors(
+    make_server: MakeServer,
+) -> None:
+    """``FallbackChain`` calls the providers without the runner: the provider layer masks."""
+    from pytest_llmregress.providers.base import ChatMessage, ProviderError, Request
+    from pytest_llmregress.providers.fallback import FallbackChain
+    from pytest_llmregress.retries import RetryPolicy
+
+    upstream = f"https://{USER}:{PASSWORD}@10.1.2.3:8443/v1?key={QUERY_KEY}"
+    server = make_server(
+        {"models": {"m": {"errors": [{"status": 400, "message": f"{upstream} refused"}]}}}
+    )
+    chain = FallbackChain(
+        ["anthropic:m"],
+        local_server_endpoints(server.url),
+        timeout=5.0,
+        retry_policy=RetryPolicy(retries=0),
+    )
+    with pytest.raises(ProviderError) as info:
+        chain.complete(Request(model="m", messages=(ChatMessage("user", "hi"),)))
+    assert "https://***:***@10.1.2.3:8443/v1?key=*** refused" in str(info.value)
+    assert_no_secret(str(info.value), "the chain's error")

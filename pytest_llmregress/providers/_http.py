@@ -15,6 +15,7 @@ from pytest_llmregress.providers.base import (
     Request,
     kind_for_status,
 )
+from pytest_llmregress.url_masking import mask_urls_in
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
@@ -68,7 +69,7 @@ def translate_sdk_error(exc: BaseException, *, provider: str, model: str) -> Pro
         code, message = _error_fields(getattr(exc, "body", None))
         kind: ErrorKind = kind_for_status(status, code)
         return ProviderError(
-            message or str(exc),
+            mask_urls_in(message or str(exc)),  # a gateway may quote its upstream's URL
             provider=provider,
             model=model,
             kind=kind,
@@ -82,12 +83,14 @@ def translate_sdk_error(exc: BaseException, *, provider: str, model: str) -> Pro
     )
     if is_connection:
         return ProviderError(
-            "request timed out" if is_timeout else f"connection failed: {exc}",
+            "request timed out" if is_timeout else mask_urls_in(f"connection failed: {exc}"),
             provider=provider,
             model=model,
             kind="timeout" if is_timeout else "connection",
         )
-    return ProviderError(str(exc), provider=provider, model=model, kind="bad_response")
+    return ProviderError(
+        mask_urls_in(str(exc)), provider=provider, model=model, kind="bad_response"
+    )
 
 
 async def check_model_served(client: Any, model: str, *, provider: str) -> None:
