@@ -1328,17 +1328,23 @@ def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[st
     )
 
 
+def _until_ready(process: subprocess.Popen[str]) -> list[str]:
+    """The lines ``llmregress serve`` prints up to its last start-up line (it is ready)."""
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("Press Ctrl-C"):
+            break
+    return lines
+
+
 def test_serve_starts_answers_and_stops_on_sigint(tmp_path: Path) -> None:
     scenario = tmp_path / "s.yaml"
     scenario.write_text("models:\n  '*': {default_reply: served}\n")
     process = _serve(str(scenario), "--port", "0")
     try:
-        assert process.stdout is not None
-        lines = []
-        for line in process.stdout:
-            lines.append(line)
-            if line.startswith("Press Ctrl-C"):
-                break
+        lines = _until_ready(process)
         output = "".join(lines)
         url = next(line.split("=", 1)[1].strip() for line in lines if "ANTHROPIC_BASE_URL=" in line)
         assert f"OPENAI_BASE_URL={url}/v1" in output
@@ -1371,12 +1377,7 @@ def _admin_status(url: str, token: str | None) -> int:
 def test_serve_takes_the_admin_token_from_the_environment() -> None:
     process = _serve("--port", "0", env={"LLMREGRESS_ADMIN_TOKEN": "scripted-token"})
     try:
-        assert process.stdout is not None
-        lines = []
-        for line in process.stdout:
-            lines.append(line)
-            if line.startswith("Press Ctrl-C"):
-                break
+        lines = _until_ready(process)
         url = next(line.split("=", 1)[1].strip() for line in lines if "ANTHROPIC_BASE_URL=" in line)
         assert "  Authorization: Bearer scripted-token\n" in lines
         assert _admin_status(url, "scripted-token") == 200
