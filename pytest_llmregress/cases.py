@@ -10,13 +10,17 @@ The format is documented for users in ``docs/golden-files.md``.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
+import gc
 import json
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+import sys
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
@@ -28,6 +32,10 @@ __all__ = [
     "CASE_FIELDS",
     "DEFAULT_THRESHOLD",
     "GOLDEN_SUFFIXES",
+    "MAX_ALIAS_CHARACTERS",
+    "MAX_ALIAS_NODES",
+    "MAX_DEPTH",
+    "MAX_FILE_SIZE",
     "MAX_PROBLEMS",
     "PARAM_NAMES",
     "CaseFileError",
@@ -72,6 +80,25 @@ MAX_PROBLEMS: Final = 50
 """At most this many problems of one file are kept; the rest are only counted."""
 
 MAX_ID_LENGTH: Final = 200
+
+MAX_FILE_SIZE: Final = 200 * 1024 * 1024
+"""A golden file larger than this many bytes is refused: split it. (A 65 MB file loads in about
+3 s as JSONL and 10 s as YAML; a runaway file of gigabytes would take minutes and the memory.)"""
+
+MAX_DEPTH: Final = 100
+"""Lists and mappings nest at most this many levels, counted from the top of a YAML document or a
+JSONL line, what aliases stand for included. Deeper data would overflow the stack of the parsers
+and of every function that walks it."""
+
+MAX_ALIAS_NODES: Final = 1_000_000
+"""What the aliases of a YAML file may add to its data: at most this many nodes (scalars, lists,
+mappings), or the file's length in characters if that is larger. Aliases share data when loaded,
+but every walk (validation, reports, the request) expands them: a "billion laughs" file of 500
+bytes stood for gigabytes."""
+
+MAX_ALIAS_CHARACTERS: Final = 50_000_000
+"""...and at most this many characters of scalars, or the file's length if that is larger (a
+string aliased a million times is sent a million times)."""
 
 _ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # Prompt task names follow the case id rule; variable names are identifiers (``{policy}``).
@@ -287,6 +314,11 @@ class CaseFileError(Exception):
         return "\n".join(lines)
 
 
+_ProblemText = str | Callable[[], str]
+"""A problem's message, or a function that writes it (when writing it is costly: a line of a
+hostile file can hold millions of unknown keys, and only :data:`MAX_PROBLEMS` are shown)."""
+
+
 class _Problems:
     """Collects the problems of one file, keeping the first :data:`MAX_PROBLEMS`."""
 
@@ -296,10 +328,12 @@ class _Problems:
         self.omitted = 0
 
     def add(
-        self, line: int | None, field: str | None, message: str, case_id: str | None = None
+        self, line: int | None, field: str | None, message: _ProblemText, case_id: str | None = None
     ) -> None:
+        """Keep a problem; a callable ``message`` is only called for a problem that is kept."""
         if len(self.items) < MAX_PROBLEMS:
-            self.items.append(Problem(line, field, message, case_id))
+            text = message if isinstance(message, str) else message()
+            self.items.append(Problem(line, field, text, case_id))
         else:
             self.omitted += 1
 
@@ -355,6 +389,19 @@ def describe(value: object) -> str:
     return f"{_type_name(value)} {_short_repr(value)}"
 
 
+def _unknown_key(
+    what: str, key: object, allowed: tuple[str, ...], *, one_of: bool = True
+) -> Callable[[], str]:
+    """``unknown <what> 'key' (expected one of: ...); did you mean ...?``, written when needed."""
+
+    def message() -> str:
+        hint = did_you_mean(key, allowed) if isinstance(key, str) else ""
+        expected = "expected one of: " if one_of else "expected: "
+        return f"unknown {what} {_short_repr(key)} ({expected}{', '.join(allowed)}){hint}"
+
+    return message
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """``"; did you mean 'tags'?"`` when ``word`` is close to one of ``choices``, else ``""``."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
@@ -398,6 +445,9 @@ def jsonable_problem(value: object, where: str) -> tuple[str, str] | None:
 
 # Reports one problem: (top-level key whose line to use, field path, message).
 _Report = Callable[[str | None, str | None, str], None]
+# A reporter that also takes messages written when needed (see _ProblemText); a _Report
+# elsewhere (llm_client.py validates its markers with the checks that take a _Report).
+_LazyReport = Callable[[str | None, str | None, _ProblemText], None]
 
 
 class _Invalid:
@@ -443,7 +493,7 @@ def _check_user(value: object, report: _Report) -> object:
     return (Message("user", value),)
 
 
-def _check_messages(value: object, report: _Report) -> object:
+def _check_messages(value: object, report: _LazyReport) -> object:
     if not isinstance(value, list) or not value:
         report(
             "messages", "messages", f"expected a non-empty list of messages, got {describe(value)}"
@@ -464,10 +514,7 @@ def _check_messages(value: object, report: _Report) -> object:
         for key in item:
             if key not in ("role", "content"):
                 report(
-                    "messages",
-                    where,
-                    f"unknown key {_short_repr(key)} (expected: role, content)"
-                    + (did_you_mean(key, ("role", "content")) if isinstance(key, str) else ""),
+                    "messages", where, _unknown_key("key", key, ("role", "content"), one_of=False)
                 )
                 ok = False
         role = item.get("role")
@@ -598,7 +645,7 @@ def _check_param(name: str, value: object) -> str | None:
     return None
 
 
-def _check_params(value: object, report: _Report) -> object:
+def _check_params(value: object, report: _LazyReport) -> object:
     if not isinstance(value, Mapping):
         report("params", "params", f"expected a mapping, got {describe(value)}")
         return _INVALID
@@ -606,13 +653,7 @@ def _check_params(value: object, report: _Report) -> object:
     params: dict[str, Any] = {}
     for name, item in value.items():
         if name not in PARAM_NAMES:
-            hint = did_you_mean(name, PARAM_NAMES) if isinstance(name, str) else ""
-            report(
-                "params",
-                "params",
-                f"unknown parameter {_short_repr(name)} (expected one of: "
-                f"{', '.join(PARAM_NAMES)}){hint}",
-            )
+            report("params", "params", _unknown_key("parameter", name, PARAM_NAMES))
             ok = False
             continue
         problem = _check_param(name, item)
@@ -685,7 +726,7 @@ def _check_prompt_vars(value: object, report: _Report) -> dict[str, PromptValue]
     return checked if ok else None
 
 
-def _check_prompt(value: object, report: _Report) -> object:
+def _check_prompt(value: object, report: _LazyReport) -> object:
     if value is None:
         return None
     if isinstance(value, str):
@@ -701,12 +742,7 @@ def _check_prompt(value: object, report: _Report) -> object:
     ok = True
     for key in value:
         if key not in ("task", "vars"):
-            report(
-                "prompt",
-                "prompt",
-                f"unknown key {_short_repr(key)} (expected: task, vars)"
-                + (did_you_mean(key, ("task", "vars")) if isinstance(key, str) else ""),
-            )
+            report("prompt", "prompt", _unknown_key("key", key, ("task", "vars"), one_of=False))
             ok = False
     task: str | None = None
     if "task" in value:
@@ -719,7 +755,7 @@ def _check_prompt(value: object, report: _Report) -> object:
     return PromptRef(task, variables)
 
 
-def _check_field(name: str, value: object, report: _Report) -> object:
+def _check_field(name: str, value: object, report: _LazyReport) -> object:
     """Validate one case/defaults field; returns the normalized value or :data:`_INVALID`."""
     if name == "id":
         checked = _check_id(value, report)
@@ -746,23 +782,132 @@ def _check_field(name: str, value: object, report: _Report) -> object:
 
 
 def _check_fields(
-    raw: Mapping[Any, Any], allowed: tuple[str, ...], report: _Report, what: str
+    raw: Mapping[Any, Any], allowed: tuple[str, ...], report: _LazyReport, what: str
 ) -> dict[str, Any]:
     """Validate every key of ``raw``; returns the valid ones (invalid ones are reported)."""
     valid: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in allowed:
-            hint = did_you_mean(key, allowed) if isinstance(key, str) else ""
-            report(
-                key if isinstance(key, str) else None,
-                None,
-                f"unknown {what} {_short_repr(key)} (expected one of: {', '.join(allowed)}){hint}",
-            )
+            report(key if isinstance(key, str) else None, None, _unknown_key(what, key, allowed))
             continue
         checked = _check_field(key, value, report)
         if checked is not _INVALID:
             valid[key] = checked
     return valid
+
+
+# --------------------------------------------------------------------------------------------
+# Values no case can hold: lone surrogates, runaway nesting
+# --------------------------------------------------------------------------------------------
+
+_SURROGATE_RE: Final = re.compile("[\ud800-\udfff]")
+
+_SURROGATE_ESCAPE_RE: Final = re.compile(r"\\(?:u|U0000)[dD][89a-fA-F]")
+
+
+def _may_hold_surrogates(text: str) -> bool:
+    """Whether loading ``text`` can give a string with a surrogate: from an escape (``\\ud800``
+    in JSON, also ``\\U0000d800`` in YAML) or from one in the text itself. Cheap, so that the
+    walk of :func:`_unsafe_value` runs only where it can find one.
+    """
+    if ("\\u" in text or "\\U" in text) and _SURROGATE_ESCAPE_RE.search(text) is not None:
+        return True
+    return not text.isascii() and _SURROGATE_RE.search(text) is not None
+
+
+_TOO_DEEP: Final = (
+    f"lists and mappings are nested more than {MAX_DEPTH} levels deep, the most a golden file "
+    "allows"
+)
+
+
+def _surrogate_problem(text: str) -> str | None:
+    """Why ``text`` cannot be encoded as UTF-8 (it holds a surrogate), or None."""
+    if text.isascii():
+        return None
+    found = _SURROGATE_RE.search(text)
+    if found is None:
+        return None
+    at = found.start()
+    high = ord(text[at])
+    low = ord(text[at + 1]) if at + 1 < len(text) else 0
+    if 0xD800 <= high <= 0xDBFF and 0xDC00 <= low <= 0xDFFF:
+        joined = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
+        return (
+            f"holds the surrogate pair U+{high:04X} U+{low:04X} as two characters, which is "
+            f"not valid Unicode text and cannot be sent to a model; write the character "
+            f"itself, or in YAML the escape \\U{joined:08X}"
+        )
+    return (
+        f"holds a lone surrogate U+{high:04X} (from an escape such as \\u{high:04x}), which "
+        "is not a character: it is not valid Unicode text and cannot be sent to a model"
+    )
+
+
+_LinkedPath = tuple[Any, Any] | None
+"""A field path as linked ``(parent, key)`` pairs, formatted only for the problem found."""
+
+
+def _unsafe_value(value: object, *, depth: int) -> tuple[str | None, str | None, str] | None:
+    """``(top-level key, field path, why)`` for the first part of ``value`` (a case mapping, or
+    the value of a JSONL line) that no case can hold, or None.
+
+    A string (or key) with a surrogate cannot be encoded to send to a model; a value nested more
+    than :data:`MAX_DEPTH` levels (``value`` itself being at level ``depth``) would overflow the
+    stack of the validators. Iterative, so a deep value cannot overflow this walk. A list or
+    mapping met twice (YAML aliases share them) is walked once: the composer has already bounded
+    the depth of what aliases stand for.
+    """
+    stack: list[tuple[object, _LinkedPath, int]] = [(value, None, depth)]
+    seen: set[int] = set()
+    while stack:
+        item, path, level = stack.pop()
+        if isinstance(item, str):
+            problem = _surrogate_problem(item)
+            if problem is not None:
+                return _path_top(path), _format_path(path), problem
+        elif isinstance(item, Mapping | list | tuple):
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+            if level > MAX_DEPTH:
+                top = _path_top(path)
+                return top, top, _TOO_DEEP
+            children: list[tuple[object, _LinkedPath, int]] = []
+            if isinstance(item, Mapping):
+                for key, child in item.items():
+                    if isinstance(key, str):
+                        problem = _surrogate_problem(key)
+                        if problem is not None:
+                            return _path_top(path), _format_path(path), f"a key {problem}"
+                    children.append((child, (path, key), level + 1))
+            else:
+                children = [(child, (path, i), level + 1) for i, child in enumerate(item)]
+            stack.extend(reversed(children))  # in document order
+    return None
+
+
+def _path_parts(path: _LinkedPath) -> list[Any]:
+    parts: list[Any] = []
+    while path is not None:
+        path, key = path
+        parts.append(key)
+    return parts[::-1]
+
+
+def _path_top(path: _LinkedPath) -> str | None:
+    parts = _path_parts(path)
+    return parts[0] if parts and isinstance(parts[0], str) else None
+
+
+def _format_path(path: _LinkedPath) -> str | None:
+    parts = _path_parts(path)
+    if not parts:
+        return None
+    text = str(parts[0])
+    for part in parts[1:]:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text
 
 
 # --------------------------------------------------------------------------------------------
@@ -778,6 +923,8 @@ class _RawCase:
     line: int
     key_lines: Mapping[str, int]  # line of each top-level key (YAML); empty for JSONL
     early: list[tuple[int, str]] = field(default_factory=list)  # problems found while reading
+    depth: int = 1  # nesting level of the case mapping in its document (1 for a JSONL line)
+    suspect: bool = True  # whether _unsafe_value must walk it (False: the text rules it out)
 
 
 def _build_cases(
@@ -794,6 +941,12 @@ def _build_cases(
         report = _case_reporter(problems, raw, case_id)
         for line, message in raw.early:
             problems.add(line, None, message, case_id)
+        unsafe = _unsafe_value(raw.data, depth=raw.depth) if raw.suspect else None
+        if unsafe is not None:
+            # Validation walks values recursively and the case would fail at call time; the
+            # case is not validated further.
+            report(*unsafe)
+            continue
         before = len(problems.items) + problems.omitted - len(raw.early)
         fields = _check_fields(raw.data, CASE_FIELDS, report, "field")
         if "id" not in raw.data:
@@ -826,10 +979,10 @@ _SYSTEM_AND_PROMPT: Final = (
 )
 
 
-def _case_reporter(problems: _Problems, raw: _RawCase, case_id: str | None) -> _Report:
+def _case_reporter(problems: _Problems, raw: _RawCase, case_id: str | None) -> _LazyReport:
     """A reporter that files problems under ``case_id``, at the line of the offending key."""
 
-    def report(key: str | None, where: str | None, message: str) -> None:
+    def report(key: str | None, where: str | None, message: _ProblemText) -> None:
         line = raw.key_lines.get(key, raw.line) if key is not None else raw.line
         problems.add(line, where, message, case_id)
 
@@ -871,6 +1024,89 @@ def _make_case(
 
 
 # --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a golden file loads.
+
+    Loading allocates an object per value and nearly all of them stay alive: the collector's
+    passes over them find nothing and took over half the time (measured, CPU time to parse a
+    65 MB file: JSONL 4.2 s with it, 1.9 s without; YAML 21 s and 9.6 s). Objects are still
+    freed by reference counting; cycles made meanwhile wait for the next pass.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+# --------------------------------------------------------------------------------------------
+# Text: characters and numbers no golden file holds
+# --------------------------------------------------------------------------------------------
+
+
+# What YAML refuses in a file (PyYAML's reader and libyaml agree): control characters but tab,
+# line feed and carriage return, DEL, C1 controls but NEL, surrogates, U+FFFE and U+FFFF.
+_NOT_YAML_RE: Final = re.compile(
+    "[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
+
+
+def _line_column(text: str, index: int) -> tuple[int, int]:
+    """1-based line and column of ``text[index]`` (lines end at ``\\n``)."""
+    start = text.rfind("\n", 0, index) + 1
+    return text.count("\n", 0, index) + 1, index - start + 1
+
+
+def _check_characters(text: str, path: str, *, yaml: bool) -> None:
+    """Raise :class:`CaseFileError` at the first character a golden file cannot hold.
+
+    A NUL is refused in any golden file: it is how binary files look once decoded. In YAML also
+    the other characters YAML does not allow, which its parsers would report without a line.
+    (JSON reports raw control characters itself, with their column; escaped ones are text.)
+    """
+    if yaml:
+        found = _NOT_YAML_RE.search(text)
+        at = found.start() if found is not None else -1
+    else:
+        at = text.find("\x00")
+    if at < 0:
+        return
+    line, column = _line_column(text, at)
+    code = ord(text[at])
+    if code == 0:
+        message = (
+            f"NUL character at column {column}: golden files are text (is this a binary file?)"
+        )
+    elif 0xD800 <= code <= 0xDFFF:
+        message = f"lone surrogate U+{code:04X} at column {column} is not a character"
+    elif unicodedata.category(text[at]) == "Cc":
+        message = (
+            f"control character U+{code:04X} at column {column} is not allowed in YAML; "
+            f'write it as an escape in a double-quoted string ("\\x{code:02x}")'
+        )
+    else:
+        message = f"U+{code:04X} at column {column} is not a character (not allowed in YAML)"
+    raise _fail(path, line, message)
+
+
+def _value_error_text(exc: ValueError) -> str:
+    """What a ``ValueError`` from reading a number says, without Python's advice to callers."""
+    if "integer string conversion" in str(exc):
+        return (
+            f"a number has more than {sys.get_int_max_str_digits()} digits, more than Python "
+            "reads as an integer"
+        )
+    return str(exc)
+
+
+# --------------------------------------------------------------------------------------------
 # JSONL
 # --------------------------------------------------------------------------------------------
 
@@ -888,16 +1124,19 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+@_gc_paused()
 def parse_jsonl(text: str, path: str) -> list[GoldenCase]:
     """Parse a JSONL golden file: one case object per line.
 
     Blank lines and lines starting with ``//`` are skipped. Raises :class:`CaseFileError` with
     every problem of the file.
     """
+    text = text.removeprefix("\ufeff")
+    _check_characters(text, path, yaml=False)
     problems = _Problems(path)
     raws: list[_RawCase] = []
     # Not str.splitlines(): JSON strings may hold raw U+2028 and friends.
-    for number, line in enumerate(text.removeprefix("\ufeff").split("\n"), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
         stripped = line.strip()
         if not stripped or stripped.startswith("//"):
             continue
@@ -909,12 +1148,27 @@ def parse_jsonl(text: str, path: str) -> list[GoldenCase]:
         except json.JSONDecodeError as exc:
             problems.add(number, None, f"invalid JSON at column {exc.colno}: {exc.msg}")
             continue
-        if not isinstance(data, dict):
-            problems.add(
-                number, None, f"expected a JSON object (one case per line), got {describe(data)}"
-            )
+        except RecursionError:
+            # The decoder recurses per level: about 1000 levels exhaust the stack.
+            problems.add(number, None, _TOO_DEEP)
             continue
-        raws.append(_RawCase(data, number, {}))
+        except ValueError as exc:  # a number too long to convert
+            problems.add(number, None, f"invalid JSON: {_value_error_text(exc)}")
+            continue
+        if not isinstance(data, dict):
+            unsafe = _unsafe_value(data, depth=1)  # describe() would recurse through it
+            if unsafe is not None and unsafe[2] == _TOO_DEEP:
+                problems.add(number, None, _TOO_DEEP)
+            else:
+                problems.add(
+                    number,
+                    None,
+                    f"expected a JSON object (one case per line), got {describe(data)}",
+                )
+            continue
+        # Nesting past MAX_DEPTH needs more brackets than that.
+        suspect = line.count("[") + line.count("{") > MAX_DEPTH or _may_hold_surrogates(line)
+        raws.append(_RawCase(data, number, {}, suspect=suspect))
     if not raws and not problems.items:
         raise _fail(path, None, "no cases in file")
     cases = _build_cases(raws, path, problems, {})
@@ -927,21 +1181,330 @@ def parse_jsonl(text: str, path: str) -> list[GoldenCase]:
 # --------------------------------------------------------------------------------------------
 
 
-def _yaml_compose(text: str) -> yaml.Node | None:
-    """The node tree of ``text``, parsed with libyaml when available (20x faster).
+_REPARSE_LIMIT: Final = 256 * 1024
+"""Up to this many characters, a file libyaml fails on is parsed again in pure Python."""
+
+
+class _YAMLProblem(Exception):
+    """Why a YAML value cannot be constructed, and at which 1-based line (None: not known)."""
+
+    def __init__(self, line: int | None, message: str) -> None:
+        super().__init__(line, message)
+        self.line = line
+        self.message = message
+
+
+@_gc_paused()
+def compose_yaml(text: str) -> yaml.Node | None:
+    """The node tree of ``text`` within the limits of :func:`_compose_bounded`, parsed with
+    libyaml when available (20x faster). Raises ``yaml.YAMLError``; the limits raise
+    :func:`_refusal_class` errors.
 
     On a syntax error the pure-Python parser runs again, so messages and marks do not depend on
-    whether libyaml is installed.
+    whether libyaml is installed, as long as that takes well under a second: a file of more
+    than :data:`_REPARSE_LIMIT` characters keeps libyaml's message (same line, other words).
     """
     import yaml
 
+    limits = _AliasLimits(max(MAX_ALIAS_NODES, len(text)), max(MAX_ALIAS_CHARACTERS, len(text)))
     fast = getattr(yaml, "CSafeLoader", None)
     if fast is not None:
+        loader = fast(text)
         try:
-            return yaml.compose(text, Loader=fast)
+            return _compose_bounded(loader, limits)
+        except _refusal_class():
+            raise  # the same with either parser
+        except yaml.MarkedYAMLError as exc:
+            # libyaml refuses 1000 levels a little ahead of the composer, which refuses 100.
+            if exc.problem == "exceeded maximum nesting depth" and exc.problem_mark is not None:
+                raise _refusal_class()(None, None, _TOO_DEEP, exc.problem_mark) from None
+            if len(text) > _REPARSE_LIMIT:
+                raise
         except yaml.YAMLError:
-            pass
-    return yaml.compose(text, Loader=yaml.SafeLoader)
+            if len(text) > _REPARSE_LIMIT:
+                raise
+        finally:
+            loader.dispose()
+    pure: Any = _pure_loader_class()(text)
+    try:
+        return _compose_bounded(pure, limits)
+    except yaml.YAMLError as exc:
+        setattr(exc, _QUOTE_HINT, pure.multiline_quote)
+        raise
+    finally:
+        pure.dispose()
+
+
+_QUOTE_HINT: Final = "llmregress_multiline_quote"
+"""Attribute of a pure-Python parser's error: the last quoted scalar that spans lines."""
+
+
+@functools.cache
+def _pure_loader_class() -> type[yaml.SafeLoader]:
+    import yaml
+
+    class PureLoader(yaml.SafeLoader):
+        """``SafeLoader`` that remembers the last quoted scalar spanning lines: the likely cause
+        of a syntax error on the line where it ends (an unclosed quote swallowed text)."""
+
+        multiline_quote: yaml.ScalarToken | None = None
+
+        def scan_flow_scalar(self, style: str) -> yaml.ScalarToken:
+            token: yaml.ScalarToken = super().scan_flow_scalar(style)
+            if token.end_mark.line > token.start_mark.line:
+                self.multiline_quote = token
+            return token
+
+    return PureLoader
+
+
+@functools.cache
+def _refusal_class() -> type[yaml.composer.ComposerError]:
+    from yaml.composer import ComposerError
+
+    class YAMLRefusal(ComposerError):
+        """A YAML document that is valid but refused: too deep, too much aliasing, recursive."""
+
+    return YAMLRefusal
+
+
+@dataclass(frozen=True)
+class _AliasLimits:
+    """How many nodes and characters the aliases of one document may add."""
+
+    nodes: int
+    characters: int
+
+
+@dataclass
+class _OpenCollection:
+    """A list or mapping being composed: its size and height so far, its pending key."""
+
+    node: yaml.CollectionNode
+    anchor: str | None
+    nodes: int = 1
+    characters: int = 0
+    height: int = 1
+    key: yaml.Node | None = None
+
+
+@dataclass
+class _Anchored:
+    """An anchored node: how many nodes and characters an alias to it adds, how deep it is."""
+
+    node: yaml.Node
+    nodes: int = 0
+    characters: int = 0
+    height: int = 0
+    open: bool = True  # still being composed: an alias to it would make a recursive structure
+
+
+def _compose_bounded(loader: Any, limits: _AliasLimits) -> yaml.Node | None:
+    """The node of the single document in ``loader``'s events, as PyYAML's ``Composer`` builds it,
+    but refusing (:func:`_refusal_class` errors) what no golden file needs and would not survive:
+
+    - lists and mappings nested more than :data:`MAX_DEPTH` levels, aliases expanded (PyYAML's
+      composer recurses per level, so a deep document raised ``RecursionError``);
+    - aliases that add more nodes or characters than ``limits`` allow (a "billion laughs");
+    - an alias inside the node it names (a recursive structure, which no walk finishes).
+
+    ``loader`` is a ``SafeLoader`` or ``CSafeLoader``: both give events the same way. The loop is
+    iterative; ``SafeLoader`` has no path resolvers, so none are applied.
+    """
+    from yaml.composer import ComposerError
+    from yaml.events import (
+        AliasEvent,
+        CollectionEndEvent,
+        MappingStartEvent,
+        ScalarEvent,
+        SequenceStartEvent,
+        StreamEndEvent,
+    )
+    from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+    loader.get_event()  # stream start
+    if loader.check_event(StreamEndEvent):
+        loader.get_event()
+        return None
+    loader.get_event()  # document start
+    stack: list[_OpenCollection] = []
+    anchors: dict[str, _Anchored] = {}
+    added_nodes = added_characters = 0
+    while True:
+        event: Any = loader.get_event()
+        kind = type(event)  # tested instead of event: the stubs' marks do not match the nodes'
+        node: yaml.Node
+        if issubclass(kind, CollectionEndEvent):
+            done = stack.pop()
+            node = done.node
+            node.end_mark = event.end_mark
+            nodes, characters, height = done.nodes, done.characters, done.height
+            if done.anchor is not None:
+                anchors[done.anchor] = _Anchored(node, nodes, characters, height, open=False)
+        elif issubclass(kind, AliasEvent):
+            target = anchors.get(event.anchor)
+            if target is None:
+                raise ComposerError(
+                    None, None, f"found undefined alias {event.anchor!r}", event.start_mark
+                )
+            if target.open:
+                raise _refusal(
+                    event,
+                    f"alias *{event.anchor} is inside the node it names (anchored at line "
+                    f"{_yaml_line(target.node)}): a recursive structure cannot be a golden case",
+                )
+            if len(stack) + target.height > MAX_DEPTH:
+                raise _refusal(event, f"with alias *{event.anchor}, {_TOO_DEEP}")
+            added_nodes += target.nodes
+            added_characters += target.characters
+            for added, limit, what, floor in (
+                (added_nodes, limits.nodes, "nodes", MAX_ALIAS_NODES),
+                (added_characters, limits.characters, "characters", MAX_ALIAS_CHARACTERS),
+            ):
+                if added > limit:
+                    raise _refusal(
+                        event,
+                        f"too much aliasing: with alias *{event.anchor}, the aliases of this "
+                        f"file repeat more than {limit:,} {what}, the most they may (the "
+                        f"larger of {floor:,} and the file's length)",
+                    )
+            node, nodes, characters = target.node, target.nodes, target.characters
+            height = target.height
+        else:
+            anchor = event.anchor
+            if anchor is not None and anchor in anchors:
+                raise ComposerError(
+                    f"found duplicate anchor {anchor!r}; first occurrence",
+                    anchors[anchor].node.start_mark,
+                    "second occurrence",
+                    event.start_mark,
+                )
+            tag = event.tag
+            if issubclass(kind, ScalarEvent):
+                if tag is None or tag == "!":
+                    tag = loader.resolve(ScalarNode, event.value, event.implicit)
+                node = ScalarNode(
+                    tag, event.value, event.start_mark, event.end_mark, style=event.style
+                )
+                nodes, characters, height = 1, len(event.value), 0
+                if anchor is not None:
+                    anchors[anchor] = _Anchored(node, nodes, characters, height, open=False)
+            else:
+                if len(stack) >= MAX_DEPTH:
+                    raise _refusal(event, _TOO_DEEP)
+                assert issubclass(kind, SequenceStartEvent | MappingStartEvent)
+                node_class = SequenceNode if issubclass(kind, SequenceStartEvent) else MappingNode
+                if tag is None or tag == "!":
+                    tag = loader.resolve(node_class, None, event.implicit)
+                collection = node_class(
+                    tag, [], event.start_mark, None, flow_style=event.flow_style
+                )
+                if anchor is not None:
+                    anchors[anchor] = _Anchored(collection)
+                stack.append(_OpenCollection(collection, anchor))
+                continue
+        if not stack:
+            break
+        parent = stack[-1]
+        parent.nodes += nodes
+        parent.characters += characters
+        parent.height = max(parent.height, height + 1)
+        if isinstance(parent.node, SequenceNode):
+            parent.node.value.append(node)
+        elif parent.key is None:
+            parent.key = node
+        else:
+            parent.node.value.append((parent.key, node))
+            parent.key = None
+    loader.get_event()  # document end
+    if not loader.check_event(StreamEndEvent):
+        event = loader.get_event()
+        raise ComposerError(
+            "expected a single document in the stream",
+            node.start_mark,
+            "but found another document",
+            event.start_mark,
+        )
+    loader.get_event()
+    return node
+
+
+def _refusal(event: Any, message: str) -> yaml.composer.ComposerError:
+    return _refusal_class()(None, None, message, event.start_mark)
+
+
+# Contexts of errors at the end of the file that name what was left open.
+_UNCLOSED: Final = {
+    "while scanning a quoted scalar": "quoted string",
+    "while parsing a flow sequence": "'['",
+    "while parsing a flow mapping": "'{'",
+}
+
+
+def _describe_yaml_error(exc: yaml.YAMLError, text: str) -> tuple[int | None, str]:
+    """``(line, message)`` for a YAML syntax error, naming the line where the problem starts.
+
+    PyYAML marks where it noticed the problem (``problem_mark``) and, for some errors, where the
+    construct it was reading began (``context_mark``). An unclosed quote or bracket is noticed at
+    the end of the file: its opening line is the one to fix. A quoted scalar that spans lines
+    and ends on the error's line (known from the pure-Python parser) probably lacks its closing
+    quote.
+    """
+    import yaml
+
+    problem = _yaml_problem(exc)
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return None, f"invalid YAML: {problem}"
+    problem_mark, context_mark = exc.problem_mark, exc.context_mark
+    if isinstance(exc, _refusal_class()) and problem_mark is not None:
+        return min(int(problem_mark.line) + 1, _yaml_line_count(text)), problem
+    quote = getattr(exc, _QUOTE_HINT, None)
+    # libyaml puts the end of a file without a final line break on a line past the end.
+    last_line = _yaml_line_count(text)
+    if problem_mark is None:
+        line = min(context_mark.line + 1, last_line) if context_mark is not None else None
+        return line, f"invalid YAML: {problem}"
+    problem_line = min(int(problem_mark.line) + 1, last_line)
+    if context_mark is not None:
+        context_line = min(int(context_mark.line) + 1, last_line)
+        column = int(context_mark.column) + 1
+        if _at_end(problem_mark, text):
+            unclosed = _UNCLOSED.get(exc.context or "")
+            if unclosed is not None:
+                return context_line, (
+                    f"invalid YAML: the {unclosed} at column {column} is never closed"
+                )
+            return context_line, f"invalid YAML: {problem}"
+        if exc.context == "while scanning a simple key":
+            return context_line, f"invalid YAML: {problem} after the text at column {column}"
+    if (
+        quote is not None
+        and quote.end_mark.line == problem_mark.line
+        and quote.end_mark.index <= problem_mark.index
+    ):
+        return int(quote.start_mark.line) + 1, (
+            f"invalid YAML: the quoted string at column {quote.start_mark.column + 1} runs on "
+            f"to line {problem_line}, which then fails ({problem}); is its closing quote missing?"
+        )
+    if context_mark is not None and context_mark.line < problem_mark.line:
+        unclosed = _UNCLOSED.get(exc.context or "")
+        if unclosed is not None and unclosed != "quoted string":
+            return problem_line, (
+                f"invalid YAML: {problem} (in the {unclosed} at line {context_mark.line + 1})"
+            )
+    return problem_line, f"invalid YAML: {problem}"
+
+
+def _yaml_line_count(text: str) -> int:
+    """How many lines an editor shows for ``text`` (a final line break starts no line)."""
+    return max(1, text.count("\n") + (0 if text.endswith("\n") else 1))
+
+
+def _at_end(mark: yaml.Mark, text: str) -> bool:
+    """Whether ``mark`` is at the end of ``text`` (libyaml may put it on a line past the end)."""
+    last_line = text.count("\n")
+    last_column = len(text) - (text.rfind("\n") + 1)
+    return (int(mark.line), int(mark.column)) >= (last_line, last_column)
 
 
 def _yaml_line(node: yaml.Node) -> int:
@@ -1000,6 +1563,7 @@ def _yaml_duplicate_keys(node: yaml.MappingNode, where: str) -> list[tuple[int, 
     return found
 
 
+@_gc_paused()
 def parse_yaml(text: str, path: str) -> list[GoldenCase]:
     """Parse a YAML golden file.
 
@@ -1009,15 +1573,15 @@ def parse_yaml(text: str, path: str) -> list[GoldenCase]:
     """
     import yaml
 
+    text = text.removeprefix("\ufeff")
+    _check_characters(text, path, yaml=True)
     problems = _Problems(path)
     try:
-        root = _yaml_compose(text.removeprefix("\ufeff"))
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        raise _fail(path, line, f"invalid YAML: {_yaml_problem(exc)}") from None
+        root = compose_yaml(text)
     except yaml.YAMLError as exc:
-        raise _fail(path, None, f"invalid YAML: {_yaml_problem(exc)}") from None
+        raise _fail(path, *_describe_yaml_error(exc, text)) from None
+    # The composer bounds nesting: values need a walk only for surrogates, if the text can hold any.
+    suspect = _may_hold_surrogates(text)
 
     defaults: dict[str, Any] = {}
     if root is None:
@@ -1041,14 +1605,13 @@ def parse_yaml(text: str, path: str) -> list[GoldenCase]:
             if key in ("defaults", "cases"):
                 sections[key] = value_node
             else:
-                hint = did_you_mean(key, ("defaults", "cases")) if isinstance(key, str) else ""
                 problems.add(
                     _yaml_line(key_node),
                     None,
-                    f"unknown top-level key {_short_repr(key)} (expected: defaults, cases){hint}",
+                    _unknown_key("top-level key", key, ("defaults", "cases"), one_of=False),
                 )
         if "defaults" in sections:
-            defaults = _yaml_defaults(sections["defaults"], top["defaults"], problems)
+            defaults = _yaml_defaults(sections["defaults"], top["defaults"], problems, suspect)
         cases_node = sections["cases"]
     else:
         cases_node = root
@@ -1076,11 +1639,12 @@ def parse_yaml(text: str, path: str) -> list[GoldenCase]:
             continue
         duplicates = _yaml_duplicate_keys(item, "the case")
         try:
-            data = _yaml_construct(item)
-        except yaml.YAMLError as exc:
-            problems.add(line, None, f"invalid YAML: {_yaml_problem(exc)}")
+            data = _yaml_construct_checked(item)
+        except _YAMLProblem as exc:
+            problems.add(exc.line, None, exc.message)
             continue
-        raws.append(_RawCase(data, line, _yaml_key_lines(item), duplicates))
+        depth = 2 if cases_node is root else 3
+        raws.append(_RawCase(data, line, _yaml_key_lines(item), duplicates, depth, suspect))
     cases = _build_cases(raws, path, problems, defaults)
     problems.raise_if_any()
     return cases
@@ -1107,12 +1671,36 @@ def _yaml_kind(node: yaml.Node) -> str:
     if isinstance(node, yaml.SequenceNode):
         return "a list"
     try:
-        return describe(_yaml_construct(node))
-    except yaml.YAMLError:  # pragma: no cover - scalars always construct
-        return f"scalar {node.value!r}"
+        return describe(_yaml_construct_checked(node))
+    except _YAMLProblem:
+        return f"scalar {_short_repr(node.value)}"
 
 
-def _yaml_defaults(node: yaml.Node, line: int, problems: _Problems) -> dict[str, Any]:
+def _yaml_construct_checked(node: yaml.Node) -> Any:
+    """:func:`_yaml_construct`, raising :class:`_YAMLProblem` (with the line of the value at
+    fault when known) for whatever goes wrong."""
+    import yaml
+
+    try:
+        return _yaml_construct(node)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = int(mark.line) + 1 if mark is not None else _yaml_line(node)
+        raise _YAMLProblem(line, f"invalid YAML: {_yaml_problem(exc)}") from None
+    except ValueError as exc:
+        raise _YAMLProblem(_yaml_line(node), f"invalid YAML: {_value_error_text(exc)}") from None
+    except Exception as exc:
+        # PyYAML's constructors fail in other ways on values that do not fit an explicit tag
+        # (KeyError for `!!bool maybe`); it is a problem of the file either way.
+        raise _YAMLProblem(
+            _yaml_line(node),
+            f"invalid YAML: a value does not fit its tag ({type(exc).__name__}: {exc})",
+        ) from None
+
+
+def _yaml_defaults(
+    node: yaml.Node, line: int, problems: _Problems, suspect: bool
+) -> dict[str, Any]:
     import yaml
 
     if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
@@ -1123,19 +1711,23 @@ def _yaml_defaults(node: yaml.Node, line: int, problems: _Problems) -> dict[str,
     for dup_line, message in _yaml_duplicate_keys(node, "defaults"):
         problems.add(dup_line, None, message)
     try:
-        data = _yaml_construct(node)
-    except yaml.YAMLError as exc:
-        problems.add(line, "defaults", f"invalid YAML: {_yaml_problem(exc)}")
+        data = _yaml_construct_checked(node)
+    except _YAMLProblem as exc:
+        problems.add(exc.line, "defaults", exc.message)
         return {}
     key_lines = _yaml_key_lines(node)
 
-    def report(key: str | None, where: str | None, message: str) -> None:
+    def report(key: str | None, where: str | None, message: _ProblemText) -> None:
         problems.add(
             key_lines.get(key, line) if key is not None else line,
             f"defaults.{where}" if where is not None else None,
             message,
         )
 
+    unsafe = _unsafe_value(data, depth=2) if suspect else None
+    if unsafe is not None:
+        report(*unsafe)
+        return {}
     checked = _check_fields(data, DEFAULTS_FIELDS, report, "defaults field")
     if "system" in data and "prompt" in data:
         report("prompt", "prompt", _SYSTEM_AND_PROMPT)
@@ -1169,14 +1761,60 @@ def load_cases(
             f"(expected one of: {', '.join(GOLDEN_SUFFIXES)})",
         )
     try:
-        with open(source, encoding="utf-8-sig") as handle:
-            text = handle.read()
-    except UnicodeDecodeError as exc:
-        raise _fail(
-            name, None, f"file is not valid UTF-8: {exc.reason} at byte {exc.start}"
-        ) from None
+        with open(source, "rb") as handle:
+            if os.fstat(handle.fileno()).st_size > MAX_FILE_SIZE:
+                raise _fail(name, None, _too_large())
+            data = handle.read(MAX_FILE_SIZE + 1)
     except OSError as exc:
         raise _fail(name, None, f"cannot read file: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_SIZE:
+        raise _fail(name, None, _too_large())
+    text = _decode(data, name)
+    del data  # the text is all that is needed: do not hold the file twice while parsing
     if suffix == ".jsonl":
         return parse_jsonl(text, name)
     return parse_yaml(text, name)
+
+
+def _too_large() -> str:
+    limit = MAX_FILE_SIZE
+    size = f"{limit // 2**20} MB" if limit % 2**20 == 0 else f"{limit:,} bytes"
+    return f"file is larger than {size}, the most a golden file may be; split it into several files"
+
+
+_WIDE_BOMS: Final = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+
+
+def _decode(data: bytes, path: str) -> str:
+    """The text of a golden file's bytes: UTF-8, a byte order mark dropped, universal newlines
+    (as ``open()`` reads text). Raises :class:`CaseFileError` naming the line and column of the
+    first byte that is not UTF-8."""
+    for bom, encoding in _WIDE_BOMS:
+        if data.startswith(bom):
+            raise _fail(
+                path,
+                None,
+                f"file is {encoding} text (it starts with a {encoding} byte order mark); "
+                "golden files are UTF-8: save it as UTF-8",
+            )
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        # Lines end at \r\n, \r or \n, as they do once the file is read as text.
+        line = before.count(b"\n") + before.count(b"\r") - before.count(b"\r\n") + 1
+        line_start = max(before.rfind(b"\n"), before.rfind(b"\r")) + 1
+        column = len(before[line_start:].decode("utf-8")) + 1
+        raise _fail(
+            path,
+            line,
+            f"not UTF-8 text: byte 0x{data[exc.start]:02X} at column {column} cannot be "
+            f"decoded ({exc.reason}); golden files are UTF-8 text (is this a binary file?)",
+        ) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")

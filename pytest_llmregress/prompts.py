@@ -44,13 +44,13 @@ from pytest_llmregress.cases import (
     PromptRef,
     PromptValue,
     _short_repr,
-    _yaml_compose,
     _yaml_construct,
     _yaml_duplicate_keys,
     _yaml_key_lines,
     _yaml_kind,
     _yaml_line,
     _yaml_problem,
+    compose_yaml,
     describe,
     did_you_mean,
 )
@@ -759,7 +759,7 @@ def _parse(text: str, path: str, problems: _Problems) -> list[PromptTask]:
     import yaml
 
     try:
-        root = _yaml_compose(text.removeprefix("\ufeff"))
+        root = compose_yaml(text.removeprefix("\ufeff"))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None

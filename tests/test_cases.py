@@ -604,7 +604,7 @@ def test_yaml_without_libyaml_gives_the_same_cases(monkeypatch: pytest.MonkeyPat
     assert (
         yaml_errors(text)
         == fast
-        == ["g.yaml:7: invalid YAML: expected ',' or ']', but got '<stream end>'"]
+        == ["g.yaml:6: invalid YAML: the '[' at column 11 is never closed"]
     )
     one, two = parse_yaml("- id: a\n  user: hi\n\n- id: b\n  user: yo\n", "g.yaml")
     assert (one.line, two.line) == (1, 4)
@@ -614,7 +614,7 @@ BAD_YAML: list[tuple[str, list[str]]] = [
     ("a: [", ["g.yaml:1: invalid YAML: expected the node content, but found '<stream end>'"]),
     (
         "- id: x\n  user: [1\n",
-        ["g.yaml:3: invalid YAML: expected ',' or ']', but got '<stream end>'"],
+        ["g.yaml:2: invalid YAML: the '[' at column 9 is never closed"],
     ),
     (
         "--- []\n--- []\n",
@@ -1024,10 +1024,13 @@ def test_load_cases_reports_unreadable_files(tmp_path: Path) -> None:
     assert str(info.value) == f"{missing}: cannot read file: No such file or directory"
 
     binary = tmp_path / "binary.jsonl"
-    binary.write_bytes(b'{"id": "\xff"}\n')
+    binary.write_bytes(b'{"id": "a", "user": "hi"}\n{"id": "\xff"}\n')
     with pytest.raises(CaseFileError) as info:
         load_cases(binary)
-    assert str(info.value) == f"{binary}: file is not valid UTF-8: invalid start byte at byte 8"
+    assert str(info.value) == (
+        f"{binary}:2: not UTF-8 text: byte 0xFF at column 9 cannot be decoded (invalid start "
+        "byte); golden files are UTF-8 text (is this a binary file?)"
+    )
 
 
 # --------------------------------------------------------------------------------------------
