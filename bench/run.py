@@ -37,6 +37,7 @@ JUDGE = "gpt-5.5-2026-04-23"
 FLOOR_SCRIPT = r"""
 import asyncio, json, sys, time
 import anthropic, openai
+from pytest_llmregress.scoring.judge import build_judge_prompt
 
 url, cases_path, concurrency, judge_concurrency = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 cases = [json.loads(line) for line in open(cases_path)]
@@ -50,10 +51,16 @@ async def main():
             m = await a.messages.create(model=sys.argv[5], max_tokens=1024, system=case["system"],
                                         messages=[{"role": "user", "content": case["user"]}])
         text = m.content[0].text
-        prompt = f"<task>\n{case['user']}\n</task>\n\n<reference>\n{case['reference']}\n</reference>\n\n<candidate>\n{text}\n</candidate>"
+        # The plugin's own judge request (prompt and structured output), so the server does
+        # the same work for both.
+        prompt = build_judge_prompt(task=case["user"], reference=case["reference"], candidate=text)
+        schema = {"name": prompt.reply_schema.name, "strict": True,
+                  "schema": dict(prompt.reply_schema.schema)}
         async with judge:
             r = await o.chat.completions.create(model=sys.argv[6], messages=[
-                {"role": "system", "content": "judge"}, {"role": "user", "content": prompt}])
+                {"role": "system", "content": prompt.system},
+                {"role": "user", "content": prompt.user}],
+                response_format={"type": "json_schema", "json_schema": schema})
         json.loads(r.choices[0].message.content)
     started = time.perf_counter()
     await asyncio.gather(*(one(c) for c in cases))
