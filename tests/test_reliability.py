@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -216,7 +215,6 @@ def test_ctrl_c_keeps_finished_results_and_says_what_is_missing(
     # (ten cases at most) are answered, every later one is held until the test ends.
     server.pause(after=20)
     provider_env(server)
-    journal = pytester.path / "run.json.partial" / "main.jsonl"
     process = subprocess.Popen(
         [
             sys.executable,
@@ -232,24 +230,45 @@ def test_ctrl_c_keeps_finished_results_and_says_what_is_missing(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=os.environ.copy(),
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # a hang shows every thread's stack
     )
-    deadline = time.monotonic() + 120  # a bound on a hang, not a timing assumption
-    while journal_cases(journal) < 3:
-        assert time.monotonic() < deadline, "no case finished"
-        time.sleep(0.02)
+    output = ReportedItems(process)
+    # Ctrl-C once pytest itself has reported three cases (its journal runs ahead of it).
+    assert output.reported.wait(120), f"no case was reported:\n{output.text()}"
     process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=120)
-    assert process.returncode == pytest.ExitCode.INTERRUPTED, output
-    assert "incomplete: " in output
-    assert "--llm-resume=" in output
+    if not output.finished.wait(120):  # a bound on a hang, not a timing assumption
+        process.send_signal(signal.SIGABRT)  # faulthandler dumps the stacks
+        output.finished.wait(30)
+        pytest.fail(f"pytest did not stop on Ctrl-C:\n{output.text()}")
+    assert process.wait() == pytest.ExitCode.INTERRUPTED, output.text()
+    assert "incomplete: " in output.text()
+    assert "--llm-resume=" in output.text()
     kept = load_results(pytester.path / "run.json")
     assert 3 <= len(kept.cases) <= 10
     assert json.loads((pytester.path / "run.json").read_text())["metadata"]["missing"]
 
 
-def journal_cases(journal: Path) -> int:
-    return journal.read_text().count('"kind": "case"') if journal.exists() else 0
+class ReportedItems:
+    """A pytest process's output, read as it comes: ``reported`` is set once three golden
+    items of ``golden_cases/qa.jsonl`` are reported, ``finished`` when the output ends."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self._chars: list[str] = []
+        self.reported = threading.Event()
+        self.finished = threading.Event()
+        threading.Thread(target=self._read, args=(process,), daemon=True).start()
+
+    def _read(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        while char := process.stdout.read(1):
+            self._chars.append(char)
+            text = self.text()
+            if "qa.jsonl " in text and text.split("qa.jsonl ", 1)[1][:3] == "...":
+                self.reported.set()
+        self.finished.set()
+
+    def text(self) -> str:
+        return "".join(self._chars)
 
 
 def test_a_killed_worker_keeps_its_finished_results_and_resume_completes_the_run(
