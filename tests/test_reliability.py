@@ -215,17 +215,21 @@ def test_ctrl_c_keeps_finished_results_and_says_what_is_missing(
     # (ten cases at most) are answered, every later one is held until the test ends.
     server.pause(after=20)
     provider_env(server)
+    args = [
+        "-p",
+        "no:cacheprovider",
+        *model_args("--llm-report=run.json"),
+        "--llm-concurrency=2",
+        "--llm-judge-concurrency=2",
+    ]
+    # Ctrl-C must raise KeyboardInterrupt however this suite was started: a shell starts a
+    # background job with SIGINT ignored, and a Python started so leaves it ignored.
+    launcher = (
+        "import signal, sys, pytest; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "sys.exit(pytest.main(sys.argv[1:]))"
+    )
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            *model_args("--llm-report=run.json"),
-            "--llm-concurrency=2",
-            "--llm-judge-concurrency=2",
-        ],
+        [sys.executable, "-c", launcher, *args],
         cwd=pytester.path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
