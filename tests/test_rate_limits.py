@@ -108,15 +108,17 @@ def test_a_rate_limited_call_keeps_its_slot_while_it_waits(make_server: MakeServ
 
 
 def test_a_retry_after_holds_new_calls_back(make_server: MakeServer) -> None:
-    """Two calls in flight, one told to wait 0.3 s: no new call starts within those 0.3 s."""
+    """Two calls in flight, one told to wait 0.3 s: the four waiting calls wait too.
+
+    Without the hold, all four would start (and finish) within those 0.3 s. With it, only a
+    call that started before the client read the 429 can, beside the one in flight with it.
+    """
     server = make_server(first_429(0.3))
     runner = limited_runner(server, concurrency=2)
     answers = ask_all(runner, 6)
     assert all(a.text == "ok" for a in answers)
     requests = sorted(server.requests, key=lambda r: r.time)
     assert requests[0].status == 429
-    # the call that was in flight beside it, then nothing until the server's time has passed
-    later = requests[2:]
-    assert later
-    assert all(r.time >= requests[0].time + 0.3 for r in later)
+    within = [r.user_text for r in requests[1:] if r.time < requests[0].time + 0.3]
+    assert len(within) <= 2, within
     assert runner.limiters["candidate"].held == 1
