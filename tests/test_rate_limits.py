@@ -108,17 +108,17 @@ def test_a_rate_limited_call_keeps_its_slot_while_it_waits(make_server: MakeServ
 
 
 def test_a_retry_after_holds_new_calls_back(make_server: MakeServer) -> None:
-    """Two calls in flight, one told to wait 0.3 s: the four waiting calls wait too.
+    """Two calls in flight, one told to wait 0.3 s: the ten waiting calls wait too.
 
-    Without the hold, all four would start (and finish) within those 0.3 s. With it, only a
-    call that started before the client read the 429 can, beside the one in flight with it.
+    Without the hold, all ten would start (and finish) within those 0.3 s. With it, only the
+    calls that started before the client read the 429 can (a few, on a loaded machine).
     """
     server = make_server(first_429(0.3))
     runner = limited_runner(server, concurrency=2)
-    answers = ask_all(runner, 6)
+    answers = ask_all(runner, 12)
     assert all(a.text == "ok" for a in answers)
     requests = sorted(server.requests, key=lambda r: r.time)
     assert requests[0].status == 429
     within = [r.user_text for r in requests[1:] if r.time < requests[0].time + 0.3]
-    assert len(within) <= 2, within
+    assert len(within) <= 5, within  # 11 without the hold
     assert runner.limiters["candidate"].held == 1
