@@ -297,7 +297,7 @@ def test_later_overrides_win() -> None:
         (
             {"id": "x", "retire_on": "2027-01-01"},
             "cfg[0].retire_on: unknown key (allowed: id, surface, kind, resolves_to, "
-            "deprecated_on, retires_on, source)",
+            "digest, version, deprecated_on, retires_on, source)",
         ),
         (
             {"id": "x", "retires_on": "2027-02-30"},
@@ -358,7 +358,7 @@ def test_bad_override_file_names_file_and_entry(tmp_path: Path) -> None:
         load_overrides_file(path)
     assert str(excinfo.value) == (
         f"{path}: lifecycle[0].retires: unknown key (allowed: id, surface, kind, resolves_to, "
-        "deprecated_on, retires_on, source)"
+        "digest, version, deprecated_on, retires_on, source)"
     )
     broken = tmp_path / "broken.json"
     broken.write_text("{")

@@ -268,8 +268,8 @@ def assert_refused(tmp_path: Path, body: str, key: str, problem: str) -> None:
         (
             '[[tool.llmregress.lifecycle]]\nid = "o3"\nretires = 2027-01-01\n',
             PY + "lifecycle[0].retires",
-            "unknown key (allowed: id, surface, kind, resolves_to, deprecated_on, "
-            "retires_on, source)",
+            "unknown key (allowed: id, surface, kind, resolves_to, digest, version, "
+            "deprecated_on, retires_on, source)",
         ),
         (
             "[tool.llmregress]\nlifecycle = 3\n",

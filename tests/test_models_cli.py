@@ -325,6 +325,8 @@ def test_check_exits_1_when_a_configured_model_is_retired(
         "status": "retired",
         "surface": "anthropic-api",
         "source": report["models"][3]["source"],
+        "digest": None,
+        "version": None,
     }
     assert [(f["role"], f["code"]) for f in report["findings"]] == [
         ("summary", "retired"),
@@ -834,10 +836,9 @@ def test_lint_suppression_comment(
 def test_suppressed_codes() -> None:
     assert suppressed_codes("x = 1") is None
     assert suppressed_codes("x  # llmregress: ignore") == frozenset()
-    assert suppressed_codes("<!-- llmregress: ignore[alias,retiring] -->") == {
-        "alias",
-        "retiring",
-    }
+    assert suppressed_codes("<!-- llmregress: ignore[alias,retiring] -->") == frozenset(
+        {"alias", "retiring"}
+    )
     assert SUPPRESSION == "llmregress: ignore"
 
 

@@ -79,6 +79,7 @@ _STATUS_ORDER: Final = (
     "deprecated",
     "alias",
     "preview",
+    "unpinned",
     "unknown-kind",
 )
 
@@ -649,7 +650,8 @@ def _add_lifecycle_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--require-pinned",
         action="store_true",
-        help="aliases and previews are errors, not warnings",
+        help="aliases, previews and self-hosted ids that no lifecycle entry pins are errors, "
+        "not warnings",
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     parser.add_argument("--format", choices=("text", "json"), default="text")
@@ -730,6 +732,8 @@ class CheckRow:
             "status": self.status,
             "surface": info.surface,
             "source": info.source,
+            "digest": info.digest,
+            "version": info.version,
         }
 
 
@@ -755,9 +759,12 @@ def check_rows(
 
 
 def format_table(rows: Sequence[CheckRow]) -> str:
-    header = ("ROLE", "ID", "KIND", "RESOLVES TO", "RETIRES ON", "DAYS LEFT", "STATUS")
+    """The ``check`` table; a PINNED TO column (a self-hosted model's version and digest)
+    only when a project entry pins one of the rows."""
+    pinned = any(row.info.pinned_to for row in rows)
+    header = ["ROLE", "ID", "KIND", "RESOLVES TO", "RETIRES ON", "DAYS LEFT", "STATUS"]
     body = [
-        (
+        [
             row.role,
             row.info.id,
             row.info.kind,
@@ -765,9 +772,13 @@ def format_table(rows: Sequence[CheckRow]) -> str:
             str(row.info.retires_on or "-"),
             "-" if row.info.days_left is None else str(row.info.days_left),
             row.status,
-        )
+        ]
         for row in rows
     ]
+    if pinned:
+        header.insert(3, "PINNED TO")
+        for line, row in zip(body, rows, strict=True):
+            line.insert(3, row.info.pinned_to or "-")
     widths = [max(len(line[i]) for line in (header, *body)) for i in range(len(header))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
@@ -829,10 +840,13 @@ def retirement_calendar(
         assert info.retires_on is not None
         roles = ", ".join(row.role for row in id_rows)
         digest = hashlib.sha256(f"{model_id}|{info.retires_on}".encode()).hexdigest()[:20]
-        description = [
-            f"{model_id} retires on {info.retires_on}: every request to it fails after that.",
-            f"Configured roles: {roles}.",
-        ]
+        if info.pinned_to:  # a model the project serves: the date is the project's
+            what = (
+                f"{model_id} ({info.pinned_to}) retires on {info.retires_on}, the project's date."
+            )
+        else:
+            what = f"{model_id} retires on {info.retires_on}: every request to it fails after that."
+        description = [what, f"Configured roles: {roles}."]
         if config_path is not None:
             description.append(f"Config: {config_path}.")
         if info.source:
@@ -959,7 +973,8 @@ def _parser() -> argparse.ArgumentParser:
         "shell, Dockerfiles)",
         description="Find hard-coded model ids and report aliases/previews, retired or "
         "retiring ids, and ids that bypass the model config. Exit 1 on errors (retired "
-        "ids; aliases/previews with --require-pinned), or on any finding with --strict. "
+        "ids; aliases, previews and unpinned self-hosted ids with --require-pinned), or on "
+        "any finding with --strict. "
         f"A line with the comment '{SUPPRESSION}' (or '{SUPPRESSION}[CODE,...]') is not "
         "reported.",
     )

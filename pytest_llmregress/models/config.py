@@ -18,6 +18,10 @@
     [[tool.llmregress.lifecycle]]      # or an overrides file (``llmregress models refresh``)
     file = "lifecycle/openai.toml"
 
+    [[tool.llmregress.lifecycle]]      # a model you serve yourself, pinned by its weights
+    id = "openai:tiny-chat-v1"
+    digest = "sha256:4f1c..."          # and/or version = "2026-11-30"
+
 Application code and the pytest plugin both call :func:`load_model_config`, so production and
 tests read the same file. Only the standard library is imported here (no pytest, no SDKs).
 """
@@ -413,7 +417,8 @@ def _parse_lifecycle(
     reader: _Reader, section: Mapping[str, Any]
 ) -> tuple[tuple[LifecycleOverride, ...], tuple[Path, ...]]:
     """``[[lifecycle]]`` entries in order; ``{file = "..."}`` entries include an overrides
-    file (relative to the config file) at their position."""
+    file (relative to the config file) at their position. An entry without a ``source``
+    names where it is written (``pyproject.toml: tool.llmregress.lifecycle[0]``)."""
     overrides: list[LifecycleOverride] = []
     files: list[Path] = []
     entries = section.get("lifecycle", [])
@@ -436,7 +441,10 @@ def _parse_lifecycle(
             name = reader.string(raw["file"], f"lifecycle[{index}].file")
             file = reader.path.parent / name
             try:
-                overrides += load_overrides_file(file)
+                overrides += [
+                    _sourced(override, f"{file}: lifecycle[{i}]")
+                    for i, override in enumerate(load_overrides_file(file))
+                ]
             except LifecycleError as exc:
                 raise ModelConfigError(
                     f"{reader.path}: {key}.file: {exc}", path=reader.path, key=f"{key}.file"
@@ -449,12 +457,15 @@ def _parse_lifecycle(
             raise ModelConfigError(
                 f"{reader.path}: {exc}", path=reader.path, key=exc.key or key
             ) from None
-        if "source" not in override.given:
-            override = replace(
-                override, given=override.given | {"source"}, source=f"{reader.path}: {key}"
-            )
-        overrides.append(override)
+        overrides.append(_sourced(override, f"{reader.path}: {key}"))
     return tuple(overrides), tuple(files)
+
+
+def _sourced(override: LifecycleOverride, where: str) -> LifecycleOverride:
+    """``override`` with ``where`` as its source unless it names one."""
+    if "source" in override.given:
+        return override
+    return replace(override, given=override.given | {"source"}, source=where)
 
 
 #: The SDK that reaches a vendor's ids when no transport prefix names one.

@@ -185,6 +185,11 @@ class ModelInfo:
     """When the dates are another id's (alias target, fine-tune base, Bedrock profile base)."""
     days_left: int | None = None
     """Days from ``today`` to ``retires_on`` (negative once retired); None without a date."""
+    digest: str | None = None
+    """The content digest of the weights a project entry pins the id to (a self-hosted model:
+    ``sha256:...``, a Hugging Face revision commit, an Ollama digest); None otherwise."""
+    version: str | None = None
+    """The version a project entry pins the id to (a name the team controls); None otherwise."""
 
     @property
     def retired(self) -> bool:
@@ -195,6 +200,15 @@ class ModelInfo:
         """True for snapshots and fine-tunes: ids the provider does not re-point."""
         return self.kind in ("snapshot", "fine-tune")
 
+    @property
+    def pinned_to(self) -> str | None:
+        """What a project entry pins the id to, for display (``version v3, sha256:ab12...``);
+        None when no entry gives a ``digest`` or a ``version``."""
+        parts = [f"version {self.version}"] if self.version else []
+        if self.digest:
+            parts.append(short_digest(self.digest))
+        return ", ".join(parts) or None
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for key in ("deprecated_on", "retires_on"):
@@ -202,6 +216,14 @@ class ModelInfo:
             data[key] = value.isoformat() if value is not None else None
         data["retired"] = self.retired
         return data
+
+
+def short_digest(digest: str, length: int = 12) -> str:
+    """``sha256:`` and the first ``length`` hex digits, then ``...`` (as shown in messages)."""
+    algorithm, sep, value = digest.rpartition(":")
+    if len(value) <= length:
+        return digest
+    return f"{algorithm}{sep}{value[:length]}..."
 
 
 def _version(major: str, minor: str | None = None) -> tuple[int, int]:

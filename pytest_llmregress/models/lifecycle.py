@@ -2,9 +2,11 @@
 
 The data bundled with the package (``lifecycle.csv``, current as of
 :data:`LIFECYCLE_DATA_AS_OF`) is loaded lazily, once. A project extends or corrects it with
-override entries (``{id, kind?, resolves_to?, deprecated_on?, retires_on?, surface?, source?}``)
-from its config or from a file written by ``llmregress models refresh``; :meth:`LifecycleData.
-with_overrides` returns a new, merged :class:`LifecycleData`.
+override entries (``{id, kind?, resolves_to?, digest?, version?, deprecated_on?, retires_on?,
+surface?, source?}``) from its config or from a file written by ``llmregress models refresh``;
+:meth:`LifecycleData.with_overrides` returns a new, merged :class:`LifecycleData`. An entry
+with a ``digest`` or a ``version`` pins an id the team serves itself (a self-hosted model):
+the id is then a snapshot, dated like any other.
 
 :meth:`LifecycleData.check` turns the facts about one id into findings (errors and warnings)
 for the pytest plugin and the ``llmregress models`` commands.
@@ -68,10 +70,22 @@ OVERRIDE_KEYS: Final = (
     "surface",
     "kind",
     "resolves_to",
+    "digest",
+    "version",
     "deprecated_on",
     "retires_on",
     "source",
 )
+
+#: A content digest: an optional algorithm (``sha256:``), then at least 12 hex digits (a
+#: ``sha256:<64 hex>`` of the weights, a Hugging Face revision commit, an Ollama digest).
+_DIGEST = re.compile(r"^(?:[a-z][a-z0-9]*:)?[0-9a-f]{12,}$", re.IGNORECASE)
+#: Names that move: a version must name one set of weights.
+_MOVING_VERSIONS: Final = frozenset(
+    {"latest", "main", "master", "head", "default", "stable", "current", "nightly"}
+)
+#: The kinds an entry with a ``digest`` or ``version`` may give (both are pinned).
+_PINNED_KINDS: Final = ("snapshot", "fine-tune")
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DATED_SIBLING = re.compile(r"^(?P<stem>.+)-(?:20\d{2}-[01]\d-[0-3]\d|[01]\d[0-3]\d)$")
@@ -79,7 +93,14 @@ _MAX_CHAIN = 5
 
 Level = Literal["error", "warning"]
 FindingCode = Literal[
-    "retired", "retiring", "deprecated", "alias", "preview", "unknown-kind", "bypasses-config"
+    "retired",
+    "retiring",
+    "deprecated",
+    "alias",
+    "preview",
+    "unpinned",
+    "unknown-kind",
+    "bypasses-config",
 ]
 
 
@@ -108,6 +129,10 @@ class LifecycleEntry:
     deprecated_on: date | None
     retires_on: date | None
     source: str | None
+    digest: str | None = None
+    """The weights digest a project entry pins the id to (self-hosted models)."""
+    version: str | None = None
+    """The version a project entry pins the id to (self-hosted models)."""
 
 
 @dataclass(frozen=True)
@@ -119,9 +144,16 @@ class LifecycleOverride:
     surface: Surface | None = None
     kind: Kind | None = None
     resolves_to: str | None = None
+    digest: str | None = None
+    version: str | None = None
     deprecated_on: date | None = None
     retires_on: date | None = None
     source: str | None = None
+
+    @property
+    def pins(self) -> bool:
+        """True when the entry pins its id with a ``digest`` or a ``version``."""
+        return self.digest is not None or self.version is not None
 
     def to_dict(self) -> dict[str, Any]:
         """The entry as given (dates as ISO strings): the inverse of :func:`parse_override`."""
@@ -177,6 +209,32 @@ def _optional_str(value: object, where: str) -> str | None:
     )
 
 
+def _digest(value: object, where: str) -> str:
+    if isinstance(value, str) and _DIGEST.match(value.strip()):
+        return value.strip()
+    raise LifecycleError(
+        f"{where}: expected a content digest of the weights: 'sha256:<hex>', a Hugging Face "
+        f"revision commit hash or an Ollama digest (12 or more hex digits), got "
+        f"{type(value).__name__} {value!r}; a name of your own goes in 'version'",
+        key=where,
+    )
+
+
+def _pinned_version(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise LifecycleError(
+            f"{where}: expected a non-empty string, got {type(value).__name__} {value!r}",
+            key=where,
+        )
+    if value.strip().lower() in _MOVING_VERSIONS:
+        raise LifecycleError(
+            f"{where}: {value!r} moves to new weights; name a version that does not (a date, "
+            "a release number) or give the weights' digest",
+            key=where,
+        )
+    return value.strip()
+
+
 def parse_override(raw: Mapping[str, object], where: str = "override") -> LifecycleOverride:
     """Validate one override entry; errors name ``where`` and the key."""
     if not isinstance(raw, Mapping):
@@ -213,8 +271,20 @@ def parse_override(raw: Mapping[str, object], where: str = "override") -> Lifecy
                     f"{here}: expected one of {', '.join(SURFACES)}, got {value!r}", key=here
                 )
             values[key] = value
+        elif key == "digest":
+            values[key] = _digest(value, here)
+        elif key == "version":
+            values[key] = _pinned_version(value, here)
         else:
             values[key] = _optional_str(value, here)
+    kind = values.get("kind")
+    if kind is not None and kind not in _PINNED_KINDS and ("digest" in raw or "version" in raw):
+        pin = "digest" if "digest" in raw else "version"
+        raise LifecycleError(
+            f"{where}.kind: {kind!r} contradicts {pin}, which pins the id (a snapshot); "
+            "leave kind out",
+            key=f"{where}.kind",
+        )
     return LifecycleOverride(id=model_id.strip(), given=frozenset(values), **values)
 
 
@@ -297,7 +367,8 @@ class LifecycleData:
 
         An entry for an id the data knows (on the surface the id resolves to, as in
         :meth:`classify`) replaces only the fields it gives; an entry for a new id adds it.
-        A date given as ``""`` clears that date.
+        A date given as ``""`` clears that date. An entry with a ``digest`` or a ``version``
+        (and no ``kind``) makes its id a snapshot: the project pins a model it serves.
         """
         merged = dict(self._entries)
         applied = list(self.overrides)
@@ -325,9 +396,11 @@ class LifecycleData:
                     source=None,
                 )
             changes: dict[str, Any] = {"source": override.source or source}
-            for key in ("kind", "deprecated_on", "retires_on"):
+            for key in ("kind", "digest", "version", "deprecated_on", "retires_on"):
                 if key in override.given:
                     changes[key] = getattr(override, key)
+            if override.pins and "kind" not in override.given:
+                changes["kind"] = "snapshot"  # the project says which weights it serves
             if "resolves_to" in override.given:
                 changes["target"] = override.resolves_to
             updated = replace(existing, **changes)
@@ -453,17 +526,20 @@ class LifecycleData:
             if entry.id != parsed.name:
                 known = False  # matched through the Bedrock profile base, not the id itself
             found_surface = entry.surface
+            digest, version = entry.digest, entry.version
         elif fine_tune_of is not None:
             kind, resolves_to, base_id = "fine-tune", None, parsed.base_id
             dates = self._dates(fine_tune_of)
             dates_from = fine_tune_of.id
             provider, known, source = parsed.provider, False, fine_tune_of.source
             found_surface = fine_tune_of.surface
+            digest = version = None
         else:
             kind, resolves_to, base_id = self._pattern_kind(parsed), None, parsed.base_id
             dates, dates_from = _Dates(None, None, None), None
             provider, known, source = parsed.provider, False, None
             found_surface = None
+            digest = version = None
         final_surface = (
             parsed.surface
             or found_surface
@@ -483,6 +559,8 @@ class LifecycleData:
             known=known,
             dates_from=dates_from,
             days_left=days_left,
+            digest=digest,
+            version=version,
         )
 
     def is_model_id(self, text: str) -> bool:
@@ -520,12 +598,18 @@ class LifecycleData:
         * retiring within ``warning_days``: warning with the date and the days left;
         * deprecated (notice date passed) but not retired: warning;
         * alias or preview: warning, or error with ``require_pinned``;
-        * unknown kind with ``require_pinned``: warning (cannot confirm the id is pinned).
+        * an id of no known vendor (a self-hosted model) that no entry pins, with
+          ``require_pinned``: error (``unpinned``), saying how to pin it;
+        * another unknown kind with ``require_pinned``: warning (cannot confirm it is pinned).
+
+        An id pinned by a project entry (``digest``, ``version``) is named with its pin, and
+        its retirement is the project's date, named with the entry that sets it.
         """
         today = today or date.today()
         info = self.classify(model_id, today=today, surface=surface)
         prefix = f"{role}: " if role else ""
-        name = info.id
+        pinned_to = info.pinned_to
+        name = f"{info.id} ({pinned_to})" if pinned_to else info.id
         origin = ""
         if info.dates_from:
             what = "its base model" if info.kind == "fine-tune" else "the date of"
@@ -537,7 +621,7 @@ class LifecycleData:
                 LifecycleFinding(
                     level=level,
                     code=code,
-                    model_id=name,
+                    model_id=info.id,
                     role=role,
                     message=prefix + message,
                     retires_on=info.retires_on,
@@ -548,11 +632,15 @@ class LifecycleData:
         retires, days = info.retires_on, info.days_left
         deprecated = info.deprecated_on is not None and info.deprecated_on <= today
         if retires is not None and days is not None and days <= 0:
+            if pinned_to:  # a model the project serves: the date is the project's
+                consequence = "move to its successor, or change retires_on there"
+                origin = f"set in {info.source}" if info.source else origin
+            else:
+                consequence = "every request to it fails (HTTP 404)"
             add(
                 "error",
                 "retired",
-                f"{name} retired on {retires}{f' ({origin})' if origin else ''}; "
-                "every request to it fails (HTTP 404)",
+                f"{name} retired on {retires}{f' ({origin})' if origin else ''}; {consequence}",
             )
         elif retires is not None and days is not None and days <= warning_days:
             note = f"; deprecated since {info.deprecated_on}" if deprecated else ""
@@ -586,12 +674,23 @@ class LifecycleData:
                 f"preview {name} may be retired at short notice; pin a stable snapshot",
             )
         elif info.kind == "unknown" and require_pinned:
-            add(
-                "warning",
-                "unknown-kind",
-                f"{name} is not in the lifecycle data and matches no known id pattern; "
-                "cannot confirm it is pinned",
-            )
+            if info.provider is None and info.surface is None:
+                # No vendor publishes what this id serves: only the project can say.
+                add(
+                    "error",
+                    "unpinned",
+                    f"{name} names no known vendor (a self-hosted model?) and nothing pins it: "
+                    "add a [[tool.llmregress.lifecycle]] entry (or [[lifecycle]] in "
+                    f'llmregress.toml) with id = "{info.id}" and digest = "sha256:<digest of '
+                    'the weights>" or version = "<a version you control>"',
+                )
+            else:
+                add(
+                    "warning",
+                    "unknown-kind",
+                    f"{name} is not in the lifecycle data and matches no known id pattern; "
+                    "cannot confirm it is pinned",
+                )
         return findings
 
     def describe(self) -> str:
