@@ -620,7 +620,7 @@ def _check_tags(value: object, report: _Report) -> object:
     return tuple(tags) if ok else _INVALID
 
 
-def _check_param(name: str, value: object) -> str | None:
+def check_param(name: str, value: object) -> str | None:
     """Why ``value`` is not a valid request parameter ``name``, or None."""
     if name in ("max_tokens", "top_k"):
         if not _is_int(value) or cast(int, value) < 1:
@@ -656,7 +656,7 @@ def _check_params(value: object, report: _LazyReport) -> object:
             report("params", "params", _unknown_key("parameter", name, PARAM_NAMES))
             ok = False
             continue
-        problem = _check_param(name, item)
+        problem = check_param(name, item)
         if problem:
             report("params", f"params.{name}", problem)
             ok = False

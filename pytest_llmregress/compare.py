@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pytest_llmregress.report.terminal import Line, one_line, percent
+from pytest_llmregress.report.terminal import Line, failing_scores_text, one_line, percent
 from pytest_llmregress.results import CaseResult, RunResult
 from pytest_llmregress.stats import (
     BootstrapInterval,
@@ -84,6 +84,49 @@ def run_label(run: RunResult, fallback: str) -> str:
     """The model a run evaluated (``metadata.candidate``), else ``fallback``."""
     candidate = run.metadata.get("candidate")
     return str(candidate) if candidate else fallback
+
+
+@dataclass(frozen=True)
+class RunModel:
+    """The model a run evaluated (``metadata.candidate``) and the ids its API answered with.
+
+    ``answered_as`` counts ``Completion.resolved_model`` over the replies of that model
+    only: not the judge's, nor a fallback's. Both are empty when the run records no model.
+    """
+
+    requested: str | None
+    answered_as: Mapping[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, run: RunResult) -> RunModel:
+        model = run.metadata.get("candidate")
+        if not model:
+            return cls(None)
+        counts: dict[str, int] = {}
+        for result in run.cases:
+            completion = result.completion
+            if (
+                completion is None
+                or completion.fallback_model
+                or f"{completion.provider}:{completion.requested_model}" != model
+            ):
+                continue
+            counts[completion.resolved_model] = counts.get(completion.resolved_model, 0) + 1
+        return cls(str(model), counts)
+
+    def label(self, fallback: str) -> str:
+        """The requested id, with the ids the API answered with when they differ from it
+        (``anthropic:claude-sonnet-latest (answered as claude-sonnet-4-6)``); ``fallback``
+        (say, a file name) without a model."""
+        if self.requested is None:
+            return fallback
+        versions = sorted(self.answered_as)
+        if not versions or versions == [self.requested.partition(":")[2]]:
+            return self.requested
+        return f"{self.requested} (answered as {', '.join(versions)})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.requested, "answered_as": dict(self.answered_as)}
 
 
 # --- pairing ---------------------------------------------------------------------------------
@@ -161,12 +204,30 @@ class PairedCase:
             "candidate_score": self.candidate_score,
             "delta": self.delta,
             "flip": self.flip,
-            "threshold": self.candidate.threshold,
+            "threshold": self.candidate.deciding_threshold,
+            "decided_by": _scorer(self.candidate),
             "baseline_output": self.baseline_output,
             "candidate_output": self.candidate_output,
             "baseline_error": self.baseline.error,
             "candidate_error": self.candidate.error,
         }
+
+    def flip_record(self) -> dict[str, Any]:
+        """The case of a flip as a results file lists it: which case, each run's outcome."""
+        return {
+            "case_id": self.case_id,
+            "path": self.path,
+            "nodeid": self.nodeid,
+            "baseline_outcome": self.baseline.outcome,
+            "candidate_outcome": self.candidate.outcome,
+            "baseline_score": self.baseline_score,
+            "candidate_score": self.candidate_score,
+        }
+
+
+def _scorer(result: CaseResult) -> str | None:
+    score = result.deciding_score
+    return None if score is None else score.scorer
 
 
 @dataclass(frozen=True)
@@ -394,6 +455,8 @@ class Comparison:
     seed: int
     mid_p: bool = False
     alias_moves: tuple[AliasMove, ...] = ()
+    baseline_model: RunModel = field(default_factory=lambda: RunModel(None))
+    candidate_model: RunModel = field(default_factory=lambda: RunModel(None))
 
     @property
     def n(self) -> int:
@@ -435,8 +498,16 @@ class Comparison:
     def to_dict(self, *, cases: bool = True) -> dict[str, Any]:
         pairing = self.pairing
         data: dict[str, Any] = {
-            "baseline": {"label": self.baseline_label, **self.baseline.to_dict()},
-            "candidate": {"label": self.candidate_label, **self.candidate.to_dict()},
+            "baseline": {
+                "label": self.baseline_label,
+                **self.baseline_model.to_dict(),
+                **self.baseline.to_dict(),
+            },
+            "candidate": {
+                "label": self.candidate_label,
+                **self.candidate_model.to_dict(),
+                **self.candidate.to_dict(),
+            },
             "paired_cases": self.n,
             "difference": self.difference,
             "pass_to_fail": self.pass_to_fail,
@@ -445,6 +516,8 @@ class Comparison:
             "noise_floor": self.noise_floor,
             "mcnemar_p": self.p_value,
             "mid_p": self.mid_p,
+            "regressed": [p.flip_record() for p in pairing.pass_to_fail],
+            "improved": [p.flip_record() for p in pairing.fail_to_pass],
             "score_delta": None
             if self.score_delta is None
             else {
@@ -497,6 +570,8 @@ def compare_runs(
     mid_p: bool = False,
     baseline_label: str | None = None,
     candidate_label: str | None = None,
+    baseline_fallback: str = "baseline",
+    candidate_fallback: str = "candidate",
 ) -> Comparison:
     """Compare a candidate run with a baseline run of the same golden cases.
 
@@ -506,6 +581,10 @@ def compare_runs(
     margin *and* the difference is significant, ``"improvement"`` when it is higher and
     significant, ``"within noise"`` otherwise (including a significant drop smaller than the
     margin: the reasons say so). ``resamples=0`` skips the bootstrap.
+
+    Each run is named by the model its results record and the ids that model answered with
+    (:class:`RunModel`), or by ``baseline_fallback`` / ``candidate_fallback`` (a file name)
+    when they record none; ``baseline_label`` / ``candidate_label`` replace that name.
     """
     if not 0.0 <= max_regression <= 1.0:
         raise ValueError(f"max_regression must be a fraction in [0, 1], got {max_regression!r}")
@@ -590,9 +669,10 @@ def compare_runs(
             f"{_cases(missing)} in only one run ({len(pairing.only_baseline)} only in the "
             f"baseline, {len(pairing.only_candidate)} only in the candidate), not compared"
         )
+    baseline_model, candidate_model = RunModel.of(baseline), RunModel.of(candidate)
     return Comparison(
-        baseline_label=baseline_label or run_label(baseline, "baseline"),
-        candidate_label=candidate_label or run_label(candidate, "candidate"),
+        baseline_label=baseline_label or baseline_model.label(baseline_fallback),
+        candidate_label=candidate_label or candidate_model.label(candidate_fallback),
         pairing=pairing,
         baseline=before,
         candidate=after,
@@ -609,6 +689,8 @@ def compare_runs(
         seed=seed,
         mid_p=mid_p,
         alias_moves=tuple(alias_moved(baseline, candidate)),
+        baseline_model=baseline_model,
+        candidate_model=candidate_model,
     )
 
 
@@ -678,7 +760,7 @@ def comparison_lines(comparison: Comparison, *, worst: int = 5) -> list[Line]:
             lines.append(
                 Line(
                     f"  {pair.nodeid}  score {_score(pair.baseline_score)} -> "
-                    f"{_score(pair.candidate_score)} (threshold {pair.candidate.threshold:.2f})",
+                    f"{_score(pair.candidate_score)} ({failing_scores_text(pair.candidate)})",
                     "red",
                 )
             )

@@ -265,6 +265,8 @@ def compare_main(argv: Sequence[str]) -> int:
         resamples=args.resamples,
         power=args.power,
         mid_p=args.mid_p,
+        baseline_fallback=args.files[0],
+        candidate_fallback=args.files[1],
     )
     if args.format == "json":
         document = comparison.to_dict()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_llmregress.cases import CaseFileError, GoldenCase, load_cases
+from pytest_llmregress.cases import CaseFileError, GoldenCase, Problem, load_cases
 from pytest_llmregress.results import CaseResult
 
 if TYPE_CHECKING:
@@ -41,6 +41,17 @@ class GoldenFile(pytest.File):
             raise self.CollectError(str(exc)) from None
         except OSError as exc:
             raise self.CollectError(f"{self.path}: cannot read: {exc}") from None
+        from pytest_llmregress.session import find_session
+
+        session = find_session(self.config)
+        if session is not None:  # parameters the models of this run cannot be sent
+            problems = [
+                Problem(case.line, f"params.{name}", message, case.id)
+                for case in cases
+                for name, message in session.param_problems(case)
+            ]
+            if problems:
+                raise self.CollectError(str(CaseFileError(self.nodeid, problems)))
         for case in cases:
             for tag in case.tags:
                 _register_tag(self.config, tag)
@@ -125,11 +136,14 @@ def render_verdict(result: CaseResult) -> str:
         if result.output is not None:
             lines += ["  output:", _indent(_clip(result.output))]
         return "\n".join(lines)
-    score = result.score
-    shown = f"{score:.2f}" if score is not None else "-"
+    # The scorer furthest below the threshold it applied, which may be its own, not the case's.
+    deciding = result.deciding_score
+    shown = f"{deciding.value:.2f}" if deciding is not None else "-"
+    failed = len(result.failing_scores)
     lines.append(
         f"golden case {result.case_id!r} ({where}) failed: score {shown}, "
-        f"threshold {result.threshold:.2f}"
+        f"threshold {result.deciding_threshold:.2f}"
+        + (f" ({failed} scorers failed)" if failed > 1 else "")
     )
     for item in result.scores:
         mark = "ok  " if item.passed else "FAIL"

@@ -471,7 +471,7 @@ def _messages(
 
 
 def _params(params: Mapping[str, Any]) -> dict[str, Any]:
-    from pytest_llmregress.cases import _check_param
+    from pytest_llmregress.cases import check_param
 
     for name, value in params.items():
         if name not in PARAM_NAMES:
@@ -479,7 +479,7 @@ def _params(params: Mapping[str, Any]) -> dict[str, Any]:
                 f"complete() got an unexpected parameter {name!r} (request parameters: "
                 f"{', '.join(PARAM_NAMES)}){did_you_mean(name, PARAM_NAMES)}"
             )
-        problem = _check_param(name, value)
+        problem = check_param(name, value)
         if problem is not None:
             raise ValueError(f"{name}: {problem}")
     return dict(params)

@@ -1,10 +1,11 @@
 """Recording reference outputs into golden files, editing the text rather than re-writing it.
 
 :func:`record_references` writes reference answers into the cases of one golden file, by case
-id. It fills only the cases without a reference unless asked to overwrite, and it changes only
-the lines of the cases it records: every other byte of the file (comments, blank lines, key
-order, quoting, escapes, line endings) stays as it was, so ``git diff`` shows exactly the
-recorded references.
+id. It fills only the cases without a reference unless asked to overwrite, never a case none of
+whose scorers uses a reference (``exact`` with its own ``value``), and it changes only the
+lines of the cases it records: every other byte of the file (comments, blank lines, key order,
+quoting, escapes, line endings) stays as it was, so ``git diff`` shows exactly the recorded
+references.
 
 - **JSONL**: the ``reference`` value of a case line is spliced into the line's text (after
   ``user`` / ``messages``, or replacing the old value), with the line's own separators and its
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from pytest_llmregress.cases import CaseFileError, GoldenCase, parse_jsonl, parse_yaml
+from pytest_llmregress.scoring.scorers import needs_reference
 
 if TYPE_CHECKING:
     import yaml
@@ -114,6 +116,9 @@ class RecordReport:
     """Ids given that no case of the file has."""
     unchanged: list[str] = field(default_factory=list)
     """Cases whose reference already was the given text (``overwrite=True`` only)."""
+    not_needed: list[str] = field(default_factory=list)
+    """Cases left alone because none of their scorers uses a reference (``exact`` with its
+    own ``value``, ``contains``, ``regex``, ``json``)."""
     written: bool = False
     """Whether the file was replaced (false when nothing changed, on a dry run or an error)."""
     error: RecordError | None = None
@@ -138,6 +143,11 @@ class RecordReport:
             parts.append(f"{len(self.overwritten)} overwritten")
         if self.unchanged:
             parts.append(f"{len(self.unchanged)} already up to date")
+        if self.not_needed:
+            parts.append(
+                f"{len(self.not_needed)} left alone (their scorers need no reference: "
+                f"{', '.join(self.not_needed[:5])}{', ...' if len(self.not_needed) > 5 else ''})"
+            )
         if self.skipped_existing:
             parts.append(
                 f"{len(self.skipped_existing)} kept their existing reference (overwrite to replace)"
@@ -187,12 +197,14 @@ def record_references(
     """Write ``references`` (case id to reference text) into the golden file at ``path``.
 
     A case gets its reference when it has none (missing or null), or when ``overwrite`` is
-    true; cases not named in ``references`` are never touched. The text of the file changes
-    only in the recorded cases' lines; the new text must load, give the recorded cases exactly
-    the given references and leave every other case as it was, or :class:`RecordError` is
-    raised and the file is left untouched. With ``dry_run`` nothing is written (the report's
-    ``after`` and :meth:`RecordReport.diff` show what would be). ``display_path`` is how the
-    report and errors name the file (default: ``path``).
+    true; cases not named in ``references`` are never touched, nor are cases none of whose
+    scorers uses a reference (``exact`` with its own ``value``, ``contains``, ``regex``,
+    ``json``: :func:`~pytest_llmregress.scoring.scorers.needs_reference`). The text of the
+    file changes only in the recorded cases' lines; the new text must load, give the recorded
+    cases exactly the given references and leave every other case as it was, or
+    :class:`RecordError` is raised and the file is left untouched. With ``dry_run`` nothing
+    is written (the report's ``after`` and :meth:`RecordReport.diff` show what would be).
+    ``display_path`` is how the report and errors name the file (default: ``path``).
     """
     plan = _plan(path, references, overwrite=overwrite, display_path=display_path)
     if not dry_run:
@@ -318,6 +330,9 @@ def _plan(
         if case.id not in references:
             continue
         value = references[case.id]
+        if not any(needs_reference(spec) for spec in case.scorers):
+            report.not_needed.append(case.id)
+            continue
         if case.reference is None:
             report.filled.append(case.id)
         elif not overwrite:

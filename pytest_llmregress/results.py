@@ -61,12 +61,38 @@ class CaseResult:
 
     @property
     def score(self) -> float | None:
-        """The lowest score value: what the case's verdict hinges on."""
+        """The lowest score value: the case's score in rates, means and comparisons.
+
+        Each scorer passes against its own threshold, so what decided the verdict is
+        :attr:`deciding_score`, not this value against the case's ``threshold``.
+        """
         return min((s.value for s in self.scores), default=None)
 
     @property
     def failing_scores(self) -> tuple[Score, ...]:
         return tuple(s for s in self.scores if not s.passed)
+
+    @property
+    def deciding_score(self) -> Score | None:
+        """The score the verdict hinges on, against the threshold its scorer applied.
+
+        Of a failed case, the failing score furthest below its threshold; of a passed one,
+        the score nearest above its threshold. A score without a threshold (the record of a
+        recording run, a score stored before scorers recorded theirs) counts only when it
+        failed, as one of 1.0. None when no score qualifies.
+        """
+        scores = self.failing_scores or tuple(s for s in self.scores if s.threshold is not None)
+        return min(
+            scores,
+            key=lambda s: s.value - (1.0 if s.threshold is None else s.threshold),
+            default=None,
+        )
+
+    @property
+    def deciding_threshold(self) -> float:
+        """The threshold of :attr:`deciding_score`; the case's ``threshold`` without one."""
+        score = self.deciding_score
+        return self.threshold if score is None or score.threshold is None else score.threshold
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)  # shallow: nested records convert themselves below

@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import time
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import replace
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from pytest_llmregress.cache import CacheMode, ResponseCache, request_key
@@ -32,16 +33,15 @@ from pytest_llmregress.providers.registry import Endpoints, ModelRef
 from pytest_llmregress.results import CaseResult
 from pytest_llmregress.retries import DEFAULT_RATE_LIMIT_WAIT, RetryPolicy, call_with_retries
 from pytest_llmregress.scoring.judge import (
+    JUDGE_PARAMS,
     JUDGE_PROMPT_VERSION,
     build_judge_prompt,
     parse_judge_reply,
 )
 from pytest_llmregress.scoring.score import Score, ScorerError
-from pytest_llmregress.scoring.scorers import score_deterministic
+from pytest_llmregress.scoring.scorers import needs_reference, score_deterministic
 from pytest_llmregress.url_masking import mask_url, mask_urls_in
 
-# Scorers that compare with the reference; a case whose reference is being recorded skips them.
-REFERENCE_SCORERS = frozenset({"judge", "exact", "similarity"})
 CallKind = Literal["candidate", "judge"]
 CaseRun = tuple[CaseResult, CaseResult | None]
 SystemPrompt = tuple[str | None, str | None]
@@ -62,11 +62,24 @@ class AdaptiveLimiter:
     the woken retries collide again (five rejections per answer); halving with one slot back
     per success keeps the run near the limit's own pace with about one rejection in two
     answers.
+
+    A server that queues instead of refusing (a self-hosted model on one GPU generates one
+    request at a time) says so by its latency: an answer that took ``QUEUE_FACTOR`` times as
+    long per token as the fastest one seen, sent while other calls were in flight, waited in
+    a queue, and a timeout may have; both halve the limit as a 429 does, and the limit grows
+    back only on answers that did not wait (at most ``GROW_FACTOR`` times the fastest). The
+    per-token time counts ``FIRST_TOKEN_WEIGHT`` tokens for the time to the first token, so
+    long and short answers compare.
     """
+
+    QUEUE_FACTOR = 3.0
+    GROW_FACTOR = 2.0
+    FIRST_TOKEN_WEIGHT = 20
 
     def __init__(self, limit: int, recover_after: int = 1) -> None:
         self.limit = limit
         self.current = limit
+        self.lowest = limit  # the lowest the limit went in the run
         self.in_use = 0
         self.peak = 0
         self.generation = 0
@@ -74,6 +87,7 @@ class AdaptiveLimiter:
         self._recover_after = recover_after
         self._successes = 0
         self._hold_until = 0.0  # loop time before which no new call starts
+        self._fastest: float | None = None  # the fewest seconds per token an answer took
         self._condition: asyncio.Condition | None = None
 
     def _cond(self) -> asyncio.Condition:
@@ -110,16 +124,36 @@ class AdaptiveLimiter:
         Only a call that started after the last reaction makes a new one (halve, and hold new
         calls for ``retry_after``): the calls already in flight then were sent before it.
         """
-        if generation != self.generation:
+        if not self.back_off(generation):
             return
-        self.generation += 1
-        self._successes = 0
-        self.current = max(1, self.current // 2)
         if retry_after is not None and retry_after > 0:
             self._hold_until = asyncio.get_running_loop().time() + retry_after
             self.held += 1
 
-    async def on_success(self) -> None:
+    def back_off(self, generation: int) -> bool:
+        """Halve the limit, once per generation (a 429, a timeout, a queued answer); whether
+        this call made the reaction."""
+        if generation != self.generation:
+            return False
+        self.generation += 1
+        self._successes = 0
+        self.current = max(1, self.current // 2)
+        self.lowest = min(self.lowest, self.current)
+        return True
+
+    async def on_success(
+        self, generation: int = -1, seconds: float = 0.0, tokens: int = 0, crowded: bool = False
+    ) -> None:
+        """An answer in ``seconds`` with ``tokens`` output tokens, sent while other calls of
+        its kind were in flight (``crowded``) or not."""
+        if seconds > 0:
+            pace = seconds / (tokens + self.FIRST_TOKEN_WEIGHT)
+            fastest = self._fastest = min(self._fastest or pace, pace)
+            if crowded and pace > self.QUEUE_FACTOR * fastest:
+                self.back_off(generation)
+                return
+            if pace > self.GROW_FACTOR * fastest:
+                return  # neither fast nor queued: hold the limit where it is
         if self.current >= self.limit:
             return
         self._successes += 1
@@ -129,6 +163,84 @@ class AdaptiveLimiter:
             async with condition:
                 self.current += 1
                 condition.notify()
+
+
+@dataclass
+class Traffic:
+    """What the calls of one kind met on the network in a run, for the summary: a run that
+    spent its time retrying says so instead of passing slowly in silence."""
+
+    calls: int = 0  # calls that went to the network (cache hits are not)
+    requests: int = 0  # requests sent for them, retries included
+    timeouts: int = 0
+    rate_limited: int = 0
+    waited_s: float = 0.0  # seconds spent waiting to retry (backoff, retry-after)
+    limit: int = 0  # the concurrency limit, and the lowest it backed off to
+    lowest: int = 0
+
+    def describe(self, kind: str) -> str | None:
+        """``judge calls: 40 calls, 52 requests (...)``, or None when nothing happened."""
+        retries = self.requests - self.calls
+        met = [
+            f"{count} {name}"
+            for count, name in (
+                (retries, "retries"),
+                (self.timeouts, "timed out"),
+                (self.rate_limited, "rate limited"),
+            )
+            if count
+        ]
+        if not met and self.lowest >= self.limit:
+            return None
+        text = f"{kind} calls: {self.calls} calls, {self.requests} requests"
+        if met:
+            text += f" ({', '.join(met)})"
+        if self.waited_s:
+            text += f", {self.waited_s:.1f} s waiting to retry"
+        if self.lowest < self.limit:
+            text += f"; concurrency backed off from {self.limit} to {self.lowest}"
+        return text
+
+
+# Words with which servers refuse a parameter (not a value out of range, which is the case's).
+_REFUSAL = re.compile(
+    r"unsupported|not supported|unrecognized|does not support|not allowed|not permitted|"
+    r"extra inputs|extra_forbidden|unknown (?:parameter|field|argument)",
+    re.IGNORECASE,
+)
+_WIRE_NAMES = {"max_completion_tokens": "max_tokens", "stop_sequences": "stop"}
+
+
+class UnreadableVerdict(ScorerError):
+    """The judge answered, but not with a verdict: the case's error keeps the judge's reply
+    (its tokens and the model that answered count as for any other call)."""
+
+    def __init__(self, message: str, completion: Completion) -> None:
+        super().__init__(message)
+        self.completion = completion
+
+
+def refused_param(error: ProviderError, request: Request) -> str | None:
+    """The request parameter a 400 says the model does not take, or None.
+
+    Read from the error's ``param`` (OpenAI's error bodies name it) or from the words of the
+    message, and only when the message says it is refused, not that its value is wrong.
+    """
+    if error.kind != "bad_request" or not request.params or not _REFUSAL.search(error.message):
+        return None
+    named: str | None = getattr(error, "param", None)
+    words = [named] if named else re.findall(r"[A-Za-z_]+", error.message)
+    for word in words:
+        name = _WIRE_NAMES.get(word, word)
+        if name in request.params:
+            return name
+    return None
+
+
+def with_params(defaults: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:
+    """A call's parameters: its own over the suite's defaults; a default of None is not sent."""
+    merged = {**defaults, **own}
+    return {name: value for name, value in merged.items() if value is not None}
 
 
 class Runner:
@@ -157,6 +269,9 @@ class Runner:
         record: str = "off",
         fallbacks: tuple[ModelRef, ...] = (),
         base_delay: float = 0.5,
+        params: Mapping[str, Any] | None = None,
+        judge_params: Mapping[str, Any] | None = None,
+        openai_extra_params: Sequence[str] = (),
     ) -> None:
         self.candidate = candidate
         self.compare = compare  # a second model run on every case, paired (A/B or A/A)
@@ -183,9 +298,25 @@ class Runner:
         self._cache_mode = cache_mode
         self._judge_cache = judge_cache and cache is not None
         self._providers: dict[str, Provider] = {}
+        self._openai_extra_params = tuple(openai_extra_params)
+        # Suite-level parameters: the candidate's under each case's own, the judge's over
+        # JUDGE_PARAMS (temperature 0). A model that refuses one has it dropped, once.
+        self._params = dict(params or {})
+        self._judge_params = {**JUDGE_PARAMS, **(judge_params or {})}
+        self.refused_params: dict[ModelRef, dict[str, str]] = {}
+        self.traffic: dict[CallKind, Traffic] = {kind: Traffic() for kind in self.limiters}
         self._rng = random.Random(0)
         # Judges that refused structured output (a 400), with the refusal: asked in plain text.
         self.plain_judges: dict[ModelRef, str] = {}
+
+    def traffic_lines(self) -> dict[str, str | None]:
+        """Each kind's ``Traffic.describe``: what its calls met, or None when nothing did."""
+        lines: dict[str, str | None] = {}
+        for kind, traffic in self.traffic.items():
+            limiter = self.limiters[kind]
+            traffic.limit, traffic.lowest = limiter.limit, limiter.lowest
+            lines[kind] = traffic.describe(kind)
+        return lines
 
     async def run_case(
         self, key: str, case: GoldenCase, systems: Mapping[str, SystemPrompt] | None = None
@@ -211,6 +342,7 @@ class Runner:
         limiter, timeout and retries as for golden cases."""
         if self.candidate is None:
             raise RuntimeError("no model under test (--llm-model)")
+        request = replace(request, params=with_params(self._params, request.params))
         return await self._call("candidate", self.candidate, request)
 
     async def check_models(self, refs: Iterable[ModelRef]) -> dict[ModelRef, str]:
@@ -234,7 +366,8 @@ class Runner:
                         request_id=error.request_id,
                         attempts=0,  # what a case records: no call was made for it
                     )
-                return mask_urls_in(f"{ref} at {provider.base_url}: {error}")
+                answer = str(error).removeprefix(f"{ref}: ")
+                return mask_urls_in(f"{ref} at {provider.base_url}: {answer}")
             except TimeoutError:
                 where = mask_url(provider.base_url)
                 return f"{ref} at {where}: no answer within {self._timeout:g} s"
@@ -254,7 +387,9 @@ class Runner:
 
     def _provider(self, name: str) -> Provider:
         if name not in self._providers:
-            self._providers[name] = self._endpoints.build(name, self._timeout)
+            self._providers[name] = self._endpoints.build(
+                name, self._timeout, self._openai_extra_params
+            )
         return self._providers[name]
 
     async def _call(
@@ -320,37 +455,89 @@ class Runner:
                     model=request.model,
                     kind="not_found",
                 )
-        limiter = self.limiters[kind]
-
-        async def attempt() -> Completion:
-            generation = limiter.generation
-            try:
-                async with asyncio.timeout(self._timeout):
-                    completion = await provider.complete(request)
-            except TimeoutError:
-                raise ProviderError(
-                    f"no answer within {self._timeout:g} s",
-                    provider=ref.provider,
-                    model=request.model,
-                    kind="timeout",
-                ) from None
-            except ProviderError as error:
-                if error.kind == "rate_limit":
-                    limiter.on_rate_limit(generation, error.retry_after)
-                raise
-            await limiter.on_success()
-            return completion
-
-        # The slot is held through the retries and their waits (see AdaptiveLimiter).
-        await limiter.acquire()
-        try:
-            completion = await call_with_retries(attempt, self._policy, self._rng, give_up=give_up)
-        finally:
-            await limiter.release()
+        completion = await self._send(kind, ref, provider, request, give_up)
         if use_cache and completion.text.strip():
             assert self._cache is not None
             await asyncio.to_thread(self._cache.put, key, kind, completion)
         return completion
+
+    async def _send(
+        self,
+        kind: CallKind,
+        ref: ModelRef,
+        provider: Provider,
+        request: Request,
+        give_up: Collection[str],
+    ) -> Completion:
+        """The network part of a call: its kind's budget, the timeout, the retry policy.
+
+        A parameter the model refuses (a 400 that names it) is left out of its requests for
+        the rest of the run, and the request is sent again at once without it. The cache key
+        stays the request as asked.
+        """
+        limiter = self.limiters[kind]
+        traffic = self.traffic[kind]
+        refused = self.refused_params.setdefault(ref, {})
+
+        async def attempt() -> Completion:
+            while True:
+                sent = request
+                if refused.keys() & request.params.keys():
+                    params = {k: v for k, v in request.params.items() if k not in refused}
+                    sent = replace(request, params=params)
+                try:
+                    return await send(sent)
+                except ProviderError as error:
+                    param = refused_param(error, sent)
+                    if param is None:
+                        raise
+                    if param not in refused:
+                        refused[param] = str(error)
+                        self._logger.warning(
+                            "%s refused %s (%s): sent without it", ref, param, error
+                        )
+
+        async def send(request: Request) -> Completion:
+            generation = limiter.generation
+            crowded = limiter.in_use > 1
+            traffic.requests += 1
+            try:
+                async with asyncio.timeout(self._timeout):
+                    completion = await provider.complete(request)
+            except TimeoutError:
+                error = ProviderError(
+                    f"no answer within {self._timeout:g} s",
+                    provider=ref.provider,
+                    model=request.model,
+                    kind="timeout",
+                )
+                traffic.timeouts += 1
+                limiter.back_off(generation)
+                raise error from None
+            except ProviderError as error:
+                if error.kind == "rate_limit":
+                    traffic.rate_limited += 1
+                    limiter.on_rate_limit(generation, error.retry_after)
+                elif error.kind == "timeout":
+                    traffic.timeouts += 1
+                    limiter.back_off(generation)
+                raise
+            await limiter.on_success(
+                generation, completion.latency_s, completion.output_tokens, crowded
+            )
+            return completion
+
+        async def wait(seconds: float) -> None:
+            traffic.waited_s += seconds
+            await asyncio.sleep(seconds)
+
+        # The slot is held through the retries and their waits (see AdaptiveLimiter).
+        await limiter.acquire()
+        traffic.calls += 1
+        try:
+            return await call_with_retries(attempt, self._policy, self._rng, wait, give_up=give_up)
+        finally:
+            await limiter.release()
 
     async def _run_model(
         self, nodeid: str, case: GoldenCase, model: ModelRef, systems: Mapping[str, SystemPrompt]
@@ -388,7 +575,7 @@ class Runner:
             model=model.model,
             messages=tuple(ChatMessage(m.role, m.content) for m in case.messages),
             system=system,
-            params=dict(case.params),
+            params=with_params(self._params, case.params),
         )
         try:
             completion = await self._call("candidate", model, request, systems)
@@ -396,13 +583,16 @@ class Runner:
             return _error_result(nodeid, case, started, f"model call failed: {error}", error.kind)
         scores: list[Score] = []
         judge_completion: Completion | None = None
-        recording = self._record == "all" or (self._record == "missing" and case.reference is None)
+        # A case none of whose scorers uses a reference (exact with its own value) is judged.
+        recording = any(needs_reference(spec) for spec in case.scorers) and (
+            self._record == "all" or (self._record == "missing" and case.reference is None)
+        )
         if recording:
             # The output becomes the reference: only scorers that need no reference apply.
             scores.append(Score("record", 1.0, True, f"reference recorded from {model}"))
         try:
             for spec in case.scorers:
-                if recording and spec.name in REFERENCE_SCORERS:
+                if recording and needs_reference(spec):
                     continue
                 if spec.name == "judge":
                     score, judge_completion = await self._judge(case, spec.options, completion)
@@ -411,6 +601,8 @@ class Runner:
                     scores.append(score_deterministic(spec, completion.text, case))
         except (ScorerError, ProviderError) as error:
             judged = isinstance(error, ProviderError)
+            if isinstance(error, UnreadableVerdict):
+                judge_completion = error.completion
             return _error_result(
                 nodeid,
                 case,
@@ -459,6 +651,7 @@ class Runner:
             model=self.judge.model,
             messages=(ChatMessage("user", prompt.user),),
             system=prompt.system,
+            params=with_params(self._judge_params, {}),
             # The verdict as structured output, unless this judge refused it earlier.
             reply_schema=None if self.judge in self.plain_judges else prompt.reply_schema,
         )
@@ -480,7 +673,10 @@ class Runner:
                     self.judge,
                     error,
                 )
-        score = parse_judge_reply(judged.text, judge_model=str(self.judge), threshold=threshold)
+        try:
+            score = parse_judge_reply(judged.text, judge_model=str(self.judge), threshold=threshold)
+        except ScorerError as error:
+            raise UnreadableVerdict(str(error), judged) from None
         return score, judged
 
 

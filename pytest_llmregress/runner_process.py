@@ -110,6 +110,9 @@ def runner_config(
     cache_mode: str = "off",
     judge_cache: bool = True,
     record: str = "off",
+    params: Mapping[str, Any] | None = None,
+    judge_params: Mapping[str, Any] | None = None,
+    openai_extra_params: Iterable[str] = (),
 ) -> dict[str, Any]:
     """The configuration a ``RunnerProcess`` sends its runner (JSON)."""
     return {
@@ -133,6 +136,9 @@ def runner_config(
             "cache_mode": cache_mode,
             "judge_cache": judge_cache,
             "record": record,
+            "params": dict(params or {}),
+            "judge_params": dict(judge_params or {}),
+            "openai_extra_params": list(openai_extra_params),
         },
     }
 
@@ -411,7 +417,16 @@ def _error_to_dict(error: BaseException) -> dict[str, Any]:
     from pytest_llmregress.scoring.score import ScorerError
 
     if isinstance(error, ProviderError):
-        fields = ("provider", "model", "kind", "status", "retry_after", "request_id", "attempts")
+        fields = (
+            "provider",
+            "model",
+            "kind",
+            "status",
+            "retry_after",
+            "request_id",
+            "attempts",
+            "param",
+        )
         details = {name: getattr(error, name) for name in fields}
         return {"type": "provider", "message": mask_urls_in(error.message), **details}
     if isinstance(error, ScorerError):
@@ -508,13 +523,20 @@ def _say_ready(ready: IO[str], problems: Mapping[Any, str], notices: list[str]) 
 
 
 def _say_last_words(ready: IO[str], cache: Any, runner: Runner) -> None:
-    """The runner's last line, read by ``RunnerProcess.stop``: what became of the cache, and
-    which judges refused structured output (only the runner process knows either)."""
+    """The runner's last line, read by ``RunnerProcess.stop``: what became of the cache, which
+    judges refused structured output, which models refused a parameter, and what the calls
+    met on the network (only the runner process knows any of it)."""
     words: dict[str, Any] = {}
     if cache is not None:
         words["cache"] = cache.health()
     if runner.plain_judges:
         words["plain_judges"] = {str(ref): why for ref, why in runner.plain_judges.items()}
+    refused = {str(ref): why for ref, why in runner.refused_params.items() if why}
+    if refused:
+        words["refused_params"] = refused
+    traffic = {kind: line for kind, line in runner.traffic_lines().items() if line}
+    if traffic:
+        words["traffic"] = traffic
     with contextlib.suppress(OSError, ValueError):  # nobody listening any more
         if words:
             ready.write(json.dumps(words) + "\n")

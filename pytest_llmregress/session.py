@@ -30,10 +30,11 @@ from pytest_llmregress.providers.registry import (
     parse_model,
 )
 from pytest_llmregress.results import CaseResult, ResultsJournal
-from pytest_llmregress.settings import Settings
+from pytest_llmregress.settings import Settings, format_value
 from pytest_llmregress.url_masking import mask_url
 
 if TYPE_CHECKING:
+    from pytest_llmregress.cases import GoldenCase
     from pytest_llmregress.items import GoldenItem
     from pytest_llmregress.runner import CaseRun, SystemPrompt
     from pytest_llmregress.runner_process import RunnerClient, RunnerProcess
@@ -138,6 +139,7 @@ class LLMRegressSession:
         self.lifecycle_source = ""
         self.preflight_warnings: list[str] = []
         self.damaged_state: list[str] = []  # healed or skipped: see _note_last_words
+        self.traffic_lines: list[str] = []  # retries, timeouts, back-off: _note_last_words
         self._prompts_metadata: dict[str, Any] = {}  # prompt_model, prompts: _prompt_resolver
         self.key_problem: str | None = None  # API keys that models of this run need but lack
         self.skipped_golden = 0  # golden cases skipped for want of a model
@@ -259,6 +261,9 @@ class LLMRegressSession:
             cache_mode=settings.cache,
             judge_cache=settings.judge_cache == "on",
             record=settings.record,
+            params=settings.params,
+            judge_params=settings.judge_params,
+            openai_extra_params=settings.openai_extra_params,
         )
 
     def _prompt_resolver(self, model_config: Any) -> Any:
@@ -599,13 +604,14 @@ class LLMRegressSession:
             if explicit.get(name):  # the line is pasted into CI logs and issues
                 explicit[name] = mask_url(explicit[name])
         rerun = " ".join(
-            f"--llm-{name.replace('_', '-')}" + ("" if value is True else f"={value}")
+            f"--llm-{name.replace('_', '-')}" + ("" if value is True else f"={format_value(value)}")
             for name, value in explicit.items()
             if name not in ("golden_files",)
         )
         lines = [
             f"llmregress: model {self.candidate} at {where}, {judge}, min pass rate "
             f"{settings.min_pass_rate:.0%}, concurrency {settings.concurrency}{served}",
+            self._sampling_line(),
             f"llmregress: rerun with {rerun}",
         ]
         if self.lifecycle_findings:
@@ -615,6 +621,47 @@ class LLMRegressSession:
                 f"({self.lifecycle_source}), listed in the summary"
             )
         return lines
+
+    def _sampling_line(self) -> str:
+        """What each model samples with: sampling that is stated, not the server's accident."""
+        from pytest_llmregress.runner import with_params
+        from pytest_llmregress.scoring.judge import JUDGE_PARAMS
+
+        settings = self.settings
+        own = with_params(settings.params, {})
+        models = ", ".join(str(ref) for ref in (self.candidate, self.compare) if ref)
+        line = f"llmregress: sampling: {models} "
+        if own:
+            line += f"{format_value(own)} (--llm-params), under a case's own params"
+        else:
+            line += "at the server's defaults unless a case sets params (--llm-params)"
+        if self.judge is not None:
+            judge = with_params({**JUDGE_PARAMS, **settings.judge_params}, {})
+            line += f"; judge {self.judge} {format_value(judge) or 'at its defaults'}"
+        return line
+
+    def param_problems(self, case: GoldenCase) -> list[tuple[str, str]]:
+        """Why a golden case's ``params`` cannot be sent to a model that runs it (``top_k`` to
+        OpenAI's API): refused when its file is loaded, not once per case at run time."""
+        from pytest_llmregress.providers.registry import OPENAI_EXTRA_PARAMS
+
+        runs = [ref for ref in (self.candidate, self.compare, *self.fallbacks) if ref]
+        problems = []
+        for name in case.params:
+            if name not in OPENAI_EXTRA_PARAMS or name in self.settings.openai_extra_params:
+                continue
+            for ref in runs:
+                if ref.provider == "openai":
+                    problems.append(
+                        (
+                            name,
+                            f"the OpenAI Chat Completions API takes no {name} ({ref} runs this "
+                            f"case): remove it, or send it to a compatible server that takes "
+                            f"it (vLLM, llama.cpp) with --llm-openai-extra-params={name}",
+                        )
+                    )
+                    break
+        return problems
 
     # -- running -----------------------------------------------------------------------------
 
@@ -739,9 +786,12 @@ class LLMRegressSession:
         baseline = getattr(item, "baseline_result", None)
         if baseline is not None:
             report.llmregress_baseline = baseline.to_dict()  # type: ignore[attr-defined]
-        properties = [("llm_outcome", result.outcome), ("llm_threshold", result.threshold)]
-        if result.score is not None:
-            properties.append(("llm_score", round(result.score, 4)))
+        # The score that decided the verdict, against the threshold its scorer applied.
+        properties = [("llm_outcome", result.outcome), ("llm_threshold", result.deciding_threshold)]
+        deciding = result.deciding_score
+        score = deciding.value if deciding is not None else result.score
+        if score is not None:
+            properties.append(("llm_score", round(score, 4)))
         # JUnit XML reads properties from the teardown report, which copies the item's.
         item.user_properties.extend(properties)
         report.user_properties.extend(properties)
@@ -835,8 +885,7 @@ class LLMRegressSession:
             RunResult(self.metadata(), list(self.results)),
             max_regression=settings.max_regression,
             alpha=settings.alpha,
-            baseline_label=label,
-            candidate_label=str(self.candidate),
+            baseline_fallback=label,
         )
 
     def summary(self) -> list[Any]:
@@ -870,6 +919,7 @@ class LLMRegressSession:
             chain=[str(ref) for ref in (self.candidate, *self.fallbacks)] if self.fallbacks else (),
             damaged_state=self.damaged_state,
         )
+        lines += [Line(text, "yellow") for text in self.traffic_lines]
         if self.comparison is not None:
             from pytest_llmregress.compare import comparison_lines
 
@@ -926,7 +976,7 @@ class LLMRegressSession:
     def resolved_models(self) -> dict[str, dict[str, int]]:
         """requested model -> {resolved model (fingerprint): count}, across results."""
         seen: dict[str, dict[str, int]] = {}
-        for result in self.results:
+        for result in (*self.results, *self.compare_results):
             for completion in (result.completion, result.judge_completion):
                 if completion is None:
                     continue
@@ -1049,11 +1099,18 @@ class LLMRegressSession:
         for notice in runner_process.notices:
             self._warn_about_setting("cache_dir", notice)
         self.damaged_state += cache_health_lines(runner_process.last_words.get("cache", {}))
-        for judge, why in runner_process.last_words.get("plain_judges", {}).items():
+        words = runner_process.last_words
+        for judge, why in words.get("plain_judges", {}).items():
             self.preflight_warnings.append(
                 f"judge {judge} refused structured output ({why}); its verdicts were asked "
                 f"for as plain JSON"
             )
+        for model, refusals in words.get("refused_params", {}).items():
+            for param, why in refusals.items():
+                self.preflight_warnings.append(
+                    f"{model} refused the parameter {param} ({why}); its calls were sent without it"
+                )
+        self.traffic_lines = list(words.get("traffic", {}).values())
 
     def _check_baseline(self) -> None:
         """A damaged ``--llm-baseline`` file stops the session before any call.

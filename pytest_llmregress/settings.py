@@ -9,6 +9,7 @@ file (``[tool.pytest.ini_options]``, ``pytest.ini``, ...) and ``<name>`` in
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -74,6 +75,75 @@ def _boolean(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
+def _request_params(value: str | Mapping[str, Any]) -> dict[str, Any]:
+    """Request parameters for every call of a kind: ``name=value,...`` (each value read as JSON
+    where it parses, else as a string; ``none`` leaves the parameter out), a JSON object, or a
+    table in ``[tool.llmregress]``. Checked as a golden case's ``params`` are."""
+    from pytest_llmregress.cases import PARAM_NAMES, check_param, did_you_mean
+
+    raw: object = value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            try:
+                raw = json.loads(text)
+            except ValueError as exc:
+                raise argparse.ArgumentTypeError(f"invalid JSON object: {exc}") from None
+        else:
+            raw = dict(_assignment(part) for part in text.split(",") if part.strip())
+    if not isinstance(raw, Mapping):
+        raise argparse.ArgumentTypeError(f"expected name=value,... or a JSON object, got {raw!r}")
+    params: dict[str, Any] = {}
+    for name, item in raw.items():
+        if name not in PARAM_NAMES:
+            raise argparse.ArgumentTypeError(
+                f"unknown parameter {name!r} (expected one of: {', '.join(PARAM_NAMES)})"
+                f"{did_you_mean(str(name), PARAM_NAMES)}"
+            )
+        if isinstance(item, str) and item.lower() in ("none", "null") and name != "stop":
+            item = None  # a table has no null: the word leaves a default out, as on the CLI
+        problem = None if item is None else check_param(name, item)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{name}: {problem}")
+        params[name] = item
+    return params
+
+
+def _assignment(part: str) -> tuple[str, Any]:
+    name, sep, text = part.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected name=value, got {part.strip()!r}")
+    text = text.strip()
+    if text.lower() in ("none", "null"):
+        return name.strip(), None
+    try:
+        return name.strip(), json.loads(text)
+    except ValueError:
+        return name.strip(), text
+
+
+def _openai_extra_params(value: str | Sequence[str]) -> tuple[str, ...]:
+    from pytest_llmregress.providers.registry import OPENAI_EXTRA_PARAMS
+
+    names = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    for name in names:
+        if name not in OPENAI_EXTRA_PARAMS:
+            raise argparse.ArgumentTypeError(
+                f"{name!r} is not a parameter the OpenAI API lacks (those: "
+                f"{', '.join(OPENAI_EXTRA_PARAMS)}); the others are always sent"
+            )
+    return tuple(dict.fromkeys(names))
+
+
+def format_value(value: Any) -> str:
+    """A setting's value as it is written on the command line (the header's rerun line)."""
+    if isinstance(value, Mapping):
+        return ",".join(f"{k}={'none' if v is None else json.dumps(v)}" for k, v in value.items())
+    if isinstance(value, tuple):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
 def _text(value: str) -> str:
     value = value.strip()
     if not value:
@@ -92,6 +162,7 @@ class Option:
     metavar: str = "VALUE"
     cli: bool = True  # list-valued knobs live in ini / pyproject only
     switch: bool = False  # a flag without a value on the command line (--llm-x)
+    table: bool = False  # [tool.llmregress] may also give it as a table or a list
 
     @property
     def flag(self) -> str:
@@ -148,6 +219,33 @@ OPTIONS: tuple[Option, ...] = (
         8,
         "judge calls in flight at once, in total across xdist workers (default 8)",
         "N",
+    ),
+    Option(
+        "params",
+        _request_params,
+        {},
+        "request parameters for every candidate call, under a case's own params, e.g. "
+        "temperature=0,max_tokens=512 (default: none, the server's own sampling)",
+        "NAME=VALUE,...",
+        table=True,
+    ),
+    Option(
+        "judge_params",
+        _request_params,
+        {},
+        "request parameters for every judge call, over the default temperature=0 "
+        "(temperature=none sends none); a parameter a model refuses is dropped for it, once",
+        "NAME=VALUE,...",
+        table=True,
+    ),
+    Option(
+        "openai_extra_params",
+        _openai_extra_params,
+        (),
+        "parameters the OpenAI API does not take but a compatible server does (vLLM, llama.cpp: "
+        "top_k), sent as they are; without it a golden case setting one is refused at load",
+        "NAME,...",
+        table=True,
     ),
     Option(
         "timeout",
@@ -241,8 +339,8 @@ OPTIONS: tuple[Option, ...] = (
         "require_pinned",
         _boolean,
         False,
-        "an alias or preview model id (candidate, judge, fallback) is an error before any call, "
-        "not a warning",
+        "an alias, a preview, or a self-hosted model id that no lifecycle entry pins (candidate, "
+        "judge, fallback) is an error before any call, not a warning",
         switch=True,
     ),
     Option(
@@ -357,6 +455,9 @@ class Settings:
     max_error_rate: float = 0.0
     concurrency: int = 8
     judge_concurrency: int = 8
+    params: Mapping[str, Any] = field(default_factory=dict)
+    judge_params: Mapping[str, Any] = field(default_factory=dict)
+    openai_extra_params: tuple[str, ...] = ()
     timeout: float = 60.0
     retries: int = 3
     rate_limit_wait: float = DEFAULT_RATE_LIMIT_WAIT
@@ -419,6 +520,11 @@ def _coerce(option: Option, raw: Any, where: str) -> Any:
         if not isinstance(items, Sequence) or not all(isinstance(i, str) for i in items):
             raise SettingsError(f"{where}: expected a list of glob patterns, got {raw!r}")
         return tuple(items)
+    if option.table and isinstance(raw, (list, dict)):
+        try:
+            return option.parse(raw)  # type: ignore[arg-type]  # a table parser takes both
+        except argparse.ArgumentTypeError as exc:
+            raise SettingsError(f"{where}: {exc}") from None
     if isinstance(raw, (bool, list, dict)):
         raise SettingsError(f"{where}: {option.help.split(';')[0]}: got {raw!r}")
     try:

@@ -6,6 +6,7 @@ import itertools
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -329,6 +330,88 @@ def test_to_dict_is_json() -> None:
     assert document["pass_to_fail"] == 36
     assert len(document["cases"]) == 300
     assert document["baseline"]["pass_rate"] == pytest.approx(0.85)
+
+
+def test_the_results_list_the_regressed_and_improved_cases() -> None:
+    worse = flipped(outcomes(10, 8), pass_to_fail=2, fail_to_pass=1)
+    comparison = compare(make_run(outcomes(10, 8)), make_run(worse, candidate=CANDIDATE))
+    document = json.loads(json.dumps(comparison.to_dict(cases=False)))
+    assert "cases" not in document
+    assert document["regressed"] == [
+        {
+            "case_id": f"case-{i:03d}",
+            "path": "golden_cases/support.yaml",
+            "nodeid": f"golden_cases/support.yaml::case-{i:03d}",
+            "baseline_outcome": "passed",
+            "candidate_outcome": "failed",
+            "baseline_score": 0.9,
+            "candidate_score": 0.2,
+        }
+        for i in (0, 1)
+    ]
+    assert [
+        (c["case_id"], c["baseline_outcome"], c["candidate_outcome"]) for c in document["improved"]
+    ] == [("case-008", "failed", "passed")]
+    assert document["mcnemar_p"] == comparison.p_value
+    same = compare(make_run(outcomes(4, 2)), make_run(outcomes(4, 2))).to_dict()
+    assert (same["regressed"], same["improved"]) == ([], [])
+
+
+def test_a_run_is_labelled_by_its_model_and_the_id_it_answered_with() -> None:
+    alias = make_run(outcomes(4, 4), candidate="anthropic:claude-sonnet-latest")
+    alias.cases = [
+        make_case(i, "passed", model="claude-sonnet-latest", resolved="claude-sonnet-4-6")
+        for i in range(4)
+    ]
+    comparison = compare(alias, make_run(outcomes(4, 4), candidate=CANDIDATE))
+    assert comparison.baseline_label == (
+        "anthropic:claude-sonnet-latest (answered as claude-sonnet-4-6)"
+    )
+    assert comparison.candidate_label == CANDIDATE  # answered as itself: nothing to add
+    data = comparison.to_dict()
+    assert data["baseline"]["model"] == "anthropic:claude-sonnet-latest"
+    assert data["baseline"]["answered_as"] == {"claude-sonnet-4-6": 4}  # the judge's not counted
+    assert data["candidate"]["answered_as"] == {"claude-sonnet-5": 4}
+    lines = [line.text for line in comparison_lines(comparison)]
+    assert lines[0] == (
+        f"WITHIN NOISE: {CANDIDATE} against anthropic:claude-sonnet-latest (answered as "
+        "claude-sonnet-4-6) on 4 paired cases"
+    )
+    markdown = comparison_markdown(comparison)
+    assert "| Baseline | `anthropic:claude-sonnet-latest (answered as claude-sonnet-4-6)` |" in (
+        markdown
+    )
+
+
+def test_a_fallback_reply_does_not_count_as_the_model_answering() -> None:
+    run = make_run(outcomes(3, 3))
+    fallback = make_case(0, "passed", model="claude-haiku-4-5")
+    assert fallback.completion is not None
+    run.cases[0] = replace(
+        fallback, completion=replace(fallback.completion, fallback_model="claude-haiku-4-5")
+    )
+    run.cases[1] = make_case(1, "passed", resolved="claude-sonnet-4-6-0301")
+    comparison = compare(run, make_run(outcomes(3, 3), candidate=CANDIDATE))
+    assert comparison.to_dict()["baseline"]["answered_as"] == {
+        "claude-sonnet-4-6": 1,
+        "claude-sonnet-4-6-0301": 1,
+    }
+    assert comparison.baseline_label == (
+        f"{PRODUCTION} (answered as claude-sonnet-4-6, claude-sonnet-4-6-0301)"
+    )
+
+
+def test_a_run_without_a_model_falls_back_to_the_name_given() -> None:
+    legacy = make_run(outcomes(3, 3))
+    legacy.metadata = {}
+    comparison = compare(
+        legacy, make_run(outcomes(3, 3), candidate=CANDIDATE), baseline_fallback="prod.json"
+    )
+    assert comparison.baseline_label == "prod.json"
+    assert comparison.to_dict()["baseline"]["model"] is None
+    assert compare(legacy, legacy).baseline_label == "baseline"
+    forced = compare(make_run(outcomes(3, 3)), legacy, baseline_label="production")
+    assert (forced.baseline_label, forced.candidate_label) == ("production", "candidate")
 
 
 def test_invalid_parameters() -> None:

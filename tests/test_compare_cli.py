@@ -163,6 +163,29 @@ def test_fail_on_regression_fails_when_nothing_is_paired(
     assert "no case was scored in both runs" in capsys.readouterr().err
 
 
+def test_compare_labels_a_run_by_its_model_else_by_its_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    alias = write(
+        tmp_path / "alias.json",
+        run_of(8, n=10, candidate="anthropic:claude-sonnet-latest", resolved="claude-sonnet-4-6"),
+    )
+    legacy_run = run_of(8, n=10, candidate=CANDIDATE)
+    legacy_run.metadata = {}
+    legacy = write(tmp_path / "legacy.json", legacy_run)
+    assert main(["compare", alias, legacy, "--resamples", "0"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"WITHIN NOISE: {legacy} against anthropic:claude-sonnet-latest (answered as "
+        "claude-sonnet-4-6) on 10 paired cases"
+    ) in out
+    assert main(["compare", alias, legacy, "--format", "json", "--resamples", "0"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["baseline"]["model"] == "anthropic:claude-sonnet-latest"
+    assert document["baseline"]["answered_as"] == {"claude-sonnet-4-6": 10}
+    assert (document["candidate"]["label"], document["candidate"]["model"]) == (legacy, None)
+
+
 def test_compare_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a = write(tmp_path / "a.json", run_of(255))
     b = write(tmp_path / "b.json", run_of(regressed(), candidate=CANDIDATE))

@@ -123,24 +123,105 @@ def test_baseline_file_markdown_junit_and_history(
         "--junitxml=junit.xml",
     )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines([f"REGRESSION: anthropic:{CANDIDATE} against baseline prod.json*"])
+    # The baseline is named by the model its results file records, not by the file.
+    result.stdout.fnmatch_lines(
+        [f"REGRESSION: anthropic:{CANDIDATE} against anthropic:{PRODUCTION} on 30 paired cases"]
+    )
     markdown = (pytester.path / "out/summary.md").read_text()
     assert "regression" in markdown.lower()
+    assert f"| Baseline | `anthropic:{PRODUCTION}` |" in markdown
     assert markdown in summary.read_text()
     history = list((pytester.path / "history").glob("*.json"))
     assert len(history) == 1
     document = json.loads(history[0].read_text())
     assert document["metadata"]["candidate"] == f"anthropic:{CANDIDATE}"
-    assert document["metadata"]["comparison"]["verdict"] == "regression"
+    comparison = document["metadata"]["comparison"]
+    assert comparison["verdict"] == "regression"
+    assert comparison["baseline"]["model"] == f"anthropic:{PRODUCTION}"
+    # The cases that regressed, next to the statistics that judged them.
+    failed = [case for case in document["cases"] if case["outcome"] == "failed"]
+    assert failed
+    assert comparison["regressed"] == [
+        {
+            "case_id": case["case_id"],
+            "path": case["path"],
+            "nodeid": case["nodeid"],
+            "baseline_outcome": "passed",
+            "candidate_outcome": "failed",
+            "baseline_score": 1.0,
+            "candidate_score": 0.0,
+        }
+        for case in sorted(failed, key=lambda case: case["line"])
+    ]
+    assert comparison["improved"] == []
+    assert comparison["pass_to_fail"] == len(failed)
     tree = ET.parse(pytester.path / "junit.xml")
     properties = {
         (case.get("name"), prop.get("name")): prop.get("value")
         for case in tree.iter("testcase")
         for prop in case.iter("property")
     }
-    assert properties[("case-001", "llm_threshold")] == "0.85"
+    assert properties[("case-001", "llm_threshold")] == "1.0"  # its exact scorer decided
     assert properties[("case-001", "llm_outcome")] in ("passed", "failed")
     assert ("case-001", "llm_score") in properties
+
+
+def test_a_baseline_file_without_a_model_is_named_by_the_file(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> None:
+    cases = exact_cases(4)
+    write_cases(pytester, "qa.jsonl", cases)
+    provider_env(make_server(two_models(cases, drift=0)))
+    pytester.runpytest(f"--llm-model={PRODUCTION}", "--llm-report=prod.json").assert_outcomes(
+        passed=4
+    )
+    stored = json.loads((pytester.path / "prod.json").read_text())
+    del stored["metadata"]["candidate"]  # as a results file from elsewhere may be
+    (pytester.path / "prod.json").write_text(json.dumps(stored))
+    result = pytester.runpytest(f"--llm-model={CANDIDATE}", "--llm-baseline=prod.json")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(
+        [f"WITHIN NOISE: anthropic:{CANDIDATE} against baseline prod.json on 4 paired cases"]
+    )
+
+
+def test_the_compare_model_is_shown_and_recorded_with_the_id_it_answered_with(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> None:
+    cases = exact_cases(20)
+    write_cases(pytester, "qa.jsonl", cases)
+    scenario = two_models(cases, drift=0.5)
+    scenario["aliases"] = {"claude-sonnet-latest": PRODUCTION}
+    provider_env(make_server(scenario))
+    result = pytester.runpytest(
+        f"--llm-model={CANDIDATE}",
+        "--llm-compare-model=claude-sonnet-latest",
+        "--llm-min-pass-rate=0",
+        "--llm-report=run.json",
+        "--llm-markdown=summary.md",
+    )
+    assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+    shown = f"anthropic:claude-sonnet-latest (answered as {PRODUCTION})"
+    result.stdout.fnmatch_lines(
+        [f"* anthropic:{CANDIDATE} against {shown} on 20 paired cases", f"  {shown}: pass rate *"]
+    )
+    assert f"| Baseline | `{shown}` |" in (pytester.path / "summary.md").read_text()
+    document = json.loads((pytester.path / "run.json").read_text())
+    baseline = document["metadata"]["comparison"]["baseline"]
+    assert baseline["label"] == shown
+    assert baseline["model"] == "anthropic:claude-sonnet-latest"
+    assert baseline["answered_as"] == {PRODUCTION: 20}
+    candidate = document["metadata"]["comparison"]["candidate"]
+    assert (candidate["model"], candidate["answered_as"]) == (
+        f"anthropic:{CANDIDATE}",
+        {CANDIDATE: 20},
+    )
+    regressed = document["metadata"]["comparison"]["regressed"]
+    failed = {case["nodeid"] for case in document["cases"] if case["outcome"] == "failed"}
+    assert {case["nodeid"] for case in regressed} == failed
+    assert {case["case_id"] for case in regressed} == {
+        nodeid.rpartition("::")[2] for nodeid in failed
+    }
 
 
 def test_a_missing_baseline_file_fails_the_gate(

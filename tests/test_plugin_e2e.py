@@ -236,6 +236,10 @@ def test_unparseable_judge_reply_is_an_error(
     result.assert_outcomes(errors=3)
     result.stdout.fnmatch_lines(["*scoring failed: judge reply is not JSON*"])
     result.stdout.no_fnmatch_line("*score 0.00*")
+    # The judge answered: its tokens and the model that answered count all the same.
+    result.stdout.fnmatch_lines(
+        ["tokens: candidate * judge [1-9]* in / [1-9]* out", f"answered by: openai:{JUDGE} -> *x3"]
+    )
 
 
 def test_results_file(

@@ -120,3 +120,41 @@ def test_without_record_nothing_is_written(
         ["  3 x scoring failed: the case has no reference to judge against*"]
     )
     assert (golden["jsonl"].read_text(), golden["yaml"].read_text()) == before
+
+
+OWN_VALUES = """\
+{"id": "value", "user": "question a", "scorers": [{"exact": {"value": "Answer A."}}]}
+{"id": "wrong-value", "user": "question b", "scorers": [{"exact": "Answer C."}]}
+{"id": "checks", "user": "question c", "scorers": [{"contains": "answer"}, {"regex": "c[.]$"}]}
+{"id": "needs-one", "user": "text one", "scorers": ["exact"]}
+"""
+
+
+@pytest.mark.parametrize("mode", ["missing", "all"])
+def test_recording_leaves_alone_cases_that_carry_their_own_expected_value(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv, mode: str
+) -> None:
+    folder = pytester.path / "golden_cases"
+    folder.mkdir()
+    golden = folder / "own.jsonl"
+    golden.write_text(OWN_VALUES)
+    provider_env(server_for(make_server))
+    result = pytester.runpytest(*model_args(f"--llm-record={mode}", "--llm-min-pass-rate=0"))
+    # Only the case whose scorer compares with a reference is recorded; the others are
+    # judged by their own expected values, as without recording.
+    result.stdout.fnmatch_lines(
+        [
+            f"RECORDED: 1 references from anthropic:{CANDIDATE}; no verdict on the model*",
+            "judged, not recorded: 2 passed, 1 failed, 0 errors*",
+            "recorded: golden_cases/own.jsonl: 1 filled*",
+        ]
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # wrong-value failed, as a test
+    lines = golden.read_text().splitlines()
+    assert lines[:3] == OWN_VALUES.splitlines()[:3]  # not a byte changed
+    assert {case.id: case.reference for case in load_cases(golden)} == {
+        "value": None,
+        "wrong-value": None,
+        "checks": None,
+        "needs-one": "Summary one.",
+    }

@@ -189,6 +189,41 @@ def test_jsonl_overwrite_with_same_text_changes_nothing(tmp_path: Path) -> None:
     assert read(path) == JSONL
 
 
+OWN_VALUES = (
+    '{"id": "value", "user": "Two plus two?", "scorers": [{"exact": {"value": "4"}}]}\n'
+    '{"id": "short", "user": "Three?", "scorers": [{"exact": "3"}], "reference": null}\n'
+    '{"id": "checks", "user": "JSON?", "scorers": ["json", {"contains": "ok"}]}\n'
+    '{"id": "both", "user": "Refund?", "scorers": [{"exact": {"value": "x"}}, "similarity"]}\n'
+    '{"id": "plain", "user": "Exact?", "scorers": [{"exact": {"ignore_case": true}}]}\n'
+)
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_case_whose_scorers_need_no_reference_is_left_alone(
+    tmp_path: Path, overwrite: bool
+) -> None:
+    path = write(tmp_path / "g.jsonl", OWN_VALUES)
+    report = record_references(
+        path,
+        {"value": "5", "short": "3", "checks": '{"ok": 1}', "both": "y", "plain": "z"},
+        overwrite=overwrite,
+        display_path="g.jsonl",
+    )
+    assert report.not_needed == ["value", "short", "checks"]
+    assert report.filled == ["both", "plain"]
+    assert references(path) == {
+        "value": None,
+        "short": None,
+        "checks": None,
+        "both": "y",
+        "plain": "z",
+    }
+    assert read(path).split("\n")[:3] == OWN_VALUES.split("\n")[:3]
+    assert report.summary() == (
+        "g.jsonl: 2 filled, 3 left alone (their scorers need no reference: value, short, checks)"
+    )
+
+
 def test_jsonl_keeps_the_line_style_compact_and_ascii_escapes(tmp_path: Path) -> None:
     text = (
         '{"id":"a","user":"Caf\\u00e9?","tags":["x"]}\n'

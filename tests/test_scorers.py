@@ -21,6 +21,7 @@ from pytest_llmregress.scoring.score import Score, ScorerError
 from pytest_llmregress.scoring.scorers import (
     SCORER_NAMES,
     levenshtein,
+    needs_reference,
     parse_scorer_spec,
     score_deterministic,
     similarity,
@@ -227,19 +228,24 @@ def test_schema_is_not_checked_at_load_without_jsonschema(monkeypatch: pytest.Mo
     assert spec.options == {"schema": {"type": "objekt"}}
 
 
+def pass_or_fail(scorer: str, value: float, passed: bool, reason: str) -> Score:
+    """What exact, contains, regex and json give: their threshold is 1.0."""
+    return Score(scorer, value, passed, reason, threshold=1.0)
+
+
 # --------------------------------------------------------------------------------------------
 # exact
 # --------------------------------------------------------------------------------------------
 
 
 def test_exact_compares_stripped_text() -> None:
-    assert score("exact", "  The refund takes 30 days.\n") == Score(
+    assert score("exact", "  The refund takes 30 days.\n") == pass_or_fail(
         "exact", 1.0, True, "output equals the reference"
     )
 
 
 def test_exact_failure_shows_where_it_differs() -> None:
-    assert score("exact", "The refund takes 14 days.") == Score(
+    assert score("exact", "The refund takes 14 days.") == pass_or_fail(
         "exact",
         0.0,
         False,
@@ -273,7 +279,7 @@ def test_exact_options(options: dict[str, Any], output: str, passed: bool) -> No
 
 def test_exact_value_option_replaces_the_reference() -> None:
     result = score({"exact": {"value": "42"}}, " 42 ", make_case(reference=None))
-    assert result == Score("exact", 1.0, True, "output equals the expected value")
+    assert result == pass_or_fail("exact", 1.0, True, "output equals the expected value")
 
 
 def test_exact_without_reference_cannot_decide() -> None:
@@ -291,7 +297,7 @@ def test_exact_without_reference_cannot_decide() -> None:
 
 
 def test_contains_all_found() -> None:
-    assert score({"contains": ["refund", "30 days"]}, "Your refund takes 30 days.") == Score(
+    assert score({"contains": ["refund", "30 days"]}, "Your refund takes 30 days.") == pass_or_fail(
         "contains", 1.0, True, "found all 2"
     )
     assert score({"contains": "refund"}, "refund").reason == "found 'refund'"
@@ -299,7 +305,7 @@ def test_contains_all_found() -> None:
 
 def test_contains_scores_the_share_found_and_names_the_missing() -> None:
     result = score({"contains": ["refund", "30 days", "receipt", "email", "store"]}, "refund")
-    assert result == Score(
+    assert result == pass_or_fail(
         "contains", 0.2, False, "missing 4 of 5: '30 days', 'receipt', 'email' (+1 more)"
     )
 
@@ -316,16 +322,16 @@ def test_contains_ignore_case() -> None:
 
 
 def test_regex_searches_the_stripped_output() -> None:
-    assert score({"regex": r"^\d+$"}, "  42\n") == Score(
+    assert score({"regex": r"^\d+$"}, "  42\n") == pass_or_fail(
         "regex", 1.0, True, "matched '42' at character 1"
     )
-    assert score({"regex": r"\d+ days"}, "It takes 30 days.") == Score(
+    assert score({"regex": r"\d+ days"}, "It takes 30 days.") == pass_or_fail(
         "regex", 1.0, True, "matched '30 days' at character 10"
     )
 
 
 def test_regex_no_match() -> None:
-    assert score({"regex": r"\d+ weeks"}, "It takes 30 days.") == Score(
+    assert score({"regex": r"\d+ weeks"}, "It takes 30 days.") == pass_or_fail(
         "regex", 0.0, False, r"no match for /\d+ weeks/"
     )
 
@@ -362,7 +368,7 @@ def test_regex_flags(flags: str, pattern: str, output: str, passed: bool) -> Non
     ],
 )
 def test_json_accepts_plain_and_fenced_json(output: str) -> None:
-    assert score("json", output) == Score("json", 1.0, True, "valid JSON")
+    assert score("json", output) == pass_or_fail("json", 1.0, True, "valid JSON")
 
 
 @pytest.mark.parametrize(
@@ -381,7 +387,7 @@ def test_json_accepts_plain_and_fenced_json(output: str) -> None:
     ],
 )
 def test_json_invalid_is_a_failing_score(output: str, reason: str) -> None:
-    assert score("json", output) == Score("json", 0.0, False, reason)
+    assert score("json", output) == pass_or_fail("json", 0.0, False, reason)
 
 
 SCHEMA = {
@@ -393,12 +399,12 @@ SCHEMA = {
 
 def test_json_schema_pass() -> None:
     result = score({"json": {"schema": SCHEMA}}, '{"status": "ok", "items": []}')
-    assert result == Score("json", 1.0, True, "valid JSON, matches the schema")
+    assert result == pass_or_fail("json", 1.0, True, "valid JSON, matches the schema")
 
 
 def test_json_schema_fail_lists_the_first_errors() -> None:
     result = score({"json": {"schema": SCHEMA}}, '{"status": "maybe", "items": 3}')
-    assert result == Score(
+    assert result == pass_or_fail(
         "json",
         0.0,
         False,
@@ -409,17 +415,17 @@ def test_json_schema_fail_lists_the_first_errors() -> None:
 
 def test_json_fields() -> None:
     raw = {"json": {"fields": {"status": "ok", "count": 1, "tags": ["a"]}}}
-    assert score(raw, '{"status": "ok", "count": 1.0, "tags": ["a"], "extra": null}') == Score(
-        "json", 1.0, True, "valid JSON, has the 3 expected field(s)"
-    )
-    assert score(raw, '{"status": "error", "count": true}') == Score(
+    assert score(
+        raw, '{"status": "ok", "count": 1.0, "tags": ["a"], "extra": null}'
+    ) == pass_or_fail("json", 1.0, True, "valid JSON, has the 3 expected field(s)")
+    assert score(raw, '{"status": "error", "count": true}') == pass_or_fail(
         "json",
         0.0,
         False,
         "field 'status' is \"error\", expected \"ok\"; field 'count' is true, expected 1; "
         "missing field 'tags'",
     )
-    assert score(raw, "[1, 2]") == Score(
+    assert score(raw, "[1, 2]") == pass_or_fail(
         "json", 0.0, False, "expected a JSON object with fields, got [1, 2]"
     )
 
@@ -675,3 +681,22 @@ def test_a_candidate_cannot_close_its_block() -> None:
     assert second.user.count(f"<<<END CANDIDATE {second.nonce}>>>") == 1
     body = second.user.split(f"<<<BEGIN CANDIDATE {second.nonce}>>>\n")[1]
     assert body.split(f"\n<<<END CANDIDATE {second.nonce}>>>")[0] == forged
+
+
+@pytest.mark.parametrize(
+    ("raw", "needed"),
+    [
+        ("judge", True),
+        ({"judge": {"threshold": 0.9}}, True),
+        ("similarity", True),
+        ("exact", True),
+        ({"exact": {"ignore_case": True}}, True),
+        ({"exact": {"value": "42"}}, False),
+        ({"exact": "42"}, False),
+        ({"contains": "refund"}, False),
+        ({"regex": "^ok$"}, False),
+        ("json", False),
+    ],
+)
+def test_which_scorers_need_a_reference(raw: object, needed: bool) -> None:
+    assert needs_reference(parse_scorer_spec(raw)) is needed

@@ -25,6 +25,7 @@ class AnthropicProvider(SDKProvider):
     client_class = "AsyncAnthropic"
     path = "/v1/messages"
     request_id_header = "request-id"
+    auth_headers = ("X-Api-Key", "Authorization")
 
     def build_body(self, request: Request) -> dict[str, Any]:
         body: dict[str, Any] = {

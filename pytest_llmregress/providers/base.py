@@ -100,6 +100,7 @@ class ProviderError(Exception):
         retry_after: float | None = None,
         request_id: str | None = None,
         attempts: int = 1,
+        param: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -110,6 +111,7 @@ class ProviderError(Exception):
         self.retry_after = retry_after
         self.request_id = request_id
         self.attempts = attempts
+        self.param = param  # the request field the error names (OpenAI's `param`), if any
 
     @property
     def retryable(self) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from pytest_llmregress.providers._http import SDKProvider
@@ -29,6 +29,18 @@ class OpenAIProvider(SDKProvider):
     path = "/chat/completions"
     request_id_header = "x-request-id"
 
+    def __init__(
+        self,
+        *,
+        api_key: str | None,
+        base_url: str | None,
+        timeout: float,
+        extra_params: Collection[str] = (),
+    ) -> None:
+        super().__init__(api_key=api_key, base_url=base_url, timeout=timeout)
+        # Sent as they are, for compatible servers that take them (--llm-openai-extra-params).
+        self._extra_params = frozenset(extra_params)
+
     def build_body(self, request: Request) -> dict[str, Any]:
         messages: list[dict[str, str]] = []
         if request.system:
@@ -36,9 +48,12 @@ class OpenAIProvider(SDKProvider):
         messages += [{"role": m.role, "content": m.content} for m in request.messages]
         body: dict[str, Any] = {"model": request.model, "messages": messages}
         for key, value in request.params.items():
-            if key not in _PARAM_NAMES:
+            if key in self._extra_params:
+                body[key] = value
+            elif key in _PARAM_NAMES:
+                body[_PARAM_NAMES[key]] = value
+            else:
                 raise self.unsupported(key, request, "OpenAI Chat Completions API")
-            body[_PARAM_NAMES[key]] = value
         schema = request.reply_schema
         if schema is not None:
             json_schema: dict[str, Any] = {

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from pytest_llmregress.providers.base import Provider
 from pytest_llmregress.url_masking import MASK, mask_url
 
 PROVIDERS = ("anthropic", "openai")
+# Golden-case parameters the OpenAI Chat Completions API does not take; compatible servers
+# that do (vLLM, llama.cpp) get them with --llm-openai-extra-params.
+OPENAI_EXTRA_PARAMS = ("top_k",)
 API_KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
 BASE_URL_ENV = {"anthropic": "ANTHROPIC_BASE_URL", "openai": "OPENAI_BASE_URL"}
 # Used for the local provider server, which checks that a key is sent but not which.
@@ -85,16 +88,23 @@ class Endpoints:
         return f"Endpoints(base_urls={urls!r}, api_keys={keys!r})"
 
     def missing_keys(self, refs: list[ModelRef]) -> list[str]:
-        """Environment variables that must be set for these models but are not."""
+        """Environment variables that must be set for these models but are not.
+
+        A provider sent to a base URL of the team's own (a self-hosted server, a gateway) needs
+        none: its calls go without a key, and a server that wants one answers 401 or 403,
+        which names the variable to set.
+        """
         missing = []
         for provider in sorted({ref.provider for ref in refs}):
-            if not self.api_keys.get(provider):
+            if not self.api_keys.get(provider) and not self.base_urls.get(provider):
                 missing.append(API_KEY_ENV[provider])
         return missing
 
-    def build(self, provider: str, timeout: float) -> Provider:
+    def build(
+        self, provider: str, timeout: float, openai_extra_params: Collection[str] = ()
+    ) -> Provider:
         key = self.api_keys.get(provider)
-        if not key:
+        if self.missing_keys([ModelRef(provider, "")]):
             raise ModelSpecError(f"{API_KEY_ENV[provider]} is not set")
         base_url = self.base_urls.get(provider)
         if provider == "anthropic":
@@ -103,7 +113,9 @@ class Endpoints:
             return AnthropicProvider(api_key=key, base_url=base_url, timeout=timeout)
         from pytest_llmregress.providers.openai import OpenAIProvider
 
-        return OpenAIProvider(api_key=key, base_url=base_url, timeout=timeout)
+        return OpenAIProvider(
+            api_key=key, base_url=base_url, timeout=timeout, extra_params=openai_extra_params
+        )
 
     def describe(self, provider: str) -> str:
         """The base URL a provider's calls go to, for headers and reports: credentials masked

@@ -20,7 +20,7 @@ from pytest_llmregress.compare import (
     worst_pairs,
 )
 from pytest_llmregress.gate import Verdict, decide
-from pytest_llmregress.report.terminal import worst_cases
+from pytest_llmregress.report.terminal import failing_scores_text, worst_cases
 from pytest_llmregress.results import CaseResult, RunResult
 from pytest_llmregress.stats import wilson_interval
 
@@ -79,7 +79,7 @@ def _details(summary: str, body: list[str]) -> list[str]:
 def _flip_rows(pairs: Sequence[PairedCase], limit: int) -> list[list[str]]:
     rows = []
     for pair in pairs[:limit]:
-        reasons = "; ".join(f"{s.scorer}: {s.reason}" for s in pair.candidate.failing_scores)
+        reasons = _why(pair.candidate)
         rows.append(
             [
                 _code(pair.nodeid),
@@ -91,6 +91,13 @@ def _flip_rows(pairs: Sequence[PairedCase], limit: int) -> list[list[str]]:
             ]
         )
     return rows
+
+
+def _why(result: CaseResult) -> str:
+    """Each failing scorer against the threshold it applied, and its reason."""
+    return "; ".join(
+        f"{s.scorer} {s.against_threshold()}: {s.reason}" for s in result.failing_scores
+    )
 
 
 _FLIP_HEADER = ("Case", "Baseline", "Candidate", "Δ score", "Candidate output", "Why")
@@ -300,13 +307,12 @@ def run_markdown(
         rows = [
             [
                 _code(r.nodeid),
-                _score(r.score),
-                f"{r.threshold:.2f}",
+                cell(failing_scores_text(r)),
                 cell("; ".join(f"{s.scorer}: {s.reason}" for s in r.failing_scores), 160),
             ]
             for r in bad
         ]
-        lines += _table(("Case", "Score", "Threshold", "Why"), rows)
+        lines += _table(("Case", "Score vs threshold", "Why"), rows)
         lines.append("")
     errored = [r for r in results if r.outcome == "error"]
     if errored:

@@ -26,6 +26,15 @@ def one_line(text: str | None, limit: int = 160) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def failing_scores_text(result: CaseResult) -> str:
+    """Each failing scorer against the threshold it applied: ``similarity 0.86 < 0.90``.
+
+    Not the case's ``threshold``: a scorer with its own ``threshold`` option, or one that
+    passes only at 1.0 (``exact``, ``contains``, ``regex``, ``json``), applied another.
+    """
+    return "; ".join(f"{s.scorer} {s.against_threshold()}" for s in result.failing_scores)
+
+
 def worst_cases(results: Sequence[CaseResult], count: int) -> list[CaseResult]:
     """Failed cases, lowest score first (errors are listed apart)."""
     failed = [r for r in results if r.outcome == "failed"]
@@ -119,8 +128,7 @@ def summary_lines(
     if bad:
         lines.append(Line(f"worst {len(bad)} of {verdict.failed} failed cases:"))
         for result in bad:
-            score = f"{result.score:.2f}" if result.score is not None else "-"
-            lines.append(Line(f"  {result.nodeid}  score {score} < {result.threshold:.2f}", "red"))
+            lines.append(Line(f"  {result.nodeid}  {failing_scores_text(result)}", "red"))
             for failing in result.failing_scores:
                 lines.append(Line(f"      {failing.scorer}: {one_line(failing.reason)}"))
     errored = [r for r in results if r.outcome == "error"]

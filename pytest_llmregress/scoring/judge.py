@@ -22,7 +22,9 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from pytest_llmregress.providers.base import ReplySchema
@@ -30,6 +32,9 @@ from pytest_llmregress.scoring.score import Score, ScorerError
 
 # Bump when the prompt changes: cached verdicts are keyed by it.
 JUDGE_PROMPT_VERSION = "2"
+JUDGE_PARAMS: Mapping[str, Any] = MappingProxyType({"temperature": 0})
+"""What every judge call sends, under ``--llm-judge-params``: a judge that samples scores the
+same answer differently from run to run. A model that refuses a parameter has it dropped."""
 CRITERIA = ("accuracy", "completeness", "format")
 
 # The reason comes first: a model that writes its reason before its numbers grades more

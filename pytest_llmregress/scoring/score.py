@@ -15,7 +15,13 @@ class ScorerError(Exception):
 
 @dataclass(frozen=True)
 class Score:
-    """One scorer's verdict: a value in 0..1, whether it passed, and why."""
+    """One scorer's verdict: a value in 0..1, whether it passed, and why.
+
+    ``threshold`` is the pass mark the scorer applied (``passed`` is ``value >= threshold``):
+    the scorer's own ``threshold`` option or the case's for ``judge`` and ``similarity``, 1.0
+    for the all-or-nothing scorers. None for a score without one (the record of a recording
+    run, or a score stored before scorers recorded theirs).
+    """
 
     scorer: str
     value: float
@@ -24,6 +30,24 @@ class Score:
     threshold: float | None = None
     judge_model: str | None = None
     raw: str | None = None
+
+    def against_threshold(self) -> str:
+        """The value against the threshold that decided it: ``0.86 < 0.90``, ``1.00 >= 0.85``.
+
+        More decimals where two would print equal numbers (``0.897 < 0.900``); without a
+        threshold, the value and the verdict (``0.00, failed``).
+        """
+        if self.threshold is None:
+            return f"{self.value:.2f}, {'passed' if self.passed else 'failed'}"
+        digits = 2
+        while (
+            digits < 4
+            and self.value != self.threshold
+            and f"{self.value:.{digits}f}" == f"{self.threshold:.{digits}f}"
+        ):
+            digits += 1
+        sign = ">=" if self.passed else "<"
+        return f"{self.value:.{digits}f} {sign} {self.threshold:.{digits}f}"
 
     def to_dict(self) -> dict[str, Any]:
         # Only scalar fields: a shallow copy is the JSON-able dict (asdict deep-copies, slowly).

@@ -32,10 +32,12 @@ from pytest_llmregress.cases import GoldenCase, ScorerSpec, describe, did_you_me
 from pytest_llmregress.scoring.score import Score, ScorerError
 
 __all__ = [
+    "ALL_OR_NOTHING",
     "REGEX_FLAGS",
     "SCORER_NAMES",
     "SCORER_OPTIONS",
     "levenshtein",
+    "needs_reference",
     "parse_scorer_spec",
     "score_deterministic",
     "similarity",
@@ -60,6 +62,9 @@ REGEX_FLAGS: Final[Mapping[str, re.RegexFlag]] = MappingProxyType(
     {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE}
 )
 """Letters allowed in the ``regex`` scorer's ``flags`` option."""
+
+ALL_OR_NOTHING: Final = 1.0
+"""The threshold of ``exact``, ``contains``, ``regex`` and ``json``: they pass only at 1.0."""
 
 _JSONSCHEMA_HINT: Final = "pip install jsonschema"
 _MAX_LISTED: Final = 3
@@ -311,6 +316,18 @@ def score_deterministic(spec: ScorerSpec, output: str, case: GoldenCase) -> Scor
     return scorer(spec.options, output, case)
 
 
+def needs_reference(spec: ScorerSpec) -> bool:
+    """Whether the scorer compares the output with the case's reference.
+
+    ``judge`` and ``similarity`` do, and ``exact`` unless it has its own ``value``; the
+    others carry what they expect in their options. A case none of whose scorers needs its
+    reference has nothing to record.
+    """
+    if spec.name == "exact":
+        return "value" not in spec.options
+    return spec.name in ("judge", "similarity")
+
+
 def _clip(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -322,6 +339,11 @@ def _quote(text: str, limit: int = 40) -> str:
 def _listed(items: list[str], sep: str = ", ") -> str:
     shown = sep.join(items[:_MAX_LISTED])
     return shown if len(items) <= _MAX_LISTED else f"{shown} (+{len(items) - _MAX_LISTED} more)"
+
+
+def _all_or_nothing(scorer: str, value: float, reason: str) -> Score:
+    """The score of a scorer that passes only at 1.0 (:data:`ALL_OR_NOTHING`)."""
+    return Score(scorer, value, value >= ALL_OR_NOTHING, reason, threshold=ALL_OR_NOTHING)
 
 
 def _need_reference(scorer: str, case: GoldenCase, alternative: str) -> str:
@@ -351,7 +373,7 @@ def _score_exact(options: Mapping[str, Any], output: str, case: GoldenCase) -> S
 
     want, got = normalize(expected), normalize(output)
     if want == got:
-        return Score("exact", 1.0, True, f"output equals {what}")
+        return _all_or_nothing("exact", 1.0, f"output equals {what}")
     at = next((i for i, (a, b) in enumerate(zip(want, got, strict=False)) if a != b), None)
     if at is None:
         at = min(len(want), len(got))
@@ -360,7 +382,7 @@ def _score_exact(options: Mapping[str, Any], output: str, case: GoldenCase) -> S
         f"output differs from {what} at character {at + 1}: "
         f"expected {_quote(want[start : start + 30])}, got {_quote(got[start : start + 30])}"
     )
-    return Score("exact", 0.0, False, reason)
+    return _all_or_nothing("exact", 0.0, reason)
 
 
 def _score_contains(options: Mapping[str, Any], output: str, case: GoldenCase) -> Score:
@@ -375,18 +397,18 @@ def _score_contains(options: Mapping[str, Any], output: str, case: GoldenCase) -
     value = found / len(values)
     if not missing:
         reason = f"found {_quote(values[0])}" if len(values) == 1 else f"found all {len(values)}"
-        return Score("contains", 1.0, True, reason)
+        return _all_or_nothing("contains", 1.0, reason)
     reason = f"missing {len(missing)} of {len(values)}: {_listed([_quote(m) for m in missing])}"
-    return Score("contains", value, False, reason)
+    return _all_or_nothing("contains", value, reason)
 
 
 def _score_regex(options: Mapping[str, Any], output: str, case: GoldenCase) -> Score:
     pattern: str = options["pattern"]
     match = re.search(pattern, output.strip(), _regex_flags(options.get("flags", "")))
     if match is None:
-        return Score("regex", 0.0, False, f"no match for /{_clip(pattern, 40)}/")
-    return Score(
-        "regex", 1.0, True, f"matched {_quote(match.group(0))} at character {match.start() + 1}"
+        return _all_or_nothing("regex", 0.0, f"no match for /{_clip(pattern, 40)}/")
+    return _all_or_nothing(
+        "regex", 1.0, f"matched {_quote(match.group(0))} at character {match.start() + 1}"
     )
 
 
@@ -438,11 +460,11 @@ def _score_json(options: Mapping[str, Any], output: str, case: GoldenCase) -> Sc
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        return Score("json", 0.0, False, f"output is not valid JSON: {exc}")
+        return _all_or_nothing("json", 0.0, f"output is not valid JSON: {exc}")
     except RecursionError:
-        return Score("json", 0.0, False, "output is not valid JSON: nested too deeply")
+        return _all_or_nothing("json", 0.0, "output is not valid JSON: nested too deeply")
     if isinstance(data, float) and not math.isfinite(data):
-        return Score("json", 0.0, False, f"output is not valid JSON: {text!r} is not a number")
+        return _all_or_nothing("json", 0.0, f"output is not valid JSON: {text!r} is not a number")
 
     issues: list[str] = []
     if schema is not None:
@@ -462,13 +484,13 @@ def _score_json(options: Mapping[str, Any], output: str, case: GoldenCase) -> Sc
                         f"field {key!r} is {_json_text(data[key])}, expected {_json_text(want)}"
                     )
     if issues:
-        return Score("json", 0.0, False, _listed(issues, "; "))
+        return _all_or_nothing("json", 0.0, _listed(issues, "; "))
     checks = ["valid JSON"]
     if schema is not None:
         checks.append("matches the schema")
     if fields is not None:
         checks.append(f"has the {len(fields)} expected field(s)")
-    return Score("json", 1.0, True, ", ".join(checks))
+    return _all_or_nothing("json", 1.0, ", ".join(checks))
 
 
 def _score_similarity(options: Mapping[str, Any], output: str, case: GoldenCase) -> Score:

@@ -33,6 +33,7 @@ __all__ = [
     "ModelConfig",
     "Scenario",
     "ScenarioError",
+    "ServerConfig",
     "load_answers",
     "load_scenario",
     "parse_model_changes",
@@ -50,6 +51,15 @@ DEFAULT_DRIFT_REPLY = "I am not sure."
 
 DEFAULT_SCENARIO: dict[str, Any] = {"models": {WILDCARD: {"default_reply": DEFAULT_REPLY}}}
 """The scenario used when none is given: every model id exists and answers a fixed sentence."""
+
+ERROR_SHAPES = ("provider", "detail", "detail_list", "error_string", "message", "text")
+"""How an error body is written: the provider's JSON (``provider``), FastAPI's
+``{"detail": "..."}`` (``detail``) or validation list ``{"detail": [{"loc", "msg", "type"}]}``
+(``detail_list``), ``{"error": "..."}`` (``error_string``), ``{"message": "..."}``
+(``message``), or the message as plain text (``text``)."""
+
+AUTH_MODES = ("required", "none")
+MODELS_ENDPOINT_MODES = ("full", "loaded", "none")
 
 _T = TypeVar("_T")
 
@@ -126,6 +136,8 @@ class ErrorRule:
     type: str | None = None
     code: str | None = None
     latency_ms: float = 0.0
+    param: str | None = None
+    shape: str | None = None  # one of ERROR_SHAPES; None: the server's error_shape
 
 
 @dataclass(frozen=True)
@@ -146,7 +158,8 @@ class ModelConfig:
     ``answers_from`` when the scenario is loaded (normalized user text -> reference).
     ``structured_output=False`` makes requests for structured output (Anthropic ``tools``,
     ``output_config.format``; OpenAI ``response_format`` JSON) a 400, as some self-hosted
-    compatible servers answer.
+    compatible servers answer. ``slots`` is how many of its requests generate at once (the
+    rest queue), ``refuses_params`` the request fields it answers with a 400.
     """
 
     latency_ms: float | None = None
@@ -166,6 +179,29 @@ class ModelConfig:
     structured_output: bool = True
     display_name: str | None = None
     created_at: _dt.date | None = None
+    slots: int | None = None
+    refuses_params: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How the server as a whole behaves, like one kind of self-hosted server or another.
+
+    ``auth``: ``required`` (a key must be sent) or ``none`` (keys are not looked at).
+    ``models_endpoint``: ``full`` (list and retrieve), ``loaded`` (no retrieve route; the list
+    holds the models that have answered since the server started, as ``transformers serve``
+    does) or ``none`` (no models routes). ``slots``: how many requests generate at once across
+    all models (the rest queue). ``accepts_params``: request fields the OpenAI endpoint takes
+    besides the API's own. ``error_shape``: how the server's own errors are written.
+    ``unknown_model``: the error for a model id that is not configured.
+    """
+
+    auth: str = "required"
+    models_endpoint: str = "full"
+    slots: int | None = None
+    accepts_params: tuple[str, ...] = ()
+    error_shape: str = "provider"
+    unknown_model: ErrorRule | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +217,7 @@ class Scenario:
     description: str | None = None
     source: str = "<dict>"
     base_dir: Path = field(default_factory=Path.cwd)
+    server: ServerConfig = field(default_factory=ServerConfig)
 
     def resolve(self, model_id: str) -> tuple[str, ModelConfig] | None:
         """Resolve a requested model id (or alias) to ``(snapshot id, config)``.
@@ -312,6 +349,28 @@ def _list(ctx: _Ctx, path: str, value: object) -> list[Any]:
     return list(value)
 
 
+def _names(ctx: _Ctx, path: str, value: object) -> tuple[str, ...]:
+    """A list of request field names (a single name is accepted as a list of one)."""
+    items = [value] if isinstance(value, str) else _list(ctx, path, value)
+    for index, item in enumerate(items):
+        if not isinstance(item, str) or not item:
+            raise ctx.error(f"{path}[{index}]", f"expected a field name, got {item!r}")
+    return tuple(items)
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[_Ctx, str, object], str]:
+    def parse(ctx: _Ctx, path: str, value: object) -> str:
+        if value not in choices:
+            raise ctx.error(path, f"expected one of {', '.join(choices)}, got {value!r}")
+        return str(value)
+
+    return parse
+
+
+def _slots(ctx: _Ctx, path: str, value: object) -> int | None:
+    return None if value is None else _integer(ctx, path, value, minimum=1)
+
+
 # ---------------------------------------------------------------------------------------------
 # Parsing the parts
 # ---------------------------------------------------------------------------------------------
@@ -330,9 +389,21 @@ _ERROR_KEYS = (
     "type",
     "code",
     "latency_ms",
+    "param",
+    "shape",
 )
+_UNKNOWN_MODEL_KEYS = ("status", "message", "type", "code", "param", "shape")
 _RATE_LIMIT_KEYS = ("requests_per_second", "burst")
-_TOP_KEYS = ("api_key", "latency_ms", "jitter_ms", "seed", "aliases", "models", "description")
+_TOP_KEYS = (
+    "api_key",
+    "latency_ms",
+    "jitter_ms",
+    "seed",
+    "aliases",
+    "models",
+    "description",
+    "server",
+)
 
 
 def _parse_answer(ctx: _Ctx, path: str, value: object) -> AnswerRule:
@@ -389,12 +460,19 @@ def _parse_drift(ctx: _Ctx, path: str, value: object) -> DriftConfig | None:
     )
 
 
-def _parse_error(ctx: _Ctx, path: str, value: object) -> ErrorRule:
+def _parse_error(
+    ctx: _Ctx,
+    path: str,
+    value: object,
+    *,
+    keys: tuple[str, ...] = _ERROR_KEYS,
+    default_status: int | None = None,
+) -> ErrorRule:
     raw = _mapping(ctx, path, value)
-    _check_keys(ctx, path, raw, _ERROR_KEYS)
-    if "status" not in raw:
+    _check_keys(ctx, path, raw, keys)
+    if "status" not in raw and default_status is None:
         raise ctx.error(_join(path, "status"), "missing required key 'status'")
-    status = _integer(ctx, _join(path, "status"), raw["status"])
+    status = _integer(ctx, _join(path, "status"), raw.get("status", default_status))
     if not 400 <= status <= 599:
         raise ctx.error(
             _join(path, "status"), f"unknown status {status} (must be an HTTP error status 400-599)"
@@ -415,7 +493,30 @@ def _parse_error(ctx: _Ctx, path: str, value: object) -> ErrorRule:
         type=opt("type", _string),
         code=opt("code", _string),
         latency_ms=opt("latency_ms", _number) or 0.0,
+        param=opt("param", _string),
+        shape=opt("shape", _choice(ERROR_SHAPES)),
     )
+
+
+def _parse_server(ctx: _Ctx, value: object) -> ServerConfig:
+    raw = _mapping(ctx, "server", {} if value is None else value)
+    parsers: dict[str, Callable[[_Ctx, str, object], object]] = {
+        "auth": _choice(AUTH_MODES),
+        "models_endpoint": _choice(MODELS_ENDPOINT_MODES),
+        "slots": _slots,
+        "accepts_params": _names,
+        "error_shape": _choice(ERROR_SHAPES),
+        "unknown_model": lambda c, p, v: (
+            None
+            if v is None
+            else _parse_error(c, p, v, keys=_UNKNOWN_MODEL_KEYS, default_status=404)
+        ),
+    }
+    _check_keys(ctx, "server", raw, parsers)
+    parsed: dict[str, Any] = {
+        key: parsers[key](ctx, _join("server", key), item) for key, item in raw.items()
+    }
+    return ServerConfig(**parsed)
 
 
 def _parse_answers_from(ctx: _Ctx, path: str, value: object) -> tuple[Path, ...]:
@@ -461,6 +562,8 @@ def _model_field_parsers() -> dict[str, Callable[[_Ctx, str, object], object]]:
         "structured_output": _boolean,
         "display_name": _opt_string,
         "created_at": _date,
+        "slots": _slots,
+        "refuses_params": _names,
     }
 
 
@@ -535,16 +638,21 @@ def parse_scenario(
         aliases[alias] = target
 
     seed = raw.get("seed")
+    server = _parse_server(ctx, raw.get("server"))
+    api_key = _opt_string(ctx, "api_key", raw.get("api_key"))
+    if api_key is not None and server.auth == "none":
+        raise ctx.error("api_key", "server.auth is none, so no key is checked; drop one of the two")
     return Scenario(
         models=models,
         aliases=aliases,
-        api_key=_opt_string(ctx, "api_key", raw.get("api_key")),
+        api_key=api_key,
         latency_ms=_number(ctx, "latency_ms", raw.get("latency_ms") or 0),
         jitter_ms=_number(ctx, "jitter_ms", raw.get("jitter_ms") or 0),
         seed=0 if seed is None else _integer(ctx, "seed", seed),
         description=_opt_string(ctx, "description", raw.get("description")),
         source=source,
         base_dir=base,
+        server=server,
     )
 
 

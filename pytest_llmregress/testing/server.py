@@ -17,6 +17,7 @@ not import any SDK. See ``docs/local-server.md`` for the scenario format and exa
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import datetime as _dt
@@ -65,6 +66,7 @@ CHAT_PATH = "/v1/chat/completions"
 MODELS_PATH = "/v1/models"
 
 _DEFAULT_CREATED = _dt.date(2025, 1, 1)
+_CLIENT_POLL_S = 0.05  # how often a request waiting for a slot looks whether its client left
 _JUDGE_REFUSAL = (
     "I can't grade this: the prompt must contain a reference block and a candidate block."
 )
@@ -148,10 +150,12 @@ class Response:
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
+    generated: bool = False  # a model's answer (for the count of answers nobody received)
 
 
 class _HTTPError(Exception):
-    """Raised inside a handler to answer with a provider-formatted error."""
+    """Raised inside a handler to answer with an error: in the provider's format, or in the
+    ``shape`` of an error rule (``None``: the server's ``error_shape``)."""
 
     def __init__(
         self,
@@ -163,6 +167,7 @@ class _HTTPError(Exception):
         param: str | None = None,
         headers: Mapping[str, str] | None = None,
         resolved: str | None = None,
+        shape: str | None = None,
     ) -> None:
         super().__init__(message)
         self.resolved = resolved
@@ -172,6 +177,7 @@ class _HTTPError(Exception):
         self.code = code
         self.param = param
         self.headers = dict(headers or {})
+        self.shape = shape
 
 
 @dataclass
@@ -183,6 +189,15 @@ class _ModelState:
     jitter_rng: random.Random
     tokens: float = math.inf  # the rate limit's bucket, filled on first use
     filled_at: float = 0.0  # time.monotonic() of its last refill
+
+
+@dataclass
+class _Slots:
+    """The generation slots of a model (or of the server): how many are busy, and the
+    requests waiting for one, first come first served."""
+
+    busy: int = 0
+    waiting: collections.deque[object] = field(default_factory=collections.deque)
 
 
 @dataclass
@@ -456,7 +471,9 @@ class LocalProviderServer:
         self._host = host
         self._port = port
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
+        self._changed = threading.Condition(self._lock)  # any counter changed
+        self._slot_freed = threading.Condition(self._lock)
+        self._latency_changed = threading.Condition(self._lock)  # update_model
         self._gate = threading.Event()
         self._gate.set()
         self._let_through = 0  # requests pause(after=...) still lets pass
@@ -469,6 +486,10 @@ class LocalProviderServer:
         self._by_status: dict[int, int] = {}
         self._in_flight = 0
         self._max_in_flight = 0
+        self._slots: dict[str | None, _Slots] = {}  # by snapshot; None: the server's
+        self._queued = self._generating = self._max_generating = 0
+        self._started = self._finished = self._dropped = self._lost_answers = 0
+        self._loaded: dict[str, None] = {}  # snapshots that answered since start(), in order
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -482,6 +503,8 @@ class LocalProviderServer:
         if port is not None:
             self._port = port
         self._admin_token = self._fixed_admin_token or secrets.token_urlsafe(24)
+        with self._lock:
+            self._loaded.clear()
         httpd = _HTTPServer((self._host, self._port), _Handler, self)
         self._httpd = httpd
         self._thread = threading.Thread(
@@ -567,18 +590,41 @@ class LocalProviderServer:
 
     def stats(self) -> dict[str, Any]:
         """Counters: ``requests`` (model requests), ``by_model`` (requested id -> count),
-        ``by_resolved_model``, ``by_status``, ``in_flight``, ``max_in_flight`` and ``other``
-        (non-model, non-admin requests such as ``/v1/models``)."""
+        ``by_resolved_model``, ``by_status``, ``in_flight``, ``max_in_flight``, ``other``
+        (non-model, non-admin requests such as ``/v1/models``), and how generation went:
+        ``queued`` and ``generating`` now, ``max_generating``, ``started`` and ``finished``
+        (requests that began and ended generating), ``dropped`` (queued requests whose client
+        went away, never generated) and ``lost_answers`` (answers generated for a client that
+        had gone)."""
         with self._lock:
-            return {
-                "requests": self._total,
-                "by_model": dict(self._by_model),
-                "by_resolved_model": dict(self._by_resolved),
-                "by_status": dict(self._by_status),
-                "in_flight": self._in_flight,
-                "max_in_flight": self._max_in_flight,
-                "other": self._other,
-            }
+            return self._stats()
+
+    def _stats(self) -> dict[str, Any]:
+        return {
+            "requests": self._total,
+            "by_model": dict(self._by_model),
+            "by_resolved_model": dict(self._by_resolved),
+            "by_status": dict(self._by_status),
+            "in_flight": self._in_flight,
+            "max_in_flight": self._max_in_flight,
+            "other": self._other,
+            "queued": self._queued,
+            "generating": self._generating,
+            "max_generating": self._max_generating,
+            "started": self._started,
+            "finished": self._finished,
+            "dropped": self._dropped,
+            "lost_answers": self._lost_answers,
+        }
+
+    def wait_until(
+        self, condition: Callable[[dict[str, Any]], bool], timeout: float = 10.0
+    ) -> bool:
+        """Block until ``condition(stats())`` holds; False on timeout. For tests that wait on
+        the server's counters instead of the clock: ``wait_until(lambda s: s["queued"] == 2)``.
+        """
+        with self._changed:
+            return self._changed.wait_for(lambda: condition(self._stats()), timeout=timeout)
 
     def reset_stats(self) -> None:
         """Clear counters, the request log and per-model runtime state (``first_n`` counts and
@@ -591,6 +637,8 @@ class LocalProviderServer:
             self._by_resolved.clear()
             self._by_status.clear()
             self._max_in_flight = self._in_flight
+            self._started = self._finished = self._dropped = self._lost_answers = 0
+            self._max_generating = self._generating
 
     def pause(self, after: int = 0) -> None:
         """Hold model requests (after they are counted as in flight) until :meth:`resume`:
@@ -639,14 +687,26 @@ class LocalProviderServer:
                 base_dir=self._scenario.base_dir,
             )
             self._models[model_id] = new
+            self._latency_changed.notify_all()  # requests waiting out their latency
+            self._slot_freed.notify_all()  # a model given more slots
             return new
 
     # -- request handling (provider independent) -----------------------------------------------
 
-    def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Response:
+    def handle(
+        self,
+        method: str,
+        target: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        client_gone: Callable[[], bool] | None = None,
+    ) -> Response:
         """Produce the response for one HTTP request (used by the HTTP handler; usable directly).
 
-        ``headers`` must be a case-insensitive mapping or have lower-case keys.
+        ``headers`` must be a case-insensitive mapping or have lower-case keys. ``client_gone``
+        tells whether the client has closed its connection: a request waiting for a slot is then
+        dropped (status 499) instead of generated.
         """
         split = urlsplit(target)
         path = split.path.rstrip("/") or "/"
@@ -655,12 +715,15 @@ class LocalProviderServer:
         if path.startswith("/_admin/"):
             return self._handle_admin(method, path, headers, body)
         if method == "POST" and path in (MESSAGES_PATH, CHAT_PATH):
-            return self._handle_model_request(path, headers, body)
+            return self._handle_model_request(path, headers, body, client_gone)
         if method == "POST" and path == COUNT_TOKENS_PATH:
             self._count_other()
             return self._guard("anthropic", lambda: self._count_tokens(headers, body))
         if method == "GET" and (path == MODELS_PATH or path.startswith(MODELS_PATH + "/")):
             self._count_other()
+            mode = self._scenario.server.models_endpoint
+            if mode == "none" or (mode == "loaded" and path != MODELS_PATH):
+                return _json_response(404, {"detail": "Not Found"})  # no such route (FastAPI)
             provider: Provider = "anthropic" if _header(headers, "anthropic-version") else "openai"
             model_id = unquote(path[len(MODELS_PATH) + 1 :]) if path != MODELS_PATH else None
             return self._guard(
@@ -680,17 +743,26 @@ class LocalProviderServer:
         request_id = _new_id("req_")
         try:
             response = produce()
-        except _HTTPError as exc:
-            response = _error_response(provider, exc, request_id)
-        except Exception as exc:  # a bug in the server: answer 500 and show the traceback
-            traceback.print_exc(file=sys.stderr)
-            response = _error_response(
-                provider, _HTTPError(500, f"local server bug: {exc!r}"), request_id
-            )
+        except Exception as exc:
+            response = self._error(provider, exc, request_id)
         response.headers[_request_id_header(provider)] = request_id
         return response
 
-    def _handle_model_request(self, path: str, headers: Mapping[str, str], body: bytes) -> Response:
+    def _error(self, provider: Provider, exc: Exception, request_id: str) -> Response:
+        """The answer for an exception while handling a request: an ``_HTTPError`` as it
+        says, anything else (a bug in the server) a 500 and a traceback on stderr."""
+        if not isinstance(exc, _HTTPError):
+            traceback.print_exc(file=sys.stderr)
+            exc = _HTTPError(500, f"local server bug: {exc!r}")
+        return _error_response(provider, exc, request_id, self._scenario.server.error_shape)
+
+    def _handle_model_request(
+        self,
+        path: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        client_gone: Callable[[], bool] | None,
+    ) -> Response:
         provider: Provider = "anthropic" if path == MESSAGES_PATH else "openai"
         request_id = _new_id("req_")
         arrived = time.time()
@@ -711,14 +783,16 @@ class LocalProviderServer:
                 self._check_auth(provider, headers)
                 data = _parse_json(body)
                 requested = data.get("model") if isinstance(data.get("model"), str) else None
-                prompt = (
-                    _anthropic_prompt(data) if provider == "anthropic" else _openai_prompt(data)
-                )
+                if provider == "anthropic":
+                    prompt = _anthropic_prompt(data)
+                else:
+                    prompt = _openai_prompt(data, self._scenario.server.accepts_params)
                 if data.get("stream"):
                     raise _HTTPError(
                         400, "streaming is not supported by the local server", param="stream"
                     )
                 resolved, config = self._resolve(provider, prompt.model)
+                _check_refused_params(provider, config, data)
                 if prompt.structured and not config.structured_output:
                     raise _HTTPError(
                         400,
@@ -727,20 +801,11 @@ class LocalProviderServer:
                         param=prompt.structured.split(" ")[0],
                     )
                 self._inject_faults(resolved, config, prompt)
-                self._sleep(resolved, config)
-                text, verdict = self._reply(resolved, config, prompt)
-                if provider == "anthropic":
-                    response = _anthropic_message(resolved, text, prompt, verdict)
-                else:
-                    response = _openai_completion(resolved, config, text, prompt, verdict)
-            except _HTTPError as exc:
-                resolved = resolved or exc.resolved
-                response = _error_response(provider, exc, request_id)
+                response = self._generate(provider, resolved, config, prompt, client_gone)
             except Exception as exc:
-                traceback.print_exc(file=sys.stderr)
-                response = _error_response(
-                    provider, _HTTPError(500, f"local server bug: {exc!r}"), request_id
-                )
+                if isinstance(exc, _HTTPError):
+                    resolved = resolved or exc.resolved
+                response = self._error(provider, exc, request_id)
             response.headers[_request_id_header(provider)] = request_id
             record = RequestRecord(
                 endpoint=path,
@@ -752,7 +817,7 @@ class LocalProviderServer:
                 params=prompt.params if prompt is not None else {},
                 time=arrived,
             )
-            with self._lock:
+            with self._changed:
                 self._records.append(record)
                 self._total += 1
                 key = requested if requested is not None else "<none>"
@@ -760,13 +825,121 @@ class LocalProviderServer:
                 if resolved is not None:
                     self._by_resolved[resolved] = self._by_resolved.get(resolved, 0) + 1
                 self._by_status[response.status] = self._by_status.get(response.status, 0) + 1
+                if response.generated and resolved is not None:
+                    self._loaded[resolved] = None
+                self._changed.notify_all()
             return response
         finally:
             with self._changed:
                 self._in_flight -= 1
                 self._changed.notify_all()
 
+    def _generate(
+        self,
+        provider: Provider,
+        snapshot: str,
+        config: ModelConfig,
+        prompt: _Prompt,
+        client_gone: Callable[[], bool] | None,
+    ) -> Response:
+        """Generate the answer: in a slot of the model and of the server when they have
+        ``slots`` (waiting in line for them), for the model's latency."""
+        with self._changed:
+            taken = self._take_slots(snapshot, client_gone)
+            if taken is None:
+                self._dropped += 1
+                self._changed.notify_all()
+                raise _HTTPError(
+                    499, "The client closed the connection while the request waited for a slot."
+                )
+            self._started += 1
+            self._generating += 1
+            self._max_generating = max(self._max_generating, self._generating)
+            self._changed.notify_all()
+        try:
+            self._sleep(snapshot, config)
+            text, verdict = self._reply(snapshot, config, prompt)
+        finally:
+            with self._changed:
+                self._release_slots(taken)
+                self._generating -= 1
+                self._finished += 1
+                self._changed.notify_all()
+        if provider == "anthropic":
+            response = _anthropic_message(snapshot, text, prompt, verdict)
+        else:
+            response = _openai_completion(snapshot, config, text, prompt, verdict)
+        response.generated = True
+        return response
+
+    def _slot_capacity(self, key: str | None) -> int | None:
+        """How many requests may generate at once: on the model ``key``, or on the server
+        (``None``); None when unlimited. Read at every turn, so ``update_model`` counts."""
+        if key is None:
+            return self._scenario.server.slots
+        config = self._models.get(key) or self._models.get(WILDCARD)
+        return config.slots if config is not None else None
+
+    def _take_slots(
+        self, snapshot: str, client_gone: Callable[[], bool] | None
+    ) -> list[_Slots] | None:
+        """Take a slot of the model, then one of the server (call with the lock held), each
+        first come first served; None when the client went away while waiting."""
+        taken: list[_Slots] = []
+        for key in (snapshot, None):
+            if self._slot_capacity(key) is None:
+                continue
+            slots = self._slots.setdefault(key, _Slots())
+            if not self._take_slot(key, slots, client_gone):
+                self._release_slots(taken)
+                return None
+            taken.append(slots)
+        return taken
+
+    def _take_slot(
+        self, key: str | None, slots: _Slots, client_gone: Callable[[], bool] | None
+    ) -> bool:
+        def free() -> bool:
+            capacity = self._slot_capacity(key)
+            return capacity is None or slots.busy < capacity
+
+        if not slots.waiting and free():
+            slots.busy += 1
+            return True
+        ticket = object()
+        slots.waiting.append(ticket)
+        self._queued += 1
+        self._changed.notify_all()
+        try:
+            while slots.waiting[0] is not ticket or not free():
+                if client_gone is not None and client_gone():
+                    return False
+                # without a way to see the client leave, wait for a slot as long as it takes
+                self._slot_freed.wait(_CLIENT_POLL_S if client_gone is not None else None)
+            slots.busy += 1
+            return True
+        finally:
+            slots.waiting.remove(ticket)
+            self._queued -= 1
+            self._changed.notify_all()
+            self._slot_freed.notify_all()  # the next in line may go
+
+    def _release_slots(self, taken: list[_Slots]) -> None:
+        """Give back slots (call with the lock held)."""
+        for slots in taken:
+            slots.busy -= 1
+        if taken:
+            self._slot_freed.notify_all()
+
+    def _lost_answer(self) -> None:
+        """An answer was generated for a client that had gone (the HTTP handler saw it)."""
+        with self._changed:
+            self._lost_answers += 1
+            self._changed.notify_all()
+
     def _check_auth(self, provider: Provider, headers: Mapping[str, str]) -> None:
+        if self._scenario.server.auth == "none":
+            return
         expected = self._scenario.api_key
         bearer = _header(headers, "authorization") or ""
         bearer_key = bearer[7:].strip() if bearer.lower().startswith("bearer ") else None
@@ -799,12 +972,15 @@ class LocalProviderServer:
             config = self._models.get(snapshot) or self._models.get(WILDCARD)
         if config is None:
             if provider == "anthropic":
-                raise _HTTPError(404, f"model: {model_id}")
-            raise _HTTPError(
-                404,
-                f"The model `{model_id}` does not exist or you do not have access to it.",
-                code="model_not_found",
-            )
+                error = _HTTPError(404, f"model: {model_id}")
+            else:
+                error = _HTTPError(
+                    404,
+                    f"The model `{model_id}` does not exist or you do not have access to it.",
+                    code="model_not_found",
+                )
+            rule = self._scenario.server.unknown_model
+            raise error if rule is None else _injected_error(rule, model_id, error)
         if config.retired:
             if provider == "anthropic":
                 via = f" (alias of {snapshot})" if snapshot != model_id else ""
@@ -858,16 +1034,26 @@ class LocalProviderServer:
             return
         if fired.latency_ms:
             time.sleep(fired.latency_ms / 1000)
-        raise _injected_error(fired)
+        raise _injected_error(fired, prompt.model)
+
+    def _latency_ms(self, config: ModelConfig) -> float:
+        return config.latency_ms if config.latency_ms is not None else self._scenario.latency_ms
 
     def _sleep(self, snapshot: str, config: ModelConfig) -> None:
-        latency = config.latency_ms if config.latency_ms is not None else self._scenario.latency_ms
+        """Wait out the model's latency and jitter. A change of the model's ``latency_ms``
+        counts for the requests waiting: ``update_model(m, latency_ms=0)`` releases them."""
         jitter = config.jitter_ms or self._scenario.jitter_ms
-        if jitter:
-            with self._lock:
-                latency += self._state(snapshot).jitter_rng.uniform(0, jitter)
-        if latency > 0:
-            time.sleep(latency / 1000)
+        if not jitter and self._latency_ms(config) <= 0:
+            return
+        started = time.monotonic()
+        with self._latency_changed:
+            extra = self._state(snapshot).jitter_rng.uniform(0, jitter) if jitter else 0.0
+            while True:
+                current = self._models.get(snapshot) or self._models.get(WILDCARD) or config
+                left = started + (self._latency_ms(current) + extra) / 1000 - time.monotonic()
+                if left <= 0:
+                    return
+                self._latency_changed.wait(left)
 
     def _reply(
         self, snapshot: str, config: ModelConfig, prompt: _Prompt
@@ -934,7 +1120,14 @@ class LocalProviderServer:
             if provider == "anthropic":
                 return _json_response(200, _anthropic_model(snapshot, config))
             return _json_response(200, _openai_model(model_id, config))
-        listed = [(m, c) for m, c in models.items() if m != WILDCARD and not c.retired]
+        if self._scenario.server.models_endpoint == "loaded":  # what has answered, no aliases
+            with self._lock:
+                loaded = list(self._loaded)
+            configs = [(m, models.get(m) or models.get(WILDCARD)) for m in loaded]
+            listed = [(m, c) for m, c in configs if c is not None and not c.retired]
+            aliases = {}
+        else:
+            listed = [(m, c) for m, c in models.items() if m != WILDCARD and not c.retired]
         if provider == "openai":
             entries = [_openai_model(m, c) for m, c in listed]
             entries += [
@@ -1056,6 +1249,51 @@ _OPENAI_PARAMS = (
     "presence_penalty",
     "service_tier",
 )
+# Every top-level field of the Chat Completions API: anything else is refused, as the API does.
+_OPENAI_FIELDS = frozenset(
+    (
+        *_OPENAI_PARAMS,
+        "model",
+        "messages",
+        "stream",
+        "stream_options",
+        "audio",
+        "function_call",
+        "functions",
+        "logit_bias",
+        "logprobs",
+        "modalities",
+        "moderation",
+        "parallel_tool_calls",
+        "prediction",
+        "prompt_cache_key",
+        "prompt_cache_options",
+        "prompt_cache_retention",
+        "safety_identifier",
+        "store",
+        "tool_choice",
+        "tools",
+        "top_logprobs",
+        "user",
+        "verbosity",
+        "web_search_options",
+    )
+)
+
+
+def _check_refused_params(provider: Provider, config: ModelConfig, data: Mapping[str, Any]) -> None:
+    """A 400 naming the first request field the model refuses (``refuses_params``)."""
+    name = next((p for p in config.refuses_params if data.get(p) is not None), None)
+    if name is None:
+        return
+    if provider == "openai":
+        raise _HTTPError(
+            400,
+            f"Unsupported parameter: '{name}' is not supported with this model.",
+            param=name,
+            code="unsupported_parameter",
+        )
+    raise _HTTPError(400, f"`{name}` is not supported by this model.", param=name)
 
 
 def _require_model(data: Mapping[str, Any]) -> str:
@@ -1167,7 +1405,16 @@ def _anthropic_tool_choice(data: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _openai_prompt(data: Mapping[str, Any]) -> _Prompt:
+def _openai_prompt(data: Mapping[str, Any], accepts: tuple[str, ...] = ()) -> _Prompt:
+    """Check a Chat Completions body; ``accepts`` are fields taken besides the API's own."""
+    unknown = [key for key in data if key not in _OPENAI_FIELDS and key not in accepts]
+    if unknown:
+        s = "s" if len(unknown) > 1 else ""
+        raise _HTTPError(
+            400,
+            f"Unrecognized request argument{s} supplied: {', '.join(unknown)}",
+            param=unknown[0],
+        )
     if data.get("model") is None:
         raise _HTTPError(400, "you must provide a model parameter", param="model")
     model = _require_model(data)
@@ -1211,7 +1458,7 @@ def _openai_prompt(data: Mapping[str, Any]) -> _Prompt:
             not isinstance(value, int) or isinstance(value, bool) or value < 1
         ):
             raise _HTTPError(400, f"Invalid '{name}': integer below minimum value.", param=name)
-    params = {k: data[k] for k in _OPENAI_PARAMS if data.get(k) is not None}
+    params = {k: data[k] for k in (*_OPENAI_PARAMS, *accepts) if data.get(k) is not None}
     json_only = _openai_response_format(data.get("response_format"))
     structured = "response_format" if json_only else None
     return _Prompt(
@@ -1334,7 +1581,13 @@ def _take_token(state: _ModelState, limit: RateLimit) -> None:
     )
 
 
-def _injected_error(rule: ErrorRule) -> _HTTPError:
+# error shapes whose body is one key holding the message
+_STRING_SHAPES = {"detail": "detail", "error_string": "error", "message": "message"}
+
+
+def _injected_error(rule: ErrorRule, model: str, default: _HTTPError | None = None) -> _HTTPError:
+    """The error a rule answers for a request naming ``model`` (``{model}`` in its message);
+    ``default`` gives what the rule leaves unset (the unknown-model error it replaces)."""
     headers: dict[str, str] = {}
     retry_after = rule.retry_after
     if retry_after is None and rule.status == 429:
@@ -1343,23 +1596,41 @@ def _injected_error(rule: ErrorRule) -> _HTTPError:
         headers["retry-after"] = _format_seconds(retry_after)
     if rule.retry_after_ms is not None:
         headers["retry-after-ms"] = _format_seconds(rule.retry_after_ms)
-    code = rule.code
+    code = rule.code or (default.code if default else None)
     error_type = rule.type
-    message = rule.message
+    message = rule.message.replace("{model}", model) if rule.message is not None else None
     if rule.quota and rule.status == 429:
         code = code or "insufficient_quota"
         error_type = error_type or "insufficient_quota"
         message = message or _QUOTA_MESSAGE
+    if message is None:
+        message = default.message if default else _DEFAULT_MESSAGES.get(rule.status)
     return _HTTPError(
         rule.status,
-        message or _DEFAULT_MESSAGES.get(rule.status, f"Injected error {rule.status}."),
+        message or f"Injected error {rule.status}.",
         error_type=error_type,
         code=code,
+        param=rule.param,
         headers=headers,
+        shape=rule.shape,
     )
 
 
-def _error_response(provider: Provider, exc: _HTTPError, request_id: str) -> Response:
+def _error_response(
+    provider: Provider, exc: _HTTPError, request_id: str, shape: str = "provider"
+) -> Response:
+    """The error as the provider writes it, or in another ``shape`` (``ERROR_SHAPES``) as
+    self-hosted servers and gateways do; the error rule's own shape comes first."""
+    shape = exc.shape or shape
+    if shape == "text":
+        body = exc.message.encode("utf-8")
+        return Response(exc.status, body, dict(exc.headers), "text/plain; charset=utf-8")
+    if shape in _STRING_SHAPES:
+        return _json_response(exc.status, {_STRING_SHAPES[shape]: exc.message}, exc.headers)
+    if shape == "detail_list":
+        loc = ["body", *exc.param.split(".")] if exc.param else ["body"]
+        item = {"type": exc.error_type or "value_error", "loc": loc, "msg": exc.message}
+        return _json_response(exc.status, {"detail": [item]}, exc.headers)
     anthropic_type, openai_type, openai_code = _error_types(exc.status)
     if provider == "anthropic":
         payload: dict[str, Any] = {
@@ -1579,8 +1850,35 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         headers = {key.lower(): value for key, value in self.headers.items()}
-        response = self.server.app.handle(self.command, self.path, headers, body)
-        self._write(response, head_only=self.command == "HEAD")
+        app = self.server.app
+        response = app.handle(self.command, self.path, headers, body, client_gone=self._client_gone)
+        if self._client_gone():  # it gave up (a timeout, a cancelled call): nobody reads this
+            if response.generated:
+                app._lost_answer()
+            self.close_connection = True
+            return
+        try:
+            self._write(response, head_only=self.command == "HEAD")
+        except OSError:
+            if response.generated:
+                app._lost_answer()
+            raise
+
+    def _client_gone(self) -> bool:
+        """Whether the client has closed its end of the connection (a peek that never
+        blocks: no data waiting means it is still there, an empty read that it left)."""
+        connection = self.connection
+        timeout = connection.gettimeout()
+        try:
+            connection.settimeout(0)
+            return bool(connection.recv(1, socket.MSG_PEEK) == b"")
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        finally:
+            with contextlib.suppress(OSError):
+                connection.settimeout(timeout)
 
     def _write(self, response: Response, *, head_only: bool = False) -> None:
         self.send_response(response.status, _REASONS.get(response.status))
