@@ -298,6 +298,7 @@ class Runner:
         self._cache_mode = cache_mode
         self._judge_cache = judge_cache and cache is not None
         self._providers: dict[str, Provider] = {}
+        self._cache_urls: dict[str, str] = {}  # each provider's base URL as cache keys hold it
         self._openai_extra_params = tuple(openai_extra_params)
         # Suite-level parameters: the candidate's under each case's own, the judge's over
         # JUDGE_PARAMS (temperature 0). A model that refuses one has it dropped, once.
@@ -390,6 +391,7 @@ class Runner:
             self._providers[name] = self._endpoints.build(
                 name, self._timeout, self._openai_extra_params
             )
+            self._cache_urls[name] = mask_url(self._providers[name].base_url)
         return self._providers[name]
 
     async def _call(
@@ -439,7 +441,7 @@ class Runner:
             key = request_key(
                 kind=kind,
                 provider=ref.provider,
-                base_url=mask_url(provider.base_url),  # a new password keeps the cache
+                base_url=self._cache_urls[ref.provider],  # a new password keeps the cache
                 request=request,
                 salt=JUDGE_PROMPT_VERSION if kind == "judge" else "",
             )
