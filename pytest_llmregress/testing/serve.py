@@ -40,7 +40,10 @@ examples:
 then, in another shell:
   export ANTHROPIC_BASE_URL=http://127.0.0.1:8765
   export OPENAI_BASE_URL=http://127.0.0.1:8765/v1
-  export ANTHROPIC_API_KEY=local OPENAI_API_KEY=local
+  export ANTHROPIC_API_KEY=local OPENAI_API_KEY=local   # any value; pytest-llmregress
+                                                        # needs none with a base URL set, and
+                                                        # a scenario's "server: {auth: none}"
+                                                        # takes requests without one
 
 admin routes (/_admin/*) answer only requests with the header
 "Authorization: Bearer TOKEN"; the token is new at every start and printed, unless
