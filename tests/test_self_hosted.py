@@ -232,6 +232,30 @@ def test_the_preflight_accepts_a_model_a_cold_server_does_not_list(
     )
 
 
+def test_a_model_the_server_fails_to_load_is_refused_after_a_second_probe(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> None:
+    write_cases(pytester, "qa.jsonl", [dict(c, scorers=["exact"]) for c in qa_cases(2)])
+    server = make_server(
+        {
+            "server": {
+                "models_endpoint": "loaded",
+                "unknown_model": {"status": 500, "shape": "text", "message": "Internal Error"},
+            },
+            "models": {SELF_HOSTED: {}},
+        }
+    )
+    provider_env(server)
+
+    result = pytester.runpytest("--llm-model=openai:tiny-chat-v9")
+
+    assert result.ret != pytest.ExitCode.OK
+    result.stderr.fnmatch_lines(
+        ["*listed 0 models, not this one; a one-token request answered HTTP 500 Internal Error"]
+    )
+    assert [r.status for r in candidate_requests(server, "tiny-chat-v9")] == [500, 500]
+
+
 # -- concurrency that reads the server -----------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import errno
 import json
@@ -213,6 +214,9 @@ def translate_sdk_error(exc: BaseException, *, provider: str, model: str) -> Pro
     )
 
 
+PROBE_RETRY_DELAY = 1.0  # seconds before the preflight's one-token request is sent again
+
+
 def _answered(error: ProviderError) -> str:
     """What a server answered, in a few words, for the preflight's account of what it tried."""
     status = f"HTTP {error.status} " if error.status is not None else ""
@@ -370,21 +374,35 @@ class SDKProvider:
         probe = Request(
             model=model, messages=(ChatMessage("user", "Hi"),), params={"max_tokens": 1}
         )
-        try:
-            await self.complete(probe)
-        except ProviderError as error:
-            if error.retryable:  # busy or unreachable now: the cases' own calls will retry
-                return
-            raise ProviderError(
-                f"the preflight asked three ways: GET models/{model} answered "
-                f"{_answered(retrieved)}; {listing}; a one-token request answered "
-                f"{_answered(error)}",
-                provider=self.name,
-                model=model,
-                kind=error.kind,
-                status=error.status,
-                request_id=error.request_id,
-            ) from None
+        error = await self._probe(probe)
+        if error is None:
+            return
+        raise ProviderError(
+            f"the preflight asked three ways: GET models/{model} answered "
+            f"{_answered(retrieved)}; {listing}; a one-token request answered {_answered(error)}",
+            provider=self.name,
+            model=model,
+            kind=error.kind,
+            status=error.status,
+            request_id=error.request_id,
+        )
+
+    async def _probe(self, request: Request) -> ProviderError | None:
+        """The preflight's one-token request: None when the model answered, or when the
+        server is busy or still loading it (a 429, a timeout: the cases' own calls wait and
+        retry); else why not. A 5xx or a lost connection is asked once more first: a server
+        that cannot load the model answers 500 every time (``transformers serve``)."""
+        for attempt in (1, 2):
+            try:
+                await self.complete(request)
+                return None
+            except ProviderError as error:
+                if error.kind in ("rate_limit", "timeout"):
+                    return None
+                if not error.retryable or attempt == 2:
+                    return error
+            await asyncio.sleep(PROBE_RETRY_DELAY)
+        raise AssertionError("unreachable")
 
     async def aclose(self) -> None:
         if self._client is not None:
