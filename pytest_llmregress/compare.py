@@ -195,13 +195,7 @@ class PairedCase:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "case_id": self.case_id,
-            "path": self.path,
-            "nodeid": self.nodeid,
-            "baseline_outcome": self.baseline.outcome,
-            "candidate_outcome": self.candidate.outcome,
-            "baseline_score": self.baseline_score,
-            "candidate_score": self.candidate_score,
+            **self.flip_record(),
             "delta": self.delta,
             "flip": self.flip,
             "threshold": self.candidate.deciding_threshold,

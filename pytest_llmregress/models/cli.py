@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import Any, Final, TextIO, get_args
 
 from pytest_llmregress.models.config import ModelConfig, ModelConfigError, load_model_config
 from pytest_llmregress.models.gitignore import (
@@ -31,6 +31,7 @@ from pytest_llmregress.models.gitignore import (
 from pytest_llmregress.models.ids import ModelInfo, looks_like_id, parse_model_id
 from pytest_llmregress.models.lifecycle import (
     DEFAULT_WARNING_DAYS,
+    FindingCode,
     LifecycleData,
     LifecycleError,
     LifecycleFinding,
@@ -73,15 +74,7 @@ SKIP_DIRS: Final = frozenset(
     }
 )
 
-_STATUS_ORDER: Final = (
-    "retired",
-    "retiring",
-    "deprecated",
-    "alias",
-    "preview",
-    "unpinned",
-    "unknown-kind",
-)
+_STATUS_ORDER: Final = tuple(code for code in get_args(FindingCode) if code != "bypasses-config")
 
 # -- lint ---------------------------------------------------------------------------------
 
