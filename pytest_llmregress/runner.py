@@ -64,12 +64,15 @@ class AdaptiveLimiter:
     answers.
 
     A server that queues instead of refusing (a self-hosted model on one GPU generates one
-    request at a time) says so by its latency: an answer that took ``QUEUE_FACTOR`` times as
-    long per token as the fastest one seen, sent while other calls were in flight, waited in
-    a queue, and a timeout may have; both halve the limit as a 429 does, and the limit grows
-    back only on answers that did not wait (at most ``GROW_FACTOR`` times the fastest). The
-    per-token time counts ``FIRST_TOKEN_WEIGHT`` tokens for the time to the first token, so
-    long and short answers compare.
+    request at a time) says so by its latency: an answer sent while other calls were in
+    flight that took ``QUEUE_FACTOR`` times as long as the quickest answer seen, both in all
+    and per token, waited in a queue, and a timeout may have; both halve the limit as a 429
+    does. The limit grows back only on answers that did not wait (at most ``GROW_FACTOR``
+    times the quickest, in all or per token). Both measures, because neither alone tells a
+    queue from a long answer: per token, a long answer of a real server is as quick as a
+    short one; in all, a server whose time does not grow with the answer (the local server)
+    is as quick for every answer. The per-token time counts ``FIRST_TOKEN_WEIGHT`` tokens for
+    the time to the first token.
     """
 
     QUEUE_FACTOR = 3.0
@@ -87,7 +90,8 @@ class AdaptiveLimiter:
         self._recover_after = recover_after
         self._successes = 0
         self._hold_until = 0.0  # loop time before which no new call starts
-        self._fastest: float | None = None  # the fewest seconds per token an answer took
+        self._quickest: tuple[float, float] | None = None  # the fewest seconds, in all and
+        # per token, an answer took
         self._condition: asyncio.Condition | None = None
 
     def _cond(self) -> asyncio.Condition:
@@ -148,12 +152,14 @@ class AdaptiveLimiter:
         its kind were in flight (``crowded``) or not."""
         if seconds > 0:
             pace = seconds / (tokens + self.FIRST_TOKEN_WEIGHT)
-            fastest = self._fastest = min(self._fastest or pace, pace)
-            if crowded and pace > self.QUEUE_FACTOR * fastest:
+            quickest, fastest = self._quickest or (seconds, pace)
+            quickest, fastest = self._quickest = (min(quickest, seconds), min(fastest, pace))
+            slower = min(seconds / quickest, pace / fastest)  # by the kinder measure
+            if crowded and slower > self.QUEUE_FACTOR:
                 self.back_off(generation)
                 return
-            if pace > self.GROW_FACTOR * fastest:
-                return  # neither fast nor queued: hold the limit where it is
+            if slower > self.GROW_FACTOR:
+                return  # neither quick nor queued: hold the limit where it is
         if self.current >= self.limit:
             return
         self._successes += 1

@@ -12,6 +12,7 @@ import pytest
 
 from pytest_llmregress.providers.registry import local_server_endpoints, parse_model
 from pytest_llmregress.runner import AdaptiveLimiter, Runner
+from pytest_llmregress.settings import RunnerSettings
 from tests.conftest import CANDIDATE, JUDGE
 from tests.test_plugin_e2e import (
     MakeServer,
@@ -276,12 +277,18 @@ def test_the_limit_halves_on_answers_that_queued_and_grows_on_fast_ones() -> Non
         seen.append(limiter.current)
         await limiter.on_success(limiter.generation, 11.0, 200, crowded=True)  # long, not slow
         seen.append(limiter.current)
+        await limiter.on_success(limiter.generation, 1.0, 100, crowded=True)  # the quickest
+        seen.append(limiter.current)
+        # As quick in all, six times slower per token: a server whose time does not grow with
+        # the answer (the local server's fixed latency) is not queueing.
+        await limiter.on_success(limiter.generation, 1.0, 0, crowded=True)
+        seen.append(limiter.current)
         assert limiter.back_off(limiter.generation)  # a timeout
         seen.append(limiter.current)
         seen.append(limiter.lowest)
         return seen
 
-    assert asyncio.run(run()) == [8, 8, 8, 4, 4, 5, 2, 2]
+    assert asyncio.run(run()) == [8, 8, 8, 4, 4, 5, 6, 7, 3, 3]
 
 
 def test_a_server_that_generates_one_request_at_a_time(
@@ -314,10 +321,9 @@ def test_timeouts_halve_the_limit(make_server: MakeServer) -> None:
         candidate=parse_model(f"openai:{SELF_HOSTED}"),
         judge=None,
         endpoints=local_server_endpoints(server.url),
-        concurrency=4,
-        judge_concurrency=1,
-        timeout=0.5,
-        retries=0,
+        settings=RunnerSettings.defaults(
+            concurrency=4, judge_concurrency=1, timeout=0.5, retries=0
+        ),
     )
 
     async def run() -> None:
