@@ -384,12 +384,22 @@ def cache_health_lines(health: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def merge_stats(
-    into: dict[str, dict[str, int]], other: Mapping[str, Mapping[str, int]]
-) -> dict[str, dict[str, int]]:
-    """Add one process's cache counters to a running total."""
-    for kind, counts in other.items():
-        slot = into.setdefault(kind, {"hits": 0, "misses": 0, "writes": 0})
-        for name, value in counts.items():
-            slot[name] = slot.get(name, 0) + int(value)
-    return into
+def cache_use_line(counts: Mapping[str, Mapping[str, int]], where: str) -> str | None:
+    """The summary's line about what the cache answered, from ``ResponseCache.stats_dict``:
+    ``cache: candidate 120 hits / 30 misses, judge 140 hits / 10 misses (.llmregress/cache)``.
+
+    A kind the cache was not asked for is left out; one it only stored replies for
+    (``--llm-cache=refresh``) says how many. None when the cache was not used at all.
+    """
+    parts = []
+    for kind in ("candidate", "judge"):
+        count = counts.get(kind, {})
+        hits, misses, writes = (int(count.get(name, 0)) for name in ("hits", "misses", "writes"))
+        if hits or misses:
+            parts.append(
+                f"{kind} {hits} hit{'' if hits == 1 else 's'} / "
+                f"{misses} miss{'' if misses == 1 else 'es'}"
+            )
+        elif writes:
+            parts.append(f"{kind} {writes} stored")
+    return f"cache: {', '.join(parts)} ({where})" if parts else None

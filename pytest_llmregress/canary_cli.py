@@ -7,11 +7,12 @@ fraction with its percentage, ``0.05 (5%)``.
 
 ``advance`` changes ``canary_pct`` and ``stage_started_at``; ``rollback`` sets ``canary_pct``
 to ``0.0`` and records ``rollback_reason`` and ``rolled_back_at`` too. Nothing else changes: the
-lines are edited in place (a missing key is added after the others), the rest of the file
-(comments, order, blank lines, line endings) is kept byte for byte, the result is re-parsed to
-prove only those values changed, and the file is replaced atomically (a temporary file in the
-same directory, then ``os.replace``). If the file changes while the command runs, nothing is
-written. ``advance`` right after a rollback refuses without ``--force``.
+values are edited in place with ``tomlkit`` (a missing key is added after the others), the rest
+of the file (comments, order, quoting, blank lines, line endings) is kept byte for byte, the
+result is re-parsed to prove only those values changed, and the file is replaced atomically (a
+temporary file in the same directory, then ``os.replace``). If the file changes while the
+command runs, nothing is written. ``advance`` right after a rollback refuses without
+``--force``.
 
 Exit status: 0 ok (status: promote or no metrics; advance: advanced), 1 error (nothing
 written), 2 usage, 3 hold (not eligible to advance yet), 4 roll back now. ``--help`` lists them.
@@ -26,7 +27,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import stat
 import sys
 import tempfile
@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from pytest_llmregress.canary import (
     BUCKETS,
@@ -53,6 +53,10 @@ from pytest_llmregress.canary import (
     load_canary_config,
     parse_canary_config,
 )
+
+if TYPE_CHECKING:
+    from tomlkit.container import Container
+    from tomlkit.items import Table
 
 PROG: Final = "llmregress canary"
 EXIT_OK: Final = 0
@@ -127,85 +131,6 @@ def load_metrics(source: str, stdin: TextIO | None = None) -> dict[str, VariantM
 
 # -- editing the TOML file --------------------------------------------------------------------
 
-_HEADER = re.compile(
-    r"^[ \t]*\[(?P<array>\[)?[ \t]*(?P<key>[^\[\]]+?)[ \t]*\](?(array)\])[ \t]*(?:#.*)?$"
-)
-_VALUE = (
-    r'"(?:[^"\\\r\n]|\\.)*"'  # basic string
-    r"|'[^'\r\n]*'"  # literal string
-    r"|\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:[Zz]|[+-]\d{2}:\d{2})?)?"
-    r"|[^\s#]+"  # numbers and anything else a single token
-)
-
-
-_KEY_PART = re.compile(r"[ \t]*(?:\"((?:[^\"\\]|\\.)*)\"|'([^']*)'|([A-Za-z0-9_-]+))[ \t]*")
-
-
-def _split_dotted(key: str) -> tuple[str, ...] | None:
-    """``tool."llmregress".canary`` -> ("tool", "llmregress", "canary"); None if unparsable."""
-    parts: list[str] = []
-    pos = 0
-    while True:
-        match = _KEY_PART.match(key, pos)
-        if match is None:
-            return None
-        basic, literal, bare = match.groups()
-        if basic is not None:
-            try:
-                parts.append(json.loads(f'"{basic}"'))
-            except json.JSONDecodeError:
-                return None
-        else:
-            parts.append(literal if literal is not None else bare)
-        pos = match.end()
-        if pos == len(key):
-            return tuple(parts)
-        if key[pos] != ".":
-            return None
-        pos += 1
-
-
-def _key_line(key: str) -> re.Pattern[str]:
-    quoted = re.escape(key)
-    return re.compile(
-        rf"^(?P<head>[ \t]*(?:{quoted}|\"{quoted}\"|'{quoted}')[ \t]*=[ \t]*)"
-        rf"(?P<value>{_VALUE})(?P<tail>[ \t]*(?:#.*)?)$"
-    )
-
-
-def _split_eol(line: str) -> tuple[str, str]:
-    if line.endswith("\r\n"):
-        return line[:-2], "\r\n"
-    if line.endswith(("\n", "\r")):
-        return line[:-1], line[-1]
-    return line, ""
-
-
-def _table_lines(lines: Sequence[str], table: tuple[str, ...]) -> list[int]:
-    """Indices of the lines of ``table`` (after its header, up to the next header) that do not
-    start inside a multi-line string; the approximation is safe because edits are verified."""
-    start: int | None = None
-    found: list[int] = []
-    in_multiline: str | None = None
-    for index, line in enumerate(lines):
-        body, _ = _split_eol(line)
-        if in_multiline is None:
-            header = _HEADER.match(body)
-            if header is not None:
-                if start is not None:
-                    return found
-                if not header.group("array") and _split_dotted(header.group("key")) == table:
-                    start = index
-                    continue
-            if start is not None:
-                found.append(index)
-        for quote in ('"""', "'''"):
-            if in_multiline in (None, quote) and body.count(quote) % 2 == 1:
-                in_multiline = quote if in_multiline is None else None
-    if start is None:
-        raise CanaryEditError(f"no [{'.'.join(table)}] table header")
-    return found
-
 
 def format_datetime(moment: datetime) -> str:
     """A UTC TOML offset date-time with seconds: ``2026-11-26T09:30:00Z``."""
@@ -213,38 +138,30 @@ def format_datetime(moment: datetime) -> str:
     return utc.isoformat() + "Z"
 
 
-def toml_string(text: str) -> str:
-    """``text`` as a TOML basic string: quotes, backslashes and control characters escaped."""
-    out = ['"']
-    for char in text:
-        if char in '"\\':
-            out.append("\\" + char)
-        elif char != "\t" and (ord(char) < 0x20 or ord(char) == 0x7F):
-            out.append(f"\\u{ord(char):04X}")
-        else:
-            out.append(char)
-    out.append('"')
-    return "".join(out)
-
-
 def _percent_digits(canary_pct: float) -> str:
     """``0.05`` -> ``5``: the percentage that ``parse_canary_pct`` reads back to the same float."""
     return format((Decimal(format_fraction(canary_pct)) * 100).normalize(), "f")
 
 
-def _pct_token(canary_pct: float, old: str) -> str:
-    """The new ``canary_pct`` value, spelled as the old one was: ``0.05``, ``"5%"``, ``'0.05'``."""
-    if old[:1] in ("'", '"'):
-        quote = old[0]
-        if old[1:-1].rstrip().endswith("%"):
-            return f"{quote}{_percent_digits(canary_pct)}%{quote}"
-        return f"{quote}{format_fraction(canary_pct)}{quote}"
-    return format_fraction(canary_pct)
-
-
 def _edited_keys(rollback_reason: str | None) -> tuple[str, ...]:
     rollback = ("rolled_back_at", "rollback_reason") if rollback_reason is not None else ()
     return ("canary_pct", "stage_started_at", *rollback)
+
+
+def _header_table(container: Container, table: Sequence[str]) -> Table | None:
+    """The table written under the header ``[table]``: not one made by dotted keys (a super
+    table) nor an inline table, which cannot take a key on a line of its own."""
+    from tomlkit.items import Table
+
+    for key, item in container.body:
+        if key is None or key.key != table[0] or not isinstance(item, Table):
+            continue
+        if len(table) == 1:
+            if not item.is_super_table():
+                return item
+        elif (found := _header_table(item.value, table[1:])) is not None:
+            return found
+    return None
 
 
 def edit_canary_text(
@@ -258,24 +175,35 @@ def edit_canary_text(
     """``text`` with the canary's ``canary_pct`` and ``stage_started_at`` set, nothing else.
 
     With ``rollback_reason``, also ``rollback_reason`` and ``rolled_back_at`` (= ``started_at``).
-    Only the lines holding those keys change (their indentation, key spelling, spacing, quoting
-    and trailing comment are kept; a ``"5%"`` string stays a percentage string); missing keys
-    are added after the last of them. Raises :class:`CanaryEditError` when the table is not
-    written as plain ``key = value`` lines under its own header, or when re-parsing the result
-    shows any other difference.
+    The edit is made with ``tomlkit``, which keeps the rest of the file as written: only the
+    values of those keys change (the keys' indentation, spelling, spacing and trailing comments
+    stay; a quoted value stays quoted alike, a ``"5%"`` string stays a percentage string);
+    missing keys are added after the last of them, indented like ``canary_pct``. Raises
+    :class:`CanaryEditError` when the table is not written under its own header with
+    ``canary_pct`` on a line of its own, or when re-parsing the result shows any other
+    difference.
     """
+    import tomlkit  # only the commands edit TOML: not at the plugin's start-up
+    from tomlkit.exceptions import TOMLKitError
+    from tomlkit.items import AoT, Item, String, Table
+
     table = canary_table_path(path)
-    lines = text.splitlines(keepends=True)
-    candidates = _table_lines(lines, table)
+    try:
+        doc = tomlkit.parse(text)
+    except TOMLKitError as exc:
+        raise CanaryEditError(f"the file cannot be parsed for editing: {exc}") from None
+    if doc.as_string() != text:  # tomlkit keeps every byte; refuse rather than reformat
+        raise CanaryEditError("tomlkit would not keep the rest of the file as written")
+    canary = _header_table(doc, table)
+    if canary is None:
+        raise CanaryEditError(f"no [{'.'.join(table)}] table header")
+    body = canary.value
     keys = _edited_keys(rollback_reason)
-    found: dict[str, int] = {}
-    for key in keys:
-        pattern = _key_line(key)
-        for index in candidates:
-            body, _ = _split_eol(lines[index])
-            if pattern.match(body):
-                found[key] = index
-                break
+    found = {
+        key.key: index
+        for index, (key, item) in enumerate(body.body)
+        if key is not None and key.key in keys and not isinstance(item, (Table, AoT))
+    }
     if "canary_pct" not in found:
         raise CanaryEditError(
             f"no 'canary_pct = ...' line under [{'.'.join(table)}]; write it on its own line "
@@ -283,37 +211,47 @@ def edit_canary_text(
         )
     when = format_datetime(started_at)
 
-    def new_value(key: str, old: str | None) -> str:
+    def new_value(key: str, old: Item | None) -> Item:
+        literal = isinstance(old, String) and old.as_string().startswith("'")
         if key == "canary_pct":
-            assert old is not None
-            return _pct_token(canary_pct, old)
+            if not isinstance(old, String):
+                return tomlkit.value(format_fraction(canary_pct))
+            percent = str(old).rstrip().endswith("%")
+            share = f"{_percent_digits(canary_pct)}%" if percent else format_fraction(canary_pct)
+            return tomlkit.string(share, literal=literal)
         if key == "rollback_reason":
             assert rollback_reason is not None
-            return toml_string(rollback_reason)
-        quote = old[0] if old and old[0] in "\"'" else ""
-        return f"{quote}{when}{quote}"
+            return tomlkit.string(rollback_reason)
+        return (
+            tomlkit.string(when, literal=literal)
+            if isinstance(old, String)
+            else tomlkit.value(when)
+        )
 
-    new_lines = list(lines)
     for key, index in found.items():
-        body, eol = _split_eol(lines[index])
-        match = _key_line(key).match(body)
-        assert match is not None
-        value = new_value(key, match.group("value"))
-        new_lines[index] = f"{match.group('head')}{value}{match.group('tail')}{eol}"
+        body[key] = new_value(key, body.body[index][1])
 
     missing = [key for key in keys if key not in found]
     if missing:
         anchor = max(found.values())
-        pct_body, _ = _split_eol(lines[found["canary_pct"]])
-        indent = pct_body[: len(pct_body) - len(pct_body.lstrip(" \t"))]
-        _, eol = _split_eol(lines[anchor])
+        trivia = body.body[anchor][1].trivia
+        eol = (
+            "\r\n" if trivia.trail.endswith("\r\n") else "\n" if trivia.trail.endswith("\n") else ""
+        )
         newline = eol or ("\r\n" if "\r\n" in text else "\n")
-        added = [f"{indent}{key} = {new_value(key, None)}{newline}" for key in missing]
-        if not eol:
-            new_lines[anchor] += newline
-            added[-1] = added[-1][: -len(newline)]
-        new_lines[anchor + 1 : anchor + 1] = added
-    new_text = "".join(new_lines)
+        if not eol:  # the last line of the file: it gets a newline, the last new key none
+            trivia.trail += newline
+        indent = body.body[found["canary_pct"]][1].trivia.indent
+        for offset, key in enumerate(missing, start=1):
+            item = new_value(key, None)
+            item.trivia.indent = indent
+            item.trivia.trail = newline if eol or offset < len(missing) else ""
+            # tomlkit has no public insert: _insert_at puts the key right after the anchor.
+            if anchor + offset < len(body.body):
+                body._insert_at(anchor + offset, key, item)
+            else:
+                body.append(key, item)
+    new_text = doc.as_string()
     _verify(text, new_text, path, canary_pct, started_at, rollback_reason=rollback_reason)
     return new_text
 
@@ -734,10 +672,12 @@ def _rollback(config: CanaryConfig, now: datetime, *, reason: str) -> int:
         )
         return EXIT_OK
     set_canary(config.path, 0.0, now, rollback_reason=reason)
+    import tomlkit  # the reason as written to the file
+
     print(
         f"Rolled back {config.experiment_id}: canary_pct {_share(config.canary_pct)} -> 0.0 "
         f"in {config.path}; every user gets {config.production} again.\n"
-        f"Recorded rollback_reason = {toml_string(reason)} and rolled_back_at = "
+        f"Recorded rollback_reason = {tomlkit.string(reason).as_string()} and rolled_back_at = "
         f"{format_datetime(now)}; advance refuses until --force restarts the ramp.\n"
         "Deployed processes keep the value they loaded from the file in their image: to stop "
         f"the candidate there without a rebuild, set {CANARY_PCT_ENV}=0 in their environment "

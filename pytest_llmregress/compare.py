@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from pytest_llmregress.report.terminal import Line, failing_scores_text, one_line, percent
 from pytest_llmregress.results import CaseResult, RunResult
+from pytest_llmregress.settings import OPTIONS_BY_NAME
 from pytest_llmregress.stats import (
     BootstrapInterval,
     PassRate,
@@ -42,8 +43,9 @@ Flip = Literal["pass->fail", "fail->pass"]
 VerdictName = Literal["regression", "within noise", "improvement"]
 CaseKey = tuple[str, str]  # (path, case_id)
 
-DEFAULT_MAX_REGRESSION = 0.05
-DEFAULT_ALPHA = 0.05
+# The plugin's options' defaults (--llm-max-regression, --llm-alpha), also `llmregress compare`'s.
+DEFAULT_MAX_REGRESSION: float = OPTIONS_BY_NAME["max_regression"].default
+DEFAULT_ALPHA: float = OPTIONS_BY_NAME["alpha"].default
 DEFAULT_POWER = 0.8
 DEFAULT_RESAMPLES = 2000
 

@@ -28,10 +28,10 @@ import difflib
 import hashlib
 import json
 import os
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from string import Formatter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
@@ -97,8 +97,8 @@ Match = Literal["exact", "same id", "same model", "default"]
 
 _MERGE_TAG: Final = "tag:yaml.org,2002:merge"
 
-# One token of a template: an escaped brace, a placeholder, or a lone brace (an error).
-_TOKEN: Final = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
+# Splits templates as str.format does: literal text, escaped braces, replacement fields.
+_FORMATTER: Final = Formatter()
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,32 +185,63 @@ class _TemplateIssue:
 
 
 def _scan(text: str) -> tuple[list[tuple[str, int]], list[_TemplateIssue]]:
-    """Placeholders ``(name, offset)`` of ``text`` and what is malformed in it."""
+    """Placeholders ``(name, offset)`` of ``text`` and what is malformed in it.
+
+    ``string.Formatter().parse`` splits the text; a placeholder is a bare ``{name}`` (no
+    conversion, format spec, index or attribute). After a malformed brace the split resumes
+    right behind it, so every problem of the text is reported, up to :data:`MAX_PROBLEMS`:
+    each resumption parses the rest of the text again, so a text of stray braces would take
+    time quadratic in its length; after that many problems the scan stops and says so.
+    """
     names: list[tuple[str, int]] = []
     issues: list[_TemplateIssue] = []
-    for token in _TOKEN.finditer(text):
-        raw = token.group()
-        if raw in ("{{", "}}"):
-            continue
-        name = token.group(1)
-        if name is not None and _VAR_RE.fullmatch(name):
-            names.append((name, token.start()))
-        elif name is not None:
+    pos = 0
+    while pos < len(text):
+        if len(issues) >= MAX_PROBLEMS:
+            message = f"the scan stopped after {MAX_PROBLEMS} problems: more may follow"
+            issues.append(_TemplateIssue(pos, message))
+            break
+        try:
+            for literal, field, _, _ in _FORMATTER.parse(text[pos:]):
+                brace = pos + len(literal)
+                if field is None:  # literal text, ending in a brace if it was escaped
+                    pos = brace + int(literal.endswith(("{", "}")))
+                    continue
+                end = brace + 1 + len(field)
+                if not (_VAR_RE.fullmatch(field) and text.startswith("}", end)):
+                    pos = _malformed(text, brace, issues)
+                    break
+                names.append((field, brace))
+                pos = end + 1
+        except ValueError:  # at the first brace of the rest: the literal before it is plain
+            braces = [i for i in (text.find("{", pos), text.find("}", pos)) if i >= 0]
+            pos = _malformed(text, min(braces), issues)
+    return names, issues
+
+
+def _malformed(text: str, brace: int, issues: list[_TemplateIssue]) -> int:
+    """Record the malformed token at ``text[brace]``; where scanning resumes.
+
+    A ``{`` whose next brace is a ``}`` opens an invalid placeholder that ends there; any other
+    brace is unmatched.
+    """
+    if text[brace] == "{":
+        close = text.find("}", brace + 1)
+        if close >= 0 and text.find("{", brace + 1, close) < 0:
+            raw = text[brace : close + 1]
             issues.append(
                 _TemplateIssue(
-                    token.start(),
+                    brace,
                     f"invalid placeholder {_short_repr(raw)}: a placeholder is a variable name "
                     "in braces, like {policy}; write '{{' and '}}' for literal braces",
                 )
             )
-        else:
-            issues.append(
-                _TemplateIssue(
-                    token.start(),
-                    f"unmatched {raw!r}; write {raw * 2!r} for a literal brace",
-                )
-            )
-    return names, issues
+            return close + 1
+    raw = text[brace]
+    issues.append(
+        _TemplateIssue(brace, f"unmatched {raw!r}; write {raw * 2!r} for a literal brace")
+    )
+    return brace + 1
 
 
 def placeholders(text: str) -> tuple[str, ...]:
@@ -245,15 +276,7 @@ def render(
         expected = ", ".join(sorted(known)) or "none"
         raise PromptError(f"unknown variable(s) {_names(unknown)} (expected: {expected})")
 
-    def substitute(token: re.Match[str]) -> str:
-        raw = token.group()
-        if raw == "{{":
-            return "{"
-        if raw == "}}":
-            return "}"
-        return str(variables[token.group(1)])
-
-    return _TOKEN.sub(substitute, text)
+    return text.format_map({name: str(variables[name]) for name in used})
 
 
 def _names(names: Iterable[str]) -> str:

@@ -15,11 +15,11 @@ import logging
 import random
 import re
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from pytest_llmregress.cache import CacheMode, ResponseCache, request_key
+from pytest_llmregress.cache import ResponseCache, request_key
 from pytest_llmregress.cases import GoldenCase
 from pytest_llmregress.providers.base import (
     ChatMessage,
@@ -31,7 +31,7 @@ from pytest_llmregress.providers.base import (
 from pytest_llmregress.providers.fallback import FALL_THROUGH_AT_ONCE, LOGGER_NAME, walk_chain
 from pytest_llmregress.providers.registry import Endpoints, ModelRef
 from pytest_llmregress.results import CaseResult
-from pytest_llmregress.retries import DEFAULT_RATE_LIMIT_WAIT, RetryPolicy, call_with_retries
+from pytest_llmregress.retries import RetryPolicy, call_with_retries
 from pytest_llmregress.scoring.judge import (
     JUDGE_PARAMS,
     JUDGE_PROMPT_VERSION,
@@ -40,6 +40,7 @@ from pytest_llmregress.scoring.judge import (
 )
 from pytest_llmregress.scoring.score import Score, ScorerError
 from pytest_llmregress.scoring.scorers import needs_reference, score_deterministic
+from pytest_llmregress.settings import RunnerSettings
 from pytest_llmregress.url_masking import mask_url, mask_urls_in
 
 CallKind = Literal["candidate", "judge"]
@@ -262,26 +263,15 @@ class Runner:
         candidate: ModelRef | None,
         judge: ModelRef | None,
         endpoints: Endpoints,
-        concurrency: int,
-        judge_concurrency: int,
-        timeout: float,
-        retries: int,
-        rate_limit_wait: float = DEFAULT_RATE_LIMIT_WAIT,
-        case_deadline: float | None = None,
+        settings: RunnerSettings,
         cache: ResponseCache | None = None,
-        cache_mode: CacheMode = "off",
-        judge_cache: bool = True,
         compare: ModelRef | None = None,
-        record: str = "off",
         fallbacks: tuple[ModelRef, ...] = (),
-        base_delay: float = 0.5,
-        params: Mapping[str, Any] | None = None,
-        judge_params: Mapping[str, Any] | None = None,
-        openai_extra_params: Sequence[str] = (),
+        base_delay: float = RetryPolicy.base_delay,
     ) -> None:
         self.candidate = candidate
         self.compare = compare  # a second model run on every case, paired (A/B or A/A)
-        self._record = record
+        self._record = settings.record
         # The candidate's fallback chain: the models its calls walk, in order (walk_chain).
         self.chain: tuple[ModelRef, ...] = (
             (candidate, *fallbacks) if candidate and fallbacks else ()
@@ -291,25 +281,27 @@ class Runner:
         self._logger = logging.getLogger(LOGGER_NAME)
         self.judge = judge
         self._endpoints = endpoints
-        self._timeout = timeout
-        self._case_deadline = case_deadline
+        self._timeout = settings.timeout
+        self._case_deadline = settings.case_deadline
         self._policy = RetryPolicy(
-            retries=retries, base_delay=base_delay, rate_limit_wait=rate_limit_wait
+            retries=settings.retries,
+            base_delay=base_delay,
+            rate_limit_wait=settings.rate_limit_wait,
         )
         self.limiters: dict[CallKind, AdaptiveLimiter] = {
-            "candidate": AdaptiveLimiter(concurrency),
-            "judge": AdaptiveLimiter(judge_concurrency),
+            "candidate": AdaptiveLimiter(settings.concurrency),
+            "judge": AdaptiveLimiter(settings.judge_concurrency),
         }
         self._cache = cache
-        self._cache_mode = cache_mode
-        self._judge_cache = judge_cache and cache is not None
+        self._cache_mode = settings.cache_mode
+        self._judge_cache = settings.judge_cache and cache is not None
         self._providers: dict[str, Provider] = {}
         self._cache_urls: dict[str, str] = {}  # each provider's base URL as cache keys hold it
-        self._openai_extra_params = tuple(openai_extra_params)
+        self._openai_extra_params = settings.openai_extra_params
         # Suite-level parameters: the candidate's under each case's own, the judge's over
         # JUDGE_PARAMS (temperature 0). A model that refuses one has it dropped, once.
-        self._params = dict(params or {})
-        self._judge_params = {**JUDGE_PARAMS, **(judge_params or {})}
+        self._params = dict(settings.params)
+        self._judge_params = {**JUDGE_PARAMS, **settings.judge_params}
         self.refused_params: dict[ModelRef, dict[str, str]] = {}
         self.traffic: dict[CallKind, Traffic] = {kind: Traffic() for kind in self.limiters}
         self._rng = random.Random(0)

@@ -19,7 +19,8 @@ Protocol, JSON lines. The starter writes the configuration on stdin (API keys in
 they appear on no command line and in no environment listing); the runner answers on stdout
 with one line once the preflight is done: ``{"problems": {"provider:model": message},
 "notices": [text]}`` (notices: a damaged cache file moved aside), and with a last line once
-its lifeline closes: ``{"cache": health}`` (damaged cache entries replaced, for the summary).
+its lifeline closes: ``{"cache": health, "cache_use": counts, ...}`` (damaged cache entries
+replaced, hits and misses per kind of call, for the summary; see ``_say_last_words``).
 Clients send ``{"op": "case", "key", "case", "systems"}``, ``{"op": "complete", "id",
 "request"}`` or ``{"op": "judge", "id", "args"}`` over the socket; answers come back as calls
 finish: ``{"key", "result", "baseline"}`` (or ``{"key", "failure"}``) and ``{"id", "value"}``
@@ -47,7 +48,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from pytest_llmregress.retries import DEFAULT_RATE_LIMIT_WAIT
 from pytest_llmregress.url_masking import mask_urls_in
 
 if TYPE_CHECKING:
@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from pytest_llmregress.results import CaseResult
     from pytest_llmregress.runner import CaseRun, Runner, SystemPrompt
     from pytest_llmregress.scoring.score import Score
+    from pytest_llmregress.settings import RunnerSettings
 
 Systems = Callable[["GoldenCase"], Mapping[str, "SystemPrompt"]]
 """A case's system prompt for each model that answers it (see ``Runner.run_case``)."""
@@ -95,26 +96,20 @@ class RunnerAddress:
 def runner_config(
     *,
     endpoints: Endpoints,
+    settings: RunnerSettings | None = None,
     candidate: ModelRef | None = None,
     judge: ModelRef | None = None,
     compare: ModelRef | None = None,
     fallbacks: Iterable[ModelRef] = (),
     preflight: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
-    concurrency: int = 8,
-    judge_concurrency: int = 8,
-    timeout: float = 60.0,
-    retries: int = 3,
-    rate_limit_wait: float = DEFAULT_RATE_LIMIT_WAIT,
-    case_deadline: float | None = None,
-    cache_mode: str = "off",
-    judge_cache: bool = True,
-    record: str = "off",
-    params: Mapping[str, Any] | None = None,
-    judge_params: Mapping[str, Any] | None = None,
-    openai_extra_params: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """The configuration a ``RunnerProcess`` sends its runner (JSON)."""
+    """The configuration a ``RunnerProcess`` sends its runner (JSON); ``settings`` is the
+    runner's slice of the session's settings (the option table's defaults when None)."""
+    if settings is None:
+        from pytest_llmregress.settings import RunnerSettings
+
+        settings = RunnerSettings.defaults()
     return {
         "models": {
             "candidate": str(candidate) if candidate else None,
@@ -126,20 +121,7 @@ def runner_config(
         "api_keys": dict(endpoints.api_keys),
         "preflight": preflight,
         "cache_dir": os.fspath(cache_dir) if cache_dir is not None else None,
-        "runner": {
-            "concurrency": concurrency,
-            "judge_concurrency": judge_concurrency,
-            "timeout": timeout,
-            "retries": retries,
-            "rate_limit_wait": rate_limit_wait,
-            "case_deadline": case_deadline,
-            "cache_mode": cache_mode,
-            "judge_cache": judge_cache,
-            "record": record,
-            "params": dict(params or {}),
-            "judge_params": dict(judge_params or {}),
-            "openai_extra_params": list(openai_extra_params),
-        },
+        "runner": settings.to_json(),
     }
 
 
@@ -218,8 +200,8 @@ class RunnerProcess:
             shutil.rmtree(self._directory, ignore_errors=True)
 
     def _read_last_words(self) -> None:
-        """What the runner wrote on stdout after its ready line, once it has exited: its
-        cache health (``{"cache": ...}``), which only the runner process knows."""
+        """What the runner wrote on stdout after its ready line, once it has exited: what
+        only the runner process knows (``_say_last_words``: the cache's health and use, ...)."""
         try:
             rest = self._stdout.read()
         except (OSError, ValueError):
@@ -474,27 +456,28 @@ async def _serve(config: Mapping[str, Any], listener: socket.socket, ready: IO[s
 
     from pytest_llmregress.providers.registry import Endpoints, parse_model
     from pytest_llmregress.runner import Runner
+    from pytest_llmregress.settings import RunnerSettings
 
     models = {role: parse_model(spec) if spec else None for role, spec in config["models"].items()}
     fallbacks = tuple(parse_model(spec) for spec in config["fallbacks"])
     refs = [ref for ref in models.values() if ref is not None] + list(fallbacks)
     endpoints = Endpoints(config["base_urls"], config["api_keys"])
+    settings = RunnerSettings.from_json(config["runner"])
     for name in dict.fromkeys(ref.provider for ref in refs):
         importlib.import_module(name)  # provider names are the SDK package names
     cache = None
     if config["cache_dir"]:
         from pytest_llmregress.cache import ResponseCache
 
-        replay = config["runner"]["cache_mode"] == "replay"
-        cache = ResponseCache(Path(config["cache_dir"]), replay=replay)
+        cache = ResponseCache(Path(config["cache_dir"]), replay=settings.cache_mode == "replay")
     runner = Runner(
         candidate=models["candidate"],
         judge=models["judge"],
         compare=models["compare"],
         fallbacks=fallbacks,
         endpoints=endpoints,
+        settings=settings,
         cache=cache,
-        **config["runner"],
     )
     problems = await runner.check_models(refs) if config["preflight"] else {}
     _say_ready(ready, problems, cache.notices if cache is not None else [])
@@ -523,12 +506,15 @@ def _say_ready(ready: IO[str], problems: Mapping[Any, str], notices: list[str]) 
 
 
 def _say_last_words(ready: IO[str], cache: Any, runner: Runner) -> None:
-    """The runner's last line, read by ``RunnerProcess.stop``: what became of the cache, which
-    judges refused structured output, which models refused a parameter, and what the calls
-    met on the network (only the runner process knows any of it)."""
+    """The runner's last line, read by ``RunnerProcess.stop``: what became of the cache and
+    how often it answered, which judges refused structured output, which models refused a
+    parameter, and what the calls met on the network (only the runner process knows any of
+    it)."""
     words: dict[str, Any] = {}
     if cache is not None:
         words["cache"] = cache.health()
+        if cache.disabled is None:  # a cache this run could not use answered nothing
+            words["cache_use"] = cache.stats_dict()
     if runner.plain_judges:
         words["plain_judges"] = {str(ref): why for ref, why in runner.plain_judges.items()}
     refused = {str(ref): why for ref, why in runner.refused_params.items() if why}

@@ -30,7 +30,7 @@ from pytest_llmregress.providers.registry import (
     parse_model,
 )
 from pytest_llmregress.results import CaseResult, ResultsJournal
-from pytest_llmregress.settings import Settings, format_value
+from pytest_llmregress.settings import RunnerSettings, Settings, format_value
 from pytest_llmregress.url_masking import mask_url
 
 if TYPE_CHECKING:
@@ -140,6 +140,7 @@ class LLMRegressSession:
         self.preflight_warnings: list[str] = []
         self.damaged_state: list[str] = []  # healed or skipped: see _note_last_words
         self.traffic_lines: list[str] = []  # retries, timeouts, back-off: _note_last_words
+        self.cache_use: str | None = None  # the cache's hits and misses: _note_last_words
         self._prompts_metadata: dict[str, Any] = {}  # prompt_model, prompts: _prompt_resolver
         self.key_problem: str | None = None  # API keys that models of this run need but lack
         self.skipped_golden = 0  # golden cases skipped for want of a model
@@ -239,31 +240,20 @@ class LLMRegressSession:
         )
 
     def _runner_config(self) -> dict[str, Any]:
-        """What the runner process needs: models, endpoints (with keys), budgets, cache."""
+        """What the runner process needs: models, endpoints (with keys), its settings, cache."""
         from pytest_llmregress.runner_process import runner_config
 
         settings = self.settings
         assert self.endpoints is not None
         return runner_config(
             endpoints=self.endpoints,
+            settings=RunnerSettings.of(settings),
             candidate=self.candidate,
             judge=self.judge,
             compare=self.compare,
             fallbacks=self.fallbacks,
             preflight=settings.preflight != "off" and settings.cache != "replay",
             cache_dir=self._cache_dir(),
-            concurrency=settings.concurrency,
-            judge_concurrency=settings.judge_concurrency,
-            timeout=settings.timeout,
-            retries=settings.retries,
-            rate_limit_wait=settings.rate_limit_wait,
-            case_deadline=settings.case_deadline,
-            cache_mode=settings.cache,
-            judge_cache=settings.judge_cache == "on",
-            record=settings.record,
-            params=settings.params,
-            judge_params=settings.judge_params,
-            openai_extra_params=settings.openai_extra_params,
         )
 
     def _prompt_resolver(self, model_config: Any) -> Any:
@@ -917,6 +907,7 @@ class LLMRegressSession:
             resumed=sum(1 for r in self.results if r.nodeid in self.resumed),
             model_warnings=self.model_warnings(),
             chain=[str(ref) for ref in (self.candidate, *self.fallbacks)] if self.fallbacks else (),
+            cache_use=self.cache_use,
             damaged_state=self.damaged_state,
         )
         lines += [Line(text, "yellow") for text in self.traffic_lines]
@@ -1092,14 +1083,15 @@ class LLMRegressSession:
 
     def _note_last_words(self, runner_process: RunnerProcess) -> None:
         """What the runner process said at its end: a damaged cache file it moved aside (a
-        warning naming both files), damaged entries it replaced (a summary line), judges that
-        refused structured output (a model warning)."""
-        from pytest_llmregress.cache import cache_health_lines
+        warning naming both files), damaged entries it replaced and the cache's hits and
+        misses (summary lines), judges that refused structured output (a model warning)."""
+        from pytest_llmregress.cache import cache_health_lines, cache_use_line
 
         for notice in runner_process.notices:
             self._warn_about_setting("cache_dir", notice)
-        self.damaged_state += cache_health_lines(runner_process.last_words.get("cache", {}))
         words = runner_process.last_words
+        self.damaged_state += cache_health_lines(words.get("cache", {}))
+        self.cache_use = cache_use_line(words.get("cache_use", {}), self.settings.cache_dir)
         for judge, why in words.get("plain_judges", {}).items():
             self.preflight_warnings.append(
                 f"judge {judge} refused structured output ({why}); its verdicts were asked "

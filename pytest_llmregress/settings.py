@@ -13,11 +13,11 @@ import json
 import math
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pytest_llmregress.cache import CACHE_MODES
+from pytest_llmregress.cache import CACHE_MODES, CacheMode
 from pytest_llmregress.retries import DEFAULT_RATE_LIMIT_WAIT
 
 DEFAULT_GOLDEN_FILES = (
@@ -447,47 +447,56 @@ OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
 
 @dataclass(frozen=True)
 class Settings:
-    """Every setting of one session, resolved once in ``pytest_configure``."""
+    """Every setting of one session, resolved once in ``pytest_configure``.
 
-    model: str | None = None
-    judge_model: str | None = None
-    min_pass_rate: float = 1.0
-    max_error_rate: float = 0.0
-    concurrency: int = 8
-    judge_concurrency: int = 8
-    params: Mapping[str, Any] = field(default_factory=dict)
-    judge_params: Mapping[str, Any] = field(default_factory=dict)
-    openai_extra_params: tuple[str, ...] = ()
-    timeout: float = 60.0
-    retries: int = 3
-    rate_limit_wait: float = DEFAULT_RATE_LIMIT_WAIT
-    case_deadline: float | None = None
-    cache: str = "off"
-    judge_cache: str = "on"
-    cache_dir: str = ".llmregress/cache"
-    resume: str | None = None
-    preflight: str = "on"
-    report: str | None = None
-    serve: str | None = None
+    No field has a default here: each option's default is in ``OPTIONS`` and nowhere else.
+    ``resolve_settings`` gives every field; ``Settings.defaults`` is the table's defaults.
+    """
+
+    model: str | None
+    judge_model: str | None
+    min_pass_rate: float
+    max_error_rate: float
+    concurrency: int
+    judge_concurrency: int
+    params: Mapping[str, Any]
+    judge_params: Mapping[str, Any]
+    openai_extra_params: tuple[str, ...]
+    timeout: float
+    retries: int
+    rate_limit_wait: float
+    case_deadline: float | None
+    cache: CacheMode
+    judge_cache: str
+    cache_dir: str
+    resume: str | None
+    preflight: str
+    report: str | None
+    serve: str | None
     # Not in the repr: a base URL may carry credentials (http://user:key@host).
-    anthropic_base_url: str | None = field(default=None, repr=False)
-    openai_base_url: str | None = field(default=None, repr=False)
-    require_pinned: bool = False
-    retirement_warning_days: int = 60
-    fallback: bool = False
-    prompts_dir: str = "prompts"
-    prompt_model: str | None = None
-    record: str = "off"
-    baseline: str | None = None
-    compare_model: str | None = None
-    max_regression: float = 0.05
-    alpha: float = 0.05
-    markdown: str | None = None
-    history: str | None = None
-    worst: int = 5
-    golden_files: tuple[str, ...] = DEFAULT_GOLDEN_FILES
+    anthropic_base_url: str | None = field(repr=False)
+    openai_base_url: str | None = field(repr=False)
+    require_pinned: bool
+    retirement_warning_days: int
+    fallback: bool
+    prompts_dir: str
+    prompt_model: str | None
+    record: str
+    baseline: str | None
+    compare_model: str | None
+    max_regression: float
+    alpha: float
+    markdown: str | None
+    history: str | None
+    worst: int
+    golden_files: tuple[str, ...]
     # Where each value came from ("cli", "ini", "pyproject", "default"), for the header line.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def defaults(cls, **overrides: Any) -> Settings:
+        """Every option at its default from ``OPTIONS``, but for ``overrides``."""
+        return cls(**{option.name: option.default for option in OPTIONS} | overrides)
 
     def explicit(self) -> dict[str, Any]:
         """The settings that were not left at their default."""
@@ -496,6 +505,67 @@ class Settings:
             for f in fields(self)
             if f.name != "sources" and self.sources.get(f.name, "default") != "default"
         }
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    """The runner's slice of ``Settings``: what ``Runner`` needs of the options, sent to the
+    runner process as JSON (``to_json``, ``from_json``).
+
+    Built from ``Settings`` by ``of`` alone; ``defaults`` is the option table's defaults (tests
+    override a few: ``RunnerSettings.defaults(timeout=10, retries=0)``).
+    """
+
+    concurrency: int
+    judge_concurrency: int
+    timeout: float
+    retries: int
+    rate_limit_wait: float
+    case_deadline: float | None
+    cache_mode: CacheMode
+    judge_cache: bool
+    record: str
+    params: Mapping[str, Any]
+    judge_params: Mapping[str, Any]
+    openai_extra_params: tuple[str, ...]
+
+    @classmethod
+    def of(cls, settings: Settings) -> RunnerSettings:
+        """The slice of a session's settings."""
+        return cls(
+            concurrency=settings.concurrency,
+            judge_concurrency=settings.judge_concurrency,
+            timeout=settings.timeout,
+            retries=settings.retries,
+            rate_limit_wait=settings.rate_limit_wait,
+            case_deadline=settings.case_deadline,
+            cache_mode=settings.cache,
+            judge_cache=settings.judge_cache == "on",
+            record=settings.record,
+            params=dict(settings.params),
+            judge_params=dict(settings.judge_params),
+            openai_extra_params=tuple(settings.openai_extra_params),
+        )
+
+    @classmethod
+    def defaults(cls, **overrides: Any) -> RunnerSettings:
+        """The slice of ``Settings.defaults()``, but for ``overrides`` (by this slice's names)."""
+        return replace(cls.of(Settings.defaults()), **overrides)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able, for the runner process's configuration line."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data.update(
+            params=dict(self.params),
+            judge_params=dict(self.judge_params),
+            openai_extra_params=list(self.openai_extra_params),
+        )
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunnerSettings:
+        """The slice ``to_json`` wrote."""
+        return cls(**{**data, "openai_extra_params": tuple(data["openai_extra_params"])})
 
 
 def read_pyproject_section(path: Path | None) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Statistics for pass rates and paired comparisons, in pure Python (no numpy, no scipy).
 
 - :func:`wilson_interval`: a confidence interval for one pass rate.
-- :func:`normal_quantile` / :func:`normal_cdf`: the standard normal distribution.
+- :func:`normal_quantile` / :func:`normal_cdf`: the standard normal distribution (the
+  quantile is ``statistics.NormalDist().inv_cdf``).
 - :func:`mcnemar_exact`: the exact McNemar test on the discordant pairs of two paired runs
   (a two-sided binomial test of ``b`` against ``b + c`` at p = 1/2), optionally mid-p.
 - :func:`sign_test`: the same exact test on the signs of any paired per-case effect.
@@ -61,39 +62,6 @@ class PassRate:
 
 # --- the normal distribution ----------------------------------------------------------------
 
-# Acklam's rational approximations of the inverse normal CDF (relative error < 1.15e-9),
-# refined below by one step of Halley's method on math.erfc to full double precision.
-_A = (
-    -3.969683028665376e01,
-    2.209460984245205e02,
-    -2.759285104469687e02,
-    1.383577518672690e02,
-    -3.066479806614716e01,
-    2.506628277459239e00,
-)
-_B = (
-    -5.447609879822406e01,
-    1.615858368580409e02,
-    -1.556989798598866e02,
-    6.680131188771972e01,
-    -1.328068155288572e01,
-)
-_C = (
-    -7.784894002430293e-03,
-    -3.223964580411365e-01,
-    -2.400758277161838e00,
-    -2.549732539343734e00,
-    4.374664141464968e00,
-    2.938163982698783e00,
-)
-_D = (
-    7.784695709041462e-03,
-    3.224671290700398e-01,
-    2.445134137142996e00,
-    3.754408661907416e00,
-)
-_P_LOW = 0.02425
-
 
 def normal_cdf(x: float) -> float:
     """P(Z <= x) for a standard normal Z."""
@@ -101,36 +69,17 @@ def normal_cdf(x: float) -> float:
 
 
 def normal_quantile(p: float) -> float:
-    """The x with P(Z <= x) = p for a standard normal Z (Acklam + one Halley step).
+    """The x with P(Z <= x) = p for a standard normal Z: ``statistics.NormalDist().inv_cdf``
+    (Wichura's algorithm AS 241, accurate to about 1e-16 relative).
 
-    ``normal_quantile(0.975)`` is 1.959963984540054. Raises ``ValueError`` outside (0, 1).
+    ``normal_quantile(0.975)`` is 1.959963984540054 within 1e-15. Raises ``ValueError`` outside
+    (0, 1).
     """
     if not 0.0 < p < 1.0:
         raise ValueError(f"normal_quantile needs 0 < p < 1, got {p!r}")
-    if p < _P_LOW:
-        q = math.sqrt(-2.0 * math.log(p))
-        x = (((((_C[0] * q + _C[1]) * q + _C[2]) * q + _C[3]) * q + _C[4]) * q + _C[5]) / (
-            (((_D[0] * q + _D[1]) * q + _D[2]) * q + _D[3]) * q + 1.0
-        )
-    elif p <= 1.0 - _P_LOW:
-        q = p - 0.5
-        r = q * q
-        x = (
-            (((((_A[0] * r + _A[1]) * r + _A[2]) * r + _A[3]) * r + _A[4]) * r + _A[5])
-            * q
-            / (((((_B[0] * r + _B[1]) * r + _B[2]) * r + _B[3]) * r + _B[4]) * r + 1.0)
-        )
-    else:
-        q = math.sqrt(-2.0 * math.log1p(-p))
-        x = -(((((_C[0] * q + _C[1]) * q + _C[2]) * q + _C[3]) * q + _C[4]) * q + _C[5]) / (
-            (((_D[0] * q + _D[1]) * q + _D[2]) * q + _D[3]) * q + 1.0
-        )
-    # Halley refinement. Above the median work with the upper tail: 1 - p is exact there
-    # (Sterbenz), and erfc keeps the tail's precision where normal_cdf(x) would round to 1.
-    upper = 0.5 * math.erfc(x / math.sqrt(2.0))
-    error = (1.0 - p) - upper if p > 0.5 else normal_cdf(x) - p
-    u = error * math.sqrt(2.0 * math.pi) * math.exp(x * x / 2.0)
-    return x - u / (1.0 + x * u / 2.0)
+    from statistics import NormalDist  # not at start-up: the plugin imports this module
+
+    return NormalDist().inv_cdf(p)
 
 
 # --- exact binomial tests at p = 1/2 (McNemar, sign test) ----------------------------------

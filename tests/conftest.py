@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import fields
 from typing import Any
 
 import anthropic  # see below
@@ -11,6 +12,7 @@ import pytest
 import yaml  # noqa: F401
 
 from pytest_llmregress.runner_process import RunnerClient, RunnerProcess, runner_config
+from pytest_llmregress.settings import RunnerSettings
 from pytest_llmregress.testing.server import LocalProviderServer
 
 # pytester's in-process runs restore sys.modules afterwards: a module first imported inside a
@@ -106,12 +108,15 @@ def run_mode(request: pytest.FixtureRequest) -> list[str]:
 
 @pytest.fixture
 def start_runner() -> Iterator[Callable[..., tuple[RunnerProcess, RunnerClient]]]:
-    """Start real runner processes (``runner_config`` keywords); all stop after the test."""
+    """Start real runner processes (``runner_config`` keywords, and ``RunnerSettings`` fields
+    over their defaults: ``timeout=10``); all stop after the test."""
     started: list[tuple[RunnerProcess, RunnerClient]] = []
+    tuning = {f.name for f in fields(RunnerSettings)}
 
     def start(**config: Any) -> tuple[RunnerProcess, RunnerClient]:
         on_result = config.pop("on_result", None)
-        process = RunnerProcess(runner_config(**config))
+        settings = RunnerSettings.defaults(**{k: config.pop(k) for k in tuning & set(config)})
+        process = RunnerProcess(runner_config(settings=settings, **config))
         client = RunnerClient(process.address, on_result=on_result)
         started.append((process, client))
         return process, client

@@ -27,7 +27,6 @@ from pytest_llmregress.canary_cli import (
     ConcurrentEditError,
     _verify,
     edit_canary_text,
-    toml_string,
     write_atomic,
 )
 
@@ -395,9 +394,13 @@ def test_rollback_needs_a_reason(project: Path, capsys: pytest.CaptureFixture[st
     ],
 )
 def test_any_reason_round_trips(project: Path, run: Run, reason: str) -> None:
-    assert run("rollback", "--config", str(project), "--now", NOW, "--reason", reason)[0] == 0
+    code, out, _ = run("rollback", "--config", str(project), "--now", NOW, "--reason", reason)
+    assert code == EXIT_OK
     assert canary_table(project)["rollback_reason"] == reason.strip()
-    assert tomllib.loads(f"x = {toml_string(reason)}")["x"] == reason
+    # The message shows the line as written to the file.
+    [line] = [x for x in project.read_text().splitlines() if x.lstrip().startswith("rollback_")]
+    assert f"Recorded {line.strip()} and rolled_back_at = " in out
+    assert tomllib.loads(line)["rollback_reason"] == reason.strip()
 
 
 def test_rollback_in_llmregress_toml_with_crlf_and_quoted_date(tmp_path: Path, run: Run) -> None:
@@ -465,6 +468,87 @@ def test_refuses_a_table_it_cannot_edit_line_by_line(tmp_path: Path, run: Run) -
     assert "nothing was written" in err
     assert path.read_text() == text
     assert os.listdir(tmp_path) == ["pyproject.toml"]
+
+
+def test_comments_and_odd_spacing_survive_byte_for_byte() -> None:
+    # Everything but the edited values is kept: comments on their own lines and after values,
+    # tabs, blank lines holding spaces, an indented header, quoted keys, a literal-quoted date,
+    # a multi-line array, trailing spaces, and the file's CRLF line endings.
+    text = (
+        "#!comment before everything\r\n"
+        "\r\n"
+        "  [ canary ]   # the header, indented\r\n"
+        "\tproduction\t=\t'claude-sonnet-4-6'\r\n"
+        "  \r\n"
+        "    # why the candidate:\r\n"
+        '    "candidate"="claude-opus-4-7"   \r\n'
+        '    experiment_id = """e"""\r\n'
+        "    'canary_pct'\t=   0.05\t# edited by the CLI\r\n"
+        "    stages = [  # one stage\r\n"
+        "      {pct = 0.05, min_hours = 1, max_regression_rate = 0.1},\r\n"
+        "    ]\r\n"
+        "    stage_started_at='2026-11-25T08:00:00Z'#quoted\r\n"
+        "\r\n"
+        "# the end\r\n"
+    )
+    when = datetime(2026, 11, 26, 10, tzinfo=UTC)
+    new = edit_canary_text(text, Path("llmregress.toml"), 0.0, when, rollback_reason="why")
+    assert new == text.replace("0.05\t#", "0.0\t#").replace(
+        "'2026-11-25T08:00:00Z'#quoted\r\n",
+        "'2026-11-26T10:00:00Z'#quoted\r\n"
+        "    rolled_back_at = 2026-11-26T10:00:00Z\r\n"
+        '    rollback_reason = "why"\r\n',
+    )
+
+
+def test_a_table_split_by_another_table_is_edited_in_place(tmp_path: Path, run: Run) -> None:
+    text = PYPROJECT.replace(
+        "min_requests = 100\n\n", 'min_requests = 100\n\n[project.urls]\nhome = "https://x"\n\n'
+    )
+    path = tmp_path / "pyproject.toml"
+    path.write_text(text)
+    assert run("rollback", "--config", str(path), "--now", NOW, "--reason", "r")[0] == EXIT_OK
+    assert path.read_text() == text.replace(PCT_LINE, PCT_LINE.replace("0.05", "0.0")).replace(
+        STARTED_LINE,
+        "stage_started_at = 2026-11-26T10:00:00Z\n"
+        "  rolled_back_at = 2026-11-26T10:00:00Z\n"
+        '  rollback_reason = "r"\n',
+    )
+
+
+def test_a_recorded_reason_is_replaced_whatever_its_quoting(tmp_path: Path, run: Run) -> None:
+    # A reason written by hand as a multi-line string is replaced whole (on one line now).
+    earlier = "rolled_back_at = 2026-11-01T00:00:00Z\nrollback_reason = '''first\nsecond'''\n"
+    text = PYPROJECT.replace(STARTED_LINE, STARTED_LINE + earlier)
+    path = tmp_path / "pyproject.toml"
+    path.write_text(text)
+    code, out, _ = run("rollback", "--config", str(path), "--now", NOW, "--reason", "a\tb\nc")
+    assert code == EXIT_OK
+    assert 'Recorded rollback_reason = "a\\tb\\nc" and rolled_back_at' in out
+    assert path.read_text() == text.replace(PCT_LINE, PCT_LINE.replace("0.05", "0.0")).replace(
+        STARTED_LINE + earlier,
+        "stage_started_at = 2026-11-26T10:00:00Z\n"
+        "rolled_back_at = 2026-11-26T10:00:00Z\n"
+        'rollback_reason = "a\\tb\\nc"\n',
+    )
+    assert canary_table(path)["rollback_reason"] == "a\tb\nc"
+
+
+def test_refuses_a_table_made_of_dotted_keys(tmp_path: Path, run: Run) -> None:
+    text = (
+        "[tool.llmregress]\n"
+        'canary.production = "claude-sonnet-4-6"\n'
+        'canary.candidate = "claude-opus-4-7"\n'
+        'canary.experiment_id = "e"\n'
+        "canary.canary_pct = 0.05\n"
+        "canary.stages = [{pct = 0.05, min_hours = 1, max_regression_rate = 0.1}]\n"
+    )
+    path = tmp_path / "pyproject.toml"
+    path.write_text(text)
+    code, _, err = run("rollback", "--config", str(path), "--now", NOW, "--reason", "r")
+    assert code == EXIT_ERROR
+    assert "no [tool.llmregress.canary] table header; nothing was written" in err
+    assert path.read_text() == text
 
 
 def test_lines_inside_multiline_strings_are_not_keys() -> None:

@@ -34,6 +34,7 @@ from pytest_llmregress.providers.registry import ModelRef, local_server_endpoint
 from pytest_llmregress.runner import Runner
 from pytest_llmregress.scoring.judge import build_judge_prompt
 from pytest_llmregress.scoring.score import Score, ScorerError
+from pytest_llmregress.settings import RunnerSettings
 from pytest_llmregress.testing.server import LocalProviderServer
 
 TASK = "What is 17 * 3? Answer with one short sentence."
@@ -191,10 +192,9 @@ def judge_runner(server: LocalProviderServer, judge: ModelRef, **options: Any) -
         candidate=None,
         judge=judge,
         endpoints=local_server_endpoints(server.url),
-        concurrency=1,
-        judge_concurrency=4,
-        timeout=10.0,
-        retries=0,
+        settings=RunnerSettings.defaults(
+            concurrency=1, judge_concurrency=4, timeout=10.0, retries=0
+        ),
         **options,
     )
 

@@ -351,6 +351,23 @@ def test_override_files_round_trip(tmp_path: Path) -> None:
     ]
 
 
+def test_override_files_write_any_text_as_valid_toml(tmp_path: Path) -> None:
+    # Any text round-trips: tomli-w escapes control characters (DEL too, as TOML requires)
+    # and writes other characters as they are.
+    source = 'café 🚨 "quoted" \\ tab\tnew\nline bell\x07 del\x7f'
+    entries = [{"id": "o3", "retires_on": "", "source": source}]
+    path = tmp_path / "o.toml"
+    dump_overrides(entries, path)
+    [loaded] = load_overrides_file(path)
+    assert loaded.to_dict()["source"] == source
+    assert path.read_text(encoding="utf-8").splitlines()[:3] == [
+        "[[lifecycle]]",
+        'id = "o3"',
+        'retires_on = ""',
+    ]
+    assert 'source = "café 🚨 \\"quoted\\" ' in path.read_text(encoding="utf-8")
+
+
 def test_bad_override_file_names_file_and_entry(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text('[[lifecycle]]\nid = "o3"\nretires = 2027-01-01\n')

@@ -376,6 +376,33 @@ def test_template_errors_point_at_the_line_inside_a_literal_block() -> None:
     ]
 
 
+def test_every_malformed_brace_of_a_text_is_reported_where_it_is() -> None:
+    # str.format reads `{a[}]}` as one field and stops at the first bad brace; a template
+    # field ends at its first `}`, and scanning goes on behind each problem.
+    text = """\
+        task: t
+        versions:
+          default: |-
+            {a[}]} then {ok}
+            {x!r} {{fine}} {
+            {y:{z}} and }
+        """
+    message = (
+        "a placeholder is a variable name in braces, like {policy}; write '{{' and '}}' for "
+        "literal braces"
+    )
+    where = "p.yaml:{}: task 't': key 'versions.default': "
+    assert errors(text) == [
+        where.format(4) + f"invalid placeholder '{{a[}}': {message}",
+        where.format(4) + "unmatched '}'; write '}}' for a literal brace",
+        where.format(5) + f"invalid placeholder '{{x!r}}': {message}",
+        where.format(5) + "unmatched '{'; write '{{' for a literal brace",
+        where.format(6) + "unmatched '{'; write '{{' for a literal brace",
+        where.format(6) + "unmatched '}'; write '}}' for a literal brace",
+        where.format(6) + "unmatched '}'; write '}}' for a literal brace",
+    ]
+
+
 def test_undeclared_placeholder_suggests_the_declared_name() -> None:
     text = "task: t\nvariables: [policy]\nversions:\n  default: Use {polcy} {polcy}.\n"
     assert errors(text) == [
@@ -880,3 +907,16 @@ def test_docs_examples_are_valid() -> None:
     system, _ = resolve_system(case, lib, "anthropic:claude-sonnet-4-6")
     assert system is not None
     assert system.startswith("You are Acme Outdoor's support assistant. Policy: Unworn items")
+
+
+def test_a_text_of_stray_braces_stops_at_the_problem_limit() -> None:
+    # Each problem resumes the scan behind it: a hostile text of four million braces would
+    # take quadratic time, so the scan stops after MAX_PROBLEMS and says more may follow.
+    from pytest_llmregress.cases import MAX_PROBLEMS
+    from pytest_llmregress.prompts import _scan
+
+    names, issues = _scan("a}" * 2_000_000)
+
+    assert names == []
+    assert len(issues) == MAX_PROBLEMS + 1
+    assert issues[-1].message == f"the scan stopped after {MAX_PROBLEMS} problems: more may follow"

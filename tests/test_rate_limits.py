@@ -11,6 +11,7 @@ import pytest
 from pytest_llmregress.providers.base import ChatMessage, Completion, Request
 from pytest_llmregress.providers.registry import ModelRef, local_server_endpoints
 from pytest_llmregress.runner import Runner
+from pytest_llmregress.settings import RunnerSettings
 from pytest_llmregress.testing.server import LocalProviderServer
 from tests.conftest import CANDIDATE, JUDGE
 from tests.test_plugin_e2e import model_args, qa_cases, scenario, write_cases
@@ -64,10 +65,12 @@ def limited_runner(server: LocalProviderServer, concurrency: int) -> Runner:
         candidate=ModelRef("anthropic", "m"),
         judge=None,
         endpoints=local_server_endpoints(server.url),
-        concurrency=concurrency,
-        judge_concurrency=1,
-        timeout=10.0,
-        retries=0,  # rate limits do not use them
+        settings=RunnerSettings.defaults(
+            concurrency=concurrency,
+            judge_concurrency=1,
+            timeout=10.0,
+            retries=0,  # rate limits do not use them
+        ),
         base_delay=0.001,
     )
 

@@ -111,7 +111,9 @@ def test_replay_makes_no_network_calls(
     replayed.assert_outcomes(passed=6)
     assert server.stats()["requests"] == 0
     assert server.requests == []
-    replayed.stdout.fnmatch_lines(["cache: candidate 6 hits / 0 calls; judge 6 hits / 0 calls"])
+    replayed.stdout.fnmatch_lines(
+        ["cache: candidate 6 hits / 0 misses, judge 6 hits / 0 misses (.llmregress/cache)"]
+    )
 
 
 def test_replay_without_a_recording_is_an_error(
@@ -140,6 +142,40 @@ def test_judge_verdicts_are_cached_by_default(
     server.reset_stats()
     pytester.runpytest(*model_args("--llm-judge-cache=off")).assert_outcomes(passed=5)
     assert completions(server, JUDGE) == 5
+
+
+def test_the_summary_says_what_the_cache_answered(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> None:
+    """The cache's own counts, from the runner process's last words: a second recording run
+    is answered from the cache (under xdist too: one runner, one count)."""
+    cases = qa_cases(5)
+    write_cases(pytester, "qa.jsonl", cases)
+    server = make_server(scenario(cases))
+    provider_env(server)
+    first = pytester.runpytest(*model_args("--llm-cache=record"))
+    first.assert_outcomes(passed=5)
+    first.stdout.fnmatch_lines(
+        ["cache: candidate 0 hits / 5 misses, judge 0 hits / 5 misses (.llmregress/cache)"]
+    )
+    server.reset_stats()
+
+    second = pytester.runpytest(*model_args("--llm-cache=record"), "-n", "2")
+
+    second.assert_outcomes(passed=5)
+    second.stdout.fnmatch_lines(
+        ["cache: candidate 5 hits / 0 misses, judge 5 hits / 0 misses (.llmregress/cache)"]
+    )
+    assert server.requests == []
+    # The judge's cache alone (the default): the candidate is not looked up, so not named.
+    judge_only = pytester.runpytest(*model_args())
+    judge_only.assert_outcomes(passed=5)
+    judge_only.stdout.fnmatch_lines(["cache: judge 5 hits / 0 misses (.llmregress/cache)"])
+    judge_only.stdout.no_fnmatch_line("cache: candidate*")
+    # No cache at all: no line.
+    uncached = pytester.runpytest(*model_args("--llm-cache=off", "--llm-judge-cache=off"))
+    uncached.assert_outcomes(passed=5)
+    uncached.stdout.no_fnmatch_line("cache:*")
 
 
 def test_concurrency_budget_holds_across_workers(

@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 
-from pytest_llmregress.cache import CacheMode, ResponseCache, request_key
+from pytest_llmregress.cache import CacheMode, ResponseCache, cache_use_line, request_key
 from pytest_llmregress.providers.base import ChatMessage, Completion, ProviderError, Request
 from pytest_llmregress.providers.fallback import FALL_THROUGH_AT_ONCE, FallbackExhausted
 from pytest_llmregress.providers.registry import ModelRef, local_server_endpoints
 from pytest_llmregress.retries import RetryPolicy, call_with_retries
 from pytest_llmregress.runner import AdaptiveLimiter, Runner
 from pytest_llmregress.session import golden_units
+from pytest_llmregress.settings import RunnerSettings
 from pytest_llmregress.testing.server import LocalProviderServer
 
 
@@ -220,6 +221,24 @@ def test_cache_round_trip_across_instances(tmp_path: Path) -> None:
     assert reader.stats_dict()["judge"] == {"hits": 1, "misses": 1, "writes": 0}
 
 
+def test_cache_use_line_names_each_kind_the_cache_was_asked_for() -> None:
+    def counts(hits: int, misses: int, writes: int = 0) -> dict[str, int]:
+        return {"hits": hits, "misses": misses, "writes": writes}
+
+    both = {"candidate": counts(120, 30, 30), "judge": counts(140, 10, 10)}
+    assert cache_use_line(both, ".llmregress/cache") == (
+        "cache: candidate 120 hits / 30 misses, judge 140 hits / 10 misses (.llmregress/cache)"
+    )
+    judge_only = {"candidate": counts(0, 0), "judge": counts(1, 1, 1)}
+    assert cache_use_line(judge_only, "c") == "cache: judge 1 hit / 1 miss (c)"
+    refreshed = {"candidate": counts(0, 0, 4), "judge": counts(4, 0)}
+    assert (
+        cache_use_line(refreshed, "c") == "cache: candidate 4 stored, judge 4 hits / 0 misses (c)"
+    )
+    assert cache_use_line({"candidate": counts(0, 0), "judge": counts(0, 0)}, "c") is None
+    assert cache_use_line({}, "c") is None
+
+
 @pytest.mark.parametrize("kind", ["timeout", "connection"])
 def test_give_up_kinds_are_raised_without_a_retry(kind: str) -> None:
     script = Script(error(kind), error("server", 503))
@@ -276,14 +295,16 @@ def chain_runner(
         candidate=ModelRef("anthropic", PRIMARY),
         judge=None,
         endpoints=local_server_endpoints(server.url),
-        concurrency=concurrency,
-        judge_concurrency=1,
-        timeout=5.0,
-        retries=retries,
-        # Two waits of a 0.1 s retry-after (up to 1.25x with jitter) fit, a third does not.
-        rate_limit_wait=0.27,
+        settings=RunnerSettings.defaults(
+            concurrency=concurrency,
+            judge_concurrency=1,
+            timeout=5.0,
+            retries=retries,
+            # Two waits of a 0.1 s retry-after (up to 1.25x with jitter) fit, a third does not.
+            rate_limit_wait=0.27,
+            cache_mode=cache_mode,
+        ),
         cache=cache,
-        cache_mode=cache_mode,
         fallbacks=(ModelRef("anthropic", FALLBACK),),
         base_delay=0.001,
     )

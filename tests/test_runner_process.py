@@ -446,6 +446,23 @@ def test_the_error_of_a_crashed_runner_shows_the_end_of_its_log(
     shutil.rmtree(Path(process.address.log_path).parent)  # kept by stop(): the runner crashed
 
 
+def test_the_runner_says_what_its_cache_answered_in_its_last_words(
+    make_server: MakeServer, start_runner: StartRunner, tmp_path: Path
+) -> None:
+    server = make_server(scenario(range(1)))
+    process, client = runner_for(start_runner, server, cache_dir=tmp_path, cache_mode="record")
+    request = Request(model=CANDIDATE, messages=(ChatMessage("user", question(0)),))
+    assert not client.complete_sync(request).cached
+    assert client.complete_sync(request).cached
+    client.close()
+    process.stop()
+    assert process.last_words["cache_use"] == {
+        "candidate": {"hits": 1, "misses": 1, "writes": 1},
+        "judge": {"hits": 0, "misses": 0, "writes": 0},
+    }
+    assert len(server.requests) == 1
+
+
 def test_a_runner_that_cannot_start_reports_the_end_of_its_log(
     make_server: MakeServer,
 ) -> None:

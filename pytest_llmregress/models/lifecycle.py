@@ -763,28 +763,31 @@ def load_overrides_file(path: Path) -> list[LifecycleOverride]:
     return [parse_override(item, f"{path}: lifecycle[{i}]") for i, item in enumerate(raw)]
 
 
-def _toml_value(value: object) -> str:
-    if isinstance(value, date):
-        return value.isoformat()
-    return json.dumps(str(value))
+def _toml_value(key: str, value: object) -> object:
+    """A date key's ``YYYY-MM-DD`` as a TOML date (``""`` stays, it clears the date); any other
+    value as its text."""
+    if key in ("deprecated_on", "retires_on") and isinstance(value, str):
+        return date.fromisoformat(value) if value else ""
+    return value if isinstance(value, date) else str(value)
 
 
 def dump_overrides(
     entries: Iterable[Mapping[str, object]], path: Path, *, header: str = ""
 ) -> None:
-    """Write override entries to ``path``: TOML for ``.toml``, JSON otherwise."""
+    """Write override entries to ``path``: TOML for ``.toml`` (``header`` as its first
+    comment lines), JSON otherwise."""
     items = [dict(entry) for entry in entries]
     if path.suffix == ".toml":
-        lines = [f"# {line}" if line else "#" for line in header.splitlines()]
-        for item in items:
-            lines += ["", "[[lifecycle]]"]
-            for key in OVERRIDE_KEYS:
-                if key in item and item[key] is not None:
-                    value = item[key]
-                    if key in ("deprecated_on", "retires_on") and isinstance(value, str):
-                        value = date.fromisoformat(value) if value else ""
-                    lines.append(f"{key} = {_toml_value(value)}")
-        text = "\n".join(lines).lstrip("\n") + "\n"
+        import tomli_w  # only this command writes TOML: not at the plugin's start-up
+
+        comment = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
+        rows = [
+            {key: _toml_value(key, item[key]) for key in OVERRIDE_KEYS if item.get(key) is not None}
+            for item in items
+        ]
+        # One [[lifecycle]] table per entry: tomli-w would inline entries that fit on a line.
+        body = "\n".join(f"[[lifecycle]]\n{tomli_w.dumps(row)}" for row in rows)
+        text = f"{comment}\n{body}" if comment and body else comment + body
     else:
         text = json.dumps({"lifecycle": items}, indent=2, default=str) + "\n"
     path.write_text(text, encoding="utf-8")

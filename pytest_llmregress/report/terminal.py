@@ -55,10 +55,12 @@ def summary_lines(
     resumed: int = 0,
     model_warnings: Sequence[str] = (),
     chain: Sequence[str] = (),
+    cache_use: str | None = None,
     damaged_state: Sequence[str] = (),
 ) -> list[Line]:
     """Lines of the ``llmregress`` summary section, most important first.
 
+    ``cache_use``: the cache's hits and misses (``cache.cache_use_line``), None without a cache.
     ``damaged_state``: what was healed or skipped (damaged cache entries replaced, damaged
     journal lines skipped on resume), one line each.
     """
@@ -176,9 +178,8 @@ def summary_lines(
             )
     for warning in model_warnings:
         lines.append(Line(f"model warning: {warning}", "yellow"))
-    cache_line = _cache_line(results)
-    if cache_line:
-        lines.append(Line(cache_line))
+    if cache_use:
+        lines.append(Line(cache_use))
     for text in damaged_state:
         lines.append(Line(text, "yellow"))
     if resumed:
@@ -196,14 +197,3 @@ def summary_lines(
     if report_path:
         lines.append(Line(f"results: {report_path}"))
     return lines
-
-
-def _cache_line(results: Sequence[CaseResult]) -> str:
-    """Cache hits among the calls whose replies are in the results."""
-    parts = []
-    for kind, attribute in (("candidate", "completion"), ("judge", "judge_completion")):
-        completions = [getattr(r, attribute) for r in results if getattr(r, attribute) is not None]
-        hits = sum(1 for c in completions if c.cached)
-        if hits:
-            parts.append(f"{kind} {hits} hits / {len(completions) - hits} calls")
-    return "cache: " + "; ".join(parts) if parts else ""
