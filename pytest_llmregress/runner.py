@@ -182,11 +182,10 @@ class Traffic:
     timeouts: int = 0
     rate_limited: int = 0
     waited_s: float = 0.0  # seconds spent waiting to retry (backoff, retry-after)
-    limit: int = 0  # the concurrency limit, and the lowest it backed off to
-    lowest: int = 0
 
-    def describe(self, kind: str) -> str | None:
-        """``judge calls: 40 calls, 52 requests (...)``, or None when nothing happened."""
+    def describe(self, kind: str, limiter: AdaptiveLimiter) -> str | None:
+        """``judge calls: 40 calls, 52 requests (...)``, or None when nothing happened
+        (``limiter``: the kind's, for how far the limit backed off)."""
         retries = self.requests - self.calls
         met = [
             f"{count} {name}"
@@ -197,15 +196,15 @@ class Traffic:
             )
             if count
         ]
-        if not met and self.lowest >= self.limit:
+        if not met and limiter.lowest >= limiter.limit:
             return None
         text = f"{kind} calls: {self.calls} calls, {self.requests} requests"
         if met:
             text += f" ({', '.join(met)})"
         if self.waited_s:
             text += f", {self.waited_s:.1f} s waiting to retry"
-        if self.lowest < self.limit:
-            text += f"; concurrency backed off from {self.limit} to {self.lowest}"
+        if limiter.lowest < limiter.limit:
+            text += f"; concurrency backed off from {limiter.limit} to {limiter.lowest}"
         return text
 
 
@@ -235,8 +234,7 @@ def refused_param(error: ProviderError, request: Request) -> str | None:
     """
     if error.kind != "bad_request" or not request.params or not _REFUSAL.search(error.message):
         return None
-    named: str | None = getattr(error, "param", None)
-    words = [named] if named else re.findall(r"[A-Za-z_]+", error.message)
+    words = [error.param] if error.param else re.findall(r"[A-Za-z_]+", error.message)
     for word in words:
         name = _WIRE_NAMES.get(word, word)
         if name in request.params:
@@ -248,6 +246,11 @@ def with_params(defaults: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str
     """A call's parameters: its own over the suite's defaults; a default of None is not sent."""
     merged = {**defaults, **own}
     return {name: value for name, value in merged.items() if value is not None}
+
+
+def judge_request_params(judge_params: Mapping[str, Any]) -> dict[str, Any]:
+    """What every judge call sends: ``--llm-judge-params`` over ``JUDGE_PARAMS``."""
+    return with_params({**JUDGE_PARAMS, **judge_params}, {})
 
 
 class Runner:
@@ -301,7 +304,7 @@ class Runner:
         # Suite-level parameters: the candidate's under each case's own, the judge's over
         # JUDGE_PARAMS (temperature 0). A model that refuses one has it dropped, once.
         self._params = dict(settings.params)
-        self._judge_params = {**JUDGE_PARAMS, **settings.judge_params}
+        self._judge_params = judge_request_params(settings.judge_params)
         self.refused_params: dict[ModelRef, dict[str, str]] = {}
         self.traffic: dict[CallKind, Traffic] = {kind: Traffic() for kind in self.limiters}
         self._rng = random.Random(0)
@@ -310,12 +313,10 @@ class Runner:
 
     def traffic_lines(self) -> dict[str, str | None]:
         """Each kind's ``Traffic.describe``: what its calls met, or None when nothing did."""
-        lines: dict[str, str | None] = {}
-        for kind, traffic in self.traffic.items():
-            limiter = self.limiters[kind]
-            traffic.limit, traffic.lowest = limiter.limit, limiter.lowest
-            lines[kind] = traffic.describe(kind)
-        return lines
+        return {
+            kind: traffic.describe(kind, self.limiters[kind])
+            for kind, traffic in self.traffic.items()
+        }
 
     async def run_case(
         self, key: str, case: GoldenCase, systems: Mapping[str, SystemPrompt] | None = None
@@ -502,18 +503,7 @@ class Runner:
             crowded = limiter.in_use > 1
             traffic.requests += 1
             try:
-                async with asyncio.timeout(self._timeout):
-                    completion = await provider.complete(request)
-            except TimeoutError:
-                error = ProviderError(
-                    f"no answer within {self._timeout:g} s",
-                    provider=ref.provider,
-                    model=request.model,
-                    kind="timeout",
-                )
-                traffic.timeouts += 1
-                limiter.back_off(generation)
-                raise error from None
+                completion = await self._complete_in_time(provider, ref, request)
             except ProviderError as error:
                 if error.kind == "rate_limit":
                     traffic.rate_limited += 1
@@ -538,6 +528,21 @@ class Runner:
             return await call_with_retries(attempt, self._policy, self._rng, wait, give_up=give_up)
         finally:
             await limiter.release()
+
+    async def _complete_in_time(
+        self, provider: Provider, ref: ModelRef, request: Request
+    ) -> Completion:
+        """One attempt within ``--llm-timeout``; running out of it is a ``timeout`` error."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await provider.complete(request)
+        except TimeoutError:
+            raise ProviderError(
+                f"no answer within {self._timeout:g} s",
+                provider=ref.provider,
+                model=request.model,
+                kind="timeout",
+            ) from None
 
     async def _run_model(
         self, nodeid: str, case: GoldenCase, model: ModelRef, systems: Mapping[str, SystemPrompt]
@@ -651,7 +656,7 @@ class Runner:
             model=self.judge.model,
             messages=(ChatMessage("user", prompt.user),),
             system=prompt.system,
-            params=with_params(self._judge_params, {}),
+            params=self._judge_params,
             # The verdict as structured output, unless this judge refused it earlier.
             reply_schema=None if self.judge in self.plain_judges else prompt.reply_schema,
         )

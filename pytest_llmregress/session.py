@@ -614,8 +614,7 @@ class LLMRegressSession:
 
     def _sampling_line(self) -> str:
         """What each model samples with: sampling that is stated, not the server's accident."""
-        from pytest_llmregress.runner import with_params
-        from pytest_llmregress.scoring.judge import JUDGE_PARAMS
+        from pytest_llmregress.runner import judge_request_params, with_params
 
         settings = self.settings
         own = with_params(settings.params, {})
@@ -626,7 +625,7 @@ class LLMRegressSession:
         else:
             line += "at the server's defaults unless a case sets params (--llm-params)"
         if self.judge is not None:
-            judge = with_params({**JUDGE_PARAMS, **settings.judge_params}, {})
+            judge = judge_request_params(settings.judge_params)
             line += f"; judge {self.judge} {format_value(judge) or 'at its defaults'}"
         return line
 
