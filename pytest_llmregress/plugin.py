@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_llmregress.cases import GOLDEN_SUFFIXES
+from pytest_llmregress.cases.golden import GOLDEN_SUFFIXES
 from pytest_llmregress.session import (
     SESSION_KEY,
     LLMRegressSession,
@@ -28,7 +28,7 @@ from pytest_llmregress.settings import (
 )
 
 if TYPE_CHECKING:
-    from pytest_llmregress.llm_client import LLMClient
+    from pytest_llmregress.collect.llm_fixture import LLMClient
     from pytest_llmregress.scoring.score import Score
     from pytest_llmregress.testing.server import LocalProviderServer
 
@@ -57,7 +57,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    from pytest_llmregress.llm_client import LLM_CASE_HELP
+    from pytest_llmregress.collect.llm_fixture import LLM_CASE_HELP
 
     config.addinivalue_line("markers", LLM_CASE_HELP)
     if config.option.help:
@@ -117,7 +117,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     session = find_session(config)
     if session is None or config.getvalue("dist") != "load" or session.candidate is None:
         return None
-    from pytest_llmregress.scheduler import GoldenScheduling
+    from pytest_llmregress.collect.scheduling import GoldenScheduling
 
     return GoldenScheduling(config, log, session.scope_of)
 
@@ -128,7 +128,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     session = find_session(parent.config)
     if session is None or not session.is_golden_path(file_path):
         return None
-    from pytest_llmregress.items import GoldenFile
+    from pytest_llmregress.collect.items import GoldenFile
 
     golden: GoldenFile = GoldenFile.from_parent(parent, path=file_path)
     return golden
@@ -161,11 +161,11 @@ def pytest_runtest_makereport(
     report = yield
     session = find_session(item.config)
     if call.when == "call" and session is not None:
-        from pytest_llmregress.items import GoldenItem
+        from pytest_llmregress.collect.items import GoldenItem
 
         if not isinstance(item, GoldenItem):
             # A test that used the `llm` fixture or a judged reference is a golden case too.
-            from pytest_llmregress.llm_client import case_result
+            from pytest_llmregress.collect.llm_fixture import case_result
 
             result = case_result(item, report)
             item.case_result = result  # type: ignore[attr-defined]
@@ -177,8 +177,8 @@ def pytest_runtest_makereport(
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    from pytest_llmregress.items import GoldenItem
-    from pytest_llmregress.llm_client import judging
+    from pytest_llmregress.collect.items import GoldenItem
+    from pytest_llmregress.collect.llm_fixture import judging
 
     session = find_session(item.config)
     if session is None or isinstance(item, GoldenItem):  # golden items: judged by the runner
@@ -194,7 +194,7 @@ def pytest_assertrepr_compare(
 ) -> Generator[None, list[list[str]], list[list[str]]]:
     explanations = yield
     if "SnapshotAssertion" in (type(left).__name__, type(right).__name__):
-        from pytest_llmregress.snapshot import explain_judged
+        from pytest_llmregress.collect.snapshot import explain_judged
 
         return [explain_judged(left, right, lines) for lines in explanations]
     return explanations
@@ -240,7 +240,7 @@ def pytest_terminal_summary(
 @pytest.fixture
 def llm(request: pytest.FixtureRequest) -> LLMClient:
     """The model under test (--llm-model), called from a test body: ``llm.complete(user=...)``."""
-    from pytest_llmregress.llm_client import LLMClient
+    from pytest_llmregress.collect.llm_fixture import LLMClient
 
     session = _fixture_session(request)
     if session.runner is None or session.candidate is None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_llmregress import __version__
-from pytest_llmregress.gate import Verdict, decide
+from pytest_llmregress.core.masking import mask_url
 from pytest_llmregress.providers.registry import (
     Endpoints,
     ModelRef,
@@ -29,15 +29,15 @@ from pytest_llmregress.providers.registry import (
     local_server_endpoints,
     parse_model,
 )
-from pytest_llmregress.results import CaseResult, ResultsJournal
 from pytest_llmregress.settings import RunnerSettings, Settings, format_value
-from pytest_llmregress.url_masking import mask_url
+from pytest_llmregress.verdict.gate import Verdict, decide
+from pytest_llmregress.verdict.results import CaseResult, ResultsJournal
 
 if TYPE_CHECKING:
-    from pytest_llmregress.cases import GoldenCase
-    from pytest_llmregress.items import GoldenItem
-    from pytest_llmregress.runner import CaseRun, SystemPrompt
-    from pytest_llmregress.runner_process import RunnerClient, RunnerProcess
+    from pytest_llmregress.cases.golden import GoldenCase
+    from pytest_llmregress.collect.items import GoldenItem
+    from pytest_llmregress.engine.runner import CaseRun, SystemPrompt
+    from pytest_llmregress.engine.runner_process import RunnerClient, RunnerProcess
     from pytest_llmregress.testing.server import LocalProviderServer
 
 SESSION_KEY = pytest.StashKey["LLMRegressSession"]()
@@ -202,7 +202,11 @@ class LLMRegressSession:
             # Nothing will call a model: start no process, import no SDK. A missing key stops
             # the session only if a selected test needs a model (``before_run``).
             return
-        from pytest_llmregress.runner_process import RunnerAddress, RunnerClient, RunnerProcess
+        from pytest_llmregress.engine.runner_process import (
+            RunnerAddress,
+            RunnerClient,
+            RunnerProcess,
+        )
 
         self._system_for = self._prompt_resolver(model_config)  # bad prompt files stop us here
         if self.is_worker:
@@ -241,7 +245,7 @@ class LLMRegressSession:
 
     def _runner_config(self) -> dict[str, Any]:
         """What the runner process needs: models, endpoints (with keys), its settings, cache."""
-        from pytest_llmregress.runner_process import runner_config
+        from pytest_llmregress.engine.runner_process import runner_config
 
         settings = self.settings
         assert self.endpoints is not None
@@ -258,7 +262,7 @@ class LLMRegressSession:
 
     def _prompt_resolver(self, model_config: Any) -> Any:
         """How a case gets its system prompt for a model: literal, or its prompt for the model."""
-        from pytest_llmregress.prompts import (
+        from pytest_llmregress.prompts.library import (
             PromptError,
             PromptLibrary,
             check_prompt_model,
@@ -451,7 +455,7 @@ class LLMRegressSession:
         With ``--llm-compare-model`` a case is taken only with the same compare model's scored
         result on it, so every case stays paired; the others run again, both models.
         """
-        from pytest_llmregress.results import read_results
+        from pytest_llmregress.verdict.results import read_results
 
         target = Path(path) if Path(path).is_absolute() else self.config.rootpath / path
         try:
@@ -484,7 +488,7 @@ class LLMRegressSession:
         The runner process checked each distinct model once while pytest collected (instead
         of N identical 404s later); here the session waits for its answer.
         """
-        from pytest_llmregress.runner_process import RunnerError
+        from pytest_llmregress.engine.runner_process import RunnerError
 
         distributing = session.config.pluginmanager.has_plugin("dsession")
         calls = not session.config.option.collectonly and self._calls_models(session)
@@ -520,7 +524,7 @@ class LLMRegressSession:
     def _calls_models(session: pytest.Session) -> bool:
         """Whether a selected test may call a model: a golden case, or a test using a fixture
         that calls one. Unknown on an xdist controller (it collects nothing): True."""
-        from pytest_llmregress.items import GoldenItem
+        from pytest_llmregress.collect.items import GoldenItem
 
         if session.config.pluginmanager.has_plugin("dsession"):
             return True
@@ -614,7 +618,7 @@ class LLMRegressSession:
 
     def _sampling_line(self) -> str:
         """What each model samples with: sampling that is stated, not the server's accident."""
-        from pytest_llmregress.runner import judge_request_params, with_params
+        from pytest_llmregress.engine.runner import judge_request_params, with_params
 
         settings = self.settings
         own = with_params(settings.params, {})
@@ -668,7 +672,7 @@ class LLMRegressSession:
         all: the runner process runs each case once, whoever asks (``runner_process.CaseBoard``).
         ``--dist each`` is refused at start-up (``check_dist_mode``).
         """
-        from pytest_llmregress.items import GoldenItem
+        from pytest_llmregress.collect.items import GoldenItem
 
         if self._groups is None:
             golden = [i for i in item.session.items if isinstance(i, GoldenItem)]
@@ -695,8 +699,8 @@ class LLMRegressSession:
         A case the resumed results file already has is not called again. A runner process
         that stopped makes the case an error, like any call that could not be made.
         """
-        from pytest_llmregress.runner import case_error
-        from pytest_llmregress.runner_process import RunnerError
+        from pytest_llmregress.engine.runner import case_error
+        from pytest_llmregress.engine.runner_process import RunnerError
 
         assert self.runner is not None
         resumed = self.resumed.get(item.nodeid)
@@ -851,8 +855,8 @@ class LLMRegressSession:
 
     def _compare(self) -> Any:
         """The paired comparison with ``--llm-baseline`` or ``--llm-compare-model``, if asked."""
-        from pytest_llmregress.compare import compare_runs
-        from pytest_llmregress.results import RunResult, load_results
+        from pytest_llmregress.verdict.compare import compare_runs
+        from pytest_llmregress.verdict.results import RunResult, load_results
 
         settings = self.settings
         if settings.baseline:
@@ -911,7 +915,7 @@ class LLMRegressSession:
         )
         lines += [Line(text, "yellow") for text in self.traffic_lines]
         if self.comparison is not None:
-            from pytest_llmregress.compare import comparison_lines
+            from pytest_llmregress.verdict.compare import comparison_lines
 
             lines += comparison_lines(self.comparison, worst=self.settings.worst)
         if self.comparison_error:
@@ -986,7 +990,7 @@ class LLMRegressSession:
             self.close()
 
     def _write_outputs(self, verdict: Verdict | None) -> None:
-        from pytest_llmregress.results import RunResult, finish_results, write_json_atomic
+        from pytest_llmregress.verdict.results import RunResult, finish_results, write_json_atomic
 
         missing = self.missing()
         metadata = self.metadata()
@@ -1034,7 +1038,7 @@ class LLMRegressSession:
                 names[path] = result.path
         if not recorded:
             return
-        from pytest_llmregress.recording import record_many
+        from pytest_llmregress.authoring.recording import record_many
 
         reports = record_many(
             recorded, overwrite=self.settings.record == "all", display_paths=names
@@ -1084,7 +1088,7 @@ class LLMRegressSession:
         """What the runner process said at its end: a damaged cache file it moved aside (a
         warning naming both files), damaged entries it replaced and the cache's hits and
         misses (summary lines), judges that refused structured output (a model warning)."""
-        from pytest_llmregress.cache import cache_health_lines, cache_use_line
+        from pytest_llmregress.engine.cache import cache_health_lines, cache_use_line
 
         for notice in runner_process.notices:
             self._warn_about_setting("cache_dir", notice)
@@ -1110,7 +1114,7 @@ class LLMRegressSession:
         """
         if self.is_worker or self.candidate is None or not self.settings.baseline:
             return
-        from pytest_llmregress.results import load_results
+        from pytest_llmregress.verdict.results import load_results
 
         try:
             load_results(self._rooted(self.settings.baseline))

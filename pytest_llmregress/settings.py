@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pytest_llmregress.cache import CACHE_MODES, CacheMode
-from pytest_llmregress.retries import DEFAULT_RATE_LIMIT_WAIT
+from pytest_llmregress.engine.cache import CACHE_MODES, CacheMode
+from pytest_llmregress.providers.retries import DEFAULT_RATE_LIMIT_WAIT
 
 DEFAULT_GOLDEN_FILES = (
     "*golden_cases/*.jsonl",
@@ -79,7 +79,7 @@ def _request_params(value: str | Mapping[str, Any]) -> dict[str, Any]:
     """Request parameters for every call of a kind: ``name=value,...`` (each value read as JSON
     where it parses, else as a string; ``none`` leaves the parameter out), a JSON object, or a
     table in ``[tool.llmregress]``. Checked as a golden case's ``params`` are."""
-    from pytest_llmregress.cases import PARAM_NAMES, check_param, did_you_mean
+    from pytest_llmregress.cases.golden import PARAM_NAMES, check_param, did_you_mean
 
     raw: object = value
     if isinstance(value, str):

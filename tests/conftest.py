@@ -11,7 +11,7 @@ import openai
 import pytest
 import yaml  # noqa: F401
 
-from pytest_llmregress.runner_process import RunnerClient, RunnerProcess, runner_config
+from pytest_llmregress.engine.runner_process import RunnerClient, RunnerProcess, runner_config
 from pytest_llmregress.settings import RunnerSettings
 from pytest_llmregress.testing.server import LocalProviderServer
 
@@ -43,7 +43,8 @@ def _warm_imports() -> None:
     import pytest_llmregress
 
     for module in pkgutil.walk_packages(pytest_llmregress.__path__, "pytest_llmregress."):
-        importlib.import_module(module.name)
+        if not module.name.endswith(".__main__"):  # runs its command when imported
+            importlib.import_module(module.name)
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from pytest_llmregress import canary
-from pytest_llmregress.canary import (
+from pytest_llmregress.runtime import canary
+from pytest_llmregress.runtime.canary import (
     BUCKETS,
     CANARY_PCT_ENV,
     DEFAULT_STAGES,

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmregress import canary_cli, cli
-from pytest_llmregress.canary import CANARY_PCT_ENV, load_canary_config
-from pytest_llmregress.canary_cli import (
+from pytest_llmregress import cli
+from pytest_llmregress.cli import canary as canary_cli
+from pytest_llmregress.cli.canary import (
     EXIT_ERROR,
     EXIT_HOLD,
     EXIT_OK,
@@ -29,6 +29,7 @@ from pytest_llmregress.canary_cli import (
     edit_canary_text,
     write_atomic,
 )
+from pytest_llmregress.runtime.canary import CANARY_PCT_ENV, load_canary_config
 
 NOW = "2026-11-26T10:00:00Z"
 

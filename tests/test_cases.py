@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pytest_llmregress.cases import (
+from pytest_llmregress.cases.golden import (
     GOLDEN_SUFFIXES,
     MAX_PROBLEMS,
     CaseFileError,

@@ -11,7 +11,16 @@ from typing import Any
 
 import pytest
 
-from pytest_llmregress.compare import (
+from pytest_llmregress.prompts.library import PromptLibrary, parse_prompt_yaml, prompts_metadata
+from pytest_llmregress.providers.base import Completion
+from pytest_llmregress.report.markdown import (
+    attribution_markdown,
+    cell,
+    comparison_markdown,
+    run_markdown,
+)
+from pytest_llmregress.scoring.score import Score
+from pytest_llmregress.verdict.compare import (
     PROMPTS_RECORDED_SINCE,
     AttributionError,
     Comparison,
@@ -25,18 +34,9 @@ from pytest_llmregress.compare import (
     summarize_run,
     within_run_moves,
 )
-from pytest_llmregress.gate import decide
-from pytest_llmregress.prompts import PromptLibrary, parse_prompt_yaml, prompts_metadata
-from pytest_llmregress.providers.base import Completion
-from pytest_llmregress.report.markdown import (
-    attribution_markdown,
-    cell,
-    comparison_markdown,
-    run_markdown,
-)
-from pytest_llmregress.results import CaseResult, Outcome, RunResult
-from pytest_llmregress.scoring.score import Score
-from pytest_llmregress.stats import mcnemar_exact
+from pytest_llmregress.verdict.gate import decide
+from pytest_llmregress.verdict.results import CaseResult, Outcome, RunResult
+from pytest_llmregress.verdict.stats import mcnemar_exact
 
 PRODUCTION = "anthropic:claude-sonnet-4-6"
 CANDIDATE = "anthropic:claude-sonnet-5"

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from pytest_llmregress import cli
-from pytest_llmregress import results as results_module
-from pytest_llmregress.compare_cli import main, parse_margin
-from pytest_llmregress.prompts import PromptLibrary, parse_prompt_yaml, prompts_metadata
+from pytest_llmregress.cli.compare import main, parse_margin
+from pytest_llmregress.prompts.library import PromptLibrary, parse_prompt_yaml, prompts_metadata
 from pytest_llmregress.providers.base import Completion
-from pytest_llmregress.results import CaseResult, Outcome, RunResult
 from pytest_llmregress.scoring.score import Score
+from pytest_llmregress.verdict import results as results_module
+from pytest_llmregress.verdict.results import CaseResult, Outcome, RunResult
 
 PRODUCTION = "anthropic:claude-sonnet-4-6"
 CANDIDATE = "anthropic:claude-sonnet-5"

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from pytest_llmregress.compare_cli import main as compare_main
-from pytest_llmregress.results import load_results
+from pytest_llmregress.cli.compare import main as compare_main
 from pytest_llmregress.testing.server import LocalProviderServer
+from pytest_llmregress.verdict.results import load_results
 from tests.conftest import JUDGE
 from tests.test_plugin_e2e import answers, qa_cases, write_cases
 

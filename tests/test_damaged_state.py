@@ -17,10 +17,12 @@ from typing import Any
 
 import pytest
 
-from pytest_llmregress.cache import CACHE_FILENAME, ResponseCache, cache_health_lines
-from pytest_llmregress.compare_cli import main as cli_main
+from pytest_llmregress.cli.compare import main as cli_main
+from pytest_llmregress.engine.cache import CACHE_FILENAME, ResponseCache, cache_health_lines
 from pytest_llmregress.providers.base import Completion, ProviderError
-from pytest_llmregress.results import (
+from pytest_llmregress.scoring.score import Score
+from pytest_llmregress.testing.server import LocalProviderServer
+from pytest_llmregress.verdict.results import (
     CaseResult,
     ResultsFileError,
     ResultsJournal,
@@ -28,8 +30,6 @@ from pytest_llmregress.results import (
     load_results,
     read_results,
 )
-from pytest_llmregress.scoring.score import Score
-from pytest_llmregress.testing.server import LocalProviderServer
 from tests.conftest import CANDIDATE, JUDGE
 from tests.test_plugin_e2e import model_args, qa_cases, scenario, write_cases
 

@@ -13,19 +13,19 @@ from typing import Any
 import pytest
 
 from pytest_llmregress.providers.base import ChatMessage, ProviderError, Request
-from pytest_llmregress.providers.fallback import (
-    FallbackAliasWarning,
-    FallbackChain,
-    FallbackExhausted,
-    FallbackResult,
-)
 from pytest_llmregress.providers.registry import (
     Endpoints,
     ModelRef,
     ModelSpecError,
     local_server_endpoints,
 )
-from pytest_llmregress.retries import RetryPolicy
+from pytest_llmregress.providers.retries import RetryPolicy
+from pytest_llmregress.runtime.fallback import (
+    FallbackAliasWarning,
+    FallbackChain,
+    FallbackExhausted,
+    FallbackResult,
+)
 from pytest_llmregress.testing.server import LocalProviderServer
 
 PRIMARY = "claude-sonnet-4-6"

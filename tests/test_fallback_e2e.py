@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from pytest_llmregress.results import load_results
 from pytest_llmregress.testing.server import LocalProviderServer
+from pytest_llmregress.verdict.results import load_results
 from tests.conftest import CANDIDATE, JUDGE
 from tests.test_plugin_e2e import answers, qa_cases, write_cases
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from pytest_llmregress import cases as cases_module
-from pytest_llmregress.cases import (
+from pytest_llmregress.cases import golden as cases_module
+from pytest_llmregress.cases.golden import (
     MAX_ALIAS_CHARACTERS,
     MAX_ALIAS_NODES,
     MAX_DEPTH,

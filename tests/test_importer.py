@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 
 from pytest_llmregress import __version__, cli
-from pytest_llmregress.cases import GoldenCase, load_cases, parse_jsonl
-from pytest_llmregress.importer import (
+from pytest_llmregress.authoring.importer import (
     ImportOptions,
     LogRecord,
     RecordError,
@@ -38,6 +37,7 @@ from pytest_llmregress.importer import (
     stratified_sample,
     stratum_of,
 )
+from pytest_llmregress.cases.golden import GoldenCase, load_cases, parse_jsonl
 
 DATA = Path(__file__).parent / "data" / "import"
 RESPONSES = DATA.parent / "import_responses.jsonl"

@@ -28,10 +28,10 @@ import anthropic
 import openai
 import pytest
 
-from pytest_llmregress.cache import ResponseCache
+from pytest_llmregress.engine.cache import ResponseCache
+from pytest_llmregress.engine.runner import Runner
 from pytest_llmregress.providers.base import ProviderError
 from pytest_llmregress.providers.registry import ModelRef, local_server_endpoints
-from pytest_llmregress.runner import Runner
 from pytest_llmregress.scoring.judge import build_judge_prompt
 from pytest_llmregress.scoring.score import Score, ScorerError
 from pytest_llmregress.settings import RunnerSettings

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import pytest
 
-from pytest_llmregress.llm_client import (
+from pytest_llmregress.collect.llm_fixture import (
     CaseOptions,
     CaseOptionsError,
     JudgedVerdict,

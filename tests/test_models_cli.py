@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from pytest_llmregress.cli.models import SUPPRESSION, main, suppressed_codes
 from pytest_llmregress.models import load_overrides_file
-from pytest_llmregress.models.cli import SUPPRESSION, main, suppressed_codes
 
 ROOT = Path(__file__).resolve().parents[1]
 TODAY = "2026-11-26"

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from pytest_llmregress.results import load_results
 from pytest_llmregress.testing.server import LocalProviderServer
+from pytest_llmregress.verdict.results import load_results
 from tests.conftest import CANDIDATE, JUDGE
 
 MakeServer = Callable[[dict[str, Any]], LocalProviderServer]

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmregress.cases import GoldenCase, Message, PromptRef, parse_jsonl, parse_yaml
+from pytest_llmregress.cases.golden import GoldenCase, Message, PromptRef, parse_jsonl, parse_yaml
 from pytest_llmregress.models.lifecycle import LifecycleData, parse_lifecycle_csv
-from pytest_llmregress.prompts import (
+from pytest_llmregress.prompts.library import (
     PromptError,
     PromptFileError,
     PromptLibrary,
@@ -430,7 +430,7 @@ def test_duplicate_tasks_passed_to_the_constructor() -> None:
 
 def test_yaml_is_imported_lazily() -> None:
     code = (
-        "import sys, pytest_llmregress.prompts, pytest_llmregress.cases; "
+        "import sys, pytest_llmregress.prompts.library, pytest_llmregress.cases.golden; "
         "print('yaml' in sys.modules)"
     )
     out = subprocess.run(
@@ -912,8 +912,8 @@ def test_docs_examples_are_valid() -> None:
 def test_a_text_of_stray_braces_stops_at_the_problem_limit() -> None:
     # Each problem resumes the scan behind it: a hostile text of four million braces would
     # take quadratic time, so the scan stops after MAX_PROBLEMS and says more may follow.
-    from pytest_llmregress.cases import MAX_PROBLEMS
-    from pytest_llmregress.prompts import _scan
+    from pytest_llmregress.cases.golden import MAX_PROBLEMS
+    from pytest_llmregress.prompts.library import _scan
 
     names, issues = _scan("a}" * 2_000_000)
 

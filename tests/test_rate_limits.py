@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from pytest_llmregress.engine.runner import Runner
 from pytest_llmregress.providers.base import ChatMessage, Completion, Request
 from pytest_llmregress.providers.registry import ModelRef, local_server_endpoints
-from pytest_llmregress.runner import Runner
 from pytest_llmregress.settings import RunnerSettings
 from pytest_llmregress.testing.server import LocalProviderServer
 from tests.conftest import CANDIDATE, JUDGE

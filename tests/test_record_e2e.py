@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pytest_llmregress.cases import load_cases
+from pytest_llmregress.cases.golden import load_cases
 from pytest_llmregress.testing.server import LocalProviderServer
 from tests.conftest import CANDIDATE, JUDGE
 from tests.test_plugin_e2e import model_args

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmregress import recording
-from pytest_llmregress.cases import GoldenCase, load_cases
-from pytest_llmregress.recording import (
+from pytest_llmregress.authoring import recording
+from pytest_llmregress.authoring.recording import (
     RecordError,
     RecordReport,
     record_many,
     record_references,
     unified_diff,
 )
+from pytest_llmregress.cases.golden import GoldenCase, load_cases
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden_cases"
 

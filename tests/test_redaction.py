@@ -19,9 +19,8 @@ from typing import Any
 import pytest
 
 from pytest_llmregress import cli
-from pytest_llmregress.cases import load_cases
-from pytest_llmregress.importer import main
-from pytest_llmregress.redaction import (
+from pytest_llmregress.authoring.importer import main
+from pytest_llmregress.authoring.redaction import (
     REDACTION_KINDS,
     Redactor,
     RedactorSpecError,
@@ -33,6 +32,7 @@ from pytest_llmregress.redaction import (
     redact_data,
     secret_kind_of_key,
 )
+from pytest_llmregress.cases.golden import load_cases
 
 Capture = pytest.CaptureFixture[str]
 
@@ -615,8 +615,8 @@ def test_load_redactor_returns_a_text_function(team: Path) -> None:
 def test_loading_the_plugin_or_the_importer_imports_no_redaction_library() -> None:
     code = (
         "import sys\n"
-        "import pytest_llmregress.plugin, pytest_llmregress.importer\n"
-        "from pytest_llmregress.redaction import redact\n"
+        "import pytest_llmregress.plugin, pytest_llmregress.authoring.importer\n"
+        "from pytest_llmregress.authoring.redaction import redact\n"
         "redact('an email: ann@example.com, a date: 2024-03-15')\n"
         "print(sorted(m for m in ('phonenumbers', 'stdnum') if m in sys.modules))\n"
     )

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from pytest_llmregress.results import load_results
 from pytest_llmregress.testing.server import LocalProviderServer
+from pytest_llmregress.verdict.results import load_results
 from tests.conftest import CANDIDATE, JUDGE
 from tests.test_plugin_e2e import model_args, qa_cases, scenario, write_cases
 

@@ -14,16 +14,16 @@ from typing import Any
 
 import pytest
 
-from pytest_llmregress.cases import GoldenCase, Message
-from pytest_llmregress.compare import compare_runs, comparison_lines
-from pytest_llmregress.gate import decide
-from pytest_llmregress.items import render_verdict
+from pytest_llmregress.cases.golden import GoldenCase, Message
+from pytest_llmregress.collect.items import render_verdict
 from pytest_llmregress.report.markdown import comparison_markdown, run_markdown
 from pytest_llmregress.report.terminal import summary_lines
-from pytest_llmregress.results import CaseResult, Outcome, RunResult, case_from_record
 from pytest_llmregress.scoring.score import Score
 from pytest_llmregress.scoring.scorers import parse_scorer_spec, score_deterministic
 from pytest_llmregress.testing.server import LocalProviderServer
+from pytest_llmregress.verdict.compare import compare_runs, comparison_lines
+from pytest_llmregress.verdict.gate import decide
+from pytest_llmregress.verdict.results import CaseResult, Outcome, RunResult, case_from_record
 from tests.conftest import JUDGE
 from tests.test_plugin_e2e import write_cases
 

@@ -28,19 +28,19 @@ from typing import Any
 
 import pytest
 
-from pytest_llmregress.cases import GoldenCase, Message, ScorerSpec
-from pytest_llmregress.providers.base import ChatMessage, Completion, ProviderError, Request
-from pytest_llmregress.providers.registry import Endpoints, local_server_endpoints, parse_model
-from pytest_llmregress.results import CaseResult
-from pytest_llmregress.runner import SystemPrompt
-from pytest_llmregress.runner_process import (
+from pytest_llmregress.cases.golden import GoldenCase, Message, ScorerSpec
+from pytest_llmregress.engine.runner import SystemPrompt
+from pytest_llmregress.engine.runner_process import (
     RunnerClient,
     RunnerError,
     RunnerProcess,
     runner_config,
 )
+from pytest_llmregress.providers.base import ChatMessage, Completion, ProviderError, Request
+from pytest_llmregress.providers.registry import Endpoints, local_server_endpoints, parse_model
 from pytest_llmregress.scoring.score import Score, ScorerError
 from pytest_llmregress.testing.server import LocalProviderServer
+from pytest_llmregress.verdict.results import CaseResult
 from tests.conftest import CANDIDATE, JUDGE
 
 MakeServer = Callable[[dict[str, Any]], LocalProviderServer]
@@ -514,7 +514,7 @@ def test_api_keys_reach_the_runner_on_stdin_never_its_command_line(
     assert completion.text == answer(0)
     pid = process._process.pid
     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    assert b"pytest_llmregress.runner_process" in cmdline
+    assert b"pytest_llmregress.engine.runner_process" in cmdline
     environ = Path(f"/proc/{pid}/environ").read_bytes()
     log = Path(process.address.log_path).read_bytes()
     for secret in (anthropic_key, openai_key):
@@ -646,7 +646,7 @@ def test_a_killed_pytest_process_takes_its_runner_with_it(
             sys.executable,
             "-c",
             "import json, sys, time\n"
-            "from pytest_llmregress.runner_process import RunnerProcess\n"
+            "from pytest_llmregress.engine.runner_process import RunnerProcess\n"
             "process = RunnerProcess(json.load(open(sys.argv[1])))\n"
             "assert process.preflight_problems() == {}\n"
             "print(process._process.pid, process.address.socket_path, flush=True)\n"

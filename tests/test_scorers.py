@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pytest_llmregress.cases import GoldenCase, Message, ScorerSpec
+from pytest_llmregress.cases.golden import GoldenCase, Message, ScorerSpec
 from pytest_llmregress.scoring.judge import (
     VERDICT_SCHEMA,
     build_judge_prompt,

@@ -21,16 +21,16 @@ from typing import Any
 
 import pytest
 
-from pytest_llmregress.models.cli import main as models_main
+from pytest_llmregress.cli.models import main as models_main
+from pytest_llmregress.core.masking import mask_url, mask_urls_in
+from pytest_llmregress.engine.runner_process import RunnerAddress
 from pytest_llmregress.providers.registry import (
     Endpoints,
     endpoints_from_environment,
     local_server_endpoints,
     parse_model,
 )
-from pytest_llmregress.runner_process import RunnerAddress
 from pytest_llmregress.testing.server import LocalProviderServer
-from pytest_llmregress.url_masking import mask_url, mask_urls_in
 from tests.conftest import CANDIDATE, JUDGE
 from tests.test_plugin_e2e import model_args, qa_cases, scenario, write_cases
 
@@ -446,8 +446,8 @@ def test_a_fallback_chain_in_application_code_masks_urls_in_its_errors(
 ) -> None:
     """``FallbackChain`` calls the providers without the runner: the provider layer masks."""
     from pytest_llmregress.providers.base import ChatMessage, ProviderError, Request
-    from pytest_llmregress.providers.fallback import FallbackChain
-    from pytest_llmregress.retries import RetryPolicy
+    from pytest_llmregress.providers.retries import RetryPolicy
+    from pytest_llmregress.runtime.fallback import FallbackChain
 
     upstream = f"https://{USER}:{PASSWORD}@10.1.2.3:8443/v1?key={QUERY_KEY}"
     server = make_server(

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from pytest_llmregress.engine.runner import AdaptiveLimiter, Runner
 from pytest_llmregress.providers.registry import local_server_endpoints, parse_model
-from pytest_llmregress.runner import AdaptiveLimiter, Runner
 from pytest_llmregress.settings import RunnerSettings
 from tests.conftest import CANDIDATE, JUDGE
 from tests.test_plugin_e2e import (

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from pytest_llmregress.cli.models import main
 from pytest_llmregress.models import (
     LifecycleError,
     ModelConfigError,
@@ -19,7 +20,6 @@ from pytest_llmregress.models import (
     load_model_config,
     load_overrides_file,
 )
-from pytest_llmregress.models.cli import main
 from pytest_llmregress.models.lifecycle import dump_overrides
 from pytest_llmregress.testing.server import LocalProviderServer
 from tests.conftest import JUDGE

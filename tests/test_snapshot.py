@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from syrupy.assertion import SnapshotAssertion
 
-from pytest_llmregress.llm_client import JudgedVerdict, ModelCall, case_record, judging
+from pytest_llmregress.collect.llm_fixture import JudgedVerdict, ModelCall, case_record, judging
+from pytest_llmregress.collect.snapshot import JudgedReference, JudgedText, explain_judged
 from pytest_llmregress.providers.base import ChatMessage, Completion, Request
 from pytest_llmregress.scoring.score import Score
-from pytest_llmregress.snapshot import JudgedReference, JudgedText, explain_judged
 from pytest_llmregress.testing.server import LocalProviderServer
 from tests.conftest import CANDIDATE, JUDGE
 
@@ -28,7 +28,7 @@ DRIFTED = "claude-opus-5"
 SUPPORT_TESTS = """
 import pytest
 
-from pytest_llmregress.snapshot import JudgedReference
+from pytest_llmregress.collect.snapshot import JudgedReference
 
 SYSTEM = "You are a support agent for Borealis Outdoor."
 
@@ -214,7 +214,7 @@ def test_judge_passes_close_outputs_and_fails_drifted_ones_with_score_reason_and
 MARKED_TESTS = """
 import pytest
 
-from pytest_llmregress.snapshot import JudgedReference
+from pytest_llmregress.collect.snapshot import JudgedReference
 
 pytestmark = pytest.mark.llm_case(tags=["support"], threshold=0.9)
 

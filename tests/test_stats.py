@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from pytest_llmregress.stats import (
+from pytest_llmregress.verdict.stats import (
     Z_95,
     mcnemar_exact,
     min_detectable_effect,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pytest_llmregress.results import load_results
+from pytest_llmregress.verdict.results import load_results
 from tests.conftest import CANDIDATE, JUDGE
 from tests.test_plugin_e2e import MakeServer, PointEnv, model_args, qa_cases, scenario, write_cases
 

@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from pytest_llmregress.core.masking import mask_urls_in
 from pytest_llmregress.providers.base import (
     ChatMessage,
     Completion,
@@ -23,7 +24,6 @@ from pytest_llmregress.providers.base import (
     kind_for_status,
 )
 from pytest_llmregress.providers.registry import API_KEY_ENV
-from pytest_llmregress.url_masking import mask_urls_in
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:

@@ -10,8 +10,8 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
+from pytest_llmregress.core.masking import MASK, mask_url
 from pytest_llmregress.providers.base import Provider
-from pytest_llmregress.url_masking import MASK, mask_url
 
 PROVIDERS = ("anthropic", "openai")
 # Golden-case parameters the OpenAI Chat Completions API does not take; compatible servers

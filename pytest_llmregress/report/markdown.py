@@ -12,17 +12,17 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_llmregress.compare import (
+from pytest_llmregress.report.terminal import failing_scores_text, worst_cases
+from pytest_llmregress.verdict.compare import (
     Attribution,
     Comparison,
     PairedCase,
     RunSummary,
     worst_pairs,
 )
-from pytest_llmregress.gate import Verdict, decide
-from pytest_llmregress.report.terminal import failing_scores_text, worst_cases
-from pytest_llmregress.results import CaseResult, RunResult
-from pytest_llmregress.stats import wilson_interval
+from pytest_llmregress.verdict.gate import Verdict, decide
+from pytest_llmregress.verdict.results import CaseResult, RunResult
+from pytest_llmregress.verdict.stats import wilson_interval
 
 _ICON = {"regression": "❌", "within noise": "✅", "improvement": "🟢"}
 
@@ -254,7 +254,7 @@ def run_markdown(
 ) -> str:
     """One run's gate verdict as markdown: pass rate, verdict, reasons, worst cases.
 
-    ``source`` is a :class:`~pytest_llmregress.gate.Verdict`, the ``verdict`` mapping of a
+    ``source`` is a :class:`~pytest_llmregress.verdict.gate.Verdict`, the ``verdict`` mapping of a
     results document, or a whole :class:`RunResult` (its cases give the worst cases; pass
     ``results`` to list them with the other two).
     """

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from pytest_llmregress.gate import Verdict
-from pytest_llmregress.results import CaseResult
+from pytest_llmregress.verdict.gate import Verdict
+from pytest_llmregress.verdict.results import CaseResult
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,13 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
-from pytest_llmregress.cases import GoldenCase, ScorerSpec, describe, did_you_mean, jsonable_problem
+from pytest_llmregress.cases.golden import (
+    GoldenCase,
+    ScorerSpec,
+    describe,
+    did_you_mean,
+    jsonable_problem,
+)
 from pytest_llmregress.scoring.score import Score, ScorerError
 
 __all__ = [

@@ -32,8 +32,8 @@ from typing import Any
 
 import pytest
 
-from pytest_llmregress.cases import load_cases
-from pytest_llmregress.results import RunResult, load_results
+from pytest_llmregress.cases.golden import load_cases
+from pytest_llmregress.verdict.results import RunResult, load_results
 
 from .conftest import RealServer
 from .models import CORPUS, MAX_TOKENS, REGRESSED, MadeModel, answers

@@ -157,7 +157,7 @@ class PromptRef:
     """A case's system prompt by reference: a task of the prompt library and its variables.
 
     Which version of the task's prompt is used depends on the model; see
-    :func:`pytest_llmregress.prompts.resolve_system`. ``vars`` is read-only.
+    :func:`pytest_llmregress.prompts.library.resolve_system`. ``vars`` is read-only.
     """
 
     task: str

@@ -20,6 +20,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Final, TextIO, get_args
 
+from pytest_llmregress.core.masking import mask_url, mask_urls_in
 from pytest_llmregress.models.config import ModelConfig, ModelConfigError, load_model_config
 from pytest_llmregress.models.gitignore import (
     GITIGNORE,
@@ -39,7 +40,6 @@ from pytest_llmregress.models.lifecycle import (
     load_overrides_file,
     refresh_from_openai_models,
 )
-from pytest_llmregress.url_masking import mask_url, mask_urls_in
 
 PROG: Final = "llmregress models"
 DEFAULT_REMIND_DAYS: Final = 30

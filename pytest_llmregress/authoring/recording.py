@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-from pytest_llmregress.cases import CaseFileError, GoldenCase, parse_jsonl, parse_yaml
+from pytest_llmregress.cases.golden import CaseFileError, GoldenCase, parse_jsonl, parse_yaml
 from pytest_llmregress.scoring.scorers import needs_reference
 
 if TYPE_CHECKING:
@@ -366,7 +366,8 @@ def _plan(
 
 
 def _universal_newlines(text: str) -> str:
-    """``text`` as :func:`pytest_llmregress.cases.load_cases` reads it (universal newlines)."""
+    """``text`` as :func:`~pytest_llmregress.cases.golden.load_cases` reads it (universal
+    newlines)."""
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pytest_llmregress.results import CaseResult
-from pytest_llmregress.stats import PassRate
+from pytest_llmregress.verdict.results import CaseResult
+from pytest_llmregress.verdict.stats import PassRate
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_llmregress.cases import CaseFileError, GoldenCase, Problem, load_cases
-from pytest_llmregress.results import CaseResult
+from pytest_llmregress.cases.golden import CaseFileError, GoldenCase, Problem, load_cases
+from pytest_llmregress.verdict.results import CaseResult
 
 if TYPE_CHECKING:
     from _pytest._code.code import TerminalRepr

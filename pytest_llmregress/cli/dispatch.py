@@ -14,11 +14,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "pytest_llmregress.testing.serve",
         "run the local provider server (Anthropic + OpenAI)",
     ),
-    "models": ("pytest_llmregress.models.cli", "lint and check model ids against lifecycle data"),
-    "compare": ("pytest_llmregress.compare_cli", "compare two results files, no model calls"),
-    "history": ("pytest_llmregress.compare_cli", "pass rate and mean score per model over time"),
-    "canary": ("pytest_llmregress.canary_cli", "canary ramp: status, advance, rollback"),
-    "import": ("pytest_llmregress.importer", "turn production logs into golden cases"),
+    "models": ("pytest_llmregress.cli.models", "lint and check model ids against lifecycle data"),
+    "compare": ("pytest_llmregress.cli.compare", "compare two results files, no model calls"),
+    "history": ("pytest_llmregress.cli.compare", "pass rate and mean score per model over time"),
+    "canary": ("pytest_llmregress.cli.canary", "canary ramp: status, advance, rollback"),
+    "import": ("pytest_llmregress.authoring.importer", "turn production logs into golden cases"),
 }
 
 

@@ -1,7 +1,7 @@
 """``llmregress canary status | advance | rollback``: the canary ramp as config changes.
 
 The canary lives in ``[tool.llmregress.canary]`` of ``pyproject.toml`` or ``[canary]`` of
-``llmregress.toml`` (see :mod:`pytest_llmregress.canary`). ``canary_pct`` and stage ``pct``
+``llmregress.toml`` (see :mod:`pytest_llmregress.runtime.canary`). ``canary_pct`` and stage ``pct``
 values are fractions (``0.05`` = 5 % of users) here as in the library; output shows the
 fraction with its percentage, ``0.05 (5%)``.
 
@@ -18,7 +18,7 @@ Exit status: 0 ok (status: promote or no metrics; advance: advanced), 1 error (n
 written), 2 usage, 3 hold (not eligible to advance yet), 4 roll back now. ``--help`` lists them.
 
 The commands read the file alone: ``LLMREGRESS_CANARY_PCT``, which overrides ``canary_pct``
-in the application (:func:`~pytest_llmregress.canary.load_canary_config`), is only reported.
+in the application (:func:`~pytest_llmregress.runtime.canary.load_canary_config`), is only reported.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from pytest_llmregress.canary import (
+from pytest_llmregress.runtime.canary import (
     BUCKETS,
     CANARY_PCT_ENV,
     CanaryConfig,

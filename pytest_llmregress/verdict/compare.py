@@ -11,7 +11,7 @@ that were scored in both runs, and asks two questions of them:
 Only when both hold is the verdict ``"regression"``; the ``reasons`` say which condition
 fired and which did not. The comparison also reports Wilson intervals for both pass rates,
 a seeded paired-bootstrap interval for the mean score difference, and the smallest drop the
-set can detect at its size (:func:`pytest_llmregress.stats.min_detectable_effect`).
+set can detect at its size (:func:`pytest_llmregress.verdict.stats.min_detectable_effect`).
 
 :func:`alias_moved` reports model aliases that resolved to different versions (or system
 fingerprints) between or within runs, and :func:`attribute` splits a migration's change into
@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pytest_llmregress.report.terminal import Line, failing_scores_text, one_line, percent
-from pytest_llmregress.results import CaseResult, RunResult
 from pytest_llmregress.settings import OPTIONS_BY_NAME
-from pytest_llmregress.stats import (
+from pytest_llmregress.verdict.results import CaseResult, RunResult
+from pytest_llmregress.verdict.stats import (
     BootstrapInterval,
     PassRate,
     mcnemar_exact,

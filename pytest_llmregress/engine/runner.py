@@ -19,8 +19,9 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from pytest_llmregress.cache import ResponseCache, request_key
-from pytest_llmregress.cases import GoldenCase
+from pytest_llmregress.cases.golden import GoldenCase
+from pytest_llmregress.core.masking import mask_url, mask_urls_in
+from pytest_llmregress.engine.cache import ResponseCache, request_key
 from pytest_llmregress.providers.base import (
     ChatMessage,
     Completion,
@@ -28,10 +29,9 @@ from pytest_llmregress.providers.base import (
     ProviderError,
     Request,
 )
-from pytest_llmregress.providers.fallback import FALL_THROUGH_AT_ONCE, LOGGER_NAME, walk_chain
 from pytest_llmregress.providers.registry import Endpoints, ModelRef
-from pytest_llmregress.results import CaseResult
-from pytest_llmregress.retries import RetryPolicy, call_with_retries
+from pytest_llmregress.providers.retries import RetryPolicy, call_with_retries
+from pytest_llmregress.runtime.fallback import FALL_THROUGH_AT_ONCE, LOGGER_NAME, walk_chain
 from pytest_llmregress.scoring.judge import (
     JUDGE_PARAMS,
     JUDGE_PROMPT_VERSION,
@@ -41,7 +41,7 @@ from pytest_llmregress.scoring.judge import (
 from pytest_llmregress.scoring.score import Score, ScorerError
 from pytest_llmregress.scoring.scorers import needs_reference, score_deterministic
 from pytest_llmregress.settings import RunnerSettings
-from pytest_llmregress.url_masking import mask_url, mask_urls_in
+from pytest_llmregress.verdict.results import CaseResult
 
 CallKind = Literal["candidate", "judge"]
 CaseRun = tuple[CaseResult, CaseResult | None]

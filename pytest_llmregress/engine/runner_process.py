@@ -48,16 +48,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from pytest_llmregress.url_masking import mask_urls_in
+from pytest_llmregress.core.masking import mask_urls_in
 
 if TYPE_CHECKING:
-    from pytest_llmregress.cases import GoldenCase
+    from pytest_llmregress.cases.golden import GoldenCase
+    from pytest_llmregress.engine.runner import CaseRun, Runner, SystemPrompt
     from pytest_llmregress.providers.base import Completion, Request
     from pytest_llmregress.providers.registry import Endpoints, ModelRef
-    from pytest_llmregress.results import CaseResult
-    from pytest_llmregress.runner import CaseRun, Runner, SystemPrompt
     from pytest_llmregress.scoring.score import Score
     from pytest_llmregress.settings import RunnerSettings
+    from pytest_llmregress.verdict.results import CaseResult
 
 Systems = Callable[["GoldenCase"], Mapping[str, "SystemPrompt"]]
 """A case's system prompt for each model that answers it (see ``Runner.run_case``)."""
@@ -139,12 +139,12 @@ class RunnerProcess:
         )
         # The runner imports this package from where this process did, even when pytest put
         # it on sys.path (``pythonpath`` in the ini file, a source checkout).
-        package_root = str(Path(__file__).resolve().parent.parent)
+        package_root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         with open(self.address.log_path, "wb") as log:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "pytest_llmregress.runner_process", self._directory],
+                [sys.executable, "-m", "pytest_llmregress.engine.runner_process", self._directory],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log,
@@ -355,7 +355,7 @@ class RunnerClient:
         return sock
 
     def _read(self, sock: socket.socket) -> None:
-        from pytest_llmregress.results import CaseResult
+        from pytest_llmregress.verdict.results import CaseResult
 
         with sock.makefile("rb") as stream:
             for line in stream:
@@ -433,7 +433,8 @@ def _error_from_dict(data: Mapping[str, Any]) -> Exception:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m pytest_llmregress.runner_process DIRECTORY`` (started by ``RunnerProcess``)."""
+    """``python -m pytest_llmregress.engine.runner_process DIRECTORY`` (started by
+    ``RunnerProcess``)."""
     import asyncio
 
     directory = (argv if argv is not None else sys.argv[1:])[0]
@@ -454,8 +455,8 @@ async def _serve(config: Mapping[str, Any], listener: socket.socket, ready: IO[s
     import asyncio
     import importlib
 
+    from pytest_llmregress.engine.runner import Runner
     from pytest_llmregress.providers.registry import Endpoints, parse_model
-    from pytest_llmregress.runner import Runner
     from pytest_llmregress.settings import RunnerSettings
 
     models = {role: parse_model(spec) if spec else None for role, spec in config["models"].items()}
@@ -467,7 +468,7 @@ async def _serve(config: Mapping[str, Any], listener: socket.socket, ready: IO[s
         importlib.import_module(name)  # provider names are the SDK package names
     cache = None
     if config["cache_dir"]:
-        from pytest_llmregress.cache import ResponseCache
+        from pytest_llmregress.engine.cache import ResponseCache
 
         cache = ResponseCache(Path(config["cache_dir"]), replay=settings.cache_mode == "replay")
     runner = Runner(
@@ -566,7 +567,7 @@ class CaseBoard:
                 task.cancel()
 
     async def _run(self, message: Mapping[str, Any]) -> None:
-        from pytest_llmregress.cases import GoldenCase
+        from pytest_llmregress.cases.golden import GoldenCase
 
         key = message["key"]
         reply: dict[str, Any]

@@ -2,7 +2,8 @@
 the record of what a test did as a case.
 
 A test becomes a golden case when it calls the model under test through the ``llm`` fixture,
-compares an output with a judged reference (``pytest_llmregress.snapshot.JudgedReference``), or
+compares an output with a judged reference
+(``pytest_llmregress.collect.snapshot.JudgedReference``), or
 carries ``@pytest.mark.llm_case``. While it runs, everything it does as a case is kept in a
 ``CaseRecord`` on the item (its model calls, the judge's verdicts, a failed call), and when its
 call phase ends ``case_result`` turns that into the same ``CaseResult`` a golden file's case
@@ -21,10 +22,10 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import pytest
 
-from pytest_llmregress.cases import DEFAULT_THRESHOLD, PARAM_NAMES, describe, did_you_mean
+from pytest_llmregress.cases.golden import DEFAULT_THRESHOLD, PARAM_NAMES, describe, did_you_mean
 from pytest_llmregress.providers.base import ChatMessage, Completion, ProviderError, Request
-from pytest_llmregress.results import CaseResult, Outcome
 from pytest_llmregress.scoring.score import Score
+from pytest_llmregress.verdict.results import CaseResult, Outcome
 
 if TYPE_CHECKING:
     from _pytest.nodes import Node
@@ -110,7 +111,7 @@ def case_options(item: pytest.Item) -> CaseOptions:
     the test itself (or on its ``pytest.param``) may set it. Every value is validated as in a
     golden file; all problems are reported at once as a ``CaseOptionsError``.
     """
-    from pytest_llmregress.cases import _check_id, _check_tags, _check_threshold
+    from pytest_llmregress.cases.golden import _check_id, _check_tags, _check_threshold
 
     problems: list[str] = []
     threshold: Any = _UNSET
@@ -471,7 +472,7 @@ def _messages(
 
 
 def _params(params: Mapping[str, Any]) -> dict[str, Any]:
-    from pytest_llmregress.cases import check_param
+    from pytest_llmregress.cases.golden import check_param
 
     for name, value in params.items():
         if name not in PARAM_NAMES:

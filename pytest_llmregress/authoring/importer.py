@@ -4,8 +4,8 @@ The best golden cases are real traffic. This module reads JSONL logs in five sha
 chat, Anthropic messages, OpenAI Responses API, LiteLLM gateway logs, plain
 ``{input, output}``), removes duplicate conversations, samples to a target size stratified by
 a chosen field, redacts secrets and personal data, and writes a JSONL golden file that
-:func:`pytest_llmregress.cases.load_cases` loads, with stable ids so re-importing the same log
-gives the same cases. The golden file is plain JSON Lines (one case object per line, no
+:func:`~pytest_llmregress.cases.golden.load_cases` loads, with stable ids so re-importing
+the same log gives the same cases. The golden file is plain JSON Lines (one case object per line, no
 comments); each case's origin is in its ``metadata``, and what the import did is in a
 provenance file next to it (``NAME.import.json``).
 
@@ -15,8 +15,8 @@ The pipeline, each step a function usable on its own:
    line becomes a :class:`Malformed` naming its file and line.
 2. :func:`redact_record`: typed placeholders such as ``[REDACTED_EMAIL]`` in system,
    messages, reference and metadata keys and values, by the rules of
-   :mod:`pytest_llmregress.redaction` and the team's ``--redactor`` functions (skipped with
-   ``--no-redact``).
+   :mod:`~pytest_llmregress.authoring.redaction` and the team's ``--redactor`` functions
+   (skipped with ``--no-redact``).
 3. :func:`dedupe`: one record per conversation (system + messages, whitespace normalized).
 4. :func:`stratified_sample`: proportional allocation by largest remainder, seeded.
 5. :func:`to_case` / :func:`render_jsonl` / :func:`provenance` / :func:`write_atomic`: the
@@ -49,8 +49,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Final, Literal, TextIO, TypeVar, cast
 
 from pytest_llmregress import __version__
-from pytest_llmregress.cases import CaseFileError, parse_jsonl
-from pytest_llmregress.redaction import (
+from pytest_llmregress.authoring.redaction import (
     REDACTION_KINDS,
     Redactor,
     RedactorError,
@@ -62,6 +61,7 @@ from pytest_llmregress.redaction import (
     redact,
     redact_data,
 )
+from pytest_llmregress.cases.golden import CaseFileError, parse_jsonl
 
 __all__ = [
     "DEFAULT_SIZE",
@@ -1481,7 +1481,8 @@ def import_logs(options: ImportOptions, *, now: datetime | None = None) -> Impor
     Nothing is written. ``now`` is the import time recorded in the provenance (default: the
     current UTC time). Raises :class:`UsageError` for bad options (a ``--redactor`` that
     cannot be loaded included), :class:`OSError` for unreadable logs and
-    :class:`~pytest_llmregress.redaction.RedactorError` when a ``--redactor`` function fails.
+    :class:`~pytest_llmregress.authoring.redaction.RedactorError` when a ``--redactor``
+    function fails.
     ``result.redactions`` counts the placeholders in the cases written.
     """
     prefix = check_options(options)

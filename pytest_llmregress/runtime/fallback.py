@@ -18,7 +18,8 @@ model). What happens to a failure depends on its :attr:`ProviderError.kind`:
   model: the next model *is* the retry, so a timeout costs at most ``timeout`` seconds per
   model (each attempt also has a hard ``timeout`` deadline of its own).
 * ``rate_limit`` and ``server`` (429, 5xx, 529, 408, 409): retried on the same model with the
-  :class:`~pytest_llmregress.retries.RetryPolicy`; what remains after the retries falls through.
+  :class:`~pytest_llmregress.providers.retries.RetryPolicy`; what remains after the retries
+  falls through.
 * anything else (``bad_request``, ``auth``, ``quota``, ``bad_response``): re-raised at once.
   Those are problems with the request or the account that a different model would hide, not
   an unavailable model. The failures before it are attached as notes.
@@ -48,7 +49,7 @@ from typing import Final
 
 from pytest_llmregress.providers.base import Completion, Provider, ProviderError, Request
 from pytest_llmregress.providers.registry import PROVIDERS, Endpoints, ModelRef, parse_model
-from pytest_llmregress.retries import RetryPolicy, call_with_retries
+from pytest_llmregress.providers.retries import RetryPolicy, call_with_retries
 
 LOGGER_NAME: Final = "pytest_llmregress.fallback"
 

@@ -12,7 +12,7 @@ written once per model that needs its own wording, plus an explicit ``default``:
         ...
 
 A golden case names a task and its variables (``prompt: {task: ..., vars: {...}}``, see
-:class:`pytest_llmregress.cases.PromptRef`) instead of a literal ``system`` prompt.
+:class:`pytest_llmregress.cases.golden.PromptRef`) instead of a literal ``system`` prompt.
 :func:`resolve_system` picks the version for a model and renders it.
 
 :meth:`PromptLibrary.load` validates every file up front and reports *all* problems at once
@@ -35,7 +35,7 @@ from string import Formatter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
-from pytest_llmregress.cases import (
+from pytest_llmregress.cases.golden import (
     _TASK_RE,
     _VAR_RE,
     MAX_ID_LENGTH,

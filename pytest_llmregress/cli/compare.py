@@ -8,11 +8,11 @@ No model is called::
     llmregress history DIR [--format text|json|markdown]
 
 Results files are the documents ``--llm-report`` writes; for an interrupted run, give the same
-path: :func:`~pytest_llmregress.results.load_results` reads the partial results it left.
+path: :func:`~pytest_llmregress.verdict.results.load_results` reads the partial results it left.
 A damaged results file is refused (exit 2) with its name, line and what was expected; a
 damaged line of a partial run's journal is skipped, and said on stderr.
 ``--attribute`` refuses (exit 2, naming every mismatch) four runs that are not the 2x2
-(:func:`~pytest_llmregress.compare.check_attribution_runs`).
+(:func:`~pytest_llmregress.verdict.compare.check_attribution_runs`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_llmregress.compare import (
+from pytest_llmregress.verdict.compare import (
     CELLS,
     DEFAULT_ALPHA,
     DEFAULT_MAX_REGRESSION,
@@ -45,7 +45,7 @@ from pytest_llmregress.compare import (
     summarize_run,
     within_run_moves,
 )
-from pytest_llmregress.results import RunResult, read_results
+from pytest_llmregress.verdict.results import RunResult, read_results
 
 EXIT_OK = 0
 EXIT_REGRESSION = 1

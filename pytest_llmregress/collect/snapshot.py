@@ -8,7 +8,7 @@ matches its reference when the judge's score reaches the case's threshold (``llm
 references, cleanup on ``--snapshot-update``, reports, xdist.
 
 At comparison time the extension reads the running test from
-``pytest_llmregress.llm_client.current_case()``, which the plugin sets around each test's
+``pytest_llmregress.collect.llm_fixture.current_case()``, which the plugin sets around each test's
 body: the judge to call, whether references are being recorded, the case's threshold, and the
 ``CaseRecord`` that receives the verdict for the gate.
 
@@ -32,7 +32,7 @@ except ImportError as exc:  # syrupy is an extra: pytest-llmregress[syrupy]
         "JudgedReference needs syrupy: pip install 'pytest-llmregress[syrupy]'"
     ) from exc
 
-from pytest_llmregress.llm_client import CaseOptionsError, JudgedVerdict, current_case
+from pytest_llmregress.collect.llm_fixture import CaseOptionsError, JudgedVerdict, current_case
 from pytest_llmregress.providers.base import ProviderError
 from pytest_llmregress.scoring.score import ScorerError
 
