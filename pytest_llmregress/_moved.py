@@ -22,7 +22,6 @@ MOVED: Final[dict[str, str]] = {
     f"pytest_llmregress.{old}": f"pytest_llmregress.{new}"
     for old, new in {
         "url_masking": "core.masking",
-        "cases": "cases.golden",
         "items": "collect.items",
         "llm_client": "collect.llm_fixture",
         "snapshot": "collect.snapshot",
@@ -40,13 +39,13 @@ MOVED: Final[dict[str, str]] = {
         "recording": "authoring.recording",
         "importer": "authoring.importer",
         "redaction": "authoring.redaction",
-        "prompts": "prompts.library",
         "canary_cli": "cli.canary",
         "compare_cli": "cli.compare",
         "models.cli": "cli.models",
     }.items()
 }
-"""Old module path -> new module path."""
+"""Old module path -> new module path. (``cases`` and ``prompts`` became packages of the same
+name whose ``__init__`` gives every name of the module they were.)"""
 
 
 class _MovedLoader(importlib.abc.Loader):

@@ -915,7 +915,7 @@ class LLMRegressSession:
         )
         lines += [Line(text, "yellow") for text in self.traffic_lines]
         if self.comparison is not None:
-            from pytest_llmregress.verdict.compare import comparison_lines
+            from pytest_llmregress.report.terminal import comparison_lines
 
             lines += comparison_lines(self.comparison, worst=self.settings.worst)
         if self.comparison_error:

@@ -15,10 +15,13 @@ import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
-from pytest_llmregress.engine.cache import CACHE_MODES, CacheMode
 from pytest_llmregress.providers.retries import DEFAULT_RATE_LIMIT_WAIT
+
+CacheMode = Literal["off", "replay", "record", "refresh"]
+"""What ``--llm-cache`` does with the response cache (see ``engine/cache.py``)."""
+CACHE_MODES: tuple[str, ...] = ("off", "replay", "record", "refresh")
 
 DEFAULT_GOLDEN_FILES = (
     "*golden_cases/*.jsonl",

@@ -19,6 +19,7 @@ from pytest_llmregress.report.markdown import (
     comparison_markdown,
     run_markdown,
 )
+from pytest_llmregress.report.terminal import comparison_lines
 from pytest_llmregress.scoring.score import Score
 from pytest_llmregress.verdict.compare import (
     PROMPTS_RECORDED_SINCE,
@@ -29,7 +30,6 @@ from pytest_llmregress.verdict.compare import (
     attribute,
     check_attribution_runs,
     compare_runs,
-    comparison_lines,
     pair_runs,
     summarize_run,
     within_run_moves,

@@ -17,11 +17,11 @@ import pytest
 from pytest_llmregress.cases.golden import GoldenCase, Message
 from pytest_llmregress.collect.items import render_verdict
 from pytest_llmregress.report.markdown import comparison_markdown, run_markdown
-from pytest_llmregress.report.terminal import summary_lines
+from pytest_llmregress.report.terminal import comparison_lines, summary_lines
 from pytest_llmregress.scoring.score import Score
 from pytest_llmregress.scoring.scorers import parse_scorer_spec, score_deterministic
 from pytest_llmregress.testing.server import LocalProviderServer
-from pytest_llmregress.verdict.compare import compare_runs, comparison_lines
+from pytest_llmregress.verdict.compare import compare_runs
 from pytest_llmregress.verdict.gate import decide
 from pytest_llmregress.verdict.results import CaseResult, Outcome, RunResult, case_from_record
 from tests.conftest import JUDGE

@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from pytest_llmregress.engine.cache import CacheMode, ResponseCache, cache_use_line, request_key
+from pytest_llmregress.engine.cache import ResponseCache, cache_use_line, request_key
 from pytest_llmregress.engine.runner import AdaptiveLimiter, Runner
 from pytest_llmregress.providers.base import ChatMessage, Completion, ProviderError, Request
 from pytest_llmregress.providers.registry import ModelRef, local_server_endpoints
 from pytest_llmregress.providers.retries import RetryPolicy, call_with_retries
 from pytest_llmregress.runtime.fallback import FALL_THROUGH_AT_ONCE, FallbackExhausted
 from pytest_llmregress.session import golden_units
-from pytest_llmregress.settings import RunnerSettings
+from pytest_llmregress.settings import CacheMode, RunnerSettings
 from pytest_llmregress.testing.server import LocalProviderServer
 
 

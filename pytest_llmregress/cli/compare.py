@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_llmregress.report.terminal import comparison_lines
 from pytest_llmregress.verdict.compare import (
     CELLS,
     DEFAULT_ALPHA,
@@ -41,7 +42,6 @@ from pytest_llmregress.verdict.compare import (
     alias_moved,
     attribute,
     compare_runs,
-    comparison_lines,
     summarize_run,
     within_run_moves,
 )

@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pytest_llmregress.providers.base import Completion, ProviderError, Request
 
@@ -41,8 +41,6 @@ if TYPE_CHECKING:
 
 CACHE_FORMAT = 1
 CACHE_FILENAME = "responses.sqlite3"
-CacheMode = Literal["off", "replay", "record", "refresh"]
-CACHE_MODES: tuple[str, ...] = ("off", "replay", "record", "refresh")
 
 _COLUMNS = ("key", "kind", "model", "completion", "created")
 _SCHEMA = (

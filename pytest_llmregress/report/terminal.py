@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from pytest_llmregress.core.text import cases, one_line, p_value, percent, points
+from pytest_llmregress.verdict.compare import Comparison, worst_pairs
 from pytest_llmregress.verdict.gate import Verdict
 from pytest_llmregress.verdict.results import CaseResult
 
@@ -13,17 +16,6 @@ from pytest_llmregress.verdict.results import CaseResult
 class Line:
     text: str
     style: str = ""  # "", "green", "red", "yellow"
-
-
-def percent(value: float) -> str:
-    """A rate as a percentage with one decimal: 0.8123 -> 81.2%."""
-    return f"{value:.1%}"
-
-
-def one_line(text: str | None, limit: int = 160) -> str:
-    """Text on one line, whitespace collapsed, cut to ``limit`` characters."""
-    flat = " ".join((text or "").split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def failing_scores_text(result: CaseResult) -> str:
@@ -197,3 +189,93 @@ def summary_lines(
     if report_path:
         lines.append(Line(f"results: {report_path}"))
     return lines
+
+
+def comparison_lines(comparison: Comparison, *, worst: int = 5) -> list[Line]:
+    """The comparison as terminal summary lines, most important first."""
+    c = comparison
+    style = {"regression": "red", "improvement": "green", "within noise": "green"}[c.verdict]
+    lines = [
+        Line(
+            f"{c.verdict.upper()}: {c.candidate_label} against {c.baseline_label} "
+            f"on {c.n} paired cases",
+            style,
+        )
+    ]
+    for label, summary in ((c.baseline_label, c.baseline), (c.candidate_label, c.candidate)):
+        if summary.pass_rate is None:
+            continue
+        low, high = summary.interval
+        mean = f", mean score {summary.mean_score:.3f}" if summary.mean_score is not None else ""
+        lines.append(
+            Line(
+                f"  {label}: pass rate {percent(summary.pass_rate)} "
+                f"(95% CI {percent(low)}-{percent(high)}, {summary.passed}/{summary.scored}){mean}"
+            )
+        )
+    lines.append(
+        Line(
+            f"flips: {c.pass_to_fail} pass->fail, {c.fail_to_pass} fail->pass; "
+            f"exact McNemar p = {p_value(c.p_value)} (alpha {c.alpha:g})"
+            + (", mid-p" if c.mid_p else "")
+        )
+    )
+    if c.score_delta is not None:
+        d = c.score_delta
+        lines.append(
+            Line(
+                f"mean score difference {d.mean:+.3f} "
+                f"({d.confidence:.0%} bootstrap CI {d.low:+.3f} to {d.high:+.3f}, "
+                f"{d.resamples} resamples, seed {d.seed})"
+            )
+        )
+    mde = c.min_detectable_effect
+    lines.append(
+        Line(
+            "smallest detectable drop: "
+            + (points(mde) if math.isfinite(mde) else "none at this size")
+            + f" ({c.power:.0%} power, alpha {c.alpha:g}, {c.n} cases, noise floor "
+            f"{percent(c.noise_floor)} of cases flipping); margin {points(c.max_regression)}",
+            "yellow" if mde > c.max_regression else "",
+        )
+    )
+    for reason in c.reasons:
+        lines.append(Line(f"  reason: {reason}", "red" if c.is_regression else ""))
+    bad = [p for p in worst_pairs(c, worst) if p.flip == "pass->fail"]
+    if bad:
+        lines.append(Line(f"{len(bad)} of {c.pass_to_fail} pass->fail flips:"))
+        for pair in bad:
+            lines.append(
+                Line(
+                    f"  {pair.nodeid}  score {_score(pair.baseline_score)} -> "
+                    f"{_score(pair.candidate_score)} ({failing_scores_text(pair.candidate)})",
+                    "red",
+                )
+            )
+            for failing in pair.candidate.failing_scores:
+                lines.append(Line(f"      {failing.scorer}: {one_line(failing.reason)}"))
+    pairing = c.pairing
+    if pairing.errored:
+        lines.append(
+            Line(f"{cases(len(pairing.errored))} errored in either run (not compared):", "yellow")
+        )
+        for pair in pairing.errored[: max(worst, 1)]:
+            cause = pair.candidate.error or pair.baseline.error
+            lines.append(Line(f"  {pair.nodeid}: {one_line(cause, 120)}", "yellow"))
+    for name, only in (
+        ("baseline", pairing.only_baseline),
+        ("candidate", pairing.only_candidate),
+    ):
+        if only:
+            lines.append(Line(f"{cases(len(only))} only in the {name} run (not compared):"))
+            for result in only[: max(worst, 1)]:
+                lines.append(Line(f"  {result.nodeid}"))
+            if len(only) > max(worst, 1):
+                lines.append(Line(f"  ... and {len(only) - max(worst, 1)} more"))
+    for move in c.alias_moves:
+        lines.append(Line(f"alias moved: {move.describe()}", "yellow"))
+    return lines
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"

@@ -27,7 +27,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pytest_llmregress.report.terminal import Line, failing_scores_text, one_line, percent
+from pytest_llmregress.core.text import cases as _cases
+from pytest_llmregress.core.text import p_value as _p
+from pytest_llmregress.core.text import percent
+from pytest_llmregress.core.text import points as _points
 from pytest_llmregress.settings import OPTIONS_BY_NAME
 from pytest_llmregress.verdict.results import CaseResult, RunResult
 from pytest_llmregress.verdict.stats import (
@@ -59,23 +62,9 @@ def _passed(result: CaseResult) -> bool:
     return result.outcome == "passed"
 
 
-def _points(value: float) -> str:
-    """A difference of rates in percentage points: 0.1 -> '10.0 points'."""
-    amount = abs(value) * 100
-    return f"{amount:.1f} point" + ("" if round(amount, 1) == 1.0 else "s")
-
-
 def _margin(value: float) -> str:
     """The margin as an adjective: 0.05 -> 'the 5.0-point margin'."""
     return f"the {abs(value) * 100:.1f}-point margin"
-
-
-def _cases(count: int) -> str:
-    return f"{count} case" + ("" if count == 1 else "s")
-
-
-def _p(value: float) -> str:
-    return f"{value:.2g}" if value < 0.001 else f"{value:.3f}"
 
 
 def _finite(value: float) -> float | None:
@@ -699,96 +688,6 @@ def worst_pairs(comparison: Comparison, count: int) -> list[PairedCase]:
     return ranked[:count]
 
 
-def comparison_lines(comparison: Comparison, *, worst: int = 5) -> list[Line]:
-    """The comparison as terminal summary lines, most important first."""
-    c = comparison
-    style = {"regression": "red", "improvement": "green", "within noise": "green"}[c.verdict]
-    lines = [
-        Line(
-            f"{c.verdict.upper()}: {c.candidate_label} against {c.baseline_label} "
-            f"on {c.n} paired cases",
-            style,
-        )
-    ]
-    for label, summary in ((c.baseline_label, c.baseline), (c.candidate_label, c.candidate)):
-        if summary.pass_rate is None:
-            continue
-        low, high = summary.interval
-        mean = f", mean score {summary.mean_score:.3f}" if summary.mean_score is not None else ""
-        lines.append(
-            Line(
-                f"  {label}: pass rate {percent(summary.pass_rate)} "
-                f"(95% CI {percent(low)}-{percent(high)}, {summary.passed}/{summary.scored}){mean}"
-            )
-        )
-    lines.append(
-        Line(
-            f"flips: {c.pass_to_fail} pass->fail, {c.fail_to_pass} fail->pass; "
-            f"exact McNemar p = {_p(c.p_value)} (alpha {c.alpha:g})"
-            + (", mid-p" if c.mid_p else "")
-        )
-    )
-    if c.score_delta is not None:
-        d = c.score_delta
-        lines.append(
-            Line(
-                f"mean score difference {d.mean:+.3f} "
-                f"({d.confidence:.0%} bootstrap CI {d.low:+.3f} to {d.high:+.3f}, "
-                f"{d.resamples} resamples, seed {d.seed})"
-            )
-        )
-    mde = c.min_detectable_effect
-    lines.append(
-        Line(
-            "smallest detectable drop: "
-            + (_points(mde) if math.isfinite(mde) else "none at this size")
-            + f" ({c.power:.0%} power, alpha {c.alpha:g}, {c.n} cases, noise floor "
-            f"{percent(c.noise_floor)} of cases flipping); margin {_points(c.max_regression)}",
-            "yellow" if mde > c.max_regression else "",
-        )
-    )
-    for reason in c.reasons:
-        lines.append(Line(f"  reason: {reason}", "red" if c.is_regression else ""))
-    bad = [p for p in worst_pairs(c, worst) if p.flip == "pass->fail"]
-    if bad:
-        lines.append(Line(f"{len(bad)} of {c.pass_to_fail} pass->fail flips:"))
-        for pair in bad:
-            lines.append(
-                Line(
-                    f"  {pair.nodeid}  score {_score(pair.baseline_score)} -> "
-                    f"{_score(pair.candidate_score)} ({failing_scores_text(pair.candidate)})",
-                    "red",
-                )
-            )
-            for failing in pair.candidate.failing_scores:
-                lines.append(Line(f"      {failing.scorer}: {one_line(failing.reason)}"))
-    pairing = c.pairing
-    if pairing.errored:
-        lines.append(
-            Line(f"{_cases(len(pairing.errored))} errored in either run (not compared):", "yellow")
-        )
-        for pair in pairing.errored[: max(worst, 1)]:
-            cause = pair.candidate.error or pair.baseline.error
-            lines.append(Line(f"  {pair.nodeid}: {one_line(cause, 120)}", "yellow"))
-    for name, only in (
-        ("baseline", pairing.only_baseline),
-        ("candidate", pairing.only_candidate),
-    ):
-        if only:
-            lines.append(Line(f"{_cases(len(only))} only in the {name} run (not compared):"))
-            for result in only[: max(worst, 1)]:
-                lines.append(Line(f"  {result.nodeid}"))
-            if len(only) > max(worst, 1):
-                lines.append(Line(f"  ... and {len(only) - max(worst, 1)} more"))
-    for move in c.alias_moves:
-        lines.append(Line(f"alias moved: {move.describe()}", "yellow"))
-    return lines
-
-
-def _score(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
 # --- one run on its own (history) ------------------------------------------------------------
 
 
@@ -1384,3 +1283,19 @@ def _prompts_record(run: RunResult) -> dict[str, Any]:
 def _signed_points(value: float) -> str:
     sign = "-" if value < 0 else "+"
     return f"{sign}{_points(value)}"
+
+
+def __getattr__(name: str) -> object:
+    # ``comparison_lines`` renders a comparison, so it lives with the other renderers since 0.2.
+    if name == "comparison_lines":
+        import importlib
+        import warnings
+
+        warnings.warn(
+            "pytest_llmregress.verdict.compare.comparison_lines moved to "
+            "pytest_llmregress.report.terminal",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return importlib.import_module("pytest_llmregress.report.terminal").comparison_lines
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
