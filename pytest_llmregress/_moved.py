@@ -42,6 +42,7 @@ MOVED: Final[dict[str, str]] = {
         "canary_cli": "cli.canary",
         "compare_cli": "cli.compare",
         "models.cli": "cli.models",
+        "testing.serve": "cli.serve",
     }.items()
 }
 """Old module path -> new module path. (``cases`` and ``prompts`` became packages of the same

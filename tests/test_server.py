@@ -159,7 +159,7 @@ def admin_request(
 
 def test_importing_the_server_does_not_import_sdks() -> None:
     code = (
-        "import sys, pytest_llmregress.testing.server, pytest_llmregress.testing.serve\n"
+        "import sys, pytest_llmregress.testing.server, pytest_llmregress.cli.serve\n"
         "names = ('anthropic', 'openai', 'httpx2', 'httpx', 'yaml')\n"
         "bad = [m for m in names if m in sys.modules]\n"
         "assert not bad, bad\n"
@@ -1407,7 +1407,7 @@ def test_serve_rejects_bad_scenarios_and_remote_hosts(tmp_path: Path) -> None:
 
 
 def test_serve_help() -> None:
-    from pytest_llmregress.testing import serve
+    from pytest_llmregress.cli import serve
 
     parser = serve.build_parser()
     assert parser.prog == "llmregress serve"

@@ -11,7 +11,7 @@ import sys
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": (
-        "pytest_llmregress.testing.serve",
+        "pytest_llmregress.cli.serve",
         "run the local provider server (Anthropic + OpenAI)",
     ),
     "models": ("pytest_llmregress.cli.models", "lint and check model ids against lifecycle data"),
