@@ -82,7 +82,8 @@ def _request_params(value: str | Mapping[str, Any]) -> dict[str, Any]:
     """Request parameters for every call of a kind: ``name=value,...`` (each value read as JSON
     where it parses, else as a string; ``none`` leaves the parameter out), a JSON object, or a
     table in ``[tool.llmregress]``. Checked as a golden case's ``params`` are."""
-    from pytest_llmregress.cases.golden import PARAM_NAMES, check_param, did_you_mean
+    from pytest_llmregress.cases.golden import PARAM_NAMES, check_param
+    from pytest_llmregress.core.validation import did_you_mean
 
     raw: object = value
     if isinstance(value, str):

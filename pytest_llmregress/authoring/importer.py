@@ -62,6 +62,8 @@ from pytest_llmregress.authoring.redaction import (
     redact_data,
 )
 from pytest_llmregress.cases.golden import CaseFileError, parse_jsonl
+from pytest_llmregress.core.files import atomic_write_text
+from pytest_llmregress.core.validation import type_name
 
 __all__ = [
     "DEFAULT_SIZE",
@@ -267,19 +269,8 @@ class ReadResult:
 
 
 def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
+    """``a string``, ``an object``: a JSON value's kind, as the messages of the importer say."""
+    return type_name(value, article=True, json=True)
 
 
 _TEXT_PARTS: Final = frozenset({"text", "input_text", "output_text"})
@@ -1323,17 +1314,7 @@ def write_atomic(path: Path, text: str, *, force: bool = False) -> None:
     if path.exists() and not force:
         raise FileExistsError(f"{path} exists; pass --force to overwrite it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{random.getrandbits(32):08x}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text, keep_mode=False)
 
 
 def detectable_drop(n: int) -> float:

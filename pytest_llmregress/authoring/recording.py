@@ -27,19 +27,17 @@ The user documentation is ``docs/recording-references.md``.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
 import json
 import os
 import re
-import stat
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from pytest_llmregress.cases.golden import CaseFileError, GoldenCase, parse_jsonl, parse_yaml
+from pytest_llmregress.core.files import FileChangedError, atomic_write_bytes
 from pytest_llmregress.scoring.scorers import needs_reference
 
 if TYPE_CHECKING:
@@ -434,32 +432,14 @@ def _commit(plan: _Plan) -> None:
     if plan.new_bytes is None:
         return
     path = plan.report.path
-    directory, base = os.path.split(plan.real_path)
     try:
-        mode = stat.S_IMODE(os.stat(plan.real_path).st_mode)
-        fd, temp = tempfile.mkstemp(dir=directory or ".", prefix=f".{base}.", suffix=".tmp")
+        atomic_write_bytes(plan.real_path, plan.new_bytes, expected=plan.original)
+    except FileChangedError:
+        raise RecordError(
+            path, "the file changed while references were recorded; nothing written"
+        ) from None
     except OSError as exc:
         raise RecordError(path, f"cannot write file: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(plan.new_bytes)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, mode)
-        with open(plan.real_path, "rb") as handle:
-            if handle.read() != plan.original:
-                raise RecordError(
-                    path, "the file changed while references were recorded; nothing written"
-                )
-        os.replace(temp, plan.real_path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise RecordError(path, f"cannot write file: {exc.strerror or exc}") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
     plan.report.written = True
 
 

@@ -24,12 +24,9 @@ in the application (:func:`~pytest_llmregress.runtime.canary.load_canary_config`
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import stat
 import sys
-import tempfile
 import tomllib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -37,6 +34,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
+from pytest_llmregress.core.files import FileChangedError, atomic_write_bytes
 from pytest_llmregress.runtime.canary import (
     BUCKETS,
     CANARY_PCT_ENV,
@@ -307,28 +305,10 @@ def write_atomic(path: Path, data: bytes, *, expected: bytes | None = None) -> N
     target with ``os.replace``; on any failure it is removed. With ``expected``, the file must
     still hold exactly those bytes just before the rename (:class:`ConcurrentEditError`).
     """
-    target = path.resolve()
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        with contextlib.suppress(OSError):
-            os.chmod(tmp_name, stat.S_IMODE(os.stat(target).st_mode))
-        if expected is not None and target.read_bytes() != expected:
-            raise ConcurrentEditError(f"{path} changed while it was being edited; run again")
-        os.replace(tmp_name, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        atomic_write_bytes(path.resolve(), data, expected=expected)
+    except FileChangedError:
+        raise ConcurrentEditError(f"{path} changed while it was being edited; run again") from None
 
 
 def set_canary(

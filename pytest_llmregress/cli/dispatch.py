@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "history": ("pytest_llmregress.cli.compare", "pass rate and mean score per model over time"),
     "canary": ("pytest_llmregress.cli.canary", "canary ramp: status, advance, rollback"),
     "import": ("pytest_llmregress.authoring.importer", "turn production logs into golden cases"),
+    "schema": ("pytest_llmregress.cli.schema", "print the golden-file JSON Schema for editors"),
 }
 
 

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import pytest
 
-from pytest_llmregress.cases.golden import DEFAULT_THRESHOLD, PARAM_NAMES, describe, did_you_mean
+from pytest_llmregress.cases.golden import DEFAULT_THRESHOLD, PARAM_NAMES
+from pytest_llmregress.core.validation import describe, did_you_mean
 from pytest_llmregress.providers.base import ChatMessage, Completion, ProviderError, Request
 from pytest_llmregress.scoring.score import Score
 from pytest_llmregress.verdict.results import CaseResult, Outcome

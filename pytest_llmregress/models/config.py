@@ -37,6 +37,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
+from pytest_llmregress.core.validation import KeyedError, first_unknown_key, type_and_repr
 from pytest_llmregress.models.ids import DEFAULT_SURFACE, Surface, parse_model_id
 from pytest_llmregress.models.lifecycle import (
     DEFAULT_WARNING_DAYS,
@@ -56,16 +57,11 @@ ROLE_KEYS: Final = ("id", "fallbacks", "retires_on")
 _ROLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(KeyedError):
     """An invalid model config, or a reference to a role it does not define.
 
     The message names the file and the key; ``path`` and ``key`` carry them separately.
     """
-
-    def __init__(self, message: str, *, path: Path | None = None, key: str | None = None):
-        super().__init__(message)
-        self.path = path
-        self.key = key
 
 
 @dataclass(frozen=True)
@@ -241,23 +237,20 @@ class _Reader:
         self.prefix = prefix
 
     def error(self, key: str, problem: str) -> ModelConfigError:
-        full = f"{self.prefix}{key}"
-        return ModelConfigError(f"{self.path}: {full}: {problem}", path=self.path, key=full)
+        return ModelConfigError.at(problem, path=self.path, key=f"{self.prefix}{key}")
 
     def string(self, value: object, key: str) -> str:
         if not isinstance(value, str) or not value.strip():
-            raise self.error(key, f"expected a non-empty string, got {_describe(value)}")
+            raise self.error(key, f"expected a non-empty string, got {type_and_repr(value)}")
         return value.strip()
 
     def date(self, value: object, key: str) -> date | None:
         try:
             return parse_date(value, key)
         except LifecycleError:
-            raise self.error(key, f"expected a date YYYY-MM-DD, got {_describe(value)}") from None
-
-
-def _describe(value: object) -> str:
-    return f"{type(value).__name__} {value!r}"
+            raise self.error(
+                key, f"expected a date YYYY-MM-DD, got {type_and_repr(value)}"
+            ) from None
 
 
 def _load_file(path: Path) -> ModelConfig:
@@ -307,7 +300,7 @@ def _load_file(path: Path) -> ModelConfig:
 def _parse_roles(reader: _Reader, models: object) -> tuple[dict[str, ModelRole], set[str]]:
     """The roles as written, and the names of those that give ``fallbacks`` (even empty)."""
     if not isinstance(models, dict):
-        raise reader.error("models", f"expected a table of roles, got {_describe(models)}")
+        raise reader.error("models", f"expected a table of roles, got {type_and_repr(models)}")
     roles: dict[str, ModelRole] = {}
     with_fallbacks: set[str] = set()
     for name, raw in models.items():
@@ -317,21 +310,20 @@ def _parse_roles(reader: _Reader, models: object) -> tuple[dict[str, ModelRole],
         if not isinstance(raw, dict):
             raise reader.error(
                 key,
-                f'expected a table with id = "...", got {_describe(raw)} '
+                f'expected a table with id = "...", got {type_and_repr(raw)} '
                 f"(write [{reader.prefix}models.{name}] and id = ... under it)",
             )
-        unknown = sorted(set(raw) - set(ROLE_KEYS))
-        if unknown:
-            raise reader.error(
-                f"{key}.{unknown[0]}", f"unknown key (allowed: {', '.join(ROLE_KEYS)})"
-            )
+        unknown = first_unknown_key(raw, ROLE_KEYS)
+        if unknown is not None:
+            raise reader.error(f"{key}.{unknown}", f"unknown key (allowed: {', '.join(ROLE_KEYS)})")
         if "id" not in raw:
             raise reader.error(f"{key}.id", "missing: every role needs a model id")
         model_id = reader.string(raw["id"], f"{key}.id")
         fallbacks_raw = raw.get("fallbacks", [])
         if not isinstance(fallbacks_raw, list):
             raise reader.error(
-                f"{key}.fallbacks", f"expected a list of model ids, got {_describe(fallbacks_raw)}"
+                f"{key}.fallbacks",
+                f"expected a list of model ids, got {type_and_repr(fallbacks_raw)}",
             )
         fallbacks = tuple(
             reader.string(item, f"{key}.fallbacks[{i}]") for i, item in enumerate(fallbacks_raw)
@@ -425,12 +417,13 @@ def _parse_lifecycle(
     if not isinstance(entries, list):
         raise reader.error(
             "lifecycle",
-            f"expected an array of tables [[{reader.prefix}lifecycle]], got {_describe(entries)}",
+            f"expected an array of tables [[{reader.prefix}lifecycle]], "
+            f"got {type_and_repr(entries)}",
         )
     for index, raw in enumerate(entries):
         key = f"{reader.prefix}lifecycle[{index}]"
         if not isinstance(raw, dict):
-            raise reader.error(f"lifecycle[{index}]", f"expected a table, got {_describe(raw)}")
+            raise reader.error(f"lifecycle[{index}]", f"expected a table, got {type_and_repr(raw)}")
         if "file" in raw:
             if len(raw) > 1:
                 other = sorted(set(raw) - {"file"})[0]

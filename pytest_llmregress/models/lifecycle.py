@@ -27,6 +27,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Final, Literal, cast
 
+from pytest_llmregress.core.files import atomic_write_text
+from pytest_llmregress.core.validation import first_unknown_key, type_and_repr
 from pytest_llmregress.models.ids import (
     DEFAULT_SURFACE,
     KINDS,
@@ -204,9 +206,7 @@ def parse_date(value: object, where: str) -> date | None:
 def _optional_str(value: object, where: str) -> str | None:
     if isinstance(value, str):
         return value.strip() or None
-    raise LifecycleError(
-        f"{where}: expected a string, got {type(value).__name__} {value!r}", key=where
-    )
+    raise LifecycleError(f"{where}: expected a string, got {type_and_repr(value)}", key=where)
 
 
 def _digest(value: object, where: str) -> str:
@@ -215,7 +215,7 @@ def _digest(value: object, where: str) -> str:
     raise LifecycleError(
         f"{where}: expected a content digest of the weights: 'sha256:<hex>', a Hugging Face "
         f"revision commit hash or an Ollama digest (12 or more hex digits), got "
-        f"{type(value).__name__} {value!r}; a name of your own goes in 'version'",
+        f"{type_and_repr(value)}; a name of your own goes in 'version'",
         key=where,
     )
 
@@ -223,7 +223,7 @@ def _digest(value: object, where: str) -> str:
 def _pinned_version(value: object, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise LifecycleError(
-            f"{where}: expected a non-empty string, got {type(value).__name__} {value!r}",
+            f"{where}: expected a non-empty string, got {type_and_repr(value)}",
             key=where,
         )
     if value.strip().lower() in _MOVING_VERSIONS:
@@ -239,11 +239,11 @@ def parse_override(raw: Mapping[str, object], where: str = "override") -> Lifecy
     """Validate one override entry; errors name ``where`` and the key."""
     if not isinstance(raw, Mapping):
         raise LifecycleError(f"{where}: expected a table with an id, got {raw!r}")
-    unknown = sorted(set(raw) - set(OVERRIDE_KEYS))
-    if unknown:
+    unknown = first_unknown_key(raw, OVERRIDE_KEYS)
+    if unknown is not None:
         raise LifecycleError(
-            f"{where}.{unknown[0]}: unknown key (allowed: {', '.join(OVERRIDE_KEYS)})",
-            key=f"{where}.{unknown[0]}",
+            f"{where}.{unknown}: unknown key (allowed: {', '.join(OVERRIDE_KEYS)})",
+            key=f"{where}.{unknown}",
         )
     if "id" not in raw:
         raise LifecycleError(f"{where}: missing required key 'id'")
@@ -790,7 +790,7 @@ def dump_overrides(
         text = f"{comment}\n{body}" if comment and body else comment + body
     else:
         text = json.dumps({"lifecycle": items}, indent=2, default=str) + "\n"
-    path.write_text(text, encoding="utf-8")
+    atomic_write_text(path, text)
 
 
 def refresh_from_openai_models(

@@ -39,20 +39,25 @@ from pytest_llmregress.cases.golden import (
     _TASK_RE,
     _VAR_RE,
     MAX_ID_LENGTH,
-    MAX_PROBLEMS,
     GoldenCase,
     PromptRef,
     PromptValue,
-    _short_repr,
-    _yaml_construct,
-    _yaml_duplicate_keys,
-    _yaml_key_lines,
-    _yaml_kind,
-    _yaml_line,
-    _yaml_problem,
     compose_yaml,
+)
+from pytest_llmregress.core.validation import (
+    MAX_PROBLEMS,
+    LineMap,
+    Problems,
     describe,
     did_you_mean,
+    format_problem,
+    short_repr,
+    unknown_key_message,
+    yaml_construct,
+    yaml_duplicate_keys,
+    yaml_kind,
+    yaml_line,
+    yaml_problem,
 )
 from pytest_llmregress.models.ids import classify, is_model_id, looks_like_id, parse_model_id
 
@@ -123,13 +128,9 @@ class PromptProblem:
 
     def format(self) -> str:
         """``path:line: task 'name': key 'versions.x': message``, leaving out unknown parts."""
-        parts = [f"{self.path}:{self.line}" if self.line is not None else self.path]
-        if self.task is not None:
-            parts.append(f"task {self.task!r}")
-        if self.key is not None:
-            parts.append(f"key {self.key!r}")
-        parts.append(self.message)
-        return ": ".join(parts)
+        return format_problem(
+            self.path, self.line, (("task", self.task), ("key", self.key)), self.message
+        )
 
 
 class PromptFileError(PromptError):
@@ -147,14 +148,10 @@ class PromptFileError(PromptError):
         return "\n".join(lines)
 
 
-class _Problems:
+class _Problems(Problems[PromptProblem]):
     """Collects problems across prompt files, keeping the first :data:`MAX_PROBLEMS`."""
 
-    def __init__(self) -> None:
-        self.items: list[PromptProblem] = []
-        self.omitted = 0
-
-    def add(
+    def add_at(
         self,
         path: str,
         line: int | None,
@@ -162,15 +159,11 @@ class _Problems:
         message: str,
         task: str | None = None,
     ) -> None:
-        if len(self.items) < MAX_PROBLEMS:
-            self.items.append(PromptProblem(path, line, key, message, task))
-        else:
-            self.omitted += 1
+        self.add(lambda: PromptProblem(path, line, key, message, task))
 
     def raise_if_any(self) -> None:
-        if self.items or self.omitted:
-            ordered = sorted(self.items, key=lambda p: (p.path, p.line or 0))
-            raise PromptFileError(ordered, self.omitted)
+        if len(self):
+            raise PromptFileError(self.sorted(lambda p: (p.path, p.line or 0)), self.omitted)
 
 
 # --------------------------------------------------------------------------------------------
@@ -232,7 +225,7 @@ def _malformed(text: str, brace: int, issues: list[_TemplateIssue]) -> int:
             issues.append(
                 _TemplateIssue(
                     brace,
-                    f"invalid placeholder {_short_repr(raw)}: a placeholder is a variable name "
+                    f"invalid placeholder {short_repr(raw)}: a placeholder is a variable name "
                     "in braces, like {policy}; write '{{' and '}}' for literal braces",
                 )
             )
@@ -408,7 +401,7 @@ class PromptLibrary:
         problems = _Problems()
         if not root.is_dir():
             what = "is not a directory" if root.exists() else "does not exist"
-            problems.add(shown, None, None, f"prompt directory {what}")
+            problems.add_at(shown, None, None, f"prompt directory {what}")
             problems.raise_if_any()
         tasks: list[PromptTask] = []
         for path in _prompt_files(root):
@@ -416,12 +409,12 @@ class PromptLibrary:
             try:
                 text = path.read_text(encoding="utf-8-sig")
             except UnicodeDecodeError as exc:
-                problems.add(
+                problems.add_at(
                     name, None, None, f"file is not valid UTF-8: {exc.reason} at byte {exc.start}"
                 )
                 continue
             except OSError as exc:
-                problems.add(name, None, None, f"cannot read file: {exc.strerror or exc}")
+                problems.add_at(name, None, None, f"cannot read file: {exc.strerror or exc}")
                 continue
             tasks.extend(_parse(text, name, problems))
         _index(tasks, problems)
@@ -604,7 +597,7 @@ def _index(tasks: Iterable[PromptTask], problems: _Problems) -> dict[str, Prompt
     for task in tasks:
         first = index.get(task.name)
         if first is not None:
-            problems.add(
+            problems.add_at(
                 task.path,
                 task.line,
                 "task",
@@ -786,26 +779,26 @@ def _parse(text: str, path: str, problems: _Problems) -> list[PromptTask]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        problems.add(path, line, None, f"invalid YAML: {_yaml_problem(exc)}")
+        problems.add_at(path, line, None, f"invalid YAML: {yaml_problem(exc)}")
         return []
     except yaml.YAMLError as exc:
-        problems.add(path, None, None, f"invalid YAML: {_yaml_problem(exc)}")
+        problems.add_at(path, None, None, f"invalid YAML: {yaml_problem(exc)}")
         return []
     if root is None:
-        problems.add(path, None, None, "no prompt task in file")
+        problems.add_at(path, None, None, "no prompt task in file")
         return []
     if isinstance(root, yaml.MappingNode):
         nodes: list[yaml.Node] = [root]
     elif isinstance(root, yaml.SequenceNode):
         nodes = list(root.value)
         if not nodes:
-            problems.add(path, _yaml_line(root), None, "no prompt task in file")
+            problems.add_at(path, yaml_line(root), None, "no prompt task in file")
     else:
-        problems.add(
+        problems.add_at(
             path,
-            _yaml_line(root),
+            yaml_line(root),
             None,
-            f"expected a task mapping (task, versions) or a list of them, got {_kind(root)}",
+            f"expected a task mapping (task, versions) or a list of them, got {yaml_kind(root)}",
         )
         return []
     tasks: list[PromptTask] = []
@@ -815,13 +808,13 @@ def _parse(text: str, path: str, problems: _Problems) -> list[PromptTask]:
             task = _parse_task(node, path, problems)
         except yaml.YAMLError as exc:  # a value with a tag safe loading cannot construct
             mark = getattr(exc, "problem_mark", None)
-            line = mark.line + 1 if mark is not None else _yaml_line(node)
-            problems.add(path, line, None, f"invalid YAML: {_yaml_problem(exc)}")
+            line = mark.line + 1 if mark is not None else yaml_line(node)
+            problems.add_at(path, line, None, f"invalid YAML: {yaml_problem(exc)}")
             continue
         if task is None:
             continue
         if task.name in seen:
-            problems.add(
+            problems.add_at(
                 path,
                 task.line,
                 "task",
@@ -833,51 +826,42 @@ def _parse(text: str, path: str, problems: _Problems) -> list[PromptTask]:
     return tasks
 
 
-def _kind(node: yaml.Node) -> str:
-    return _yaml_kind(node)
-
-
 def _parse_task(node: yaml.Node, path: str, problems: _Problems) -> PromptTask | None:
     import yaml
 
-    line = _yaml_line(node)
+    line = yaml_line(node)
     if not isinstance(node, yaml.MappingNode):
-        problems.add(path, line, None, f"expected a task mapping, got {_kind(node)}")
+        problems.add_at(path, line, None, f"expected a task mapping, got {yaml_kind(node)}")
         return None
-    before = len(problems.items) + problems.omitted
-    key_lines = _yaml_key_lines(node)
+    before = len(problems)
+    lines = LineMap(node)
     values: dict[str, yaml.Node] = {}
     for key_node, value_node in node.value:
         key = key_node.value
         if isinstance(key, str) and key in TASK_KEYS:
             values.setdefault(key, value_node)
-    name = _task_name(values.get("task"), path, line, key_lines, problems)
+    name = _task_name(values.get("task"), path, line, lines, problems)
 
     def add(key: str | None, message: str, at: int | None = None) -> None:
         if at is None:
-            at = key_lines.get(key.split(".")[0].split("[")[0], line) if key else line
-        problems.add(path, at, key, message, name)
+            at = lines.key_line(key.split(".")[0].split("[")[0] if key else None, line)
+        problems.add_at(path, at, key, message, name)
 
-    for dup_line, message in _yaml_duplicate_keys(node, "the task"):
-        problems.add(path, dup_line, None, message, name)
+    for dup_line, message in yaml_duplicate_keys(node, "the task"):
+        problems.add_at(path, dup_line, None, message, name)
     for key_node, _ in node.value:
         key = key_node.value
         if key_node.tag == _MERGE_TAG:
-            add(None, "merge keys ('<<') are not supported in a task mapping", _yaml_line(key_node))
+            add(None, "merge keys ('<<') are not supported in a task mapping", yaml_line(key_node))
         elif not isinstance(key, str) or key not in TASK_KEYS:
-            hint = did_you_mean(key, TASK_KEYS) if isinstance(key, str) else ""
-            add(
-                None,
-                f"unknown key {_short_repr(key)} (expected one of: {', '.join(TASK_KEYS)}){hint}",
-                _yaml_line(key_node),
-            )
+            add(None, unknown_key_message("key", key, TASK_KEYS)(), yaml_line(key_node))
     if "task" not in values:
         add(None, "missing 'task': every prompt task needs a name")
     description: str | None = None
     if "description" in values:
         value = _scalar(values["description"])
         if value is not None and not isinstance(value, str):
-            add("description", f"expected a string, got {_kind(values['description'])}")
+            add("description", f"expected a string, got {yaml_kind(values['description'])}")
         else:
             description = value
     declared: tuple[str, ...] | None = None
@@ -888,7 +872,7 @@ def _parse_task(node: yaml.Node, path: str, problems: _Problems) -> PromptTask |
         add(None, "missing 'versions': a task needs at least one version (for example 'default')")
     else:
         versions = _versions(values["versions"], add, declared)
-    if len(problems.items) + problems.omitted > before or name is None:
+    if len(problems) > before or name is None:
         return None
     used = tuple(dict.fromkeys(n for version in versions.values() for n in version.placeholders))
     return PromptTask(
@@ -908,29 +892,29 @@ def _scalar(node: yaml.Node) -> object:
 
     if not isinstance(node, yaml.ScalarNode):
         return node
-    return _yaml_construct(node)
+    return yaml_construct(node)
 
 
 def _task_name(
     node: yaml.Node | None,
     path: str,
     line: int,
-    key_lines: Mapping[str, int],
+    lines: LineMap,
     problems: _Problems,
 ) -> str | None:
     if node is None:
         return None
     value = _scalar(node)
-    at = key_lines.get("task", line)
+    at = lines.key_line("task", line)
     if not isinstance(value, str):
-        problems.add(path, at, "task", f"expected a task name, got {_kind(node)}")
+        problems.add_at(path, at, "task", f"expected a task name, got {yaml_kind(node)}")
         return None
     if not _TASK_RE.fullmatch(value) or len(value) > MAX_ID_LENGTH:
-        problems.add(
+        problems.add_at(
             path,
             at,
             "task",
-            f"invalid task name {_short_repr(value)}: it must start with a letter or digit and "
+            f"invalid task name {short_repr(value)}: it must start with a letter or digit and "
             "contain only letters, digits, '.', '_' and '-'",
         )
         return None
@@ -944,7 +928,7 @@ def _variables(node: yaml.Node, add: _Add) -> tuple[str, ...] | None:
         value = _scalar(node)
         if value is None:
             return ()
-        add("variables", f"expected a list of variable names, got {_kind(node)}")
+        add("variables", f"expected a list of variable names, got {yaml_kind(node)}")
         return None
     names: list[str] = []
     ok = True
@@ -952,16 +936,16 @@ def _variables(node: yaml.Node, add: _Add) -> tuple[str, ...] | None:
         value = _scalar(item)
         where = f"variables[{i}]"
         if not isinstance(value, str) or not _VAR_RE.fullmatch(value):
-            shown = _kind(item) if not isinstance(value, str) else _short_repr(value)
+            shown = yaml_kind(item) if not isinstance(value, str) else short_repr(value)
             add(
                 where,
                 f"invalid variable name {shown}: it must start with a letter or '_' and contain "
                 "only letters, digits and '_'",
-                _yaml_line(item),
+                yaml_line(item),
             )
             ok = False
         elif value in names:
-            add(where, f"variable {value!r} is declared twice", _yaml_line(item))
+            add(where, f"variable {value!r} is declared twice", yaml_line(item))
             ok = False
         else:
             names.append(value)
@@ -976,9 +960,9 @@ def _versions(
     import yaml
 
     if not isinstance(node, yaml.MappingNode):
-        add("versions", f"expected a mapping of model id to prompt text, got {_kind(node)}")
+        add("versions", f"expected a mapping of model id to prompt text, got {yaml_kind(node)}")
         return {}
-    for dup_line, message in _yaml_duplicate_keys(node, "versions"):
+    for dup_line, message in yaml_duplicate_keys(node, "versions"):
         add("versions", message, dup_line)
     if not node.value:
         add("versions", "expected at least one version, got an empty mapping")
@@ -986,13 +970,13 @@ def _versions(
     versions: dict[str, PromptVersion] = {}
     same_name: dict[str, str] = {}
     for key_node, value_node in node.value:
-        key_line = _yaml_line(key_node)
+        key_line = yaml_line(key_node)
         if key_node.tag == _MERGE_TAG:
             add("versions", "merge keys ('<<') are not supported in versions", key_line)
             continue
         key = _scalar(key_node)
         if not isinstance(key, str) or not (key == DEFAULT_VERSION or looks_like_id(key)):
-            shown = _short_repr(key) if isinstance(key, str) else _kind(key_node)
+            shown = short_repr(key) if isinstance(key, str) else yaml_kind(key_node)
             add(
                 "versions",
                 f"invalid version key {shown}: expected a model id or 'default'",
@@ -1004,7 +988,7 @@ def _versions(
             continue  # reported as a duplicate key
         value = _scalar(value_node)
         if not isinstance(value, str) or not value.strip():
-            got = _kind(value_node) if not isinstance(value, str) else describe(value)
+            got = yaml_kind(value_node) if not isinstance(value, str) else describe(value)
             add(where, f"expected the prompt text (a non-empty string), got {got}", key_line)
             continue
         names, issues = _scan(value)
@@ -1042,7 +1026,7 @@ def _versions(
 def _text_line(node: yaml.Node, text: str, offset: int) -> int:
     """The line of ``text[offset]`` in the file: exact in a literal block (``|``), else the line
     where the scalar starts."""
-    start = _yaml_line(node)
+    start = yaml_line(node)
     if getattr(node, "style", None) == "|":
         return start + 1 + text.count("\n", 0, offset)
     return start

@@ -59,6 +59,8 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from pytest_llmregress.core.validation import KeyedError, first_unknown_key
+
 BUCKETS: Final = 10_000
 DEFAULT_MIN_REQUESTS: Final = 100
 CANARY_PCT_ENV: Final = "LLMREGRESS_CANARY_PCT"
@@ -80,13 +82,8 @@ Variant = Literal["control", "candidate"]
 Action = Literal["promote", "hold", "rollback"]
 
 
-class CanaryConfigError(ValueError):
+class CanaryConfigError(KeyedError):
     """An invalid canary config; the message names the file and the key when known."""
-
-    def __init__(self, message: str, *, path: Path | None = None, key: str | None = None):
-        super().__init__(message)
-        self.path = path
-        self.key = key
 
 
 # -- fractions ----------------------------------------------------------------------------------
@@ -473,10 +470,10 @@ class VariantMetrics:
     def from_mapping(cls, data: Mapping[str, Any], name: str = "metrics") -> VariantMetrics:
         if not isinstance(data, Mapping):
             raise ValueError(f"{name}: expected an object with requests, errors, regressions")
-        unknown = sorted(set(data) - {"requests", "errors", "regressions"})
-        if unknown:
+        unknown = first_unknown_key(data, ("requests", "errors", "regressions"))
+        if unknown is not None:
             raise ValueError(
-                f"{name}.{unknown[0]}: unknown key (allowed: requests, errors, regressions)"
+                f"{name}.{unknown}: unknown key (allowed: requests, errors, regressions)"
             )
         try:
             return cls(
@@ -773,17 +770,15 @@ def canary_config_from_mapping(
     ``canary_pct`` and each stage's ``pct`` are read with :func:`parse_canary_pct`; without
     ``stages`` the ramp is :data:`DEFAULT_STAGES`.
     """
-    where = f"{path}: " if path is not None else ""
 
     def error(key: str, problem: str) -> CanaryConfigError:
-        full = f"{prefix}.{key}" if key else prefix
-        return CanaryConfigError(f"{where}{full}: {problem}", path=path, key=full)
+        return CanaryConfigError.at(problem, path=path, key=f"{prefix}.{key}" if key else prefix)
 
     if not isinstance(table, Mapping):
         raise error("", f"expected a table, got {type(table).__name__}")
-    unknown = sorted(set(table) - set(CANARY_KEYS))
-    if unknown:
-        raise error(unknown[0], f"unknown key (allowed: {', '.join(CANARY_KEYS)})")
+    unknown = first_unknown_key(table, CANARY_KEYS)
+    if unknown is not None:
+        raise error(unknown, f"unknown key (allowed: {', '.join(CANARY_KEYS)})")
     for key in ("production", "candidate", "experiment_id", "canary_pct"):
         if key not in table:
             raise error(key, "missing")
@@ -831,9 +826,9 @@ def _stages(
         key = f"stages[{i}]"
         if not isinstance(raw, Mapping):
             raise error(key, f"expected a table, got {raw!r}")
-        unknown = sorted(set(raw) - set(STAGE_KEYS))
-        if unknown:
-            raise error(f"{key}.{unknown[0]}", f"unknown key (allowed: {', '.join(STAGE_KEYS)})")
+        unknown = first_unknown_key(raw, STAGE_KEYS)
+        if unknown is not None:
+            raise error(f"{key}.{unknown}", f"unknown key (allowed: {', '.join(STAGE_KEYS)})")
         for required in ("pct", "min_hours"):
             if required not in raw:
                 raise error(f"{key}.{required}", "missing")

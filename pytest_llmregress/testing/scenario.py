@@ -7,7 +7,9 @@ a wrong type or an impossible value raises :class:`ScenarioError` naming the fil
 (for example ``models.claude-sonnet-4-6.errors[1].status``), so a typo never silently turns into
 default behaviour.
 
-This module is stdlib-only; PyYAML is imported lazily, only when a YAML file is read.
+This module uses the standard library and the validation kit (``core/validation.py``, which
+names the type of a bad value as every checker does); PyYAML is imported lazily, only when a
+YAML file is read.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+from pytest_llmregress.core.validation import type_name
 
 __all__ = [
     "DEFAULT_REPLY",
@@ -258,22 +262,9 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{part}" if _SIMPLE_KEY.match(key) or key == WILDCARD else f"{path}[{part}]"
 
 
-def _type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    return {
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        list: "a list",
-        dict: "a mapping",
-    }.get(type(value), type(value).__name__)
-
-
 def _mapping(ctx: _Ctx, path: str, value: object) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
-        raise ctx.error(path, f"expected a mapping, got {_type_name(value)}")
+        raise ctx.error(path, f"expected a mapping, got {type_name(value, article=True)}")
     for key in value:
         if not isinstance(key, str):
             raise ctx.error(path, f"keys must be strings, got {key!r}")
@@ -290,7 +281,7 @@ def _check_keys(ctx: _Ctx, path: str, value: Mapping[str, Any], allowed: Iterabl
 
 def _number(ctx: _Ctx, path: str, value: object, *, minimum: float = 0.0) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ctx.error(path, f"expected a number, got {_type_name(value)}")
+        raise ctx.error(path, f"expected a number, got {type_name(value, article=True)}")
     number = float(value)
     if not math.isfinite(number) or number < minimum:
         raise ctx.error(path, f"must be a finite number >= {minimum:g}, got {value!r}")
@@ -299,7 +290,7 @@ def _number(ctx: _Ctx, path: str, value: object, *, minimum: float = 0.0) -> flo
 
 def _integer(ctx: _Ctx, path: str, value: object, *, minimum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ctx.error(path, f"expected an integer, got {_type_name(value)}")
+        raise ctx.error(path, f"expected an integer, got {type_name(value, article=True)}")
     if minimum is not None and value < minimum:
         raise ctx.error(path, f"must be >= {minimum}, got {value}")
     return value
@@ -314,7 +305,7 @@ def _share(ctx: _Ctx, path: str, value: object) -> float:
 
 def _string(ctx: _Ctx, path: str, value: object) -> str:
     if not isinstance(value, str):
-        raise ctx.error(path, f"expected a string, got {_type_name(value)}")
+        raise ctx.error(path, f"expected a string, got {type_name(value, article=True)}")
     return value
 
 
@@ -324,7 +315,7 @@ def _opt_string(ctx: _Ctx, path: str, value: object) -> str | None:
 
 def _boolean(ctx: _Ctx, path: str, value: object) -> bool:
     if not isinstance(value, bool):
-        raise ctx.error(path, f"expected true or false, got {_type_name(value)}")
+        raise ctx.error(path, f"expected true or false, got {type_name(value, article=True)}")
     return value
 
 
@@ -345,7 +336,7 @@ def _date(ctx: _Ctx, path: str, value: object) -> _dt.date | None:
 
 def _list(ctx: _Ctx, path: str, value: object) -> list[Any]:
     if not isinstance(value, list | tuple):
-        raise ctx.error(path, f"expected a list, got {_type_name(value)}")
+        raise ctx.error(path, f"expected a list, got {type_name(value, article=True)}")
     return list(value)
 
 
@@ -525,7 +516,9 @@ def _parse_answers_from(ctx: _Ctx, path: str, value: object) -> tuple[Path, ...]
     for index, item in enumerate(items):
         item_path = f"{path}[{index}]"
         if not isinstance(item, str | os.PathLike):
-            raise ctx.error(item_path, f"expected a path string, got {_type_name(item)}")
+            raise ctx.error(
+                item_path, f"expected a path string, got {type_name(item, article=True)}"
+            )
         resolved = (ctx.base_dir / Path(item)).resolve()
         if not resolved.exists():
             raise ctx.error(item_path, f"no such file or directory: {resolved}")

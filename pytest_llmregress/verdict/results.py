@@ -19,13 +19,13 @@ import contextlib
 import json
 import os
 import re
-import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from pytest_llmregress.core.files import atomic_write_text
 from pytest_llmregress.providers.base import Completion
 from pytest_llmregress.scoring.score import Score
 
@@ -440,17 +440,7 @@ def write_json_atomic(path: str | os.PathLike[str], document: Any) -> None:
     """Write JSON so that readers see the old file or the new one, never half of one."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(document, handle, indent=2)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(target, json.dumps(document, indent=2) + "\n")
 
 
 class ResultsJournal:
