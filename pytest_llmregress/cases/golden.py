@@ -11,7 +11,6 @@ The format is documented for users in ``docs/golden-files.md``.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import functools
 import gc
 import json
@@ -25,6 +24,28 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
+from pytest_llmregress.core.validation import (
+    MAX_PROBLEMS,
+    Problems,
+    ProblemText,
+    describe,
+    is_int,
+    is_number,
+    jsonable_problem,
+    message_text,
+    short_repr,
+    unknown_key_message,
+    yaml_construct,
+    yaml_duplicate_keys,
+    yaml_key_lines,
+    yaml_kind,
+    yaml_line,
+    yaml_problem,
+)
+from pytest_llmregress.core.validation import LineMap as _LineMap
+from pytest_llmregress.core.validation import Problem as _BaseProblem
+from pytest_llmregress.scoring.registry import ScorerSpec, active_scorers
+
 if TYPE_CHECKING:
     import yaml
 
@@ -37,7 +58,12 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_FILE_SIZE",
     "MAX_PROBLEMS",
+    "MESSAGE_KEYS",
+    "MESSAGE_ROLES",
     "PARAM_NAMES",
+    "PARAM_RULES",
+    "PROMPT_KEYS",
+    "YAML_SECTIONS",
     "CaseFileError",
     "GoldenCase",
     "Message",
@@ -73,11 +99,45 @@ CASE_FIELDS: Final = (
 DEFAULTS_FIELDS: Final = ("system", "prompt", "threshold", "scorers", "tags", "params", "metadata")
 """Fields that the ``defaults`` block of a YAML file may set."""
 
-PARAM_NAMES: Final = ("max_tokens", "temperature", "top_p", "top_k", "stop", "seed")
+
+@dataclass(frozen=True)
+class ParamRule:
+    """What a request parameter takes: ``kind`` ``integer`` or ``number`` within ``minimum``
+    and ``maximum`` (None: no bound), or ``stop`` (a non-empty string or a non-empty list of
+    them). :func:`check_param` applies it, the JSON Schema (``cases/json_schema.py``) states it.
+    """
+
+    kind: Literal["integer", "number", "stop"]
+    minimum: int | None = None
+    maximum: int | None = None
+
+
+PARAM_RULES: Final[Mapping[str, ParamRule]] = MappingProxyType(
+    {
+        "max_tokens": ParamRule("integer", minimum=1),
+        "temperature": ParamRule("number", minimum=0, maximum=2),
+        "top_p": ParamRule("number", minimum=0, maximum=1),
+        "top_k": ParamRule("integer", minimum=1),
+        "stop": ParamRule("stop"),
+        "seed": ParamRule("integer"),
+    }
+)
+"""Request parameters a case may set in ``params``, and what each takes."""
+
+PARAM_NAMES: Final = tuple(PARAM_RULES)
 """Request parameters a case may set in ``params``."""
 
-MAX_PROBLEMS: Final = 50
-"""At most this many problems of one file are kept; the rest are only counted."""
+MESSAGE_ROLES: Final = ("user", "assistant")
+"""The roles of a case's ``messages`` (the system prompt is the ``system`` field)."""
+
+MESSAGE_KEYS: Final = ("role", "content")
+"""The keys of one message."""
+
+PROMPT_KEYS: Final = ("task", "vars")
+"""The keys of a ``prompt`` mapping."""
+
+YAML_SECTIONS: Final = ("defaults", "cases")
+"""The keys of a YAML golden file that is a mapping (``cases`` required)."""
 
 MAX_ID_LENGTH: Final = 200
 
@@ -123,29 +183,6 @@ class Message:
 
     role: Literal["user", "assistant"]
     content: str
-
-
-@dataclass(frozen=True)
-class ScorerSpec:
-    """Which scorer judges a case's output, and with which options.
-
-    ``options`` is normalized by :func:`pytest_llmregress.scoring.scorers.parse_scorer_spec`
-    (shorthands expanded, lists turned into tuples) and read-only.
-    """
-
-    name: str
-    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.options, MappingProxyType):
-            object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
-
-    def __hash__(self) -> int:
-        return hash(self.name)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able ``{"name": ..., "options": {...}}``."""
-        return {"name": self.name, "options": _plain(self.options)}
 
 
 PromptValue = str | int | float
@@ -242,8 +279,6 @@ class GoldenCase:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GoldenCase:
         """The case ``to_dict`` wrote (how cases travel to the runner process)."""
-        from pytest_llmregress.scoring.scorers import parse_scorer_spec
-
         prompt = data["prompt"]
         return cls(
             id=data["id"],
@@ -252,9 +287,7 @@ class GoldenCase:
             prompt=PromptRef(prompt["task"], prompt["vars"]) if prompt is not None else None,
             reference=data["reference"],
             threshold=data["threshold"],
-            scorers=tuple(
-                parse_scorer_spec({spec["name"]: spec["options"]}) for spec in data["scorers"]
-            ),
+            scorers=tuple(ScorerSpec.from_dict(spec) for spec in data["scorers"]),
             tags=tuple(data["tags"]),
             params={name: _param_value(value) for name, value in data["params"].items()},
             metadata=data["metadata"],
@@ -279,23 +312,15 @@ def _plain(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
-class Problem:
-    """One thing wrong in a golden file; ``line`` is 1-based, ``field`` a path like ``tags[2]``."""
+class Problem(_BaseProblem):
+    """One thing wrong in a golden file; ``line`` is 1-based, ``field`` a path like ``tags[2]``,
+    ``subject`` the id of the case it belongs to (:class:`pytest_llmregress.core.validation.
+    Problem`); ``format(path)`` writes ``path:line: case 'id': field 'name': message``."""
 
-    line: int | None
-    field: str | None
-    message: str
-    case_id: str | None = None
-
-    def format(self, path: str) -> str:
-        """``path:line: case 'id': field 'name': message``, leaving out the parts not known."""
-        parts = [f"{path}:{self.line}" if self.line is not None else path]
-        if self.case_id is not None:
-            parts.append(f"case {self.case_id!r}")
-        if self.field is not None:
-            parts.append(f"field {self.field!r}")
-        parts.append(self.message)
-        return ": ".join(parts)
+    @property
+    def case_id(self) -> str | None:
+        """The id of the case the problem belongs to, when known."""
+        return self.subject
 
 
 class CaseFileError(Exception):
@@ -314,9 +339,7 @@ class CaseFileError(Exception):
         return "\n".join(lines)
 
 
-_ProblemText = str | Callable[[], str]
-"""A problem's message, or a function that writes it (when writing it is costly: a line of a
-hostile file can hold millions of unknown keys, and only :data:`MAX_PROBLEMS` are shown)."""
+_ProblemText = ProblemText
 
 
 class _Problems:
@@ -324,22 +347,28 @@ class _Problems:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.items: list[Problem] = []
-        self.omitted = 0
+        self.found: Problems[Problem] = Problems()
+
+    @property
+    def items(self) -> list[Problem]:
+        return self.found.items
+
+    @property
+    def omitted(self) -> int:
+        return self.found.omitted
+
+    def __len__(self) -> int:
+        """How many problems were added, kept or not."""
+        return len(self.found)
 
     def add(
         self, line: int | None, field: str | None, message: _ProblemText, case_id: str | None = None
     ) -> None:
         """Keep a problem; a callable ``message`` is only called for a problem that is kept."""
-        if len(self.items) < MAX_PROBLEMS:
-            text = message if isinstance(message, str) else message()
-            self.items.append(Problem(line, field, text, case_id))
-        else:
-            self.omitted += 1
+        self.found.add(lambda: Problem(line, field, message_text(message), case_id))
 
     def error(self) -> CaseFileError:
-        ordered = sorted(self.items, key=lambda p: p.line or 0)
-        return CaseFileError(self.path, ordered, self.omitted)
+        return CaseFileError(self.path, self.found.sorted(lambda p: p.line or 0), self.omitted)
 
     def raise_if_any(self) -> None:
         if self.items:
@@ -348,95 +377,6 @@ class _Problems:
 
 def _fail(path: str, line: int | None, message: str) -> CaseFileError:
     return CaseFileError(path, [Problem(line, None, message)])
-
-
-# --------------------------------------------------------------------------------------------
-# Describing bad values
-# --------------------------------------------------------------------------------------------
-
-
-def _type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "list"
-    if isinstance(value, Mapping):
-        return "mapping"
-    return type(value).__name__
-
-
-def _short_repr(value: object, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def describe(value: object) -> str:
-    """``string 'high'``, ``integer 3``, ``null``: how error messages show a value they got."""
-    if value is None:
-        return "null"
-    if isinstance(value, list | tuple) and not value:
-        return "an empty list"
-    if isinstance(value, Mapping) and not value:
-        return "an empty mapping"
-    return f"{_type_name(value)} {_short_repr(value)}"
-
-
-def _unknown_key(
-    what: str, key: object, allowed: tuple[str, ...], *, one_of: bool = True
-) -> Callable[[], str]:
-    """``unknown <what> 'key' (expected one of: ...); did you mean ...?``, written when needed."""
-
-    def message() -> str:
-        hint = did_you_mean(key, allowed) if isinstance(key, str) else ""
-        expected = "expected one of: " if one_of else "expected: "
-        return f"unknown {what} {_short_repr(key)} ({expected}{', '.join(allowed)}){hint}"
-
-    return message
-
-
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """``"; did you mean 'tags'?"`` when ``word`` is close to one of ``choices``, else ``""``."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def jsonable_problem(value: object, where: str) -> tuple[str, str] | None:
-    """``(path, why)`` if ``value`` cannot be written as JSON (``where`` is its path), else None."""
-    if value is None or isinstance(value, bool | int | str):
-        return None
-    if isinstance(value, float):
-        return None if math.isfinite(value) else (where, f"{value!r} is not a finite number")
-    if isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            problem = jsonable_problem(item, f"{where}[{i}]")
-            if problem:
-                return problem
-        return None
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                return where, f"expected string keys, got key {describe(key)}"
-            problem = jsonable_problem(item, f"{where}.{key}")
-            if problem:
-                return problem
-        return None
-    return where, f"expected a JSON value, got {describe(value)}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -469,7 +409,7 @@ def _check_id(value: object, report: _Report) -> str | None:
         report(
             "id",
             "id",
-            f"invalid id {_short_repr(value)}: it must start with a letter or digit and contain "
+            f"invalid id {short_repr(value)}: it must start with a letter or digit and contain "
             "only letters, digits, '.', '_' and '-'",
         )
         return None
@@ -512,9 +452,11 @@ def _check_messages(value: object, report: _LazyReport) -> object:
             ok = False
             continue
         for key in item:
-            if key not in ("role", "content"):
+            if key not in MESSAGE_KEYS:
                 report(
-                    "messages", where, _unknown_key("key", key, ("role", "content"), one_of=False)
+                    "messages",
+                    where,
+                    unknown_key_message("key", key, MESSAGE_KEYS, one_of=False),
                 )
                 ok = False
         role = item.get("role")
@@ -526,7 +468,7 @@ def _check_messages(value: object, report: _LazyReport) -> object:
                 "case's 'system' field",
             )
             ok = False
-        elif role not in ("user", "assistant"):
+        elif role not in MESSAGE_ROLES:
             got = "nothing" if "role" not in item else describe(role)
             report("messages", f"{where}.role", f"expected 'user' or 'assistant', got {got}")
             ok = False
@@ -550,7 +492,7 @@ def _check_messages(value: object, report: _LazyReport) -> object:
 
 
 def _check_threshold(value: object, key: str, report: _Report) -> object:
-    if not _is_number(value):
+    if not is_number(value):
         report(key, key, f"expected a number between 0 and 1, got {describe(value)}")
         return _INVALID
     number = float(cast(float, value))
@@ -561,8 +503,7 @@ def _check_threshold(value: object, key: str, report: _Report) -> object:
 
 
 def _check_scorers(value: object, report: _Report) -> object:
-    from pytest_llmregress.scoring.scorers import parse_scorer_spec
-
+    registry = active_scorers()  # the session's: the built-ins and the team's own
     if not isinstance(value, list):
         report(
             "scorers",
@@ -576,7 +517,7 @@ def _check_scorers(value: object, report: _Report) -> object:
     specs: list[ScorerSpec] = []
     for i, raw in enumerate(value):
         try:
-            specs.append(parse_scorer_spec(raw))
+            specs.append(registry.parse_spec(raw))
         except ValueError as exc:
             report("scorers", f"scorers[{i}]", str(exc))
     return tuple(specs) if len(specs) == len(value) else _INVALID
@@ -611,7 +552,7 @@ def _check_tags(value: object, report: _Report) -> object:
             report(
                 "tags",
                 where,
-                f"invalid tag {_short_repr(tag)}: tags become pytest markers, so they must start "
+                f"invalid tag {short_repr(tag)}: tags become pytest markers, so they must start "
                 "with a letter or '_' and contain only letters, digits, '_' and '-'",
             )
             ok = False
@@ -621,14 +562,21 @@ def _check_tags(value: object, report: _Report) -> object:
 
 
 def check_param(name: str, value: object) -> str | None:
-    """Why ``value`` is not a valid request parameter ``name``, or None."""
-    if name in ("max_tokens", "top_k"):
-        if not _is_int(value) or cast(int, value) < 1:
-            return f"expected an integer >= 1, got {describe(value)}"
-    elif name in ("temperature", "top_p"):
-        upper = 2 if name == "temperature" else 1
-        if not _is_number(value) or not 0 <= cast(float, value) <= upper:
-            return f"expected a number between 0 and {upper}, got {describe(value)}"
+    """Why ``value`` is not a valid request parameter ``name`` (:data:`PARAM_RULES`), or None."""
+    rule = PARAM_RULES.get(name)
+    if rule is None:
+        return None
+    if rule.kind != "stop":
+        low, high = rule.minimum, rule.maximum
+        fits = is_int(value) if rule.kind == "integer" else is_number(value)
+        number = cast(float, value)
+        if not fits or (low is not None and number < low) or (high is not None and number > high):
+            if low is not None and high is not None:
+                expected = f"a number between {low} and {high}"
+            else:
+                expected = f"an {rule.kind}" if rule.kind == "integer" else f"a {rule.kind}"
+                expected += f" >= {low}" if low is not None else ""
+            return f"expected {expected}, got {describe(value)}"
     elif name == "stop":
         if isinstance(value, str):
             return None if value else "expected a non-empty string, got an empty string"
@@ -640,8 +588,6 @@ def check_param(name: str, value: object) -> str | None:
             return (
                 f"expected a string or a non-empty list of non-empty strings, got {describe(value)}"
             )
-    elif name == "seed" and not _is_int(value):
-        return f"expected an integer, got {describe(value)}"
     return None
 
 
@@ -653,7 +599,7 @@ def _check_params(value: object, report: _LazyReport) -> object:
     params: dict[str, Any] = {}
     for name, item in value.items():
         if name not in PARAM_NAMES:
-            report("params", "params", _unknown_key("parameter", name, PARAM_NAMES))
+            report("params", "params", unknown_key_message("parameter", name, PARAM_NAMES))
             ok = False
             continue
         problem = check_param(name, item)
@@ -689,7 +635,7 @@ def _check_task_name(value: object, where: str, report: _Report) -> str | None:
         report(
             "prompt",
             where,
-            f"invalid task name {_short_repr(value)}: it must start with a letter or digit and "
+            f"invalid task name {short_repr(value)}: it must start with a letter or digit and "
             "contain only letters, digits, '.', '_' and '-'",
         )
         return None
@@ -709,11 +655,11 @@ def _check_prompt_vars(value: object, report: _Report) -> dict[str, PromptValue]
             report(
                 "prompt",
                 "prompt.vars",
-                f"invalid variable name {_short_repr(name)}: it must start with a letter or '_' "
+                f"invalid variable name {short_repr(name)}: it must start with a letter or '_' "
                 "and contain only letters, digits and '_'",
             )
             ok = False
-        elif isinstance(item, str) or (_is_number(item) and math.isfinite(cast(float, item))):
+        elif isinstance(item, str) or (is_number(item) and math.isfinite(cast(float, item))):
             checked[name] = cast(PromptValue, item)
         else:
             hint = "; put it in quotes" if isinstance(item, bool) or item is None else ""
@@ -741,8 +687,8 @@ def _check_prompt(value: object, report: _LazyReport) -> object:
         return _INVALID
     ok = True
     for key in value:
-        if key not in ("task", "vars"):
-            report("prompt", "prompt", _unknown_key("key", key, ("task", "vars"), one_of=False))
+        if key not in PROMPT_KEYS:
+            report("prompt", "prompt", unknown_key_message("key", key, PROMPT_KEYS, one_of=False))
             ok = False
     task: str | None = None
     if "task" in value:
@@ -788,7 +734,9 @@ def _check_fields(
     valid: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in allowed:
-            report(key if isinstance(key, str) else None, None, _unknown_key(what, key, allowed))
+            report(
+                key if isinstance(key, str) else None, None, unknown_key_message(what, key, allowed)
+            )
             continue
         checked = _check_field(key, value, report)
         if checked is not _INVALID:
@@ -921,7 +869,7 @@ class _RawCase:
 
     data: Mapping[Any, Any]
     line: int
-    key_lines: Mapping[str, int]  # line of each top-level key (YAML); empty for JSONL
+    lines: _LineMap | None  # where its keys are written (YAML); None for JSONL
     early: list[tuple[int, str]] = field(default_factory=list)  # problems found while reading
     depth: int = 1  # nesting level of the case mapping in its document (1 for a JSONL line)
     suspect: bool = True  # whether _unsafe_value must walk it (False: the text rules it out)
@@ -947,7 +895,7 @@ def _build_cases(
             # case is not validated further.
             report(*unsafe)
             continue
-        before = len(problems.items) + problems.omitted - len(raw.early)
+        before = len(problems) - len(raw.early)
         fields = _check_fields(raw.data, CASE_FIELDS, report, "field")
         if "id" not in raw.data:
             report("id", "id", "missing; every case needs a unique id")
@@ -968,7 +916,7 @@ def _build_cases(
                 )
             else:
                 first_line[case_id] = raw.line
-        if len(problems.items) + problems.omitted > before:
+        if len(problems) > before:
             continue
         cases.append(_make_case(fields, defaults, path, raw.line, index))
     return cases
@@ -983,7 +931,7 @@ def _case_reporter(problems: _Problems, raw: _RawCase, case_id: str | None) -> _
     """A reporter that files problems under ``case_id``, at the line of the offending key."""
 
     def report(key: str | None, where: str | None, message: _ProblemText) -> None:
-        line = raw.key_lines.get(key, raw.line) if key is not None else raw.line
+        line = raw.lines.key_line(key, raw.line) if raw.lines is not None else raw.line
         problems.add(line, where, message, case_id)
 
     return report
@@ -1168,7 +1116,7 @@ def parse_jsonl(text: str, path: str) -> list[GoldenCase]:
             continue
         # Nesting past MAX_DEPTH needs more brackets than that.
         suspect = line.count("[") + line.count("{") > MAX_DEPTH or _may_hold_surrogates(line)
-        raws.append(_RawCase(data, number, {}, suspect=suspect))
+        raws.append(_RawCase(data, number, None, suspect=suspect))
     if not raws and not problems.items:
         raise _fail(path, None, "no cases in file")
     cases = _build_cases(raws, path, problems, {})
@@ -1351,7 +1299,7 @@ def _compose_bounded(loader: Any, limits: _AliasLimits) -> yaml.Node | None:
                 raise _refusal(
                     event,
                     f"alias *{event.anchor} is inside the node it names (anchored at line "
-                    f"{_yaml_line(target.node)}): a recursive structure cannot be a golden case",
+                    f"{yaml_line(target.node)}): a recursive structure cannot be a golden case",
                 )
             if len(stack) + target.height > MAX_DEPTH:
                 raise _refusal(event, f"with alias *{event.anchor}, {_TOO_DEEP}")
@@ -1452,7 +1400,7 @@ def _describe_yaml_error(exc: yaml.YAMLError, text: str) -> tuple[int | None, st
     """
     import yaml
 
-    problem = _yaml_problem(exc)
+    problem = yaml_problem(exc)
     if not isinstance(exc, yaml.MarkedYAMLError):
         return None, f"invalid YAML: {problem}"
     problem_mark, context_mark = exc.problem_mark, exc.context_mark
@@ -1507,62 +1455,6 @@ def _at_end(mark: yaml.Mark, text: str) -> bool:
     return (int(mark.line), int(mark.column)) >= (last_line, last_column)
 
 
-def _yaml_line(node: yaml.Node) -> int:
-    return int(node.start_mark.line) + 1
-
-
-def _yaml_construct(node: yaml.Node) -> Any:
-    """Construct plain Python data from ``node`` like ``yaml.safe_load`` would.
-
-    Timestamps stay strings (``2024-05-01``), so everything loaded is JSON-able.
-    """
-    return _yaml_constructor_class()().construct_document(node)
-
-
-@functools.cache
-def _yaml_constructor_class() -> type[yaml.constructor.SafeConstructor]:
-    from yaml.constructor import SafeConstructor
-
-    class Constructor(SafeConstructor):
-        """``SafeConstructor`` that keeps timestamps as strings."""
-
-        yaml_constructors = {  # noqa: RUF012 - PyYAML's own registry layout
-            **SafeConstructor.yaml_constructors,
-            "tag:yaml.org,2002:timestamp": SafeConstructor.construct_yaml_str,
-        }
-
-    return Constructor
-
-
-def _yaml_key_lines(node: yaml.MappingNode) -> dict[str, int]:
-    lines: dict[str, int] = {}
-    for key_node, _ in node.value:
-        if isinstance(key_node.value, str):
-            lines[key_node.value] = _yaml_line(key_node)
-    return lines
-
-
-def _yaml_duplicate_keys(node: yaml.MappingNode, where: str) -> list[tuple[int, str]]:
-    """``(line, message)`` for each key written twice in ``node`` (call before constructing it:
-    construction flattens merge keys into ``node.value``)."""
-    found: list[tuple[int, str]] = []
-    seen: dict[str, int] = {}
-    for key_node, _ in node.value:
-        key = key_node.value
-        if not isinstance(key, str) or key == "<<":
-            continue
-        if key in seen:
-            found.append(
-                (
-                    _yaml_line(key_node),
-                    f"duplicate key {key!r} in {where} (first at line {seen[key]})",
-                )
-            )
-        else:
-            seen[key] = _yaml_line(key_node)
-    return found
-
-
 @_gc_paused()
 def parse_yaml(text: str, path: str) -> list[GoldenCase]:
     """Parse a YAML golden file.
@@ -1587,28 +1479,28 @@ def parse_yaml(text: str, path: str) -> list[GoldenCase]:
     if root is None:
         raise _fail(path, None, "no cases in file")
     if isinstance(root, yaml.MappingNode):
-        top = _yaml_key_lines(root)
+        top = yaml_key_lines(root)
         if "cases" not in top:
-            keys = ", ".join(_short_repr(k.value) for k, _ in root.value) or "none"
+            keys = ", ".join(short_repr(k.value) for k, _ in root.value) or "none"
             problems.add(
-                _yaml_line(root),
+                yaml_line(root),
                 None,
                 "expected a list of cases, or a mapping with 'cases' (and optional 'defaults'); "
                 f"got a mapping with keys: {keys}",
             )
             raise problems.error()
-        for line, message in _yaml_duplicate_keys(root, "the top-level mapping"):
+        for line, message in yaml_duplicate_keys(root, "the top-level mapping"):
             problems.add(line, None, message)
         sections: dict[str, yaml.Node] = {}
         for key_node, value_node in root.value:
             key = key_node.value
-            if key in ("defaults", "cases"):
+            if key in YAML_SECTIONS:
                 sections[key] = value_node
             else:
                 problems.add(
-                    _yaml_line(key_node),
+                    yaml_line(key_node),
                     None,
-                    _unknown_key("top-level key", key, ("defaults", "cases"), one_of=False),
+                    unknown_key_message("top-level key", key, YAML_SECTIONS, one_of=False),
                 )
         if "defaults" in sections:
             defaults = _yaml_defaults(sections["defaults"], top["defaults"], problems, suspect)
@@ -1622,9 +1514,9 @@ def parse_yaml(text: str, path: str) -> list[GoldenCase]:
     if not isinstance(cases_node, yaml.SequenceNode):
         what = "the document" if cases_node is root else "'cases'"
         problems.add(
-            _yaml_line(cases_node),
+            yaml_line(cases_node),
             None,
-            f"expected {what} to be a list of cases, got {_yaml_kind(cases_node)}",
+            f"expected {what} to be a list of cases, got {yaml_kind(cases_node)}",
         )
         raise problems.error()
     if not cases_node.value:
@@ -1633,47 +1525,21 @@ def parse_yaml(text: str, path: str) -> list[GoldenCase]:
 
     raws: list[_RawCase] = []
     for item in cases_node.value:
-        line = _yaml_line(item)
+        line = yaml_line(item)
         if not isinstance(item, yaml.MappingNode):
-            problems.add(line, None, f"expected a case mapping, got {_yaml_kind(item)}")
+            problems.add(line, None, f"expected a case mapping, got {yaml_kind(item)}")
             continue
-        duplicates = _yaml_duplicate_keys(item, "the case")
+        duplicates = yaml_duplicate_keys(item, "the case")
         try:
             data = _yaml_construct_checked(item)
         except _YAMLProblem as exc:
             problems.add(exc.line, None, exc.message)
             continue
         depth = 2 if cases_node is root else 3
-        raws.append(_RawCase(data, line, _yaml_key_lines(item), duplicates, depth, suspect))
+        raws.append(_RawCase(data, line, _LineMap(item), duplicates, depth, suspect))
     cases = _build_cases(raws, path, problems, defaults)
     problems.raise_if_any()
     return cases
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """The message of a YAML error without PyYAML's multi-line mark dump."""
-    problem = getattr(exc, "problem", None)
-    if not problem:
-        return str(exc).splitlines()[0]
-    context = getattr(exc, "context", None)
-    # "while parsing ..." contexts only repeat the mark; others ("expected a single document
-    # in the stream") carry half of the message.
-    if context and not context.startswith("while"):
-        return f"{context}, {problem}"
-    return str(problem)
-
-
-def _yaml_kind(node: yaml.Node) -> str:
-    import yaml
-
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    if isinstance(node, yaml.SequenceNode):
-        return "a list"
-    try:
-        return describe(_yaml_construct_checked(node))
-    except _YAMLProblem:
-        return f"scalar {_short_repr(node.value)}"
 
 
 def _yaml_construct_checked(node: yaml.Node) -> Any:
@@ -1682,18 +1548,18 @@ def _yaml_construct_checked(node: yaml.Node) -> Any:
     import yaml
 
     try:
-        return _yaml_construct(node)
+        return yaml_construct(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = int(mark.line) + 1 if mark is not None else _yaml_line(node)
-        raise _YAMLProblem(line, f"invalid YAML: {_yaml_problem(exc)}") from None
+        line = int(mark.line) + 1 if mark is not None else yaml_line(node)
+        raise _YAMLProblem(line, f"invalid YAML: {yaml_problem(exc)}") from None
     except ValueError as exc:
-        raise _YAMLProblem(_yaml_line(node), f"invalid YAML: {_value_error_text(exc)}") from None
+        raise _YAMLProblem(yaml_line(node), f"invalid YAML: {_value_error_text(exc)}") from None
     except Exception as exc:
         # PyYAML's constructors fail in other ways on values that do not fit an explicit tag
         # (KeyError for `!!bool maybe`); it is a problem of the file either way.
         raise _YAMLProblem(
-            _yaml_line(node),
+            yaml_line(node),
             f"invalid YAML: a value does not fit its tag ({type(exc).__name__}: {exc})",
         ) from None
 
@@ -1706,20 +1572,20 @@ def _yaml_defaults(
     if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
         return {}
     if not isinstance(node, yaml.MappingNode):
-        problems.add(line, "defaults", f"expected a mapping, got {_yaml_kind(node)}")
+        problems.add(line, "defaults", f"expected a mapping, got {yaml_kind(node)}")
         return {}
-    for dup_line, message in _yaml_duplicate_keys(node, "defaults"):
+    for dup_line, message in yaml_duplicate_keys(node, "defaults"):
         problems.add(dup_line, None, message)
     try:
         data = _yaml_construct_checked(node)
     except _YAMLProblem as exc:
         problems.add(exc.line, "defaults", exc.message)
         return {}
-    key_lines = _yaml_key_lines(node)
+    lines = _LineMap(node)
 
     def report(key: str | None, where: str | None, message: _ProblemText) -> None:
         problems.add(
-            key_lines.get(key, line) if key is not None else line,
+            lines.key_line(key, line),
             f"defaults.{where}" if where is not None else None,
             message,
         )

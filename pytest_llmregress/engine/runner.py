@@ -38,7 +38,7 @@ from pytest_llmregress.scoring.judge import (
     build_judge_prompt,
     parse_judge_reply,
 )
-from pytest_llmregress.scoring.score import Score, ScorerError
+from pytest_llmregress.scoring.score import RECORD_SCORER, Score, ScorerError, decide
 from pytest_llmregress.scoring.scorers import needs_reference, score_deterministic
 from pytest_llmregress.settings import RunnerSettings
 from pytest_llmregress.verdict.results import CaseResult
@@ -594,11 +594,11 @@ class Runner:
         )
         if recording:
             # The output becomes the reference: only scorers that need no reference apply.
-            scores.append(Score("record", 1.0, True, f"reference recorded from {model}"))
+            scores.append(Score(RECORD_SCORER, 1.0, True, f"reference recorded from {model}"))
         try:
             for spec in case.scorers:
-                if recording and needs_reference(spec):
-                    continue
+                if spec.in_pytest or (recording and needs_reference(spec)):
+                    continue  # a team's scorer (scored by the pytest process), or recording
                 if spec.name == "judge":
                     score, judge_completion = await self._judge(case, spec.options, completion)
                     scores.append(score)
@@ -618,10 +618,10 @@ class Runner:
                 judge_completion=judge_completion,
                 scores=scores,
             )
-        passed = all(s.passed for s in scores)
+        outcome, recorded = decide(scores, recording=recording, output=completion.text)
         return CaseResult(
-            outcome="passed" if passed else "failed",
-            recorded=recording and passed and bool(completion.text.strip()),
+            outcome=outcome,
+            recorded=recorded,
             output=completion.text,
             completion=completion,
             judge_completion=judge_completion,

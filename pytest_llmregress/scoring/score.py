@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, Literal
+
+RECORD_SCORER: Final = "record"
+"""The name of the score a recording run gives a case whose output becomes its reference."""
 
 
 class ScorerError(Exception):
@@ -56,3 +60,16 @@ class Score:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Score:
         return cls(**data)
+
+
+def decide(
+    scores: Iterable[Score], *, recording: bool, output: str
+) -> tuple[Literal["passed", "failed"], bool]:
+    """A scored case's outcome, and whether its output became its reference.
+
+    The one rule, for the runner process (built-in scorers, the judge) and for the pytest
+    process (a team's scorers, applied when the result arrives): a case passes when every
+    score passed; a recording run records an output that passed and is not blank.
+    """
+    passed = all(score.passed for score in scores)
+    return ("passed" if passed else "failed"), recording and passed and bool(output.strip())

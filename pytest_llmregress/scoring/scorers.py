@@ -1,7 +1,8 @@
-"""Deterministic scorers, and the parser of scorer specs written in golden files.
+"""The built-in scorers, registered like a team's own (:mod:`pytest_llmregress.scoring.registry`).
 
 A golden case lists the scorers that decide whether a model's output is still good enough. All
-but ``judge`` (the LLM judge, scored elsewhere) are pure functions of the output and the case:
+but ``judge`` (the LLM judge, scored by the runner with a model call) are pure functions of the
+output and the case:
 
 ``exact``
     the stripped output equals the stripped reference (or the ``value`` option).
@@ -26,16 +27,20 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from pytest_llmregress.cases.golden import (
-    GoldenCase,
+from pytest_llmregress.core.validation import describe, jsonable_problem
+from pytest_llmregress.scoring.registry import (
+    OptionReader,
+    ScorerRegistry,
     ScorerSpec,
-    describe,
-    did_you_mean,
-    jsonable_problem,
+    active_scorers,
+    builtin_scorers,
 )
 from pytest_llmregress.scoring.score import Score, ScorerError
+
+if TYPE_CHECKING:
+    from pytest_llmregress.cases.golden import GoldenCase
 
 __all__ = [
     "ALL_OR_NOTHING",
@@ -45,12 +50,13 @@ __all__ = [
     "levenshtein",
     "needs_reference",
     "parse_scorer_spec",
+    "register_builtins",
     "score_deterministic",
     "similarity",
 ]
 
 SCORER_NAMES: Final = ("judge", "exact", "contains", "regex", "json", "similarity")
-"""Every scorer a golden file may name."""
+"""Every built-in scorer, in the order they are registered."""
 
 SCORER_OPTIONS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
     {
@@ -62,7 +68,7 @@ SCORER_OPTIONS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
         "similarity": ("threshold",),
     }
 )
-"""The options each scorer accepts in its mapping form."""
+"""The options each built-in scorer accepts in its mapping form."""
 
 REGEX_FLAGS: Final[Mapping[str, re.RegexFlag]] = MappingProxyType(
     {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE}
@@ -77,90 +83,80 @@ _MAX_LISTED: Final = 3
 
 
 # --------------------------------------------------------------------------------------------
-# Parsing specs
+# Specs, through the registry
 # --------------------------------------------------------------------------------------------
 
 
 def parse_scorer_spec(raw: object) -> ScorerSpec:
-    """Turn a scorer spec from a golden file into a validated, normalized :class:`ScorerSpec`.
+    """Turn a scorer spec from a golden file into a validated, normalized :class:`ScorerSpec`,
+    against the active registry (:func:`~pytest_llmregress.scoring.registry.active_scorers`:
+    the session's, with the team's scorers, else the built-ins).
 
     ``raw`` is a bare name (``"exact"``) or a one-key mapping ``{name: options}``. Shorthands are
     expanded: ``{"contains": "x"}`` becomes options ``{"values": ("x",)}``, ``{"regex": "p"}``
     becomes ``{"pattern": "p"}``, ``{"exact": "v"}`` becomes ``{"value": "v"}``, and
     ``{name: null}`` means no options. Raises :class:`ValueError` with a message fit for users.
     """
-    options: object = None
-    if isinstance(raw, str):
-        name = raw
-    elif isinstance(raw, Mapping):
-        if len(raw) != 1:
-            keys = ", ".join(repr(k) for k in raw) or "none"
-            raise ValueError(
-                "expected a scorer name or a one-key mapping {name: options}, "
-                f"got a mapping with keys: {keys}"
-            )
-        ((name, options),) = raw.items()
-        if not isinstance(name, str):
-            raise ValueError(f"expected a scorer name as the key, got {describe(name)}")
-    else:
-        raise ValueError(
-            f"expected a scorer name or a one-key mapping {{name: options}}, got {describe(raw)}"
-        )
-    if name not in SCORER_NAMES:
-        raise ValueError(
-            f"unknown scorer {name!r} (expected one of: {', '.join(SCORER_NAMES)})"
-            + did_you_mean(name, SCORER_NAMES)
-        )
-    return ScorerSpec(name, MappingProxyType(_OPTION_PARSERS[name](options)))
+    return active_scorers().parse_spec(raw)
 
 
-class _Options:
-    """Reads a scorer's options mapping, raising :class:`ValueError` on anything wrong."""
+def score_deterministic(spec: ScorerSpec, output: str, case: GoldenCase) -> Score:
+    """Score ``output`` for ``case`` with the built-in scorer ``spec`` (anything but judge).
 
-    def __init__(self, scorer: str, raw: object) -> None:
-        self.scorer = scorer
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, Mapping):
-            raise ValueError(
-                f"scorer {scorer!r}: expected a mapping of options, got {describe(raw)}"
-            )
-        allowed = SCORER_OPTIONS[scorer]
-        for key in raw:
-            if key not in allowed:
-                hint = did_you_mean(key, allowed) if isinstance(key, str) else ""
-                raise ValueError(
-                    f"scorer {scorer!r}: unknown option {key!r} "
-                    f"(expected one of: {', '.join(allowed)}){hint}"
-                )
-        self.raw: Mapping[str, Any] = raw
+    Raises :class:`ScorerError` when no verdict is possible (no reference to compare with, a
+    schema but no ``jsonschema`` installed), and :class:`ValueError` for ``judge`` or a name
+    that is not built in.
+    """
+    return builtin_scorers().score(spec, output, case)
 
-    def error(self, option: str, message: str) -> ValueError:
-        return ValueError(f"scorer {self.scorer!r}: option {option!r}: {message}")
 
-    def flag(self, option: str, into: dict[str, Any]) -> None:
-        if option in self.raw:
-            value = self.raw[option]
-            if not isinstance(value, bool):
-                raise self.error(option, f"expected true or false, got {describe(value)}")
-            into[option] = value
+def needs_reference(spec: ScorerSpec) -> bool:
+    """Whether the scorer compares the output with the case's reference.
 
-    def threshold(self, into: dict[str, Any]) -> None:
-        if "threshold" in self.raw:
-            value = self.raw["threshold"]
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise self.error(
-                    "threshold", f"expected a number between 0 and 1, got {describe(value)}"
-                )
-            if not 0.0 <= value <= 1.0:
-                raise self.error("threshold", f"expected a number between 0 and 1, got {value!r}")
-            into["threshold"] = float(value)
+    ``judge`` and ``similarity`` do, and ``exact`` unless it has its own ``value``; the
+    others carry what they expect in their options; a team's scorer says so when it
+    registers. A case none of whose scorers needs its reference has nothing to record.
+    """
+    return builtin_scorers().needs_reference(spec)
+
+
+def register_builtins(registry: ScorerRegistry) -> None:
+    """Register the built-in scorers, in :data:`SCORER_NAMES` order."""
+    registry.register("judge", options=_parse_threshold_only("judge"), needs_reference=True)(
+        _not_deterministic
+    )
+    registry.register("exact", options=_parse_exact, needs_reference=_exact_needs_reference)(
+        _score_exact
+    )
+    registry.register("contains", options=_parse_contains)(_score_contains)
+    registry.register("regex", options=_parse_regex)(_score_regex)
+    registry.register("json", options=_parse_json)(_score_json)
+    registry.register(
+        "similarity", options=_parse_threshold_only("similarity"), needs_reference=True
+    )(_score_similarity)
+
+
+def _not_deterministic(options: Mapping[str, Any], output: str, case: GoldenCase) -> Score:
+    raise ValueError("the 'judge' scorer is not deterministic; score it with the judge")
+
+
+def _exact_needs_reference(options: Mapping[str, Any]) -> bool:
+    return "value" not in options
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing options
+# --------------------------------------------------------------------------------------------
+
+
+def _reader(scorer: str, raw: object) -> OptionReader:
+    return OptionReader(scorer, raw, SCORER_OPTIONS[scorer])
 
 
 def _parse_threshold_only(scorer: str) -> Callable[[object], dict[str, Any]]:
     def parse(raw: object) -> dict[str, Any]:
         options: dict[str, Any] = {}
-        _Options(scorer, raw).threshold(options)
+        _reader(scorer, raw).threshold(options)
         return options
 
     return parse
@@ -169,7 +165,7 @@ def _parse_threshold_only(scorer: str) -> Callable[[object], dict[str, Any]]:
 def _parse_exact(raw: object) -> dict[str, Any]:
     if isinstance(raw, str):
         raw = {"value": raw}
-    reader = _Options("exact", raw)
+    reader = _reader("exact", raw)
     options: dict[str, Any] = {}
     if "value" in reader.raw:
         value = reader.raw["value"]
@@ -189,7 +185,7 @@ def _parse_contains(raw: object) -> dict[str, Any]:
         )
     if isinstance(raw, str | list):
         raw = {"values": raw}
-    reader = _Options("contains", raw)
+    reader = _reader("contains", raw)
     if "values" not in reader.raw:
         raise reader.error("values", "missing; give the text to look for")
     values = reader.raw["values"]
@@ -214,7 +210,7 @@ def _parse_regex(raw: object) -> dict[str, Any]:
         raise ValueError("scorer 'regex' needs a pattern, like {regex: '^\\d+$'}")
     if isinstance(raw, str):
         raw = {"pattern": raw}
-    reader = _Options("regex", raw)
+    reader = _reader("regex", raw)
     if "pattern" not in reader.raw:
         raise reader.error("pattern", "missing; give the regular expression to search for")
     pattern = reader.raw["pattern"]
@@ -248,7 +244,7 @@ def _regex_flags(letters: str) -> re.RegexFlag:
 
 
 def _parse_json(raw: object) -> dict[str, Any]:
-    reader = _Options("json", raw)
+    reader = _reader("json", raw)
     options: dict[str, Any] = {}
     if "schema" in reader.raw:
         schema = reader.raw["schema"]
@@ -290,48 +286,9 @@ def _schema_error(schema: dict[str, Any]) -> str | None:
     return None
 
 
-_OPTION_PARSERS: Final[Mapping[str, Callable[[object], dict[str, Any]]]] = MappingProxyType(
-    {
-        "judge": _parse_threshold_only("judge"),
-        "exact": _parse_exact,
-        "contains": _parse_contains,
-        "regex": _parse_regex,
-        "json": _parse_json,
-        "similarity": _parse_threshold_only("similarity"),
-    }
-)
-
-
 # --------------------------------------------------------------------------------------------
 # Scoring
 # --------------------------------------------------------------------------------------------
-
-
-def score_deterministic(spec: ScorerSpec, output: str, case: GoldenCase) -> Score:
-    """Score ``output`` for ``case`` with the deterministic scorer ``spec`` (anything but judge).
-
-    Raises :class:`ScorerError` when no verdict is possible (no reference to compare with, a
-    schema but no ``jsonschema`` installed), and :class:`ValueError` for ``judge`` or an unknown
-    scorer name.
-    """
-    scorer = _SCORERS.get(spec.name)
-    if scorer is None:
-        if spec.name == "judge":
-            raise ValueError("the 'judge' scorer is not deterministic; score it with the judge")
-        raise ValueError(f"unknown scorer {spec.name!r}")
-    return scorer(spec.options, output, case)
-
-
-def needs_reference(spec: ScorerSpec) -> bool:
-    """Whether the scorer compares the output with the case's reference.
-
-    ``judge`` and ``similarity`` do, and ``exact`` unless it has its own ``value``; the
-    others carry what they expect in their options. A case none of whose scorers needs its
-    reference has nothing to record.
-    """
-    if spec.name == "exact":
-        return "value" not in spec.options
-    return spec.name in ("judge", "similarity")
 
 
 def _clip(text: str, limit: int = 60) -> str:
@@ -512,19 +469,6 @@ def _score_similarity(options: Mapping[str, Any], output: str, case: GoldenCase)
         f"characters) {'>=' if passed else '<'} threshold {threshold:g}"
     )
     return Score("similarity", value, passed, reason, threshold=threshold)
-
-
-_SCORERS: Final[Mapping[str, Callable[[Mapping[str, Any], str, GoldenCase], Score]]] = (
-    MappingProxyType(
-        {
-            "exact": _score_exact,
-            "contains": _score_contains,
-            "regex": _score_regex,
-            "json": _score_json,
-            "similarity": _score_similarity,
-        }
-    )
-)
 
 
 # --------------------------------------------------------------------------------------------
