@@ -1,8 +1,9 @@
 """pytest hooks and fixtures of pytest-llmregress. Thin: every decision lives in a library module.
 
 Loading this module imports neither SDK nor YAML. A run with a model starts the runner
-process (``runner_process.py``), which imports the SDKs while pytest collects; pytest's own
-processes never import them.
+process (``engine/runner_process.py``), which imports the SDKs while pytest collects; pytest's
+own processes never import them. Every hook talks to the session (``session/``): its
+``plan`` (resolved at start-up), its ``gathered`` results, and the outputs written from both.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pytest_llmregress.session import (
     find_session,
     pyproject_path,
 )
+from pytest_llmregress.session.outputs import header_lines, summary
+from pytest_llmregress.session.plan import NO_MODEL_REASON
 from pytest_llmregress.settings import (
     OPTIONS,
     SettingsError,
@@ -115,18 +118,18 @@ def pytest_configure_node(node: Any) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     session = find_session(config)
-    if session is None or config.getvalue("dist") != "load" or session.candidate is None:
+    if session is None or config.getvalue("dist") != "load" or session.plan.candidate is None:
         return None
     from pytest_llmregress.collect.scheduling import GoldenScheduling
 
-    return GoldenScheduling(config, log, session.scope_of)
+    return GoldenScheduling(config, log, session.plan.scope_of)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if file_path.suffix not in GOLDEN_SUFFIXES:
         return None
     session = find_session(parent.config)
-    if session is None or not session.is_golden_path(file_path):
+    if session is None or not session.plan.is_golden_path(file_path):
         return None
     from pytest_llmregress.collect.items import GoldenFile
 
@@ -183,7 +186,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     session = find_session(item.config)
     if session is None or isinstance(item, GoldenItem):  # golden items: judged by the runner
         return (yield)
-    judge = session.judge_sync if session.judge is not None and session.runner else None
+    judge = session.judge_sync if session.plan.judge is not None and session.runner else None
     with judging(item, judge):
         return (yield)
 
@@ -211,7 +214,7 @@ def pytest_report_teststatus(
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     session = find_session(config)
-    return session.header_lines() if session is not None else []
+    return header_lines(session.plan) if session is not None else []
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -225,7 +228,7 @@ def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
 ) -> None:
     session = find_session(config)
-    lines = session.summary() if session is not None else []
+    lines = summary(session.plan, session.gathered, session.recorded) if session else []
     if not lines:
         return
     terminalreporter.write_sep("=", "llmregress")
@@ -243,16 +246,17 @@ def llm(request: pytest.FixtureRequest) -> LLMClient:
     from pytest_llmregress.collect.llm_fixture import LLMClient
 
     session = _fixture_session(request)
-    if session.runner is None or session.candidate is None:
-        pytest.skip(session.skip_reason())
-    return LLMClient.for_item(request.node, session.runner.complete_sync, session.candidate)
+    candidate = session.plan.candidate
+    if session.runner is None or candidate is None:
+        pytest.skip(NO_MODEL_REASON)
+    return LLMClient.for_item(request.node, session.runner.complete_sync, candidate)
 
 
 @pytest.fixture
 def llm_judge(request: pytest.FixtureRequest) -> Callable[..., Score]:
     """Judge an output against a reference with the session's judge model; returns a Score."""
     session = _fixture_session(request)
-    if session.judge is None:
+    if session.plan.judge is None:
         pytest.skip("no judge model: run with --llm-judge-model=ID")
     return session.judge_sync
 
@@ -262,8 +266,8 @@ def _fixture_session(request: pytest.FixtureRequest) -> LLMRegressSession:
     session = find_session(request.config)
     if session is None:
         pytest.skip("pytest-llmregress is not configured in this session")
-    if session.key_problem:
-        pytest.fail(session.key_problem, pytrace=False)
+    if session.plan.key_problem:
+        pytest.fail(session.plan.key_problem, pytrace=False)
     return session
 
 
@@ -283,3 +287,10 @@ def llm_server(llm_server_scenario: Any) -> Iterator[LocalProviderServer]:
         yield server
     finally:
         server.stop()
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """Our hooks for a team's conftest.py and plugins (``hookspecs.py``)."""
+    from pytest_llmregress import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)

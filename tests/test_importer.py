@@ -31,13 +31,13 @@ from pytest_llmregress.authoring.importer import (
     import_logs,
     length_band,
     luhn_ok,
-    main,
     parse_record,
     redact,
     stratified_sample,
     stratum_of,
 )
 from pytest_llmregress.cases.golden import GoldenCase, load_cases, parse_jsonl
+from pytest_llmregress.cli.import_logs import main
 
 DATA = Path(__file__).parent / "data" / "import"
 RESPONSES = DATA.parent / "import_responses.jsonl"

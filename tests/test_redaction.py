@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 
 from pytest_llmregress import cli
-from pytest_llmregress.authoring.importer import main
 from pytest_llmregress.authoring.redaction import (
     REDACTION_KINDS,
     Redactor,
@@ -33,6 +32,7 @@ from pytest_llmregress.authoring.redaction import (
     secret_kind_of_key,
 )
 from pytest_llmregress.cases.golden import load_cases
+from pytest_llmregress.cli.import_logs import main
 
 Capture = pytest.CaptureFixture[str]
 

@@ -18,7 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("pytest_llmregress.cli.compare", "compare two results files, no model calls"),
     "history": ("pytest_llmregress.cli.compare", "pass rate and mean score per model over time"),
     "canary": ("pytest_llmregress.cli.canary", "canary ramp: status, advance, rollback"),
-    "import": ("pytest_llmregress.authoring.importer", "turn production logs into golden cases"),
+    "import": ("pytest_llmregress.cli.import_logs", "turn production logs into golden cases"),
     "schema": ("pytest_llmregress.cli.schema", "print the golden-file JSON Schema for editors"),
 }
 

@@ -48,7 +48,7 @@ class GoldenFile(pytest.File):
             problems = [
                 Problem(case.line, f"params.{name}", message, case.id)
                 for case in cases
-                for name, message in session.param_problems(case)
+                for name, message in session.plan.param_problems(case)
             ]
             if problems:
                 raise self.CollectError(str(CaseFileError(self.nodeid, problems)))
@@ -90,10 +90,10 @@ class GoldenItem(pytest.Function):
 
     def setup(self) -> None:
         from pytest_llmregress.session import get_session
+        from pytest_llmregress.session.plan import NO_MODEL_REASON
 
-        session = get_session(self.config)
-        if session.runner is None:
-            pytest.skip(session.skip_reason())
+        if get_session(self.config).runner is None:
+            pytest.skip(NO_MODEL_REASON)
         super().setup()
 
     def runtest(self) -> None:

@@ -1,0 +1,275 @@
+"""What a session shows and writes: the header, each golden report's JUnit properties, and at
+the end the results file, its history copy, the markdown summary, recorded references and the
+terminal summary. Each is a function of the run plan and the gathered results; none imports
+pytest, and the heavy renderers are imported when used.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pytest_llmregress.core.masking import mask_url
+from pytest_llmregress.settings import format_value
+
+if TYPE_CHECKING:
+    from pytest_llmregress.report.terminal import Line
+    from pytest_llmregress.session.gather import Gatherer
+    from pytest_llmregress.session.plan import RunPlan
+    from pytest_llmregress.verdict.results import CaseResult, RunResult
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What ``--llm-record`` (or a snapshot update) wrote into golden files: one line per
+    file, and whether any file could not be written (which fails the session)."""
+
+    lines: tuple[str, ...] = ()
+    failed: bool = False
+
+
+# -- at start-up -----------------------------------------------------------------------------
+
+
+def header_lines(plan: RunPlan) -> list[str]:
+    """pytest's header lines: the models, where they are served, the gate, how to rerun."""
+    if plan.candidate is None:
+        if plan.judge is None:
+            return []  # a project that does not use the plugin sees nothing of it
+        return [f"llmregress: judge {plan.judge}; no --llm-model: golden cases will be skipped"]
+    assert plan.endpoints is not None
+    settings = plan.settings
+    where = plan.endpoints.describe(plan.candidate.provider)
+    judge = f"judge {plan.judge}" if plan.judge else "no judge"
+    served = f", local server {settings.serve}" if settings.serve else ""
+    explicit = settings.explicit()
+    for name in ("anthropic_base_url", "openai_base_url"):
+        if explicit.get(name):  # the line is pasted into CI logs and issues
+            explicit[name] = mask_url(explicit[name])
+    rerun = " ".join(
+        f"--llm-{name.replace('_', '-')}" + ("" if value is True else f"={format_value(value)}")
+        for name, value in explicit.items()
+        if name not in ("golden_files",)
+    )
+    lines = [
+        f"llmregress: model {plan.candidate} at {where}, {judge}, min pass rate "
+        f"{settings.min_pass_rate:.0%}, concurrency {settings.concurrency}{served}",
+        sampling_line(plan),
+        f"llmregress: rerun with {rerun}",
+    ]
+    if plan.lifecycle_findings:
+        count = len(plan.lifecycle_findings)
+        lines.append(
+            f"llmregress: {count} model warning{'s' if count > 1 else ''} "
+            f"({plan.lifecycle_source}), listed in the summary"
+        )
+    return lines
+
+
+def sampling_line(plan: RunPlan) -> str:
+    """What each model samples with: sampling that is stated, not the server's accident."""
+    from pytest_llmregress.engine.runner import judge_request_params, with_params
+
+    settings = plan.settings
+    own = with_params(settings.params, {})
+    models = ", ".join(str(ref) for ref in (plan.candidate, plan.compare) if ref)
+    line = f"llmregress: sampling: {models} "
+    if own:
+        line += f"{format_value(own)} (--llm-params), under a case's own params"
+    else:
+        line += "at the server's defaults unless a case sets params (--llm-params)"
+    if plan.judge is not None:
+        judge = judge_request_params(settings.judge_params)
+        line += f"; judge {plan.judge} {format_value(judge) or 'at its defaults'}"
+    return line
+
+
+# -- per case --------------------------------------------------------------------------------
+
+
+def junit_properties(result: CaseResult) -> list[tuple[str, object]]:
+    """A golden report's ``user_properties``: its outcome, and the score that decided the
+    verdict against the threshold its scorer applied."""
+    properties: list[tuple[str, object]] = [
+        ("llm_outcome", result.outcome),
+        ("llm_threshold", result.deciding_threshold),
+    ]
+    deciding = result.deciding_score
+    score = deciding.value if deciding is not None else result.score
+    if score is not None:
+        properties.append(("llm_score", round(score, 4)))
+    return properties
+
+
+# -- at the end ------------------------------------------------------------------------------
+
+
+def model_warnings(plan: RunPlan, gathered: Gatherer) -> list[str]:
+    """Lifecycle warnings (an alias says which snapshot it answered as in this run), then
+    the preflight's and the runner's warnings about models."""
+    answered = gathered.resolved_models()
+    messages = []
+    roles = plan.models_by_role()
+    for finding in plan.lifecycle_findings:
+        message = finding.message
+        refs = [ref for role, ref in roles if role == finding.role]
+        ref = next((r for r in refs if r.model == finding.model_id), refs[0] if refs else None)
+        versions = answered.get(str(ref), {}) if ref is not None else {}
+        snapshots = sorted({name.split(" (")[0] for name in versions})
+        if finding.code == "alias" and snapshots:
+            message = (
+                f"{finding.role}: alias {finding.model_id} answered as "
+                f"{', '.join(snapshots)} in this run; pin a dated snapshot"
+            )
+        messages.append(message)
+    return [*messages, *gathered.preflight_warnings]
+
+
+def summary(plan: RunPlan, gathered: Gatherer, recorded: Recorded) -> list[Line]:
+    """The ``llmregress`` section of the terminal summary."""
+    from pytest_llmregress.report.terminal import Line, comparison_lines, summary_lines
+
+    verdict = gathered.verdict
+    if plan.candidate is None and gathered.skipped_golden:
+        return [
+            Line(
+                f"{gathered.skipped_golden} golden cases skipped: no model under test (run with "
+                f"--llm-model=ID, or set model in [tool.llmregress])",
+                "yellow",
+            )
+        ]
+    if plan.candidate is None:
+        return []
+    if verdict is None:  # no case ran: the warnings the header promised are still said
+        return [Line(f"model warning: {w}", "yellow") for w in model_warnings(plan, gathered)]
+
+    report_path = plan.report_path
+    lines = summary_lines(
+        verdict,
+        gathered.results,
+        candidate=str(plan.candidate),
+        judge=str(plan.judge) if plan.judge else None,
+        resolved=gathered.resolved_models(),
+        worst=plan.settings.worst,
+        report_path=str(report_path) if report_path else None,
+        missing=gathered.missing(),
+        resumed=gathered.resumed_count(),
+        model_warnings=model_warnings(plan, gathered),
+        chain=[str(ref) for ref in plan.chain] if plan.fallbacks else (),
+        cache_use=gathered.cache_use,
+        damaged_state=gathered.damaged_state,
+    )
+    lines += [Line(text, "yellow") for text in gathered.traffic_lines]
+    if gathered.comparison is not None:
+        lines += comparison_lines(gathered.comparison, worst=plan.settings.worst)
+    if gathered.comparison_error:
+        lines.append(Line(gathered.comparison_error, "red"))
+    for text in recorded.lines:
+        lines.append(Line(f"recorded: {text}", "red" if recorded.failed else "green"))
+    if recorded.lines:
+        lines.append(Line("  review the new references with git diff before committing them"))
+    return lines
+
+
+def run_result(plan: RunPlan, gathered: Gatherer) -> RunResult:
+    """The results document: the plan's metadata, what the run found, the cases in file order."""
+    from pytest_llmregress.verdict.results import RunResult
+
+    verdict = gathered.verdict
+    comparison = gathered.comparison
+    metadata = plan.metadata()
+    metadata.update(
+        finished_at=dt.datetime.now(dt.UTC).isoformat(),
+        resolved_models=gathered.resolved_models(),
+        missing=gathered.missing(),
+        verdict=None
+        if verdict is None
+        else {
+            "ok": None if verdict.is_recording else verdict.ok,
+            "recorded": verdict.recorded,
+            "passed": verdict.passed,
+            "failed": verdict.failed,
+            "errors": verdict.errors,
+            "pass_rate": verdict.pass_rate,
+            "interval95": list(verdict.interval),
+            "reasons": list(verdict.reasons),
+        },
+        comparison=None if comparison is None else comparison.to_dict(cases=False),
+    )
+
+    def in_file_order(results: list[CaseResult]) -> list[CaseResult]:
+        return sorted(results, key=lambda r: (r.path, r.line, r.case_id))
+
+    return RunResult(
+        metadata, in_file_order(gathered.results), in_file_order(gathered.compare_results)
+    )
+
+
+def write_outputs(
+    plan: RunPlan, gathered: Gatherer, environ: Mapping[str, str] | None = None
+) -> Recorded:
+    """Everything the end of a run writes: the results file (``--llm-report``, replacing its
+    journals unless cases are missing), the history copy, the markdown summary, and recorded
+    references. ``environ``: where ``GITHUB_STEP_SUMMARY`` is read (default ``os.environ``)."""
+    from pytest_llmregress.verdict.results import finish_results, write_json_atomic
+
+    run = run_result(plan, gathered)
+    if plan.report_path is not None:
+        finish_results(plan.report_path, run, keep_journals=bool(run.metadata["missing"]))
+    if plan.settings.history:
+        folder = plan.rooted(plan.settings.history)
+        stamp = plan.started_at.strftime("%Y%m%dT%H%M%SZ")
+        model = "".join(c if c.isalnum() or c in "-._" else "_" for c in str(plan.candidate))
+        write_json_atomic(folder / f"{stamp}_{model}.json", run.to_dict())
+    write_markdown(plan, gathered, run, os.environ if environ is None else environ)
+    return record_references(plan, gathered.results)
+
+
+def write_markdown(
+    plan: RunPlan, gathered: Gatherer, run: RunResult, environ: Mapping[str, str]
+) -> None:
+    """The CI summary: to ``--llm-markdown`` and appended to ``$GITHUB_STEP_SUMMARY``."""
+    settings = plan.settings
+    step_summary = environ.get("GITHUB_STEP_SUMMARY")
+    if not settings.markdown and not step_summary:
+        return
+    from pytest_llmregress.report.markdown import comparison_markdown, run_markdown
+
+    verdict = gathered.verdict
+    text = run_markdown(
+        verdict if verdict is not None else run,
+        results=gathered.results,
+        candidate=str(plan.candidate),
+        worst=settings.worst,
+    )
+    if gathered.comparison is not None:
+        text += "\n" + comparison_markdown(gathered.comparison, worst=settings.worst)
+    if settings.markdown:
+        target = plan.rooted(settings.markdown)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    if step_summary:
+        with open(step_summary, "a", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+
+
+def record_references(plan: RunPlan, results: list[CaseResult]) -> Recorded:
+    """``--llm-record``: write recorded outputs into their golden files, once, here."""
+    recorded: dict[str | os.PathLike[str], dict[str, str]] = {}
+    names: dict[str | os.PathLike[str], str] = {}
+    for result in results:
+        if result.recorded and result.output is not None:
+            path = str(plan.root / result.path)
+            recorded.setdefault(path, {})[result.case_id] = result.output
+            names[path] = result.path
+    if not recorded:
+        return Recorded()
+    from pytest_llmregress.authoring.recording import record_many
+
+    reports = record_many(recorded, overwrite=plan.settings.record == "all", display_paths=names)
+    return Recorded(
+        tuple(report.summary() for report in reports), any(report.error for report in reports)
+    )
