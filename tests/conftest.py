@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import fields
 from typing import Any
@@ -11,6 +13,7 @@ import openai
 import pytest
 import yaml  # noqa: F401
 
+from pytest_llmregress.engine.forkserver import ENVIRONMENT_VARIABLE, Forkserver
 from pytest_llmregress.engine.runner_process import RunnerClient, RunnerProcess, runner_config
 from pytest_llmregress.settings import RunnerSettings
 from pytest_llmregress.testing.server import LocalProviderServer
@@ -71,6 +74,65 @@ def _warm_imports() -> None:
                         await client.close()
 
         asyncio.run(calls())
+
+
+# Tests whose runners start the production way, with subprocess.Popen, not through the
+# forkserver (below): the runner process's own tests (its command line, lifeline, signals,
+# crashes) and the end-to-end tests of a pytest killed or interrupted under it.
+POPEN_RUNNERS = (
+    "tests/test_runner_process.py::",
+    "tests/test_reliability.py::test_ctrl_c_keeps_finished_results_and_says_what_is_missing",
+    "tests/test_reliability.py::test_a_killed_worker_keeps_its_finished_results_and_resume_",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(POPEN_RUNNERS):
+            item.add_marker(pytest.mark.popen_runner)
+
+
+_forkserver: list[Forkserver] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Runner processes started warm: a forkserver that has imported the SDKs once, named by
+    ``LLMREGRESS_RUNNER_FORKSERVER`` to every ``RunnerProcess`` of the session, in-process
+    and subprocess pytester runs included (see "How the tests run fast" in
+    docs/architecture.md). Started here, so that it imports while pytest collects; not in an
+    xdist controller, which runs no test. ``LLMREGRESS_RUNNER_FORKSERVER=off`` runs the suite
+    without it."""
+    config = session.config
+    if os.environ.get(ENVIRONMENT_VARIABLE) == "off":
+        del os.environ[ENVIRONMENT_VARIABLE]
+    elif hasattr(config, "workerinput") or getattr(config.option, "dist", "no") == "no":
+        _forkserver.append(Forkserver.start())
+        os.environ[ENVIRONMENT_VARIABLE] = _forkserver[0].socket_path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _runner_forkserver() -> Iterator[None]:
+    """Stops the session's forkserver after the last test (raises if it had crashed)."""
+    yield
+    while _forkserver:
+        os.environ.pop(ENVIRONMENT_VARIABLE, None)
+        _forkserver.pop().stop()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A session that ran no test still stops its forkserver (which would also stop when this
+    process ends: its stdin is its lifeline)."""
+    while _forkserver:
+        os.environ.pop(ENVIRONMENT_VARIABLE, None)
+        with contextlib.suppress(RuntimeError):
+            _forkserver.pop().stop()
+
+
+@pytest.fixture(autouse=True)
+def _popen_runner(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests marked ``popen_runner`` start their runners with ``subprocess.Popen``."""
+    if request.node.get_closest_marker("popen_runner"):
+        monkeypatch.delenv(ENVIRONMENT_VARIABLE, raising=False)
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -46,7 +47,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from pytest_llmregress.core.masking import mask_urls_in
 
@@ -65,6 +66,24 @@ Systems = Callable[["GoldenCase"], Mapping[str, "SystemPrompt"]]
 LINE_LIMIT = 1 << 26  # one message (a case and its systems) may be this large
 CONNECT_TIMEOUT_S = 30.0
 MAX_DIRECTORY_LENGTH = 90  # leaves room for "/runner.sock" within AF_UNIX's limit
+
+
+class _Child(Protocol):
+    """The runner process as ``RunnerProcess`` holds it: a ``subprocess.Popen``, or a
+    ``forkserver.ForkedProcess`` (the test suite's warm start)."""
+
+    pid: int
+    returncode: int | None
+    stdin: IO[bytes] | None
+    stdout: IO[bytes] | None
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+    def kill(self) -> None: ...
 
 
 class RunnerError(RuntimeError):
@@ -142,15 +161,9 @@ class RunnerProcess:
         package_root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        argv = [sys.executable, "-m", "pytest_llmregress.engine.runner_process", self._directory]
         with open(self.address.log_path, "wb") as log:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "pytest_llmregress.engine.runner_process", self._directory],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                env=env,
-                start_new_session=True,
-            )
+            self._process = _start(argv, env, log)
         assert self._process.stdin is not None
         assert self._process.stdout is not None
         self._stdin: IO[bytes] = self._process.stdin
@@ -219,20 +232,48 @@ class RunnerProcess:
                 self.last_words.update(message)
 
 
+def _start(argv: list[str], env: dict[str, str], log: IO[bytes]) -> _Child:
+    """Start the runner: ``subprocess.Popen``, or in this project's own tests, when the
+    environment names a runner forkserver, a fork of a process that has imported the SDKs
+    already (``forkserver.py``), which becomes the same process; it falls back to ``Popen``
+    for a runner it could not start exactly as ``Popen`` would."""
+    from pytest_llmregress.engine.forkserver import ENVIRONMENT_VARIABLE
+
+    server = os.environ.get(ENVIRONMENT_VARIABLE)
+    if server:
+        from pytest_llmregress.engine.forkserver import ForkRefused, fork_runner
+
+        with contextlib.suppress(ForkRefused):
+            return fork_runner(server, argv, env=env, stderr=log)
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        env=env,
+        start_new_session=True,
+    )
+
+
 class RunnerClient:
     """One pytest process's connection to the runner: submit cases, wait for results.
 
-    Results arrive on a reader thread the moment they finish; ``on_result`` (the results
-    journal) sees each one then, whatever pytest's loop is doing.
+    Results arrive on a reader thread the moment they finish; ``finish`` (a team's scorers,
+    ``scoring.finish.finish_with_team_scorers``) completes each result and its compare
+    result there, then ``on_result`` (the results journal) sees them, whatever pytest's loop
+    is doing, and only then does the future resolve.
     """
 
     def __init__(
         self,
         address: RunnerAddress,
         on_result: Callable[[CaseResult, CaseResult | None], None] | None = None,
+        finish: Callable[[CaseResult, GoldenCase], CaseResult] | None = None,
     ) -> None:
         self.address = address
         self._on_result = on_result
+        self._finish = finish
+        self._golden: dict[str, GoldenCase] = {}  # cases sent, until their result arrives
         self._socket: socket.socket | None = None
         self._reader: threading.Thread | None = None
         self._send_lock = threading.Lock()
@@ -255,6 +296,8 @@ class RunnerClient:
             if key in self._cases:
                 continue
             self._cases[key] = concurrent.futures.Future()
+            if self._finish is not None:
+                self._golden[key] = case
             message = {"op": "case", "key": key, "case": case.to_dict(), "systems": systems(case)}
             keys.append(key)
             lines.append(json.dumps(message))
@@ -362,6 +405,7 @@ class RunnerClient:
                 message = json.loads(line)
                 if "key" in message:
                     future = self._cases.get(message["key"])
+                    case = self._golden.pop(message["key"], None)
                     if "failure" in message:
                         error = RunnerError(f"the runner failed on this case: {message['failure']}")
                         if future is not None:
@@ -370,6 +414,10 @@ class RunnerClient:
                     result = CaseResult.from_dict(message["result"])
                     baseline = message["baseline"]
                     compare = CaseResult.from_dict(baseline) if baseline else None
+                    if self._finish is not None and case is not None:
+                        result = _finished(self._finish, result, case)
+                        if compare is not None:
+                            compare = _finished(self._finish, compare, case)
                     if self._on_result is not None:
                         self._on_result(result, compare)  # written down before anyone waits
                     if future is not None:
@@ -391,6 +439,17 @@ class RunnerClient:
             if not future.done():
                 future.set_exception(error)
         self._calls.clear()
+
+
+def _finished(
+    finish: Callable[[CaseResult, GoldenCase], CaseResult], result: CaseResult, case: GoldenCase
+) -> CaseResult:
+    """``finish(result, case)``; should it raise, an error result (the reader must live on)."""
+    try:
+        return finish(result, case)
+    except Exception as error:
+        message = f"scoring failed: {type(error).__name__}: {error}"
+        return dataclasses.replace(result, outcome="error", error=message, error_kind="scorer")
 
 
 def _error_to_dict(error: BaseException) -> dict[str, Any]:
