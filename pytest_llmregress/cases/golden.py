@@ -33,6 +33,7 @@ from pytest_llmregress.core.validation import (
     is_number,
     jsonable_problem,
     message_text,
+    plain,
     short_repr,
     unknown_key_message,
     yaml_construct,
@@ -269,8 +270,8 @@ class GoldenCase:
             "threshold": self.threshold,
             "scorers": [spec.to_dict() for spec in self.scorers],
             "tags": list(self.tags),
-            "params": _plain(self.params),
-            "metadata": _plain(self.metadata),
+            "params": plain(self.params),
+            "metadata": plain(self.metadata),
             "path": self.path,
             "line": self.line,
             "index": self.index,
@@ -295,15 +296,6 @@ class GoldenCase:
             line=data["line"],
             index=data["index"],
         )
-
-
-def _plain(value: Any) -> Any:
-    """A deep copy of ``value`` made of plain dicts and lists (JSON-able if its leaves are)."""
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 # --------------------------------------------------------------------------------------------

@@ -162,6 +162,15 @@ def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def plain(value: Any) -> Any:
+    """A deep copy of ``value`` made of plain dicts and lists (JSON-able if its leaves are)."""
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
 def jsonable_problem(value: object, where: str) -> tuple[str, str] | None:
     """``(path, why)`` if ``value`` cannot be written as JSON (``where`` is its path), else None."""
     if value is None or isinstance(value, bool | int | str):

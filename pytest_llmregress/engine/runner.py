@@ -30,7 +30,7 @@ from pytest_llmregress.providers.base import (
     Request,
 )
 from pytest_llmregress.providers.registry import Endpoints, ModelRef
-from pytest_llmregress.providers.retries import RetryPolicy, call_with_retries
+from pytest_llmregress.providers.retries import RetryPolicy, call_with_retries, complete_within
 from pytest_llmregress.runtime.fallback import FALL_THROUGH_AT_ONCE, LOGGER_NAME, walk_chain
 from pytest_llmregress.scoring.judge import (
     JUDGE_PARAMS,
@@ -533,16 +533,7 @@ class Runner:
         self, provider: Provider, ref: ModelRef, request: Request
     ) -> Completion:
         """One attempt within ``--llm-timeout``; running out of it is a ``timeout`` error."""
-        try:
-            async with asyncio.timeout(self._timeout):
-                return await provider.complete(request)
-        except TimeoutError:
-            raise ProviderError(
-                f"no answer within {self._timeout:g} s",
-                provider=ref.provider,
-                model=request.model,
-                kind="timeout",
-            ) from None
+        return await complete_within(provider, ref.provider, request, self._timeout)
 
     async def _run_model(
         self, nodeid: str, case: GoldenCase, model: ModelRef, systems: Mapping[str, SystemPrompt]

@@ -21,7 +21,7 @@ import random
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, replace
 
-from pytest_llmregress.providers.base import Completion, ProviderError
+from pytest_llmregress.providers.base import Completion, Provider, ProviderError, Request
 
 DEFAULT_RATE_LIMIT_WAIT = 300.0
 """Seconds one call may spend waiting out rate limits, in total (``--llm-rate-limit-wait``)."""
@@ -98,3 +98,17 @@ async def call_with_retries(
         if attempt > 1:
             completion = replace(completion, attempts=attempt)
         return completion
+
+
+async def complete_within(
+    provider: Provider, name: str, request: Request, timeout: float
+) -> Completion:
+    """One attempt of ``request`` on ``provider`` (named ``name``) with a hard deadline of
+    ``timeout`` seconds; running out of it is a ``timeout`` error."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await provider.complete(request)
+    except TimeoutError:
+        raise ProviderError(
+            f"no answer within {timeout:g} s", provider=name, model=request.model, kind="timeout"
+        ) from None

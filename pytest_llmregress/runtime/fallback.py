@@ -49,7 +49,7 @@ from typing import Final
 
 from pytest_llmregress.providers.base import Completion, Provider, ProviderError, Request
 from pytest_llmregress.providers.registry import PROVIDERS, Endpoints, ModelRef, parse_model
-from pytest_llmregress.providers.retries import RetryPolicy, call_with_retries
+from pytest_llmregress.providers.retries import RetryPolicy, call_with_retries, complete_within
 
 LOGGER_NAME: Final = "pytest_llmregress.fallback"
 
@@ -303,16 +303,7 @@ class FallbackChain:
         timeout = self.timeout
 
         async def once() -> Completion:
-            try:
-                async with asyncio.timeout(timeout):
-                    return await provider.complete(request)
-            except TimeoutError:
-                raise ProviderError(
-                    f"no answer within {timeout:g} s",
-                    provider=ref.provider,
-                    model=ref.model,
-                    kind="timeout",
-                ) from None
+            return await complete_within(provider, ref.provider, request, timeout)
 
         return await call_with_retries(
             once, self.retry_policy, self._rng, give_up=FALL_THROUGH_AT_ONCE

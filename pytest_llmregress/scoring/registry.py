@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
-from pytest_llmregress.core.validation import describe, did_you_mean, jsonable_problem
+from pytest_llmregress.core.validation import describe, did_you_mean, jsonable_problem, plain
 from pytest_llmregress.scoring.score import RECORD_SCORER, Score
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ class ScorerSpec:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able ``{"name": ..., "options": {...}}`` (and, of a team's scorer, where it
         is scored and whether it uses the reference)."""
-        data: dict[str, Any] = {"name": self.name, "options": _plain(self.options)}
+        data: dict[str, Any] = {"name": self.name, "options": plain(self.options)}
         if self.in_pytest:
             data["in_pytest"] = True
             data["uses_reference"] = bool(self.uses_reference)
@@ -106,15 +106,6 @@ class ScorerSpec:
                 uses_reference=bool(data["uses_reference"]),
             )
         return builtin_scorers().parse_spec({data["name"]: data["options"]})
-
-
-def _plain(value: Any) -> Any:
-    """``value`` as plain dicts and lists (JSON-able if its leaves are)."""
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 @dataclass(frozen=True)
