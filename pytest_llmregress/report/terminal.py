@@ -5,11 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pytest_llmregress.core.text import cases, one_line, p_value, percent, points
-from pytest_llmregress.verdict.compare import Comparison, worst_pairs
 from pytest_llmregress.verdict.gate import Verdict
 from pytest_llmregress.verdict.results import CaseResult
+
+if TYPE_CHECKING:  # the comparison module loads only when a run is compared
+    from pytest_llmregress.verdict.compare import Comparison
 
 
 @dataclass(frozen=True)
@@ -193,6 +196,8 @@ def summary_lines(
 
 def comparison_lines(comparison: Comparison, *, worst: int = 5) -> list[Line]:
     """The comparison as terminal summary lines, most important first."""
+    from pytest_llmregress.verdict.compare import worst_pairs
+
     c = comparison
     style = {"regression": "red", "improvement": "green", "within noise": "green"}[c.verdict]
     lines = [
