@@ -54,7 +54,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-ENVIRONMENT_VARIABLE = "LLMREGRESS_RUNNER_FORKSERVER"
+from pytest_llmregress.engine import FORKSERVER_VARIABLE
+
+ENVIRONMENT_VARIABLE = FORKSERVER_VARIABLE
 """Names the forkserver's socket; unset (production), runners start with ``Popen``."""
 
 PRELOAD = (

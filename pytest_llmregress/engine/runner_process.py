@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from pytest_llmregress.core.masking import mask_urls_in
+from pytest_llmregress.engine import FORKSERVER_VARIABLE
 
 if TYPE_CHECKING:
     from pytest_llmregress.cases.golden import GoldenCase
@@ -237,9 +238,7 @@ def _start(argv: list[str], env: dict[str, str], log: IO[bytes]) -> _Child:
     environment names a runner forkserver, a fork of a process that has imported the SDKs
     already (``forkserver.py``), which becomes the same process; it falls back to ``Popen``
     for a runner it could not start exactly as ``Popen`` would."""
-    from pytest_llmregress.engine.forkserver import ENVIRONMENT_VARIABLE
-
-    server = os.environ.get(ENVIRONMENT_VARIABLE)
+    server = os.environ.get(FORKSERVER_VARIABLE)
     if server:
         from pytest_llmregress.engine.forkserver import ForkRefused, fork_runner
 
