@@ -340,6 +340,14 @@ OPTIONS: tuple[Option, ...] = (
         "URL",
     ),
     Option(
+        "require_cross_family",
+        _boolean,
+        False,
+        "a judge of the candidate's family (self-preference bias) is an error before any call, "
+        "not a warning",
+        switch=True,
+    ),
+    Option(
         "require_pinned",
         _boolean,
         False,
@@ -480,6 +488,7 @@ class Settings:
     # Not in the repr: a base URL may carry credentials (http://user:key@host).
     anthropic_base_url: str | None = field(repr=False)
     openai_base_url: str | None = field(repr=False)
+    require_cross_family: bool
     require_pinned: bool
     retirement_warning_days: int
     fallback: bool

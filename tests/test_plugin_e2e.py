@@ -367,6 +367,30 @@ def test_python_collection_errors_still_stop_the_session(pytester: pytest.Pytest
     assert result.ret == pytest.ExitCode.INTERRUPTED
 
 
+def test_require_cross_family_refuses_a_same_family_judge_before_any_call(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> None:
+    cases = qa_cases(1)
+    write_cases(pytester, "qa.jsonl", cases)
+    scripted = scenario(cases)
+    scripted["models"]["claude-opus-4-7"] = {"judge": True}
+    server = make_server(scripted)
+    provider_env(server)
+    result = pytester.runpytest(
+        f"--llm-model={CANDIDATE}",
+        "--llm-judge-model=claude-opus-4-7",
+        "--llm-require-cross-family",
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "*the judge anthropic:claude-opus-4-7 is of the same family (claude)*"
+            "--llm-require-cross-family refuses it*"
+        ]
+    )
+    assert server.requests == []
+
+
 @pytest.mark.parametrize("source", ["command line", "pyproject"])
 def test_same_family_judge_warns_at_the_setting_that_chose_it(
     pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv, source: str

@@ -339,3 +339,23 @@ def test_header_and_junit_properties(tmp_path: Path) -> None:
         ("llm_threshold", 0.85),
         ("llm_score", 0.2),
     ]
+
+
+def test_require_cross_family_refuses_a_same_family_judge(tmp_path: Path) -> None:
+    settings = Settings.defaults(
+        model=CANDIDATE, judge_model="claude-opus-4-7", require_cross_family=True
+    )
+    with pytest.raises(PlanError) as raised:
+        resolve_plan(settings, root=tmp_path, environ=KEYS)
+    assert str(raised.value) == (
+        f"pytest-llmregress: the judge anthropic:claude-opus-4-7 is of the same family "
+        f"(claude) as the candidate anthropic:{CANDIDATE}: LLM judges favour their own "
+        "family's outputs (self-preference bias); --llm-require-cross-family refuses it: choose "
+        "a judge from another family (--llm-judge-model, or the judge role in llmregress.toml)"
+    )
+    other = resolve_plan(
+        Settings.defaults(model=CANDIDATE, judge_model=JUDGE, require_cross_family=True),
+        root=tmp_path,
+        environ=KEYS,
+    )
+    assert other.setting_warnings == ()

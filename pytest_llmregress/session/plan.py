@@ -500,18 +500,24 @@ def key_problem(plan: RunPlan) -> str | None:
 
 
 def family_warnings(plan: RunPlan) -> tuple[SettingWarning, ...]:
-    """A judge of the candidate's family favours it (said once, not by each xdist worker)."""
+    """A judge of the candidate's family favours it: a warning (said once, not by each xdist
+    worker), or with ``--llm-require-cross-family`` a ``PlanError``."""
     candidate, judge = plan.candidate, plan.judge
-    if candidate is None or judge is None or judge.family != candidate.family or plan.is_worker:
+    if candidate is None or judge is None or judge.family != candidate.family:
         return ()
-    return (
-        SettingWarning(
-            "judge_model",
-            f"the judge {judge} is of the same family ({judge.family}) as the "
-            f"candidate {candidate}: LLM judges favour their own family's outputs "
-            f"(self-preference bias); prefer a judge from another family",
-        ),
+    problem = (
+        f"the judge {judge} is of the same family ({judge.family}) as the "
+        f"candidate {candidate}: LLM judges favour their own family's outputs "
+        f"(self-preference bias)"
     )
+    if plan.settings.require_cross_family:
+        raise PlanError(
+            f"pytest-llmregress: {problem}; --llm-require-cross-family refuses it: choose a "
+            "judge from another family (--llm-judge-model, or the judge role in llmregress.toml)"
+        )
+    if plan.is_worker:
+        return ()
+    return (SettingWarning("judge_model", f"{problem}; prefer a judge from another family"),)
 
 
 def load_resumed(
