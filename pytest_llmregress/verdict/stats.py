@@ -7,6 +7,8 @@
   (a two-sided binomial test of ``b`` against ``b + c`` at p = 1/2), optionally mid-p.
 - :func:`sign_test`: the same exact test on the signs of any paired per-case effect.
 - :func:`paired_bootstrap_ci`: a seeded percentile bootstrap interval for a mean difference.
+- :func:`sign_flip_test`: a seeded paired permutation test (random sign flips) of the mean
+  of per-case paired differences.
 - :func:`min_detectable_effect`: the smallest pass-rate drop a paired set of ``n`` cases
   detects with the given power, from the normal approximation of McNemar's test.
 """
@@ -227,6 +229,53 @@ def paired_bootstrap_ci(
         n=n,
         seed=seed,
     )
+
+
+def sign_flip_test(
+    differences: Sequence[float],
+    *,
+    resamples: int = 2000,
+    seed: int = 0,
+    alternative: Alternative = "two-sided",
+) -> float:
+    """Seeded paired permutation test of the mean of per-case differences (sign flips).
+
+    Under the null hypothesis the two runs of a case are exchangeable (the same model or the
+    same pass probability produced both), so each difference is as likely to have either
+    sign. The test draws ``resamples`` random sign assignments with ``random.Random(seed)``
+    and counts those whose sum is at least as extreme as the observed one; the p-value is
+    ``(1 + count) / (1 + resamples)`` (Phipson and Smyth 2010), which never reaches 0 and
+    keeps the Monte Carlo test at level alpha. Zero differences do not change under a flip
+    and are dropped. ``alternative="greater"`` tests whether the differences are negative
+    (a drop: the same direction convention as :func:`mcnemar_exact`), ``"less"`` positive.
+    With no non-zero difference the p-value is 1.
+    """
+    if resamples < 1:
+        raise ValueError(f"resamples must be >= 1, got {resamples}")
+    if alternative not in ("two-sided", "less", "greater"):
+        raise ValueError(f"alternative must be two-sided, less or greater, got {alternative!r}")
+    values = [float(d) for d in differences if d != 0]
+    if not values:
+        return 1.0
+    total = math.fsum(values)
+    # Sums are compared with a relative tolerance so that a resample equal to the observed
+    # sum up to rounding counts as "at least as extreme".
+    slack = 1e-9 * math.fsum(abs(v) for v in values)
+    rng = random.Random(seed)
+    m = len(values)
+    extreme = 0
+    for _ in range(resamples):
+        bits = rng.getrandbits(m)
+        flipped = math.fsum(v for i, v in enumerate(values) if (bits >> i) & 1)
+        resampled = total - 2.0 * flipped
+        if alternative == "two-sided":
+            hit = abs(resampled) >= abs(total) - slack
+        elif alternative == "greater":
+            hit = resampled <= total + slack
+        else:
+            hit = resampled >= total - slack
+        extreme += hit
+    return (1 + extreme) / (1 + resamples)
 
 
 # --- power -----------------------------------------------------------------------------------
