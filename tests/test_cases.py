@@ -25,7 +25,10 @@ from pytest_llmregress.cases.golden import (
     parse_yaml,
 )
 
-FIELDS = "id, system, prompt, user, messages, reference, threshold, scorers, tags, params, metadata"
+FIELDS = (
+    "id, system, prompt, user, messages, reference, threshold, scorers, rubric, tags, params, "
+    "metadata"
+)
 
 
 def jsonl_errors(text: str, path: str = "g.jsonl") -> list[str]:
@@ -711,9 +714,9 @@ BAD_YAML: list[tuple[str, list[str]]] = [
         [
             "g.yaml:2: field 'defaults.threshold': expected a number between 0 and 1, got 2",
             "g.yaml:3: unknown defaults field 'sytem' (expected one of: system, prompt, "
-            "threshold, scorers, tags, params, metadata); did you mean 'system'?",
+            "threshold, scorers, rubric, tags, params, metadata); did you mean 'system'?",
             "g.yaml:4: unknown defaults field 'reference' (expected one of: system, prompt, "
-            "threshold, scorers, tags, params, metadata)",
+            "threshold, scorers, rubric, tags, params, metadata)",
         ],
     ),
     (

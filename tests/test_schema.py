@@ -113,6 +113,17 @@ VALID: dict[str, str] = {
           - {id: x, user: Hi}
     """,
     "line.jsonl": '{"id": "j", "user": "Hi", "params": {"stop": "x"}, "tags": ["a"]}\n',
+    "rubric.yaml": """
+        defaults:
+          rubric: Answers in French.
+        cases:
+          - id: listed
+            user: Refund?
+            rubric:
+              - {name: cites_policy, weight: 2, description: names the refund policy section}
+              - {name: _polite, weight: 0.5, description: no blame on the customer}
+          - {id: shorthand, user: Hi, rubric: Greets back.}
+    """,
 }
 
 
@@ -169,6 +180,32 @@ INVALID: dict[str, dict[str, Any]] = {
     "empty stop": {"id": "a", "user": "Hi", "params": {"stop": ""}},
     "stop list empty": {"id": "a", "user": "Hi", "params": {"stop": []}},
     "metadata a list": {"id": "a", "user": "Hi", "metadata": [1]},
+    "rubric empty": {"id": "a", "user": "Hi", "rubric": []},
+    "rubric blank": {"id": "a", "user": "Hi", "rubric": " "},
+    "rubric a number": {"id": "a", "user": "Hi", "rubric": 3},
+    "rubric criterion name": {
+        "id": "a",
+        "user": "Hi",
+        "rubric": [{"name": "a b", "description": "x"}],
+    },
+    "rubric criterion reason": {
+        "id": "a",
+        "user": "Hi",
+        "rubric": [{"name": "reason", "description": "x"}],
+    },
+    "rubric no description": {"id": "a", "user": "Hi", "rubric": [{"name": "x"}]},
+    "rubric no name": {"id": "a", "user": "Hi", "rubric": [{"description": "x"}]},
+    "rubric weight 0": {
+        "id": "a",
+        "user": "Hi",
+        "rubric": [{"name": "x", "description": "x", "weight": 0}],
+    },
+    "rubric key": {"id": "a", "user": "Hi", "rubric": [{"name": "x", "description": "x", "w": 1}]},
+    "rubric too long": {
+        "id": "a",
+        "user": "Hi",
+        "rubric": [{"name": f"c{i}", "description": "x"} for i in range(21)],
+    },
 }
 
 

@@ -45,6 +45,13 @@ from pytest_llmregress.core.validation import (
 )
 from pytest_llmregress.core.validation import LineMap as _LineMap
 from pytest_llmregress.core.validation import Problem as _BaseProblem
+from pytest_llmregress.scoring.judge import (
+    CRITERION_NAME_RE,
+    MAX_CRITERIA,
+    RUBRIC_SHORTHAND,
+    Criterion,
+    Rubric,
+)
 from pytest_llmregress.scoring.registry import ScorerSpec, active_scorers
 
 if TYPE_CHECKING:
@@ -64,6 +71,7 @@ __all__ = [
     "PARAM_NAMES",
     "PARAM_RULES",
     "PROMPT_KEYS",
+    "RUBRIC_KEYS",
     "YAML_SECTIONS",
     "CaseFileError",
     "GoldenCase",
@@ -91,13 +99,23 @@ CASE_FIELDS: Final = (
     "reference",
     "threshold",
     "scorers",
+    "rubric",
     "tags",
     "params",
     "metadata",
 )
 """Every field a case mapping may have, in documentation order."""
 
-DEFAULTS_FIELDS: Final = ("system", "prompt", "threshold", "scorers", "tags", "params", "metadata")
+DEFAULTS_FIELDS: Final = (
+    "system",
+    "prompt",
+    "threshold",
+    "scorers",
+    "rubric",
+    "tags",
+    "params",
+    "metadata",
+)
 """Fields that the ``defaults`` block of a YAML file may set."""
 
 
@@ -136,6 +154,9 @@ MESSAGE_KEYS: Final = ("role", "content")
 
 PROMPT_KEYS: Final = ("task", "vars")
 """The keys of a ``prompt`` mapping."""
+
+RUBRIC_KEYS: Final = ("name", "description", "weight")
+"""The keys of one criterion of a ``rubric`` list (``weight`` optional, default 1)."""
 
 YAML_SECTIONS: Final = ("defaults", "cases")
 """The keys of a YAML golden file that is a mapping (``cases`` required)."""
@@ -230,6 +251,8 @@ class GoldenCase:
     reference: str | None = None
     threshold: float = DEFAULT_THRESHOLD
     scorers: tuple[ScorerSpec, ...] = field(default_factory=_default_scorers)
+    rubric: Rubric = ()
+    """The judge's criteria for this case; empty: accuracy, completeness and format."""
     tags: tuple[str, ...] = ()
     params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
@@ -260,8 +283,8 @@ class GoldenCase:
         return any(spec.name == "judge" for spec in self.scorers)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict of every field, for reports."""
-        return {
+        """A JSON-able dict of every field, for reports (``rubric`` only when it has one)."""
+        data = {
             "id": self.id,
             "messages": [{"role": m.role, "content": m.content} for m in self.messages],
             "system": self.system,
@@ -276,6 +299,9 @@ class GoldenCase:
             "line": self.line,
             "index": self.index,
         }
+        if self.rubric:
+            data["rubric"] = [criterion.to_dict() for criterion in self.rubric]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GoldenCase:
@@ -289,6 +315,7 @@ class GoldenCase:
             reference=data["reference"],
             threshold=data["threshold"],
             scorers=tuple(ScorerSpec.from_dict(spec) for spec in data["scorers"]),
+            rubric=tuple(Criterion.from_dict(c) for c in data.get("rubric", ())),
             tags=tuple(data["tags"]),
             params={name: _param_value(value) for name, value in data["params"].items()},
             metadata=data["metadata"],
@@ -515,6 +542,86 @@ def _check_scorers(value: object, report: _Report) -> object:
     return tuple(specs) if len(specs) == len(value) else _INVALID
 
 
+def _check_criterion(
+    item: object, where: str, seen: set[str], report: _LazyReport
+) -> Criterion | None:
+    if not isinstance(item, Mapping):
+        report(
+            "rubric",
+            where,
+            f"expected a mapping with 'name' and 'description', got {describe(item)}",
+        )
+        return None
+    ok = True
+    for key in item:
+        if key not in RUBRIC_KEYS:
+            report("rubric", where, unknown_key_message("key", key, RUBRIC_KEYS, one_of=False))
+            ok = False
+    name = item.get("name")
+    if "name" not in item:
+        report("rubric", f"{where}.name", "missing; name the criterion")
+        ok = False
+    elif not isinstance(name, str) or not CRITERION_NAME_RE.fullmatch(name) or name == "reason":
+        what = short_repr(name) if isinstance(name, str) else describe(name)
+        report(
+            "rubric",
+            f"{where}.name",
+            f"invalid criterion name {what}: it must start with a letter or '_', contain only "
+            "letters, digits and '_' (at most 64) and not be 'reason'",
+        )
+        ok = False
+    elif name in seen:
+        report("rubric", f"{where}.name", f"criterion {name!r} is listed twice")
+        ok = False
+    else:
+        seen.add(name)
+    description = item.get("description")
+    if not isinstance(description, str) or not description.strip():
+        got = "nothing" if "description" not in item else describe(description)
+        report("rubric", f"{where}.description", f"expected a non-empty string, got {got}")
+        ok = False
+    weight = item.get("weight", 1)
+    if (
+        not is_number(weight)
+        or not math.isfinite(cast(float, weight))
+        or not cast(float, weight) > 0
+    ):
+        report("rubric", f"{where}.weight", f"expected a positive number, got {describe(weight)}")
+        ok = False
+    if not ok:
+        return None
+    return Criterion(cast(str, name), cast(str, description), float(cast(float, weight)))
+
+
+def _check_rubric(value: object, report: _LazyReport) -> object:
+    if isinstance(value, str):
+        if not value.strip():
+            report("rubric", "rubric", "expected a non-empty string, got an empty one")
+            return _INVALID
+        return (Criterion(RUBRIC_SHORTHAND, value),)
+    if not isinstance(value, list) or not value:
+        report(
+            "rubric",
+            "rubric",
+            "expected a string or a non-empty list of criteria ({name, description, weight}), "
+            f"got {describe(value)}",
+        )
+        return _INVALID
+    if len(value) > MAX_CRITERIA:
+        report(
+            "rubric",
+            "rubric",
+            f"the rubric lists {len(value)} criteria; the most a rubric may list is {MAX_CRITERIA}",
+        )
+        return _INVALID
+    seen: set[str] = set()
+    criteria = [
+        _check_criterion(item, f"rubric[{i}]", seen, report) for i, item in enumerate(value)
+    ]
+    checked = [c for c in criteria if c is not None]
+    return tuple(checked) if len(checked) == len(value) else _INVALID
+
+
 def _check_tags(value: object, report: _Report) -> object:
     if not isinstance(value, list):
         report("tags", "tags", f"expected a list of strings, got {describe(value)}")
@@ -710,6 +817,8 @@ def _check_field(name: str, value: object, report: _LazyReport) -> object:
         return _check_threshold(value, name, report)
     if name == "scorers":
         return _check_scorers(value, report)
+    if name == "rubric":
+        return _check_rubric(value, report)
     if name == "tags":
         return _check_tags(value, report)
     if name == "params":
@@ -901,6 +1010,14 @@ def _build_cases(
             )
         if "system" in raw.data and "prompt" in raw.data:
             report("prompt", None, _SYSTEM_AND_PROMPT)
+        scorers = fields.get("scorers") or defaults.get("scorers") or _default_scorers()
+        if "rubric" in fields and not any(spec.name == "judge" for spec in scorers):
+            # A default rubric may meet cases that are not judged; a case's own would be lost.
+            report(
+                "rubric",
+                "rubric",
+                "the rubric is for the judge, and this case has no 'judge' scorer",
+            )
         if case_id is not None:
             if case_id in first_line:
                 report(
@@ -954,6 +1071,7 @@ def _make_case(
         reference=fields.get("reference"),
         threshold=merged.get("threshold", DEFAULT_THRESHOLD),
         scorers=merged.get("scorers") or _default_scorers(),
+        rubric=merged.get("rubric", ()),
         tags=_merge_tags(defaults.get("tags", ()), fields.get("tags", ())),
         params=MappingProxyType({**defaults.get("params", {}), **fields.get("params", {})}),
         metadata=MappingProxyType({**defaults.get("metadata", {}), **fields.get("metadata", {})}),

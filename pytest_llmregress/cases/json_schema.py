@@ -31,9 +31,11 @@ from pytest_llmregress.cases.golden import (
     MESSAGE_ROLES,
     PARAM_RULES,
     PROMPT_KEYS,
+    RUBRIC_KEYS,
     YAML_SECTIONS,
     ParamRule,
 )
+from pytest_llmregress.scoring.judge import CRITERION_NAME_RE, MAX_CRITERIA
 
 __all__ = ["DIALECT", "case_schema", "golden_file_schema"]
 
@@ -79,6 +81,12 @@ _HELP: Final[dict[str, tuple[str, str]]] = {
         "Scorers",
         "The checks the answer must pass, all of them: a scorer name, or {name: options}. "
         "Default: [judge].",
+    ),
+    "rubric": (
+        "Rubric",
+        "What the judge scores for this case instead of accuracy, completeness and format: a "
+        "sentence (one criterion named 'rubric'), or a list of {name, description, weight} "
+        "criteria. The judge's score is the weighted mean.",
     ),
     "tags": (
         "Tags",
@@ -204,6 +212,30 @@ def _field_schemas() -> dict[str, dict[str, Any]]:
         "reference": {"type": ["string", "null"]},
         "threshold": {"type": "number", "minimum": 0, "maximum": 1},
         "scorers": {"type": "array", "minItems": 1, "items": _scorer_schema()},
+        "rubric": {
+            "anyOf": [
+                non_blank,
+                {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_CRITERIA,
+                    "items": {
+                        "type": "object",
+                        "required": list(RUBRIC_KEYS[:2]),
+                        "additionalProperties": False,
+                        "properties": {
+                            RUBRIC_KEYS[0]: {
+                                "type": "string",
+                                "pattern": _anchored(CRITERION_NAME_RE.pattern),
+                                "not": {"const": "reason"},
+                            },
+                            RUBRIC_KEYS[1]: non_blank,
+                            RUBRIC_KEYS[2]: {"type": "number", "exclusiveMinimum": 0},
+                        },
+                    },
+                },
+            ]
+        },
         "tags": {
             "type": "array",
             "items": {

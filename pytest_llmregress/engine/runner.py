@@ -35,6 +35,7 @@ from pytest_llmregress.runtime.fallback import FALL_THROUGH_AT_ONCE, LOGGER_NAME
 from pytest_llmregress.scoring.judge import (
     JUDGE_PARAMS,
     JUDGE_PROMPT_VERSION,
+    Rubric,
     build_judge_prompt,
     parse_judge_reply,
 )
@@ -631,18 +632,32 @@ class Runner:
             )
         threshold = float(options.get("threshold", case.threshold))
         return await self.judge_text(
-            task=case.user, reference=case.reference, output=completion.text, threshold=threshold
+            task=case.user,
+            reference=case.reference,
+            output=completion.text,
+            threshold=threshold,
+            rubric=case.rubric,
         )
 
     async def judge_text(
-        self, *, task: str, reference: str, output: str, threshold: float
+        self,
+        *,
+        task: str,
+        reference: str,
+        output: str,
+        threshold: float,
+        rubric: Rubric = (),
     ) -> tuple[Score, Completion]:
-        """Judge one output against a reference (also the ``llm_judge`` fixture)."""
+        """Judge one output against a reference (also the ``llm_judge`` fixture).
+
+        A rubric's criteria are in the judge's system prompt and reply schema, so they are
+        part of the request the judge cache is keyed by: a changed rubric is judged again.
+        """
         if self.judge is None:
             raise ScorerError(
                 "scoring needs the judge but no judge model is set (--llm-judge-model)"
             )
-        prompt = build_judge_prompt(task=task, reference=reference, candidate=output)
+        prompt = build_judge_prompt(task=task, reference=reference, candidate=output, rubric=rubric)
         request = Request(
             model=self.judge.model,
             messages=(ChatMessage("user", prompt.user),),
@@ -670,7 +685,9 @@ class Runner:
                     error,
                 )
         try:
-            score = parse_judge_reply(judged.text, judge_model=str(self.judge), threshold=threshold)
+            score = parse_judge_reply(
+                judged.text, judge_model=str(self.judge), threshold=threshold, rubric=rubric
+            )
         except ScorerError as error:
             raise UnreadableVerdict(str(error), judged) from None
         return score, judged

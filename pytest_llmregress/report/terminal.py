@@ -12,6 +12,7 @@ from pytest_llmregress.verdict.gate import Verdict
 from pytest_llmregress.verdict.results import CaseResult
 
 if TYPE_CHECKING:  # the comparison module loads only when a run is compared
+    from pytest_llmregress.scoring.score import Score
     from pytest_llmregress.verdict.compare import Comparison
 
 
@@ -26,8 +27,19 @@ def failing_scores_text(result: CaseResult) -> str:
 
     Not the case's ``threshold``: a scorer with its own ``threshold`` option, or one that
     passes only at 1.0 (``exact``, ``contains``, ``regex``, ``json``), applied another.
+    A judge score of a case with a rubric adds each criterion's value:
+    ``judge 0.47 < 0.85 [cites_policy 0.20, polite 1.00]``.
     """
-    return "; ".join(f"{s.scorer} {s.against_threshold()}" for s in result.failing_scores)
+    return "; ".join(
+        f"{s.scorer} {s.against_threshold()}{_criteria_text(s)}" for s in result.failing_scores
+    )
+
+
+def _criteria_text(score: Score) -> str:
+    """`` [name 0.20, other 1.00]``: the values of a rubric's criteria; empty without."""
+    if not score.criteria:
+        return ""
+    return " [" + ", ".join(f"{name} {value:.2f}" for name, value in score.criteria.items()) + "]"
 
 
 def worst_cases(results: Sequence[CaseResult], count: int) -> list[CaseResult]:

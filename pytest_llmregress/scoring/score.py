@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 RECORD_SCORER: Final = "record"
@@ -25,6 +25,10 @@ class Score:
     the scorer's own ``threshold`` option or the case's for ``judge`` and ``similarity``, 1.0
     for the all-or-nothing scorers. None for a score without one (the record of a recording
     run, or a score stored before scorers recorded theirs).
+
+    ``criteria``: the judge's value of each criterion of the case's rubric, by name (the
+    ``value`` is their weighted mean); None for every other score, and in results files
+    written before rubrics.
     """
 
     scorer: str
@@ -34,6 +38,7 @@ class Score:
     threshold: float | None = None
     judge_model: str | None = None
     raw: str | None = None
+    criteria: dict[str, float] | None = field(default=None, hash=False)
 
     def against_threshold(self) -> str:
         """The value against the threshold that decided it: ``0.86 < 0.90``, ``1.00 >= 0.85``.
@@ -54,8 +59,13 @@ class Score:
         return f"{self.value:.{digits}f} {sign} {self.threshold:.{digits}f}"
 
     def to_dict(self) -> dict[str, Any]:
-        # Only scalar fields: a shallow copy is the JSON-able dict (asdict deep-copies, slowly).
-        return dict(self.__dict__)
+        # Scalar fields but one: a shallow copy is the JSON-able dict (asdict deep-copies,
+        # slowly). ``criteria`` only when there are some, so other scores read as before.
+        data = dict(self.__dict__)
+        criteria = data.pop("criteria")
+        if criteria is not None:
+            data["criteria"] = dict(criteria)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Score:

@@ -164,6 +164,8 @@ class ModelConfig:
     ``output_config.format``; OpenAI ``response_format`` JSON) a 400, as some self-hosted
     compatible servers answer. ``slots`` is how many of its requests generate at once (the
     rest queue), ``refuses_params`` the request fields it answers with a 400.
+    ``judge_scores``: the value a judge model gives a criterion, by name, instead of the
+    similarity (so a test knows a rubric's scores).
     """
 
     latency_ms: float | None = None
@@ -180,6 +182,7 @@ class ModelConfig:
     retired: bool = False
     retires_on: _dt.date | None = None
     judge: bool = False
+    judge_scores: Mapping[str, float] = field(default_factory=dict, hash=False)
     structured_output: bool = True
     display_name: str | None = None
     created_at: _dt.date | None = None
@@ -526,6 +529,19 @@ def _parse_answers_from(ctx: _Ctx, path: str, value: object) -> tuple[Path, ...]
     return tuple(paths)
 
 
+def _judge_scores(ctx: _Ctx, path: str, value: object) -> Mapping[str, float]:
+    """``{criterion: 0..1}``: what a judge model gives those criteria whatever it grades."""
+    raw = _mapping(ctx, path, {} if value is None else value)
+    return {name: _score(ctx, _join(path, name), item) for name, item in raw.items()}
+
+
+def _score(ctx: _Ctx, path: str, value: object) -> float:
+    number = _number(ctx, path, value)
+    if number > 1.0:
+        raise ctx.error(path, f"a score must be between 0 and 1, got {value!r}")
+    return number
+
+
 def _model_field_parsers() -> dict[str, Callable[[_Ctx, str, object], object]]:
     def tuple_of(
         parse: Callable[[_Ctx, str, object], _T],
@@ -552,6 +568,7 @@ def _model_field_parsers() -> dict[str, Callable[[_Ctx, str, object], object]]:
         "retired": _boolean,
         "retires_on": _date,
         "judge": _boolean,
+        "judge_scores": _judge_scores,
         "structured_output": _boolean,
         "display_name": _opt_string,
         "created_at": _date,

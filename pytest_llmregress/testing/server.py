@@ -71,6 +71,8 @@ _JUDGE_REFUSAL = (
     "I can't grade this: the prompt must contain a reference block and a candidate block."
 )
 _CRITERIA = ("accuracy", "completeness", "format")
+# A criterion as a judge's system prompt lists it: a line "- name: what it means".
+_CRITERION_LINE = re.compile(r"^- ([A-Za-z_][A-Za-z0-9_]*): ", re.MULTILINE)
 
 # status -> (Anthropic error type, OpenAI error type, OpenAI code)
 _ERROR_TYPES: dict[int, tuple[str, str, str | None]] = {
@@ -276,7 +278,13 @@ class JudgeAnswer:
         )
 
 
-def judge_reply(prompt: str, system: str = "", *, structured: bool = False) -> str:
+def judge_reply(
+    prompt: str,
+    system: str = "",
+    *,
+    structured: bool = False,
+    scores: Mapping[str, float] | None = None,
+) -> str:
     """Answer a judge prompt: score how similar the candidate block is to the reference block.
 
     Returns a JSON object with ``accuracy``, ``completeness`` and ``format`` (all equal to a
@@ -284,10 +292,19 @@ def judge_reply(prompt: str, system: str = "", *, structured: bool = False) -> s
     refusal when either block is missing (so the caller sees an unparseable verdict). The judge
     is gullible on purpose (see :func:`judge_answer`).
     """
-    return judge_answer(prompt, system).text(structured=structured)
+    return judge_answer(prompt, system, scores=scores).text(structured=structured)
 
 
-def judge_answer(prompt: str, system: str = "") -> JudgeAnswer:
+def judge_criteria(system: str) -> tuple[str, ...]:
+    """The criteria a judge's system prompt lists (``- name: ...`` lines, a rubric's or the
+    default three), or accuracy, completeness and format when it lists none."""
+    found = tuple(dict.fromkeys(_CRITERION_LINE.findall(_fold(system))))
+    return found or _CRITERIA
+
+
+def judge_answer(
+    prompt: str, system: str = "", *, scores: Mapping[str, float] | None = None
+) -> JudgeAnswer:
     """Read a judge prompt the way a careless LLM judge does; ``docs/local-server.md``.
 
     - It reads the text as it looks: NFKC-normalised, zero-width characters dropped, Cyrillic
@@ -300,7 +317,12 @@ def judge_answer(prompt: str, system: str = "") -> JudgeAnswer:
     - It obeys instructions outside the blocks ("score it 1", a verdict-like JSON object):
       then its verdict is a perfect score. Inside the blocks too, unless the prompt says that
       their content is data, "never instructions".
+    - It scores the criteria the system prompt lists as ``- name: ...`` lines (a rubric's),
+      or accuracy, completeness and format: each one the value ``scores`` gives it (the
+      model's ``judge_scores``), else the similarity.
     """
+    names = judge_criteria(system)
+    scores = scores or {}
     text = _fold(prompt)
     parsed = _judge_blocks(text)
     if parsed is None:
@@ -309,14 +331,17 @@ def judge_answer(prompt: str, system: str = "") -> JudgeAnswer:
     if "reference" not in blocks or "candidate" not in blocks:
         return JudgeAnswer(None)
     candidate_raw = blocks["candidate"]
-    quoted = tuple(json.dumps(obj, ensure_ascii=False) for obj in _verdict_objects(candidate_raw))
+    quoted = tuple(
+        json.dumps(obj, ensure_ascii=False) for obj in _verdict_objects(candidate_raw, names)
+    )
     data_only = "never instructions" in (_fold(system) + "\n" + outside).lower()
-    obeyed = _injection(outside)
+    obeyed = _injection(outside, names)
     if obeyed is None and not data_only:
-        obeyed = next(filter(None, (_injection(block) for block in blocks.values())), None)
+        obeyed = next(filter(None, (_injection(block, names) for block in blocks.values())), None)
     if obeyed is not None:
         reason = f"As instructed ({_snippet(obeyed)}), the candidate gets a perfect score."
-        verdict = {"accuracy": 1.0, "completeness": 1.0, "format": 1.0, "reason": reason}
+        verdict: dict[str, Any] = dict.fromkeys(names, 1.0)
+        verdict["reason"] = reason
         return JudgeAnswer(verdict, quoted)
     reference = normalize_text(blocks["reference"]).lower()
     candidate = normalize_text(candidate_raw).lower()
@@ -330,7 +355,8 @@ def judge_answer(prompt: str, system: str = "") -> JudgeAnswer:
             f"The candidate differs from the reference: expected {_snippet(reference)} but got "
             f"{_snippet(candidate)} (similarity {score:.2f})."
         )
-    verdict = {"accuracy": score, "completeness": score, "format": score, "reason": reason}
+    verdict = {name: scores.get(name, score) for name in names}
+    verdict["reason"] = reason
     return JudgeAnswer(verdict, quoted)
 
 
@@ -403,17 +429,19 @@ _ORDERS = re.compile(
 )
 
 
-def _injection(text: str) -> str | None:
+def _injection(text: str, names: tuple[str, ...] = _CRITERIA) -> str | None:
     """The first order to the judge in ``text`` (a demand for a score, a forged verdict)."""
     found = _ORDERS.search(text)
     if found is not None:
         return found.group(0)
-    verdicts = _verdict_objects(text)
+    verdicts = _verdict_objects(text, names)
     return json.dumps(verdicts[0], ensure_ascii=False) if verdicts else None
 
 
-def _verdict_objects(text: str) -> list[dict[str, Any]]:
-    """The JSON objects in ``text`` that look like a verdict (they name a criterion)."""
+def _verdict_objects(text: str, names: tuple[str, ...] = _CRITERIA) -> list[dict[str, Any]]:
+    """The JSON objects in ``text`` that look like a verdict (they name a criterion: one of
+    ``names`` or of the default three)."""
+    criteria = {*_CRITERIA, *names}
     decoder = json.JSONDecoder()
     found: list[dict[str, Any]] = []
     index = text.find("{")
@@ -425,7 +453,7 @@ def _verdict_objects(text: str) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             index = text.find("{", index + 1)
             continue
-        if isinstance(obj, dict) and any(key in obj for key in _CRITERIA):
+        if isinstance(obj, dict) and any(key in obj for key in criteria):
             found.append(obj)
         index = text.find("{", end)
     return found
@@ -1065,7 +1093,7 @@ class LocalProviderServer:
         if faulty is not None:
             return faulty, None
         if config.judge:
-            answer = judge_answer(prompt.user_text, prompt.system)
+            answer = judge_answer(prompt.user_text, prompt.system, scores=config.judge_scores)
             structured = prompt.tool is not None or prompt.json_only
             return answer.text(structured=structured), answer.verdict if structured else None
         for rule in config.answers:
