@@ -542,6 +542,39 @@ def test_llm_judge_fixture_in_a_plain_test(
     result.assert_outcomes(passed=2)
 
 
+def test_llm_judge_fixture_takes_a_rubric(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> None:
+    judge_scores = {"cites_policy": 0.2, "polite": 1.0}
+    server = make_server({"models": {JUDGE: {"judge": True, "judge_scores": judge_scores}}})
+    provider_env(server)
+    pytester.makepyfile(
+        test_judged="""
+        import pytest
+
+        RUBRIC = [
+            {"name": "cites_policy", "description": "names the refund policy", "weight": 3},
+            {"name": "polite", "description": "no blame on the customer"},
+        ]
+
+        def test_rubric(llm_judge):
+            score = llm_judge("Sorry, no refund.", "Policy 4.2: refunds in 30 days.", rubric=RUBRIC)
+            assert score.criteria == {"cites_policy": 0.2, "polite": 1.0}
+            assert score.value == pytest.approx((0.2 * 3 + 1.0) / 4)
+            assert not score.passed
+
+        def test_bad_rubric(llm_judge):
+            with pytest.raises(ValueError, match=r"rubric\\[0\\]\\.name: missing"):
+                llm_judge("a", "b", rubric=[{"description": "x"}])
+        """
+    )
+    result = pytester.runpytest(f"--llm-judge-model={JUDGE}")
+    result.assert_outcomes(passed=2)
+    (system,) = [r.system for r in server.requests if r.requested_model == JUDGE]
+    assert system is not None
+    assert "- cites_policy: names the refund policy" in system
+
+
 def test_loading_the_plugin_imports_no_sdk() -> None:
     code = (
         "import sys, pytest_llmregress.plugin\n"

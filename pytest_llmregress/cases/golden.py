@@ -622,6 +622,21 @@ def _check_rubric(value: object, report: _LazyReport) -> object:
     return tuple(checked) if len(checked) == len(value) else _INVALID
 
 
+def parse_rubric(raw: object) -> Rubric:
+    """A rubric written as a golden file writes it (a string, or a list of ``{name,
+    description, weight}``), checked the same way, for code that is not a golden file (the
+    ``llm_judge`` fixture); ``ValueError`` names every problem."""
+    problems: list[str] = []
+
+    def report(field: str | None, where: str | None, message: _ProblemText) -> None:
+        problems.append(f"{where}: {message if isinstance(message, str) else message()}")
+
+    checked = _check_rubric(raw, report)
+    if problems or isinstance(checked, _Invalid):
+        raise ValueError("; ".join(problems))
+    return cast(Rubric, checked)
+
+
 def _check_tags(value: object, report: _Report) -> object:
     if not isinstance(value, list):
         report("tags", "tags", f"expected a list of strings, got {describe(value)}")

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from pytest_llmregress.engine.runner import CaseRun, Runner, SystemPrompt
     from pytest_llmregress.providers.base import Completion, Request
     from pytest_llmregress.providers.registry import Endpoints, ModelRef
+    from pytest_llmregress.scoring.judge import Rubric
     from pytest_llmregress.scoring.score import Score
     from pytest_llmregress.settings import RunnerSettings
     from pytest_llmregress.verdict.results import CaseResult
@@ -330,11 +331,19 @@ class RunnerClient:
         }
         return Completion.from_dict(self._call("complete", request=message))
 
-    def judge_sync(self, *, task: str, reference: str, output: str, threshold: float) -> Score:
+    def judge_sync(
+        self, *, task: str, reference: str, output: str, threshold: float, rubric: Rubric = ()
+    ) -> Score:
         """Judge one output from a test body (the ``llm_judge`` fixture); raises on failure."""
         from pytest_llmregress.scoring.score import Score
 
-        args = {"task": task, "reference": reference, "output": output, "threshold": threshold}
+        args = {
+            "task": task,
+            "reference": reference,
+            "output": output,
+            "threshold": threshold,
+            "rubric": [criterion.to_dict() for criterion in rubric],
+        }
         return Score.from_dict(self._call("judge", args=args))
 
     def close(self) -> None:
@@ -673,7 +682,11 @@ async def _handle(runner: Runner, board: CaseBoard, reader: Any, writer: Any) ->
                 )
                 value = (await runner.complete(request)).to_dict()
             else:
-                score, _ = await runner.judge_text(**message["args"])
+                from pytest_llmregress.scoring.judge import Criterion
+
+                args = dict(message["args"])
+                args["rubric"] = tuple(Criterion.from_dict(c) for c in args.get("rubric", ()))
+                score, _ = await runner.judge_text(**args)
                 value = score.to_dict()
         except Exception as error:
             send({"id": message["id"], "error": _error_to_dict(error)})

@@ -315,13 +315,23 @@ class LLMRegressSession:
             return case_error(item.nodeid, item.case, str(exc), "runner"), None
 
     def judge_sync(
-        self, output: str, reference: str, *, threshold: float = 0.85, task: str = ""
+        self,
+        output: str,
+        reference: str,
+        *,
+        threshold: float = 0.85,
+        task: str = "",
+        rubric: str | list[dict[str, Any]] | None = None,
     ) -> Score:
-        """Score ``output`` against ``reference`` with the judge (the ``llm_judge`` fixture)."""
+        """Score ``output`` against ``reference`` with the judge (the ``llm_judge`` fixture);
+        ``rubric`` as a golden file writes it (a ``ValueError`` names what is wrong)."""
+        from pytest_llmregress.cases.golden import parse_rubric
+
+        criteria = parse_rubric(rubric) if rubric is not None else ()
         if self.runner is None:
             raise RuntimeError("the judge runs in the processes that run tests")
         return self.runner.judge_sync(
-            task=task, reference=reference, output=output, threshold=threshold
+            task=task, reference=reference, output=output, threshold=threshold, rubric=criteria
         )
 
     # -- gathering (controller) --------------------------------------------------------------
