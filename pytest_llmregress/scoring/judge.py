@@ -307,17 +307,8 @@ def parse_judge_reply(
     if rubric:
         total = sum(c.weight for c in rubric)
         value = round(sum(c.weight * parts[c.name] for c in rubric) / total, 4)
-        return Score(
-            scorer="judge",
-            value=value,
-            passed=value >= threshold,
-            reason=f"{reason.strip()} ({detail})",
-            threshold=threshold,
-            judge_model=judge_model,
-            raw=text,
-            criteria=parts,
-        )
-    value = round(sum(parts.values()) / len(parts), 4)
+    else:
+        value = round(sum(parts.values()) / len(parts), 4)
     return Score(
         scorer="judge",
         value=value,
@@ -326,4 +317,5 @@ def parse_judge_reply(
         threshold=threshold,
         judge_model=judge_model,
         raw=text,
+        criteria=parts if rubric else None,
     )
