@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import anthropic  # see below
@@ -188,3 +192,29 @@ def start_runner() -> Iterator[Callable[..., tuple[RunnerProcess, RunnerClient]]
     for process, client in started:
         client.close()
         process.stop()
+
+
+def runner_in_a_child(config: dict[str, Any], tmp_path: Path) -> tuple[subprocess.Popen[str], str]:
+    """A child process that starts a runner with ``config`` and waits: the child, and the line
+    it printed once the runner's preflight passed: the runner's kind (``Popen`` or
+    ``ForkedProcess``), its pid and its socket. Kill the child to test what the runner does
+    when the process that started it dies."""
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import json, sys, time\n"
+            "from pytest_llmregress.engine.runner_process import RunnerProcess\n"
+            "process = RunnerProcess(json.load(open(sys.argv[1])))\n"
+            "assert process.preflight_problems() == {}\n"
+            "print(type(process._process).__name__, process._process.pid,"
+            " process.address.socket_path, flush=True)\n"
+            "time.sleep(60)\n",
+            str(tmp_path / "config.json"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    return child, child.stdout.readline()

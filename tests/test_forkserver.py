@@ -37,7 +37,7 @@ from pytest_llmregress.engine.runner_process import (
 from pytest_llmregress.providers.base import ChatMessage, Request
 from pytest_llmregress.providers.registry import local_server_endpoints, parse_model
 from pytest_llmregress.testing.server import LocalProviderServer
-from tests.conftest import CANDIDATE
+from tests.conftest import CANDIDATE, runner_in_a_child
 
 MakeServer = Callable[[dict[str, Any]], LocalProviderServer]
 StartRunner = Callable[..., tuple[RunnerProcess, RunnerClient]]
@@ -167,24 +167,8 @@ def test_a_forked_runner_dies_when_its_starter_is_killed(
     config = runner_config(
         endpoints=local_server_endpoints(server.url), candidate=parse_model(CANDIDATE)
     )
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    starter = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import json, sys, time\n"
-            "from pytest_llmregress.engine.runner_process import RunnerProcess\n"
-            "process = RunnerProcess(json.load(open(sys.argv[1])))\n"
-            "assert process.preflight_problems() == {}\n"
-            "print(type(process._process).__name__, process._process.pid, flush=True)\n"
-            "time.sleep(60)\n",
-            str(tmp_path / "config.json"),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert starter.stdout is not None
-    kind, pid = starter.stdout.readline().split()
+    starter, printed = runner_in_a_child(config, tmp_path)
+    kind, pid, _ = printed.split()
     assert kind == "ForkedProcess"  # the environment named the forkserver to the starter too
     runner_pid = int(pid)
     exited = os.pidfd_open(runner_pid)  # readable once the runner has exited

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import json
 import os
 import shutil
 import signal
 import stat
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -41,7 +38,7 @@ from pytest_llmregress.providers.registry import Endpoints, local_server_endpoin
 from pytest_llmregress.scoring.score import Score, ScorerError
 from pytest_llmregress.testing.server import LocalProviderServer
 from pytest_llmregress.verdict.results import CaseResult
-from tests.conftest import CANDIDATE, JUDGE
+from tests.conftest import CANDIDATE, JUDGE, runner_in_a_child
 
 MakeServer = Callable[[dict[str, Any]], LocalProviderServer]
 StartRunner = Callable[..., tuple[RunnerProcess, RunnerClient]]
@@ -640,24 +637,8 @@ def test_a_killed_pytest_process_takes_its_runner_with_it(
     """SIGKILL leaves no time to clean up; the closed lifeline still stops the runner."""
     server = make_server(scenario(range(1)))
     config = runner_config(endpoints=local_server_endpoints(server.url), candidate=CANDIDATE_REF)
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    starter = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import json, sys, time\n"
-            "from pytest_llmregress.engine.runner_process import RunnerProcess\n"
-            "process = RunnerProcess(json.load(open(sys.argv[1])))\n"
-            "assert process.preflight_problems() == {}\n"
-            "print(process._process.pid, process.address.socket_path, flush=True)\n"
-            "time.sleep(60)\n",
-            str(tmp_path / "config.json"),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert starter.stdout is not None
-    pid, socket_path = starter.stdout.readline().split()
+    starter, printed = runner_in_a_child(config, tmp_path)
+    _, pid, socket_path = printed.split()
     runner_pid = int(pid)
     os.kill(runner_pid, 0)  # the runner is alive
     starter.kill()
