@@ -80,10 +80,12 @@ REQUEST = Request(
 )
 
 
-def call(provider: Any) -> Completion:
+def call(provider: Any, request: Request = REQUEST) -> Completion:
+    """``request`` through ``provider`` (then closed), from synchronous test code."""
+
     async def run() -> Completion:
         try:
-            completion: Completion = await provider.complete(REQUEST)
+            completion: Completion = await provider.complete(request)
             return completion
         finally:
             await provider.aclose()

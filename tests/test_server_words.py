@@ -27,6 +27,7 @@ from pytest_llmregress.providers.openai import OpenAIProvider
 from pytest_llmregress.testing.scenario import ScenarioError, load_scenario
 from pytest_llmregress.testing.server import LocalProviderServer
 from tests.test_plugin_e2e import answers, qa_cases, write_cases
+from tests.test_providers import call
 
 MakeServer = Callable[[dict[str, Any]], LocalProviderServer]
 PROVIDERS = ["anthropic", "openai"]
@@ -40,16 +41,9 @@ def provider_at(name: str, server_url: str, timeout: float = 10) -> Any:
 
 
 def complete(provider: Any, model: str = "m", **params: Any) -> Completion:
-    request = Request(model=model, messages=(ChatMessage("user", "hi"),), params=params)
-
-    async def run() -> Completion:
-        try:
-            completion: Completion = await provider.complete(request)
-            return completion
-        finally:
-            await provider.aclose()
-
-    return asyncio.run(run())
+    return call(
+        provider, Request(model=model, messages=(ChatMessage("user", "hi"),), params=params)
+    )
 
 
 def failure(provider: Any, model: str = "m", **params: Any) -> ProviderError:
