@@ -244,13 +244,20 @@ def test_dead_server_then_resume_gives_the_same_report(
 
 
 def test_ctrl_c_keeps_finished_results_and_says_what_is_missing(
-    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+    pytester: pytest.Pytester,
+    make_server: MakeServer,
+    provider_env: PointEnv,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    server = make_server(slow_cases(pytester, 30, latency_ms=0))
-    # However fast or loaded the machine, the run cannot finish before Ctrl-C: 20 requests
-    # (ten cases at most) are answered, every later one is held until the test ends.
-    server.pause(after=20)
-    provider_env(server)
+    scripted = slow_cases(pytester, 30, latency_ms=0)
+    # However fast or loaded the machine, the run cannot finish before Ctrl-C: the judge has a
+    # server of its own that answers ten requests (ten cases at most) and holds every later
+    # one until the test ends. Candidate calls are never held: with one server for both, the
+    # candidate calls could take every answer the pause allows and leave no case judged.
+    provider_env(make_server(scripted))
+    judge_server = make_server(scripted)
+    judge_server.pause(after=10)
+    monkeypatch.setenv("OPENAI_BASE_URL", judge_server.openai_base_url)
     args = [
         "-p",
         "no:cacheprovider",
