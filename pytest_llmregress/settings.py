@@ -191,8 +191,42 @@ OPTIONS: tuple[Option, ...] = (
         _text,
         None,
         "model that judges outputs against references; pick another "
-        "family than the candidate (self-preference bias)",
-        "ID",
+        "family than the candidate (self-preference bias). Several, comma-separated, make a "
+        "panel (--llm-judge-panel)",
+        "ID[,ID...]",
+    ),
+    Option(
+        "judge_panel",
+        _choice("mean", "majority"),
+        "mean",
+        "how a panel of judges decides a case: mean (the mean of the judges' scores against "
+        "the threshold) or majority (more than half of the judges pass it; default mean)",
+        "mean|majority",
+    ),
+    Option(
+        "judge_repeat",
+        _positive_int,
+        1,
+        "judge each output this many times (each its own cache entry) and use the mean; the "
+        "summary tells the judge's noise apart from the model's (default 1)",
+        "J",
+    ),
+    Option(
+        "judge_order_sample",
+        _fraction,
+        0.0,
+        "share of judged cases (a stable choice by case id) also judged with the candidate "
+        "shown before the reference; the summary reports how often the verdict changed "
+        "(position bias; default 0)",
+        "SHARE",
+    ),
+    Option(
+        "calibration",
+        _text,
+        "golden_cases/judge-calibration.json",
+        "the judge calibrations of `llmregress judge calibrate`, relative to rootdir; the "
+        "summary states the judge's (default golden_cases/judge-calibration.json)",
+        "PATH",
     ),
     Option(
         "min_pass_rate",
@@ -209,6 +243,23 @@ OPTIONS: tuple[Option, ...] = (
         "fail the session when more than this share of golden "
         "cases end in an error (failed model or judge call; default 0)",
         "RATE",
+    ),
+    Option(
+        "repeat",
+        _positive_int,
+        1,
+        "run each golden case K times (each repeat its own cache entry); per case passes out "
+        "of K, pass^K, pass@K and flakiness; the gate as --llm-gate says (default 1)",
+        "K",
+    ),
+    Option(
+        "gate",
+        _choice("mean", "all"),
+        "mean",
+        "with --llm-repeat, the pass rate the gate reads: mean (the mean over cases of each "
+        "case's share of passing repeats) or all (the share of cases whose every repeat "
+        "passed, pass^K; default mean)",
+        "mean|all",
     ),
     Option(
         "concurrency",
@@ -467,8 +518,14 @@ class Settings:
 
     model: str | None
     judge_model: str | None
+    judge_panel: str
+    judge_repeat: int
+    judge_order_sample: float
+    calibration: str
     min_pass_rate: float
     max_error_rate: float
+    repeat: int
+    gate: str
     concurrency: int
     judge_concurrency: int
     params: Mapping[str, Any]
@@ -511,6 +568,13 @@ class Settings:
         """Every option at its default from ``OPTIONS``, but for ``overrides``."""
         return cls(**{option.name: option.default for option in OPTIONS} | overrides)
 
+    @property
+    def judge_models(self) -> tuple[str, ...]:
+        """``--llm-judge-model``'s ids: one judge, or a panel (comma-separated)."""
+        if not self.judge_model:
+            return ()
+        return tuple(part.strip() for part in self.judge_model.split(",") if part.strip())
+
     def explicit(self) -> dict[str, Any]:
         """The settings that were not left at their default."""
         return {
@@ -541,6 +605,10 @@ class RunnerSettings:
     params: Mapping[str, Any]
     judge_params: Mapping[str, Any]
     openai_extra_params: tuple[str, ...]
+    repeat: int
+    judge_repeat: int
+    judge_panel: str
+    judge_order_sample: float
 
     @classmethod
     def of(cls, settings: Settings) -> RunnerSettings:
@@ -558,6 +626,10 @@ class RunnerSettings:
             params=dict(settings.params),
             judge_params=dict(settings.judge_params),
             openai_extra_params=tuple(settings.openai_extra_params),
+            repeat=settings.repeat,
+            judge_repeat=settings.judge_repeat,
+            judge_panel=settings.judge_panel,
+            judge_order_sample=settings.judge_order_sample,
         )
 
     @classmethod
@@ -603,6 +675,10 @@ def _coerce(option: Option, raw: Any, where: str) -> Any:
         if not isinstance(items, Sequence) or not all(isinstance(i, str) for i in items):
             raise SettingsError(f"{where}: expected a list of glob patterns, got {raw!r}")
         return tuple(items)
+    if option.name == "judge_model" and isinstance(raw, list):  # a panel, as a TOML list
+        if not raw or not all(isinstance(i, str) and i.strip() for i in raw):
+            raise SettingsError(f"{where}: expected a list of model ids, got {raw!r}")
+        return ",".join(raw)
     if option.table and isinstance(raw, (list, dict)):
         try:
             return option.parse(raw)  # type: ignore[arg-type]  # a table parser takes both

@@ -35,6 +35,10 @@ def test_the_runner_slice_is_built_from_the_settings_and_crosses_as_json() -> No
         params={"temperature": 0, "max_tokens": 64},
         judge_params={"temperature": None},
         openai_extra_params=("top_k",),
+        repeat=5,
+        judge_repeat=3,
+        judge_panel="majority",
+        judge_order_sample=0.25,
     )
     slice_ = RunnerSettings.of(settings)
     assert slice_ == RunnerSettings(
@@ -50,6 +54,10 @@ def test_the_runner_slice_is_built_from_the_settings_and_crosses_as_json() -> No
         params={"temperature": 0, "max_tokens": 64},
         judge_params={"temperature": None},
         openai_extra_params=("top_k",),
+        repeat=5,
+        judge_repeat=3,
+        judge_panel="majority",
+        judge_order_sample=0.25,
     )
     assert RunnerSettings.from_json(json.loads(json.dumps(slice_.to_json()))) == slice_
 

@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "canary": ("pytest_llmregress.cli.canary", "canary ramp: status, advance, rollback"),
     "import": ("pytest_llmregress.cli.import_logs", "turn production logs into golden cases"),
     "schema": ("pytest_llmregress.cli.schema", "print the golden-file JSON Schema for editors"),
+    "judge": ("pytest_llmregress.cli.judge", "measure the judge against human labels"),
 }
 
 

@@ -39,7 +39,8 @@ from pytest_llmregress.scoring.judge import (
     build_judge_prompt,
     parse_judge_reply,
 )
-from pytest_llmregress.scoring.score import RECORD_SCORER, Score, ScorerError, decide
+from pytest_llmregress.scoring.panel import PanelMode, combine, in_order_sample
+from pytest_llmregress.scoring.score import RECORD_SCORER, Score, ScorerError, Vote, decide
 from pytest_llmregress.scoring.scorers import needs_reference, score_deterministic
 from pytest_llmregress.settings import RunnerSettings
 from pytest_llmregress.verdict.results import CaseResult
@@ -271,6 +272,7 @@ class Runner:
         cache: ResponseCache | None = None,
         compare: ModelRef | None = None,
         fallbacks: tuple[ModelRef, ...] = (),
+        panel: tuple[ModelRef, ...] = (),
         base_delay: float = RetryPolicy.base_delay,
     ) -> None:
         self.candidate = candidate
@@ -284,6 +286,12 @@ class Runner:
         self.unavailable: dict[ModelRef, ProviderError] = {}
         self._logger = logging.getLogger(LOGGER_NAME)
         self.judge = judge
+        # Every judge of the panel, the first being ``judge`` (--llm-judge-model=A,B,C).
+        self.judges: tuple[ModelRef, ...] = (judge, *panel) if judge else ()
+        self._repeat = settings.repeat
+        self._judge_repeat = settings.judge_repeat
+        self._panel_mode: PanelMode = "majority" if settings.judge_panel == "majority" else "mean"
+        self._order_sample = settings.judge_order_sample
         self._endpoints = endpoints
         self._timeout = settings.timeout
         self._case_deadline = settings.case_deadline
@@ -331,12 +339,24 @@ class Runner:
         assert self.candidate is not None
         systems = systems or {}
         if self.compare is None:
-            return await self._run_model(key, case, self.candidate, systems), None
+            return await self._run_repeats(key, case, self.candidate, systems), None
         result, baseline = await asyncio.gather(
-            self._run_model(key, case, self.candidate, systems),
-            self._run_model(key, case, self.compare, systems),
+            self._run_repeats(key, case, self.candidate, systems),
+            self._run_repeats(key, case, self.compare, systems),
         )
         return result, baseline
+
+    async def _run_repeats(
+        self, nodeid: str, case: GoldenCase, model: ModelRef, systems: Mapping[str, SystemPrompt]
+    ) -> CaseResult:
+        """One case against one model, ``--llm-repeat`` times at once, each repeat its own
+        call (and cache entry); one result of them all (``CaseResult.of_repeats``)."""
+        if self._repeat == 1:
+            return await self._run_model(nodeid, case, model, systems, 0)
+        runs = await asyncio.gather(
+            *(self._run_model(nodeid, case, model, systems, n) for n in range(self._repeat))
+        )
+        return CaseResult.of_repeats(tuple(runs))
 
     async def complete(self, request: Request) -> Completion:
         """One call of the model under test from a test body (the ``llm`` fixture): cache,
@@ -400,8 +420,12 @@ class Runner:
         ref: ModelRef,
         request: Request,
         systems: Mapping[str, SystemPrompt] | None = None,
+        repeat: int = 0,
     ) -> Completion:
         """One logical call; the candidate's walks its fallback chain when it has one.
+
+        ``repeat``: which repeat of the same request this is (``--llm-repeat``,
+        ``--llm-judge-repeat``); each has its own cache entry.
 
         Each model of the chain is one ``_call_one`` (its cache, the candidate budget, its
         retries), so replay, record and the budgets hold with a chain as without. A timeout
@@ -410,20 +434,28 @@ class Runner:
         the pytest process resolved one for it.
         """
         if kind != "candidate" or not self.chain or ref != self.candidate:
-            return await self._call_one(kind, ref, request)
+            return await self._call_one(kind, ref, request, repeat=repeat)
 
         async def attempt(member: ModelRef) -> Completion:
             system, problem = (systems or {}).get(str(member), (request.system, None))
             if problem is not None:
                 system = request.system  # no prompt of its own: the candidate's
             member_request = replace(request, model=member.model, system=system)
-            return await self._call_one(kind, member, member_request, give_up=FALL_THROUGH_AT_ONCE)
+            return await self._call_one(
+                kind, member, member_request, give_up=FALL_THROUGH_AT_ONCE, repeat=repeat
+            )
 
         result = await walk_chain(self.chain, attempt, logger=self._logger, skip=self.unavailable)
         return result.completion
 
     async def _call_one(
-        self, kind: CallKind, ref: ModelRef, request: Request, *, give_up: Collection[str] = ()
+        self,
+        kind: CallKind,
+        ref: ModelRef,
+        request: Request,
+        *,
+        give_up: Collection[str] = (),
+        repeat: int = 0,
     ) -> Completion:
         """One model's call: the cache first where allowed, then the network with retries.
 
@@ -443,6 +475,7 @@ class Runner:
                 provider=ref.provider,
                 base_url=self._cache_urls[ref.provider],  # a new password keeps the cache
                 request=request,
+                repeat=repeat,
                 salt=JUDGE_PROMPT_VERSION if kind == "judge" else "",
             )
             if self._cache_mode != "refresh" or kind == "judge":
@@ -537,16 +570,21 @@ class Runner:
         return await complete_within(provider, ref.provider, request, self._timeout)
 
     async def _run_model(
-        self, nodeid: str, case: GoldenCase, model: ModelRef, systems: Mapping[str, SystemPrompt]
+        self,
+        nodeid: str,
+        case: GoldenCase,
+        model: ModelRef,
+        systems: Mapping[str, SystemPrompt],
+        repeat: int = 0,
     ) -> CaseResult:
-        """One case against one model, within the case deadline."""
+        """One case (one repeat of it) against one model, within the case deadline."""
         started = time.perf_counter()
         try:
             if self._case_deadline is None:
-                result = await self._score_case(nodeid, case, started, model, systems)
+                result = await self._score_case(nodeid, case, started, model, systems, repeat)
             else:
                 async with asyncio.timeout(self._case_deadline):
-                    result = await self._score_case(nodeid, case, started, model, systems)
+                    result = await self._score_case(nodeid, case, started, model, systems, repeat)
         except TimeoutError:
             result = _error_result(
                 nodeid,
@@ -564,6 +602,7 @@ class Runner:
         started: float,
         model: ModelRef,
         systems: Mapping[str, SystemPrompt],
+        repeat: int = 0,
     ) -> CaseResult:
         system, problem = systems.get(str(model), (case.system, None))
         if problem is not None:  # a prompt that cannot be resolved for this model
@@ -575,7 +614,7 @@ class Runner:
             params=with_params(self._params, case.params),
         )
         try:
-            completion = await self._call("candidate", model, request, systems)
+            completion = await self._call("candidate", model, request, systems, repeat)
         except ProviderError as error:
             return _error_result(nodeid, case, started, f"model call failed: {error}", error.kind)
         scores: list[Score] = []
@@ -592,7 +631,9 @@ class Runner:
                 if spec.in_pytest or (recording and needs_reference(spec)):
                     continue  # a team's scorer (scored by the pytest process), or recording
                 if spec.name == "judge":
-                    score, judge_completion = await self._judge(case, spec.options, completion)
+                    score, judge_completion = await self._judge(
+                        case, spec.options, completion, repeat
+                    )
                     scores.append(score)
                 else:
                     scores.append(score_deterministic(spec, completion.text, case))
@@ -623,8 +664,10 @@ class Runner:
         )
 
     async def _judge(
-        self, case: GoldenCase, options: Any, completion: Completion
+        self, case: GoldenCase, options: Any, completion: Completion, repeat: int = 0
     ) -> tuple[Score, Completion]:
+        """The judge's score of one repeat's output; the judge calls of each repeat have cache
+        entries of their own, so a replayed run gives every repeat the verdicts it had."""
         if case.reference is None:
             raise ScorerError(
                 "the case has no reference to judge against (record references from a validated "
@@ -637,6 +680,8 @@ class Runner:
             output=completion.text,
             threshold=threshold,
             rubric=case.rubric,
+            order_check=in_order_sample(case.id, self._order_sample),
+            first_repeat=repeat * self._judge_repeat,
         )
 
     async def judge_text(
@@ -647,27 +692,87 @@ class Runner:
         output: str,
         threshold: float,
         rubric: Rubric = (),
+        order_check: bool = False,
+        first_repeat: int = 0,
     ) -> tuple[Score, Completion]:
         """Judge one output against a reference (also the ``llm_judge`` fixture).
+
+        Every judge of the panel, ``--llm-judge-repeat`` times each, at once; their votes make
+        one score (``scoring/panel.combine``). ``order_check``: the first judge also sees the
+        candidate before the reference, a vote measured and not counted. ``first_repeat``:
+        the cache's repeat index of the first call of each judge (a case's repeat ``n`` judges
+        from ``n * J``), so every judging of every repeat has its own entry. A counted call that
+        fails fails the judging (an error outcome, never a vote less); a failed order check
+        only leaves its vote out. The completion returned is the first judge's first.
+        """
+        if not self.judges:
+            raise ScorerError(
+                "scoring needs the judge but no judge model is set (--llm-judge-model)"
+            )
+        calls = [(ref, n, False) for ref in self.judges for n in range(self._judge_repeat)]
+        if order_check:
+            calls.append((self.judges[0], 0, True))
+        answers = await asyncio.gather(
+            *(
+                self._judge_once(
+                    ref,
+                    task=task,
+                    reference=reference,
+                    output=output,
+                    threshold=threshold,
+                    rubric=rubric,
+                    repeat=first_repeat + n,
+                    swapped=swapped,
+                )
+                for ref, n, swapped in calls
+            ),
+            return_exceptions=True,
+        )
+        scores: list[Score] = []
+        votes: list[Vote] = []
+        for (ref, n, swapped), answer in zip(calls, answers, strict=True):
+            if isinstance(answer, BaseException):
+                if swapped and isinstance(answer, (ProviderError, ScorerError)):
+                    continue
+                raise answer
+            score, _ = answer
+            if not swapped:
+                scores.append(score)
+            votes.append(Vote(str(ref), score.value, score.passed, n, swapped))
+        first = answers[0]
+        assert not isinstance(first, BaseException)
+        return combine(scores, votes, self._panel_mode), first[1]
+
+    async def _judge_once(
+        self,
+        judge: ModelRef,
+        *,
+        task: str,
+        reference: str,
+        output: str,
+        threshold: float,
+        rubric: Rubric,
+        repeat: int,
+        swapped: bool,
+    ) -> tuple[Score, Completion]:
+        """One judge call: ``judge``'s ``repeat``-th verdict on the output.
 
         A rubric's criteria are in the judge's system prompt and reply schema, so they are
         part of the request the judge cache is keyed by: a changed rubric is judged again.
         """
-        if self.judge is None:
-            raise ScorerError(
-                "scoring needs the judge but no judge model is set (--llm-judge-model)"
-            )
-        prompt = build_judge_prompt(task=task, reference=reference, candidate=output, rubric=rubric)
+        prompt = build_judge_prompt(
+            task=task, reference=reference, candidate=output, rubric=rubric, swapped=swapped
+        )
         request = Request(
-            model=self.judge.model,
+            model=judge.model,
             messages=(ChatMessage("user", prompt.user),),
             system=prompt.system,
             params=self._judge_params,
             # The verdict as structured output, unless this judge refused it earlier.
-            reply_schema=None if self.judge in self.plain_judges else prompt.reply_schema,
+            reply_schema=None if judge in self.plain_judges else prompt.reply_schema,
         )
         try:
-            judged = await self._call("judge", self.judge, request)
+            judged = await self._call("judge", judge, request, repeat=repeat)
         except ProviderError as error:
             # Self-hosted compatible servers may refuse tools / response_format with a 400:
             # ask in plain text (the parser still takes exactly one object) for the rest of
@@ -675,18 +780,20 @@ class Runner:
             # reason (a prompt too long) does not turn structured output off.
             if request.reply_schema is None or error.kind != "bad_request":
                 raise
-            judged = await self._call("judge", self.judge, replace(request, reply_schema=None))
-            if self.judge not in self.plain_judges:
-                self.plain_judges[self.judge] = str(error)
+            judged = await self._call(
+                "judge", judge, replace(request, reply_schema=None), repeat=repeat
+            )
+            if judge not in self.plain_judges:
+                self.plain_judges[judge] = str(error)
                 logging.getLogger("pytest_llmregress.judge").warning(
                     "the judge %s refused structured output (%s); its verdicts are asked for "
                     "as plain text for the rest of the run",
-                    self.judge,
+                    judge,
                     error,
                 )
         try:
             score = parse_judge_reply(
-                judged.text, judge_model=str(self.judge), threshold=threshold, rubric=rubric
+                judged.text, judge_model=str(judge), threshold=threshold, rubric=rubric
             )
         except ScorerError as error:
             raise UnreadableVerdict(str(error), judged) from None

@@ -122,6 +122,7 @@ def runner_config(
     judge: ModelRef | None = None,
     compare: ModelRef | None = None,
     fallbacks: Iterable[ModelRef] = (),
+    panel: Iterable[ModelRef] = (),
     preflight: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
@@ -138,6 +139,7 @@ def runner_config(
             "compare": str(compare) if compare else None,
         },
         "fallbacks": [str(ref) for ref in fallbacks],
+        "panel": [str(ref) for ref in panel],
         "base_urls": dict(endpoints.base_urls),
         "api_keys": dict(endpoints.api_keys),
         "preflight": preflight,
@@ -528,7 +530,8 @@ async def _serve(config: Mapping[str, Any], listener: socket.socket, ready: IO[s
 
     models = {role: parse_model(spec) if spec else None for role, spec in config["models"].items()}
     fallbacks = tuple(parse_model(spec) for spec in config["fallbacks"])
-    refs = [ref for ref in models.values() if ref is not None] + list(fallbacks)
+    panel = tuple(parse_model(spec) for spec in config.get("panel", ()))
+    refs = [ref for ref in models.values() if ref is not None] + list(fallbacks) + list(panel)
     endpoints = Endpoints(config["base_urls"], config["api_keys"])
     settings = RunnerSettings.from_json(config["runner"])
     for name in dict.fromkeys(ref.provider for ref in refs):
@@ -543,6 +546,7 @@ async def _serve(config: Mapping[str, Any], listener: socket.socket, ready: IO[s
         judge=models["judge"],
         compare=models["compare"],
         fallbacks=fallbacks,
+        panel=panel,
         endpoints=endpoints,
         settings=settings,
         cache=cache,

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_llmregress.report.terminal import failing_scores_text, worst_cases
+from pytest_llmregress.report.terminal import failing_scores_text, noise_texts, worst_cases
 from pytest_llmregress.verdict.compare import (
     Attribution,
     Comparison,
@@ -21,6 +21,7 @@ from pytest_llmregress.verdict.compare import (
     worst_pairs,
 )
 from pytest_llmregress.verdict.gate import Verdict, decide
+from pytest_llmregress.verdict.judging import noise
 from pytest_llmregress.verdict.results import CaseResult, RunResult
 from pytest_llmregress.verdict.stats import wilson_interval
 
@@ -227,6 +228,7 @@ def _verdict_dict(source: Verdict | Mapping[str, Any] | RunResult) -> dict[str, 
             "reasons": list(source.reasons),
             "min_pass_rate": source.min_pass_rate,
             "max_error_rate": source.max_error_rate,
+            "rate_name": source.rate_name,
         }
     if isinstance(source, RunResult):
         settings = source.metadata.get("settings") or {}
@@ -234,6 +236,7 @@ def _verdict_dict(source: Verdict | Mapping[str, Any] | RunResult) -> dict[str, 
             source.cases,
             min_pass_rate=float(settings.get("min_pass_rate", 0.0)),
             max_error_rate=float(settings.get("max_error_rate", 1.0)),
+            gate=str(settings.get("gate", "mean")),
         )
         data = _verdict_dict(verdict)
         stored = source.metadata.get("verdict")
@@ -288,7 +291,8 @@ def run_markdown(
         str(failed),
         str(errors),
     ]
-    header = ["Pass rate", "95% CI", "Passed", "Failed", "Errors"]
+    rate_name = str(data.get("rate_name") or "pass rate")
+    header = [rate_name[:1].upper() + rate_name[1:], "95% CI", "Passed", "Failed", "Errors"]
     if data.get("min_pass_rate") is not None:
         header.append("Minimum")
         row.append(_pct(float(data["min_pass_rate"])))
@@ -299,6 +303,12 @@ def run_markdown(
         lines.append("**Why it failed**")
         lines.append("")
         lines += [f"- {cell(reason, 400)}" for reason in reasons]
+        lines.append("")
+    measured = noise(results) if results and not recorded else None
+    if measured is not None and measured.measured:
+        lines.append("**Noise**")
+        lines.append("")
+        lines += [f"- {cell(text.strip(), 600)}" for text in noise_texts(measured)]
         lines.append("")
     bad = worst_cases(results, worst)
     if bad:

@@ -14,6 +14,7 @@ from pytest_llmregress.verdict.results import CaseResult
 if TYPE_CHECKING:  # the comparison module loads only when a run is compared
     from pytest_llmregress.scoring.score import Score
     from pytest_llmregress.verdict.compare import Comparison
+    from pytest_llmregress.verdict.judging import Noise
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,8 @@ def summary_lines(
         low, high = verdict.interval
         lines.append(
             Line(
-                f"pass rate {percent(verdict.pass_rate)} (95% CI {percent(low)}-{percent(high)}) "
+                f"{verdict.rate_name} {percent(verdict.pass_rate)} "
+                f"(95% CI {percent(low)}-{percent(high)}) "
                 f"against minimum {percent(verdict.min_pass_rate)}"
             )
         )
@@ -155,7 +157,7 @@ def summary_lines(
             lines.append(Line(f"      {example}"))
 
     tokens_in = tokens_out = judge_in = judge_out = 0
-    for result in results:
+    for result in (run for r in results for run in r.repeats or (r,)):
         if result.completion is not None:
             tokens_in += result.completion.input_tokens
             tokens_out += result.completion.output_tokens
@@ -219,8 +221,24 @@ def comparison_lines(comparison: Comparison, *, worst: int = 5) -> list[Line]:
             style,
         )
     ]
+    repeated = c.repeated
+    if repeated is not None:  # the rates compared are the mean pass rates over repeats
+        for label, rate in (
+            (c.baseline_label, repeated.baseline_rate),
+            (c.candidate_label, repeated.candidate_rate),
+        ):
+            if rate is not None:
+                lines.append(Line(f"  {label}: mean pass rate over repeats {percent(rate)}"))
+        if repeated.interval is not None:
+            low, high = repeated.interval.low, repeated.interval.high
+            lines.append(
+                Line(
+                    f"mean difference of per-case pass fractions {repeated.difference:+.3f} "
+                    f"(95% bootstrap CI {low:+.3f} to {high:+.3f})"
+                )
+            )
     for label, summary in ((c.baseline_label, c.baseline), (c.candidate_label, c.candidate)):
-        if summary.pass_rate is None:
+        if summary.pass_rate is None or repeated is not None:
             continue
         low, high = summary.interval
         mean = f", mean score {summary.mean_score:.3f}" if summary.mean_score is not None else ""
@@ -232,8 +250,9 @@ def comparison_lines(comparison: Comparison, *, worst: int = 5) -> list[Line]:
         )
     lines.append(
         Line(
-            f"flips: {c.pass_to_fail} pass->fail, {c.fail_to_pass} fail->pass; "
-            f"exact McNemar p = {p_value(c.p_value)} (alpha {c.alpha:g})"
+            f"flips: {c.pass_to_fail} pass->fail, {c.fail_to_pass} fail->pass"
+            + (" (of cases passing every repeat)" if repeated is not None else "")
+            + f"; {c.test_name} p = {p_value(c.p_value)} (alpha {c.alpha:g})"
             + (", mid-p" if c.mid_p else "")
         )
     )
@@ -251,8 +270,13 @@ def comparison_lines(comparison: Comparison, *, worst: int = 5) -> list[Line]:
         Line(
             "smallest detectable drop: "
             + (points(mde) if math.isfinite(mde) else "none at this size")
-            + f" ({c.power:.0%} power, alpha {c.alpha:g}, {c.n} cases, noise floor "
-            f"{percent(c.noise_floor)} of cases flipping); margin {points(c.max_regression)}",
+            + f" ({c.power:.0%} power, alpha {c.alpha:g}, {c.n} cases, "
+            + (
+                "repeats and their within-case variance counted"
+                if repeated is not None
+                else f"noise floor {percent(c.noise_floor)} of cases flipping"
+            )
+            + f"); margin {points(c.max_regression)}",
             "yellow" if mde > c.max_regression else "",
         )
     )
@@ -296,3 +320,58 @@ def comparison_lines(comparison: Comparison, *, worst: int = 5) -> list[Line]:
 
 def _score(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
+
+
+def noise_texts(noise: Noise, *, flakiest: int = 5) -> list[str]:
+    """What a run's repeats and judge votes say about its noise, one sentence each (the
+    terminal summary and the markdown): repeats, why cases were flaky (the model or the
+    judge), the flakiest cases, the panel, the order check."""
+    texts: list[str] = []
+    repeats = noise.repeats
+    mean = repeats.summary.mean_pass_rate if repeats is not None else None
+    if repeats is not None and mean is not None:
+        summary, k = repeats.summary, repeats.repeats
+        text = f"repeats: each case {k} times; mean pass rate {percent(mean)}"
+        if summary.interval is not None:
+            low, high = summary.interval.low, summary.interval.high
+            text += f" (95% CI {percent(low)}-{percent(high)}, bootstrap over cases)"
+        text += (
+            f", pass^{k} {percent(summary.all_pass_rate or 0.0)}, "
+            f"pass@{k} {percent(summary.any_pass_rate or 0.0)}"
+        )
+        if repeats.errored_repeats:
+            text += f"; {repeats.errored_repeats} repeats errored (not in the rates)"
+        texts.append(text)
+        flaky = round((summary.flaky_share or 0.0) * summary.cases)
+        texts.append(
+            f"flaky: {flaky} of {cases(summary.cases)} ({percent(summary.flaky_share or 0.0)}) "
+            "passed some repeats and failed others"
+        )
+        if summary.flakiest:
+            listed = ", ".join(f"{c.nodeid} ({c.passes}/{c.trials})" for c in summary.flakiest)
+            texts.append(f"  flakiest: {listed}")
+    if repeats is not None or noise.judge_repeats > 1:
+        model, judge = len(noise.sources.model), len(noise.sources.judge)
+        texts.append(
+            f"  why: the model answered differently in {cases(model)} (pin its sampling "
+            f"parameters), the judge scored the same answer differently in {cases(judge)} "
+            "(change the judge or the rubric)"
+        )
+    panel = noise.panel
+    if panel is not None:
+        rates = ", ".join(
+            f"{r.judge} {percent(r.passed / r.judged)}" for r in panel.judges if r.judged
+        )
+        alpha = "undefined (no variation)" if math.isnan(panel.alpha) else f"{panel.alpha:.2f}"
+        texts.append(
+            f"judge panel: pass rates {rates} on {panel.outputs} outputs; agreement "
+            f"Krippendorff's alpha = {alpha}"
+        )
+    order = noise.order
+    if order is not None:
+        texts.append(
+            f"order check: the verdict changed with the order on {len(order.changed)} of "
+            f"{order.checked} outputs judged both ways ({percent(order.change_rate)}); the "
+            f"candidate shown first moved scores by {order.mean_shift:+.3f} on average"
+        )
+    return texts

@@ -51,10 +51,13 @@ def score_team_scorers(
     without team scorers. While the reference is being recorded, a team scorer that needs it
     is left out, as the runner leaves out the built-ins that do.
     """
-    if result.outcome == "error" or result.output is None:
+    if (result.outcome == "error" and not result.repeats) or result.output is None:
         return result
     if not any(spec.in_pytest for spec in case.scorers):
         return result
+    if result.repeats:  # each repeat scored as a run of its own, then the case again
+        runs = tuple(score_team_scorers(registry, run, case) for run in result.repeats)
+        return type(result).of_repeats(runs)
     started = time.perf_counter()
     recording = any(score.scorer == RECORD_SCORER for score in result.scores)
     scores = [score for score in result.scores if score.scorer == RECORD_SCORER]

@@ -176,16 +176,20 @@ def judge_nonce(*, task: str, reference: str, candidate: str) -> str:
 
 
 def build_judge_prompt(
-    *, task: str, reference: str, candidate: str, rubric: Rubric = ()
+    *, task: str, reference: str, candidate: str, rubric: Rubric = (), swapped: bool = False
 ) -> JudgePrompt:
     """The judge's conversation for one case: the task, the reference, the candidate; the
     criteria of the case's rubric in the system prompt and the reply schema when it has one
-    (so a changed rubric is a different request, which the judge cache does not answer)."""
+    (so a changed rubric is a different request, which the judge cache does not answer).
+
+    ``swapped``: the candidate block before the reference block, for the order check (a
+    different request, so cached apart)."""
     nonce = judge_nonce(task=task, reference=reference, candidate=candidate)
     texts = {"task": task, "reference": reference, "candidate": candidate}
+    order = (_BLOCKS[0], _BLOCKS[2], _BLOCKS[1]) if swapped else _BLOCKS
     blocks = "\n\n".join(
         f"<<<BEGIN {label} {nonce}>>>\n{texts[key]}\n<<<END {label} {nonce}>>>"
-        for label, key in _BLOCKS
+        for label, key in order
     )
     user = (
         f"The blocks below are delimited by lines that carry the id {nonce}.\n\n"

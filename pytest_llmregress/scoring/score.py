@@ -18,6 +18,30 @@ class ScorerError(Exception):
 
 
 @dataclass(frozen=True)
+class Vote:
+    """One judge call's verdict on one output, kept when a judge score is several calls'
+    (a panel of judges, ``--llm-judge-repeat``, the order check).
+
+    ``repeat``: which of the judge's repeats (0 first); ``swapped``: the judge saw the candidate
+    before the reference (the order check): such a vote is measured, never counted in the
+    score.
+    """
+
+    judge: str
+    value: float
+    passed: bool
+    repeat: int = 0
+    swapped: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Vote:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
 class Score:
     """One scorer's verdict: a value in 0..1, whether it passed, and why.
 
@@ -29,6 +53,9 @@ class Score:
     ``criteria``: the judge's value of each criterion of the case's rubric, by name (the
     ``value`` is their weighted mean); None for every other score, and in results files
     written before rubrics.
+
+    ``votes``: every judge call behind a judge score made of several (see :class:`Vote`);
+    empty for a score of one call, and for every other scorer.
     """
 
     scorer: str
@@ -39,6 +66,7 @@ class Score:
     judge_model: str | None = None
     raw: str | None = None
     criteria: dict[str, float] | None = field(default=None, hash=False)
+    votes: tuple[Vote, ...] = ()
 
     def against_threshold(self) -> str:
         """The value against the threshold that decided it: ``0.86 < 0.90``, ``1.00 >= 0.85``.
@@ -59,17 +87,24 @@ class Score:
         return f"{self.value:.{digits}f} {sign} {self.threshold:.{digits}f}"
 
     def to_dict(self) -> dict[str, Any]:
-        # Scalar fields but one: a shallow copy is the JSON-able dict (asdict deep-copies,
-        # slowly). ``criteria`` only when there are some, so other scores read as before.
+        # Scalar fields but two: a shallow copy is the JSON-able dict (asdict deep-copies,
+        # slowly). ``criteria`` and ``votes`` only when there are some, so other scores read
+        # as before.
         data = dict(self.__dict__)
         criteria = data.pop("criteria")
         if criteria is not None:
             data["criteria"] = dict(criteria)
+        votes = data.pop("votes")
+        if votes:
+            data["votes"] = [vote.to_dict() for vote in votes]
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Score:
-        return cls(**data)
+        votes = data.get("votes")
+        if not votes:
+            return cls(**data)
+        return cls(**{**data, "votes": tuple(Vote.from_dict(v) for v in votes)})
 
 
 def decide(

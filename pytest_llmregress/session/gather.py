@@ -20,6 +20,7 @@ from pytest_llmregress.verdict.results import CaseResult
 if TYPE_CHECKING:
     from pytest_llmregress.session.plan import RunPlan
     from pytest_llmregress.verdict.compare import Comparison
+    from pytest_llmregress.verdict.judging import Noise
 
 # pytest's exit statuses (``pytest.ExitCode``) that the gate may turn into each other.
 EXIT_OK = 0
@@ -135,7 +136,8 @@ class Gatherer:
     def resolved_models(self) -> dict[str, dict[str, int]]:
         """requested model -> {resolved model (fingerprint): count}, across results."""
         seen: dict[str, dict[str, int]] = {}
-        for result in (*self.results, *self.compare_results):
+        runs = [run for r in (*self.results, *self.compare_results) for run in r.repeats or (r,)]
+        for result in runs:
             for completion in (result.completion, result.judge_completion):
                 if completion is None:
                     continue
@@ -158,7 +160,14 @@ class Gatherer:
             min_pass_rate=settings.min_pass_rate,
             max_error_rate=settings.max_error_rate,
             missing=len(self.missing()),
+            gate=settings.gate,
         )
+
+    def noise(self) -> Noise:
+        """What the results say about their noise: repeats, judges, the order check."""
+        from pytest_llmregress.verdict.judging import noise
+
+        return noise(self.results)
 
     def conclude(self) -> Verdict | None:
         """The run's verdict: the gate, a regression against the baseline, a baseline that

@@ -44,6 +44,14 @@ def header_lines(plan: RunPlan) -> list[str]:
     settings = plan.settings
     where = plan.endpoints.describe(plan.candidate.provider)
     judge = f"judge {plan.judge}" if plan.judge else "no judge"
+    if plan.panel:
+        judge = f"judge panel ({settings.judge_panel}) {', '.join(map(str, plan.judges))}"
+    if settings.judge_repeat > 1 and plan.judge:
+        judge += f", each output judged {settings.judge_repeat} times"
+    repeats = ""
+    if settings.repeat > 1:
+        gate = "mean of repeats" if settings.gate == "mean" else "every repeat passes"
+        repeats = f", each case {settings.repeat} times (gate: {gate})"
     served = f", local server {settings.serve}" if settings.serve else ""
     explicit = settings.explicit()
     for name in ("anthropic_base_url", "openai_base_url"):
@@ -56,7 +64,7 @@ def header_lines(plan: RunPlan) -> list[str]:
     )
     lines = [
         f"llmregress: model {plan.candidate} at {where}, {judge}, min pass rate "
-        f"{settings.min_pass_rate:.0%}, concurrency {settings.concurrency}{served}",
+        f"{settings.min_pass_rate:.0%}{repeats}, concurrency {settings.concurrency}{served}",
         sampling_line(plan),
         f"llmregress: rerun with {rerun}",
     ]
@@ -83,7 +91,8 @@ def sampling_line(plan: RunPlan) -> str:
         line += "at the server's defaults unless a case sets params (--llm-params)"
     if plan.judge is not None:
         judge = judge_request_params(settings.judge_params)
-        line += f"; judge {plan.judge} {format_value(judge) or 'at its defaults'}"
+        judges = ", ".join(map(str, plan.judges))
+        line += f"; judge {judges} {format_value(judge) or 'at its defaults'}"
     return line
 
 
@@ -130,7 +139,12 @@ def model_warnings(plan: RunPlan, gathered: Gatherer) -> list[str]:
 
 def summary(plan: RunPlan, gathered: Gatherer, recorded: Recorded) -> list[Line]:
     """The ``llmregress`` section of the terminal summary."""
-    from pytest_llmregress.report.terminal import Line, comparison_lines, summary_lines
+    from pytest_llmregress.report.terminal import (
+        Line,
+        comparison_lines,
+        noise_texts,
+        summary_lines,
+    )
 
     verdict = gathered.verdict
     if plan.candidate is None and gathered.skipped_golden:
@@ -162,6 +176,12 @@ def summary(plan: RunPlan, gathered: Gatherer, recorded: Recorded) -> list[Line]
         cache_use=gathered.cache_use,
         damaged_state=gathered.damaged_state,
     )
+    if not verdict.is_recording:
+        lines += [Line(text) for text in noise_texts(gathered.noise())]
+        lines += [
+            Line(text, "" if calibrated else "yellow")
+            for text, calibrated in judge_calibrations(plan, gathered)
+        ]
     lines += [Line(text, "yellow") for text in gathered.traffic_lines]
     if gathered.comparison is not None:
         lines += comparison_lines(gathered.comparison, worst=plan.settings.worst)
@@ -171,6 +191,33 @@ def summary(plan: RunPlan, gathered: Gatherer, recorded: Recorded) -> list[Line]
         lines.append(Line(f"recorded: {text}", "red" if recorded.failed else "green"))
     if recorded.lines:
         lines.append(Line("  review the new references with git diff before committing them"))
+    return lines
+
+
+def judge_calibrations(plan: RunPlan, gathered: Gatherer) -> list[tuple[str, bool]]:
+    """Each judge's agreement with people from ``--llm-calibration`` (``llmregress judge
+    calibrate``), or that it is uncalibrated: (line, calibrated). Said when the judge scored
+    a case of the run."""
+    from pytest_llmregress.verdict.calibration import (
+        CalibrationStoreError,
+        calibration_line,
+        find_calibration,
+    )
+
+    judged = any(
+        score.scorer == "judge" for result in gathered.results for score in result.scores
+    )
+    if not judged:
+        return []
+    store = plan.settings.calibration
+    lines = []
+    for judge in plan.judges:
+        try:
+            found = find_calibration(plan.rooted(store), str(judge))
+        except CalibrationStoreError as error:
+            lines.append((f"judge {judge}: calibration not read: {error}", False))
+            continue
+        lines.append((calibration_line(found, str(judge), store=store), found is not None))
     return lines
 
 
@@ -195,8 +242,10 @@ def run_result(plan: RunPlan, gathered: Gatherer) -> RunResult:
             "errors": verdict.errors,
             "pass_rate": verdict.pass_rate,
             "interval95": list(verdict.interval),
+            "rate_name": verdict.rate_name,
             "reasons": list(verdict.reasons),
         },
+        noise=gathered.noise().to_dict() or None,
         comparison=None if comparison is None else comparison.to_dict(cases=False),
     )
 

@@ -143,6 +143,7 @@ class RunPlan:
     model_config: ModelConfig | None = None
     candidate: ModelRef | None = None
     judge: ModelRef | None = None
+    panel: tuple[ModelRef, ...] = ()  # the other judges of a panel (--llm-judge-model=A,B,C)
     compare: ModelRef | None = None
     fallbacks: tuple[ModelRef, ...] = ()
     endpoints: Endpoints | None = None
@@ -181,6 +182,11 @@ class RunPlan:
         return (self.candidate, *self.fallbacks) if self.candidate else self.fallbacks
 
     @property
+    def judges(self) -> tuple[ModelRef, ...]:
+        """Every judge: the one judge, or the panel (the first being ``judge``)."""
+        return (self.judge, *self.panel) if self.judge else ()
+
+    @property
     def answering(self) -> tuple[ModelRef, ...]:
         """The models that answer a case: the candidate, the compare model, the fallbacks."""
         return tuple(ref for ref in (self.candidate, self.compare, *self.fallbacks) if ref)
@@ -188,6 +194,7 @@ class RunPlan:
     def models_by_role(self) -> list[tuple[str, ModelRef]]:
         """Every model of the run with its role: candidate, judge, compare, fallback."""
         roles = [("candidate", self.candidate), ("judge", self.judge), ("compare", self.compare)]
+        roles += [("judge", ref) for ref in self.panel]
         roles += [("fallback", ref) for ref in self.fallbacks]
         return [(role, ref) for role, ref in roles if ref is not None]
 
@@ -242,6 +249,7 @@ class RunPlan:
             judge=self.judge,
             compare=self.compare,
             fallbacks=self.fallbacks,
+            panel=self.panel,
             preflight=settings.preflight != "off" and settings.cache != "replay",
             cache_dir=self.cache_dir,
         )
@@ -255,6 +263,7 @@ class RunPlan:
             "candidate": str(self.candidate) if self.candidate else None,
             "compare": str(self.compare) if self.compare else None,
             "judge": str(self.judge) if self.judge else None,
+            **({"judges": [str(ref) for ref in self.judges]} if self.panel else {}),
             **self.prompts_metadata,  # prompt_model, prompts: see resolve_prompts
             "base_urls": {name: self.endpoints.describe(name) for name in ("anthropic", "openai")}
             if self.endpoints
@@ -264,6 +273,11 @@ class RunPlan:
                 for name in (
                     "min_pass_rate",
                     "max_error_rate",
+                    "repeat",
+                    "gate",
+                    "judge_repeat",
+                    "judge_panel",
+                    "judge_order_sample",
                     "concurrency",
                     "judge_concurrency",
                     "timeout",
@@ -310,6 +324,11 @@ def resolve_plan(
     )
     model_config = load_model_config(root, pyproject)
     plan = replace(plan, model_config=model_config, **resolve_models(settings, model_config))
+    if settings.record != "off" and settings.repeat > 1:
+        raise PlanError(
+            "pytest-llmregress: --llm-record takes one output per case as its reference; "
+            "run it without --llm-repeat"
+        )
     if settings.compare_model and settings.baseline:
         raise PlanError(
             "pytest-llmregress: --llm-baseline and --llm-compare-model both name the baseline;"
@@ -358,24 +377,36 @@ def load_model_config(root: Path, pyproject: Path | None) -> ModelConfig:
 
 
 def resolve_models(settings: Settings, model_config: ModelConfig) -> dict[str, Any]:
-    """The candidate, judge and compare models and the fallback chain (``RunPlan`` fields)."""
-    judge_model = settings.judge_model
-    if judge_model is None and "judge" in model_config.roles:
-        judge_model = "@judge"  # the config's judge role is the default judge
+    """The candidate, judge (and panel) and compare models and the fallback chain
+    (``RunPlan`` fields)."""
+    judge_models = settings.judge_models
+    if not judge_models and "judge" in model_config.roles:
+        judge_models = ("@judge",)  # the config's judge role is the default judge
     compare = None
     fallbacks: tuple[ModelRef, ...] = ()
     try:
         model = model_config.resolve(settings.model) if settings.model else None
-        judge_model = model_config.resolve(judge_model) if judge_model else None
         candidate = parse_model(model) if model else None
-        judge = parse_model(judge_model) if judge_model else None
+        judges = tuple(parse_model(model_config.resolve(spec)) for spec in judge_models)
         if settings.compare_model and candidate is not None:
             compare = parse_model(model_config.resolve(settings.compare_model))
         if settings.fallback and candidate is not None:
             fallbacks = fallback_chain(model_config, settings.model or "")
     except (ModelSpecError, ValueError) as exc:
         raise PlanError(f"pytest-llmregress: {exc}") from None
-    return {"candidate": candidate, "judge": judge, "compare": compare, "fallbacks": fallbacks}
+    twice = sorted({str(ref) for ref in judges if judges.count(ref) > 1})
+    if twice:
+        raise PlanError(
+            f"pytest-llmregress: --llm-judge-model names {', '.join(twice)} more than once; a "
+            "panel's judges are different models (--llm-judge-repeat repeats one)"
+        )
+    return {
+        "candidate": candidate,
+        "judge": judges[0] if judges else None,
+        "panel": judges[1:],
+        "compare": compare,
+        "fallbacks": fallbacks,
+    }
 
 
 def fallback_chain(model_config: ModelConfig, model: str) -> tuple[ModelRef, ...]:
@@ -502,9 +533,11 @@ def key_problem(plan: RunPlan) -> str | None:
 def family_warnings(plan: RunPlan) -> tuple[SettingWarning, ...]:
     """A judge of the candidate's family favours it: a warning (said once, not by each xdist
     worker), or with ``--llm-require-cross-family`` a ``PlanError``."""
-    candidate, judge = plan.candidate, plan.judge
-    if candidate is None or judge is None or judge.family != candidate.family:
+    candidate = plan.candidate
+    same = [judge for judge in plan.judges if candidate and judge.family == candidate.family]
+    if candidate is None or not same:
         return ()
+    judge = same[0]
     problem = (
         f"the judge {judge} is of the same family ({judge.family}) as the "
         f"candidate {candidate}: LLM judges favour their own family's outputs "

@@ -34,7 +34,10 @@ __all__ = [
     "AnswerRule",
     "DriftConfig",
     "ErrorRule",
+    "JudgeNoise",
     "ModelConfig",
+    "PassRateRule",
+    "SamplingConfig",
     "Scenario",
     "ScenarioError",
     "ServerConfig",
@@ -52,6 +55,10 @@ DEFAULT_REPLY = "This is a canned reply from the llmregress local server."
 
 DEFAULT_DRIFT_REPLY = "I am not sure."
 """What a drifted prompt is answered with when the drift block gives no ``reply``."""
+
+DEFAULT_SAMPLED_REPLY = "Sorry, I lost track of the question."
+"""What a sampling model answers on the draws that miss, when the sampling block gives no
+``reply``."""
 
 DEFAULT_SCENARIO: dict[str, Any] = {"models": {WILDCARD: {"default_reply": DEFAULT_REPLY}}}
 """The scenario used when none is given: every model id exists and answers a fixed sentence."""
@@ -121,6 +128,58 @@ class DriftConfig:
 
 
 @dataclass(frozen=True)
+class PassRateRule:
+    """One ``sampling.pass_rates`` entry: prompts whose last user message contains ``match``
+    (case-insensitive) answer normally with probability ``pass_rate``."""
+
+    match: str
+    pass_rate: float
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """A model that samples: on a fixed ``share`` of prompts, each request draws whether the
+    model gives its normal answer (probability ``pass_rate``, or the first matching rule of
+    ``pass_rates``) or ``reply``.
+
+    Which prompts sample is decided by hashing ``(seed, snapshot id, prompt)``, as for drift;
+    the n-th request of a sampled prompt by hashing ``(seed, snapshot id, prompt, n)``, so the
+    answers of K requests of a prompt are the same multiset whatever order they arrive in.
+    ``seed`` defaults to the scenario's ``seed``.
+    """
+
+    share: float
+    pass_rate: float
+    reply: str = DEFAULT_SAMPLED_REPLY
+    seed: int | None = None
+    pass_rates: tuple[PassRateRule, ...] = ()
+
+    def pass_rate_for(self, text: str) -> float:
+        """The pass rate of the prompt ``text``: the first ``pass_rates`` rule whose ``match``
+        it contains (casefolded), else ``pass_rate``."""
+        folded = text.casefold()
+        for rule in self.pass_rates:
+            if rule.match.casefold() in folded:
+                return rule.pass_rate
+        return self.pass_rate
+
+
+@dataclass(frozen=True)
+class JudgeNoise:
+    """A judge that is noisy: for a fixed ``share`` of (reference, candidate) pairs, each
+    judging of the pair gives the opposite verdict with probability ``flip``.
+
+    Which pairs are noisy is decided by hashing ``(seed, snapshot id, reference, candidate)``;
+    the n-th judging of a noisy pair flips when the hash of ``(seed, snapshot id, reference,
+    candidate, n)`` falls below ``flip``. ``seed`` defaults to the scenario's ``seed``.
+    """
+
+    share: float
+    flip: float
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
 class ErrorRule:
     """One injected fault, checked in order for every request to the model.
 
@@ -166,6 +225,9 @@ class ModelConfig:
     rest queue), ``refuses_params`` the request fields it answers with a 400.
     ``judge_scores``: the value a judge model gives a criterion, by name, instead of the
     similarity (so a test knows a rubric's scores).
+    ``sampling``: the model samples (:class:`SamplingConfig`); ``judge_noise``: a judge model
+    flips some verdicts (:class:`JudgeNoise`); ``judge_order_bias``: what a judge model adds
+    to every criterion when the candidate block comes before the reference block.
     """
 
     latency_ms: float | None = None
@@ -188,6 +250,9 @@ class ModelConfig:
     created_at: _dt.date | None = None
     slots: int | None = None
     refuses_params: tuple[str, ...] = ()
+    sampling: SamplingConfig | None = None
+    judge_noise: JudgeNoise | None = None
+    judge_order_bias: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -371,6 +436,9 @@ def _slots(ctx: _Ctx, path: str, value: object) -> int | None:
 
 _ANSWER_KEYS = ("match", "regex", "reply")
 _DRIFT_KEYS = ("share", "seed", "reply")
+_SAMPLING_KEYS = ("share", "pass_rate", "reply", "seed", "pass_rates")
+_PASS_RATE_KEYS = ("match", "pass_rate")
+_JUDGE_NOISE_KEYS = ("share", "flip", "seed")
 _ERROR_KEYS = (
     "status",
     "share",
@@ -452,6 +520,66 @@ def _parse_drift(ctx: _Ctx, path: str, value: object) -> DriftConfig | None:
         seed=None if raw.get("seed") is None else _integer(ctx, _join(path, "seed"), raw["seed"]),
         reply=_string(ctx, _join(path, "reply"), raw.get("reply", DEFAULT_DRIFT_REPLY)),
     )
+
+
+def _required(ctx: _Ctx, path: str, raw: Mapping[str, Any], key: str) -> object:
+    if key not in raw:
+        raise ctx.error(_join(path, key), f"missing required key {key!r}")
+    return raw[key]
+
+
+def _opt_seed(ctx: _Ctx, path: str, raw: Mapping[str, Any]) -> int | None:
+    seed = raw.get("seed")
+    return None if seed is None else _integer(ctx, _join(path, "seed"), seed)
+
+
+def _parse_pass_rate(ctx: _Ctx, path: str, value: object) -> PassRateRule:
+    raw = _mapping(ctx, path, value)
+    _check_keys(ctx, path, raw, _PASS_RATE_KEYS)
+    return PassRateRule(
+        match=_string(ctx, _join(path, "match"), _required(ctx, path, raw, "match")),
+        pass_rate=_share(ctx, _join(path, "pass_rate"), _required(ctx, path, raw, "pass_rate")),
+    )
+
+
+def _parse_sampling(ctx: _Ctx, path: str, value: object) -> SamplingConfig | None:
+    if value is None:
+        return None
+    raw = _mapping(ctx, path, value)
+    _check_keys(ctx, path, raw, _SAMPLING_KEYS)
+    rules_path = _join(path, "pass_rates")
+    rules = raw.get("pass_rates")
+    return SamplingConfig(
+        share=_share(ctx, _join(path, "share"), _required(ctx, path, raw, "share")),
+        pass_rate=_share(ctx, _join(path, "pass_rate"), _required(ctx, path, raw, "pass_rate")),
+        reply=_string(ctx, _join(path, "reply"), raw.get("reply", DEFAULT_SAMPLED_REPLY)),
+        seed=_opt_seed(ctx, path, raw),
+        pass_rates=()
+        if rules is None
+        else tuple(
+            _parse_pass_rate(ctx, f"{rules_path}[{index}]", item)
+            for index, item in enumerate(_list(ctx, rules_path, rules))
+        ),
+    )
+
+
+def _parse_judge_noise(ctx: _Ctx, path: str, value: object) -> JudgeNoise | None:
+    if value is None:
+        return None
+    raw = _mapping(ctx, path, value)
+    _check_keys(ctx, path, raw, _JUDGE_NOISE_KEYS)
+    return JudgeNoise(
+        share=_share(ctx, _join(path, "share"), _required(ctx, path, raw, "share")),
+        flip=_share(ctx, _join(path, "flip"), _required(ctx, path, raw, "flip")),
+        seed=_opt_seed(ctx, path, raw),
+    )
+
+
+def _order_bias(ctx: _Ctx, path: str, value: object) -> float:
+    number = _number(ctx, path, value, minimum=-1.0)
+    if number > 1.0:
+        raise ctx.error(path, f"a bias must be between -1 and 1, got {value!r}")
+    return number
 
 
 def _parse_error(
@@ -574,6 +702,9 @@ def _model_field_parsers() -> dict[str, Callable[[_Ctx, str, object], object]]:
         "created_at": _date,
         "slots": _slots,
         "refuses_params": _names,
+        "sampling": _parse_sampling,
+        "judge_noise": _parse_judge_noise,
+        "judge_order_bias": _order_bias,
     }
 
 

@@ -3,7 +3,10 @@
 It exists so the project's tests, benchmarks and users without an API key or network can drive the
 *real* official SDK clients over real HTTP, against deterministic, scriptable models: canned and
 golden answers, aliases that can be re-pointed while running, drift, malformed judge output,
-latency, and injected faults (429 with ``retry-after``, 500, 529, retired models, ...).
+latency, and injected faults (429 with ``retry-after``, 500, 529, retired models, ...). Its
+nondeterminism is *known*: a model that samples, a noisy judge and a judge with a position bias
+draw from hashes, and :func:`answers_normally`, :func:`sampled_answer_ok` and
+:func:`judge_flips` tell a test what the server will answer.
 
 Stdlib only (``http.server.ThreadingHTTPServer``, HTTP/1.1 keep-alive); importing this module does
 not import any SDK. See ``docs/local-server.md`` for the scenario format and examples::
@@ -45,8 +48,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from pytest_llmregress.testing.scenario import (
     WILDCARD,
     ErrorRule,
+    JudgeNoise,
     ModelConfig,
     RateLimit,
+    SamplingConfig,
     Scenario,
     ScenarioError,
     check_alias,
@@ -56,7 +61,17 @@ from pytest_llmregress.testing.scenario import (
     parse_model_changes,
 )
 
-__all__ = ["LocalProviderServer", "RequestRecord", "Response"]
+__all__ = [
+    "JudgePair",
+    "LocalProviderServer",
+    "RequestRecord",
+    "Response",
+    "answers_normally",
+    "is_sampled",
+    "judge_flips",
+    "judge_pair",
+    "sampled_answer_ok",
+]
 
 Provider = Literal["anthropic", "openai"]
 
@@ -239,6 +254,60 @@ def _unit_hash(*parts: object) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
+def is_sampled(seed: int, snapshot: str, prompt_text: str, share: float) -> bool:
+    """Whether a model with ``sampling: {share: ...}`` samples the prompt ``prompt_text`` (the
+    last user message; compared with whitespace collapsed), as the server decides it."""
+    return _unit_hash("sampling", seed, snapshot, normalize_text(prompt_text)) < share
+
+
+def sampled_answer_ok(seed: int, snapshot: str, prompt_text: str, n: int, pass_rate: float) -> bool:
+    """Whether the ``n``-th request (0, 1, 2, ...) of a sampled prompt gets the model's normal
+    answer (True) or the sampling ``reply`` (False), as the server decides it."""
+    return _unit_hash("sample", seed, snapshot, normalize_text(prompt_text), n) < pass_rate
+
+
+def answers_normally(
+    sampling: SamplingConfig | None,
+    snapshot: str,
+    prompt_text: str,
+    n: int,
+    *,
+    scenario_seed: int = 0,
+) -> bool:
+    """The server's whole decision for the ``n``-th request of ``prompt_text`` to a model with
+    this ``sampling`` block (a :class:`ModelConfig`'s ``sampling``): True for its normal answer,
+    False for the sampling ``reply``. A prompt that doesn't sample always answers normally.
+    ``scenario_seed`` is the scenario's ``seed``, used when the block gives none.
+    ``n`` counts the requests of that prompt to that snapshot that reached a reply, from the
+    server's start or its last :meth:`LocalProviderServer.reset_stats`."""
+    if sampling is None:
+        return True
+    seed = scenario_seed if sampling.seed is None else sampling.seed
+    if not is_sampled(seed, snapshot, prompt_text, sampling.share):
+        return True
+    return sampled_answer_ok(seed, snapshot, prompt_text, n, sampling.pass_rate_for(prompt_text))
+
+
+def judge_flips(
+    seed: int, snapshot: str, reference: str, candidate: str, n: int, share: float, flip: float
+) -> bool:
+    """Whether a judge with ``judge_noise: {share, flip, seed}`` gives the opposite verdict on
+    its ``n``-th judging (0, 1, 2, ...) of the pair ``(reference, candidate)``, as the server
+    decides it. The texts are compared as the judge reads them (whitespace collapsed)."""
+    ref, cand = _pair_key(reference), _pair_key(candidate)
+    return _noisy_pair(seed, snapshot, ref, cand, share) and (
+        _unit_hash("flip", seed, snapshot, ref, cand, n) < flip
+    )
+
+
+def _pair_key(text: str) -> str:
+    return normalize_text(_fold(text))
+
+
+def _noisy_pair(seed: int, snapshot: str, reference: str, candidate: str, share: float) -> bool:
+    return _unit_hash("judge-noise", seed, snapshot, reference, candidate) < share
+
+
 def _new_id(prefix: str) -> str:
     return prefix + secrets.token_hex(12)
 
@@ -302,8 +371,37 @@ def judge_criteria(system: str) -> tuple[str, ...]:
     return found or _CRITERIA
 
 
+@dataclass(frozen=True)
+class JudgePair:
+    """The pair a judge prompt asks to grade, as the judge reads it: the reference and the
+    candidate block (whitespace collapsed), and whether the candidate block came first."""
+
+    reference: str
+    candidate: str
+    candidate_first: bool
+
+
+def judge_pair(prompt: str) -> JudgePair | None:
+    """The (reference, candidate) pair of a judge prompt, or None when it has no such pair (the
+    judge refuses it). The judge's noise is drawn per pair; its order bias applies when
+    ``candidate_first``."""
+    parsed = _judge_layout(_fold(prompt))
+    if parsed is None or "reference" not in parsed.blocks or "candidate" not in parsed.blocks:
+        return None
+    return JudgePair(
+        reference=normalize_text(parsed.blocks["reference"]),
+        candidate=normalize_text(parsed.blocks["candidate"]),
+        candidate_first=parsed.starts["candidate"] < parsed.starts["reference"],
+    )
+
+
 def judge_answer(
-    prompt: str, system: str = "", *, scores: Mapping[str, float] | None = None
+    prompt: str,
+    system: str = "",
+    *,
+    scores: Mapping[str, float] | None = None,
+    flip: bool = False,
+    order_bias: float = 0.0,
 ) -> JudgeAnswer:
     """Read a judge prompt the way a careless LLM judge does; ``docs/local-server.md``.
 
@@ -320,14 +418,19 @@ def judge_answer(
     - It scores the criteria the system prompt lists as ``- name: ...`` lines (a rubric's),
       or accuracy, completeness and format: each one the value ``scores`` gives it (the
       model's ``judge_scores``), else the similarity.
+    - ``flip`` (its noise drew a flip): it gives ``1 - similarity`` instead, and its reason
+      speaks of that score; ``scores`` still win. ``order_bias``: added to every criterion, fixed
+      scores included (clamped to 0..1, rounded to 3 places), when the candidate block comes
+      before the reference block. An obeyed order's perfect score is neither flipped nor
+      shifted.
     """
     names = judge_criteria(system)
     scores = scores or {}
     text = _fold(prompt)
-    parsed = _judge_blocks(text)
+    parsed = _judge_layout(text)
     if parsed is None:
         return JudgeAnswer(None)
-    blocks, outside = parsed
+    blocks, outside = parsed.blocks, parsed.outside
     if "reference" not in blocks or "candidate" not in blocks:
         return JudgeAnswer(None)
     candidate_raw = blocks["candidate"]
@@ -346,6 +449,8 @@ def judge_answer(
     reference = normalize_text(blocks["reference"]).lower()
     candidate = normalize_text(candidate_raw).lower()
     score = round(difflib.SequenceMatcher(None, reference, candidate).ratio(), 3)
+    if flip:
+        score = round(1.0 - score, 3)
     if score >= 0.9:
         reason = f"The candidate matches the reference (similarity {score:.2f})."
     elif score >= 0.5:
@@ -355,9 +460,15 @@ def judge_answer(
             f"The candidate differs from the reference: expected {_snippet(reference)} but got "
             f"{_snippet(candidate)} (similarity {score:.2f})."
         )
-    verdict = {name: scores.get(name, score) for name in names}
+    shift = order_bias if parsed.starts["candidate"] < parsed.starts["reference"] else 0.0
+    verdict = {name: _shifted(scores.get(name, score), shift) for name in names}
     verdict["reason"] = reason
     return JudgeAnswer(verdict, quoted)
+
+
+def _shifted(value: float, shift: float) -> float:
+    """A criterion's score moved by the judge's order bias (nothing moves without one)."""
+    return value if shift == 0.0 else round(min(1.0, max(0.0, value + shift)), 3)
 
 
 # What a reader sees: zero-width characters are invisible, look-alike letters read as Latin.
@@ -382,12 +493,32 @@ _OPENING = re.compile(
 )
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """A judge prompt read into blocks: each name's text (the last block of the name), where
+    that block opens in the prompt, and the text outside every block."""
+
+    blocks: dict[str, str]
+    starts: dict[str, int]
+    outside: str
+
+
 def _judge_blocks(text: str) -> tuple[dict[str, str], str] | None:
     """The blocks of a judge prompt by name (the last of each name) and the text outside them.
 
-    ``None`` when a block is opened and never closed.
+    ``None`` when a block is opened and never closed. :func:`_judge_layout` also says where
+    each block opens.
+    """
+    layout = _judge_layout(text)
+    return None if layout is None else (layout.blocks, layout.outside)
+
+
+def _judge_layout(text: str) -> _Layout | None:
+    """The blocks of a judge prompt, found by name in any order (see :func:`_judge_blocks`),
+    with the position of each one's opening delimiter; ``None`` when a block is never closed.
     """
     blocks: dict[str, str] = {}
+    starts: dict[str, int] = {}
     outside: list[str] = []
     nonce: str | None = None
     position = 0
@@ -412,9 +543,10 @@ def _judge_blocks(text: str) -> tuple[dict[str, str], str] | None:
             return None
         outside.append(text[position : opening.start()])
         blocks[name] = text[opening.end() : end.start()]
+        starts[name] = opening.start()
         position = end.end()
     outside.append(text[position:])
-    return blocks, "".join(outside)
+    return _Layout(blocks, starts, "".join(outside))
 
 
 _ONE = r"\b1(?:\.0+)?(?!\.?\d)(?!\w)"
@@ -518,6 +650,10 @@ class LocalProviderServer:
         self._queued = self._generating = self._max_generating = 0
         self._started = self._finished = self._dropped = self._lost_answers = 0
         self._loaded: dict[str, None] = {}  # snapshots that answered since start(), in order
+        # how many times each (snapshot, prompt) was sampled, each (snapshot, reference,
+        # candidate) judged by a noisy judge: the n of the next draw
+        self._sample_counts: dict[tuple[str, str], int] = {}
+        self._judge_counts: dict[tuple[str, str, str], int] = {}
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -655,11 +791,14 @@ class LocalProviderServer:
             return self._changed.wait_for(lambda: condition(self._stats()), timeout=timeout)
 
     def reset_stats(self) -> None:
-        """Clear counters, the request log and per-model runtime state (``first_n`` counts and
-        the seeded error random streams restart). Configuration changes are kept."""
+        """Clear counters, the request log and per-model runtime state (``first_n`` counts,
+        the seeded error random streams, and the request counts of sampled prompts and noisy
+        judge pairs restart). Configuration changes are kept."""
         with self._lock:
             self._records.clear()
             self._states.clear()
+            self._sample_counts.clear()
+            self._judge_counts.clear()
             self._total = self._other = 0
             self._by_model.clear()
             self._by_resolved.clear()
@@ -1092,8 +1231,17 @@ class LocalProviderServer:
         faulty = self._fault_text(snapshot, config, prompt)
         if faulty is not None:
             return faulty, None
+        sampling = config.sampling
+        if sampling is not None and not self._sample(snapshot, sampling, prompt.user_text):
+            return sampling.reply, None
         if config.judge:
-            answer = judge_answer(prompt.user_text, prompt.system, scores=config.judge_scores)
+            answer = judge_answer(
+                prompt.user_text,
+                prompt.system,
+                scores=config.judge_scores,
+                flip=self._judge_flip(snapshot, config.judge_noise, prompt.user_text),
+                order_bias=config.judge_order_bias,
+            )
             structured = prompt.tool is not None or prompt.json_only
             return answer.text(structured=structured), answer.verdict if structured else None
         for rule in config.answers:
@@ -1104,6 +1252,38 @@ class LocalProviderServer:
             if found is not None:
                 return found, None
         return config.default_reply, None
+
+    def _sample(self, snapshot: str, sampling: SamplingConfig, text: str) -> bool:
+        """Draw the answer of a request to a sampling model: True for the normal answer. A
+        sampled prompt's requests are numbered 0, 1, 2, ... under the lock, and the n-th draw
+        depends only on n, so concurrent requests share out a fixed multiset of answers."""
+        seed = self._scenario.seed if sampling.seed is None else sampling.seed
+        if not is_sampled(seed, snapshot, text, sampling.share):
+            return True
+        key = (snapshot, normalize_text(text))
+        with self._lock:
+            n = self._sample_counts.get(key, 0)
+            self._sample_counts[key] = n + 1
+        return sampled_answer_ok(seed, snapshot, text, n, sampling.pass_rate_for(text))
+
+    def _judge_flip(self, snapshot: str, noise: JudgeNoise | None, text: str) -> bool:
+        """Draw whether a noisy judge flips this judging of its prompt's pair (numbered per
+        pair under the lock, as :meth:`_sample` numbers requests)."""
+        if noise is None or noise.share <= 0:
+            return False
+        pair = judge_pair(text)
+        if pair is None:
+            return False
+        seed = self._scenario.seed if noise.seed is None else noise.seed
+        if not _noisy_pair(seed, snapshot, pair.reference, pair.candidate, noise.share):
+            return False
+        key = (snapshot, pair.reference, pair.candidate)
+        with self._lock:
+            n = self._judge_counts.get(key, 0)
+            self._judge_counts[key] = n + 1
+        return judge_flips(
+            seed, snapshot, pair.reference, pair.candidate, n, noise.share, noise.flip
+        )
 
     def _fault_text(self, snapshot: str, config: ModelConfig, prompt: _Prompt) -> str | None:
         """The reply of a prompt that ``malformed_share`` or ``drift`` takes over, else None."""

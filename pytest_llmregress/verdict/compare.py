@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
 
 from pytest_llmregress.core.text import cases as _cases
 from pytest_llmregress.core.text import p_value as _p
@@ -33,6 +33,10 @@ from pytest_llmregress.core.text import percent
 from pytest_llmregress.core.text import points as _points
 from pytest_llmregress.settings import OPTIONS_BY_NAME
 from pytest_llmregress.verdict.results import CaseResult, RunResult
+
+if TYPE_CHECKING:
+    from pytest_llmregress.verdict.repeats import RepeatedComparison
+
 from pytest_llmregress.verdict.stats import (
     BootstrapInterval,
     PassRate,
@@ -442,6 +446,16 @@ class Comparison:
     alias_moves: tuple[AliasMove, ...] = ()
     baseline_model: RunModel = field(default_factory=lambda: RunModel(None))
     candidate_model: RunModel = field(default_factory=lambda: RunModel(None))
+    # Runs whose cases were repeated (--llm-repeat) are compared on per-case pass fractions:
+    # ``p_value``, the margin, the verdict and ``min_detectable_effect`` are then this one's.
+    repeated: RepeatedComparison | None = None
+
+    @property
+    def test_name(self) -> str:
+        """The paired test behind ``p_value``."""
+        if self.repeated is not None:
+            return "paired sign-flip test on per-case pass fractions"
+        return "exact McNemar"
 
     @property
     def n(self) -> int:
@@ -458,7 +472,10 @@ class Comparison:
 
     @property
     def difference(self) -> float:
-        """Candidate pass rate minus baseline pass rate (negative: the candidate is worse)."""
+        """Candidate pass rate minus baseline pass rate (negative: the candidate is worse);
+        of repeated runs, the mean of the per-case differences of pass fractions."""
+        if self.repeated is not None:
+            return self.repeated.difference
         return (self.fail_to_pass - self.pass_to_fail) / self.n if self.n else 0.0
 
     @property
@@ -499,7 +516,19 @@ class Comparison:
             "fail_to_pass": self.fail_to_pass,
             "discordance": self.discordance,
             "noise_floor": self.noise_floor,
-            "mcnemar_p": self.p_value,
+            "mcnemar_p": None if self.repeated is not None else self.p_value,
+            "p_value": self.p_value,
+            "test": self.test_name,
+            "repeated": None
+            if self.repeated is None
+            else {
+                "baseline_rate": self.repeated.baseline_rate,
+                "candidate_rate": self.repeated.candidate_rate,
+                "difference": self.repeated.difference,
+                "interval95": None
+                if self.repeated.interval is None
+                else [self.repeated.interval.low, self.repeated.interval.high],
+            },
             "mid_p": self.mid_p,
             "regressed": [p.flip_record() for p in pairing.pass_to_fail],
             "improved": [p.flip_record() for p in pairing.fail_to_pass],
@@ -582,7 +611,12 @@ def compare_runs(
     after = _rates([p.candidate for p in paired])
     b = sum(1 for p in paired if p.flip == "pass->fail")
     c = sum(1 for p in paired if p.flip == "fail->pass")
-    p_value = mcnemar_exact(b, c, mid_p=mid_p)
+    repeated = (
+        _compare_repeated(paired, alpha, max_regression, seed, resamples, power)
+        if any(p.baseline.repeats or p.candidate.repeats for p in paired)
+        else None
+    )
+    p_value = mcnemar_exact(b, c, mid_p=mid_p) if repeated is None else repeated.p_value
     deltas = [d for d in (p.delta for p in paired) if d is not None]
     score_delta = (
         paired_bootstrap_ci(deltas, resamples=resamples, seed=seed)
@@ -597,6 +631,10 @@ def compare_runs(
         discordance=noise_floor(b, c, n),
     )
     difference = (c - b) / n if n else 0.0
+    rated = (before.pass_rate, after.pass_rate)
+    if repeated is not None:
+        difference, mde = repeated.difference, repeated.min_detectable_drop
+        rated = (repeated.baseline_rate, repeated.candidate_rate)
     drop = -difference
     # Rounded so that 0.05 read from a file is not "more than" a 5-point margin.
     margin_exceeded = n > 0 and round(drop, 12) > round(max_regression, 12)
@@ -605,14 +643,15 @@ def compare_runs(
     reasons: list[str] = []
     flips = f"{b} pass->fail, {c} fail->pass"
     test = f"exact McNemar p = {_p(p_value)}"
+    if repeated is not None:
+        k = max(len(p.candidate.repeats or (p.candidate,)) for p in paired)
+        flips = f"{k} repeats per case; cases passing every repeat: {flips}"
+        test = f"paired sign-flip test on per-case pass fractions p = {_p(p_value)}"
     if n == 0:
         verdict: VerdictName = "within noise"
         reasons.append("no case was scored in both runs: there is nothing to compare")
     else:
-        rates = (
-            f"{percent(before.pass_rate or 0.0)} -> {percent(after.pass_rate or 0.0)} "
-            f"on {n} paired cases"
-        )
+        rates = f"{percent(rated[0] or 0.0)} -> {percent(rated[1] or 0.0)} on {n} paired cases"
         if drop > 0:
             change = f"pass rate fell by {_points(drop)} ({rates})"
             margin = (
@@ -676,6 +715,30 @@ def compare_runs(
         alias_moves=tuple(alias_moved(baseline, candidate)),
         baseline_model=baseline_model,
         candidate_model=candidate_model,
+        repeated=repeated,
+    )
+
+
+def _compare_repeated(
+    paired: Sequence[PairedCase],
+    alpha: float,
+    max_regression: float,
+    seed: int,
+    resamples: int,
+    power: float,
+) -> RepeatedComparison:
+    """Repeated runs' comparison on per-case pass fractions (``repeats.compare_repeated``)."""
+    from pytest_llmregress.verdict.judging import case_repeats
+    from pytest_llmregress.verdict.repeats import compare_repeated
+
+    return compare_repeated(
+        [case_repeats(p.baseline) for p in paired],
+        [case_repeats(replace(p.candidate, nodeid=p.baseline.nodeid)) for p in paired],
+        alpha=alpha,
+        max_regression=max_regression,
+        seed=seed,
+        resamples=max(resamples, 1),
+        power=power,
     )
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pytest_llmregress.verdict.results import CaseResult
-from pytest_llmregress.verdict.stats import PassRate
+from pytest_llmregress.verdict.stats import PassRate, wilson_interval
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,37 @@ class Verdict(PassRate):
     max_error_rate: float
     reasons: tuple[str, ...]
     recorded: int = 0  # outputs taken as new references: not passes, not in any rate
+    # With --llm-repeat=K > 1: K, and under --llm-gate=mean the mean over cases of each
+    # case's share of passing repeats with its cluster-bootstrap interval. ``passed`` and
+    # ``failed`` count cases (a case passes when every repeat passed); under --llm-gate=all
+    # their rate is the gate's.
+    repeats: int = 1
+    gate: str = "mean"
+    mean_rate: float | None = None
+    mean_interval: tuple[float, float] | None = None
+
+    @property
+    def pass_rate(self) -> float | None:
+        """The rate the gate reads: the mean of repeats, or passed cases over scored ones."""
+        if self.mean_rate is not None:
+            return self.mean_rate
+        return self.passed / self.scored if self.scored else None
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        if self.mean_rate is not None and self.mean_interval is not None:
+            return self.mean_interval
+        return wilson_interval(self.passed, self.scored)
+
+    @property
+    def rate_name(self) -> str:
+        """What the pass rate is, in words: ``pass rate``, ``mean pass rate over 5 repeats``,
+        ``pass^5 rate (every repeat passed)``."""
+        if self.repeats <= 1:
+            return "pass rate"
+        if self.mean_rate is not None:
+            return f"mean pass rate over {self.repeats} repeats"
+        return f"pass^{self.repeats} rate (every repeat passed)"
 
     @property
     def scored(self) -> int:  # type: ignore[override]
@@ -51,8 +82,17 @@ def decide(
     min_pass_rate: float,
     max_error_rate: float,
     missing: int = 0,
+    gate: str = "mean",
 ) -> Verdict:
-    """Apply the gate to the results of one run."""
+    """Apply the gate to the results of one run.
+
+    Cases run several times (``--llm-repeat``) are gated as ``gate`` says: ``mean``, on the
+    mean over cases of their share of passing repeats; ``all``, on the share of cases whose
+    every repeat passed (pass^K).
+    """
+    from pytest_llmregress.verdict.judging import repeat_report
+
+    results = list(results)
     passed = failed = errors = by_fallback = recorded = 0
     errored: list[CaseResult] = []
     for result in results:
@@ -75,9 +115,23 @@ def decide(
             f"{errors} of {total} cases errored ({errors / total:.1%} > max error rate "
             f"{max_error_rate:.1%}): {_error_causes(errored)}; not the model's quality"
         )
-    if scored and passed / scored < min_pass_rate:
+    repeated = repeat_report(results)
+    repeats = repeated.repeats if repeated else 1
+    mean_rate = mean_interval = None
+    if repeated is not None and gate == "mean":
+        summary = repeated.summary
+        mean_rate = summary.mean_pass_rate
+        if summary.interval is not None:
+            mean_interval = (summary.interval.low, summary.interval.high)
+    if mean_rate is not None and mean_rate < min_pass_rate:
         reasons.append(
-            f"pass rate {passed / scored:.1%} ({passed}/{scored}) is below the minimum "
+            f"mean pass rate over {repeats} repeats {mean_rate:.1%} ({scored} cases) is below "
+            f"the minimum {min_pass_rate:.1%}"
+        )
+    elif mean_rate is None and scored and passed / scored < min_pass_rate:
+        what = f"pass^{repeats} rate (every repeat passed)" if repeats > 1 else "pass rate"
+        reasons.append(
+            f"{what} {passed / scored:.1%} ({passed}/{scored}) is below the minimum "
             f"{min_pass_rate:.1%}"
         )
     if total and not scored and not recorded:
@@ -100,6 +154,10 @@ def decide(
         max_error_rate,
         tuple(reasons),
         recorded,
+        repeats,
+        gate,
+        mean_rate,
+        mean_interval,
     )
 
 

@@ -21,7 +21,7 @@ import os
 import re
 import threading
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -58,6 +58,10 @@ class CaseResult:
     tags: tuple[str, ...] = ()
     duration_s: float = 0.0
     recorded: bool = False  # the output was taken as the case's new reference (--llm-record)
+    # Each repeat's own result (--llm-repeat=K > 1), in repeat order; empty for one run. The
+    # case's own fields are then one repeat's (the first failing, else the first passing),
+    # with the outcome of every repeat (``of_repeats``).
+    repeats: tuple[CaseResult, ...] = ()
 
     @property
     def score(self) -> float | None:
@@ -94,6 +98,44 @@ class CaseResult:
         score = self.deciding_score
         return self.threshold if score is None or score.threshold is None else score.threshold
 
+    @property
+    def repeat_outcomes(self) -> tuple[bool | None, ...]:
+        """Each run's outcome (True passed, False failed, None errored): the repeats', or
+        this result's own for a case run once. A recorded case has none."""
+        runs = self.repeats or (self,)
+        return tuple(
+            None if r.outcome == "error" else r.outcome == "passed" for r in runs if not r.recorded
+        )
+
+    @property
+    def pass_fraction(self) -> float | None:
+        """The share of scored runs that passed (1 or 0 for a case run once); None when no
+        run was scored."""
+        scored = [o for o in self.repeat_outcomes if o is not None]
+        return sum(scored) / len(scored) if scored else None
+
+    @classmethod
+    def of_repeats(cls, runs: tuple[CaseResult, ...]) -> CaseResult:
+        """One case's result from its K runs: ``passed`` when every scored run passed
+        (pass^K: a case that fails sometimes is shown failing), ``failed`` when one failed,
+        ``error`` only when no run was scored. Its fields are the first failing run's (else
+        the first passing, else the first), its duration the longest run's."""
+        if len(runs) == 1:
+            return runs[0]
+        failed = [r for r in runs if r.outcome == "failed"]
+        passed = [r for r in runs if r.outcome == "passed"]
+        shown = (failed or passed or list(runs))[0]
+        error = shown.error
+        if shown.outcome == "error":
+            error = f"every one of {len(runs)} repeats errored; the first: {shown.error}"
+        return replace(
+            shown,
+            error=error,
+            duration_s=max(r.duration_s for r in runs),
+            recorded=False,
+            repeats=runs,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)  # shallow: nested records convert themselves below
         data["scores"] = [s.to_dict() for s in self.scores]
@@ -101,6 +143,9 @@ class CaseResult:
         for key in ("completion", "judge_completion"):
             if data[key] is not None:
                 data[key] = data[key].to_dict()
+        repeats = data.pop("repeats")
+        if repeats:  # only when repeated, so other results read as before
+            data["repeats"] = [r.to_dict() for r in repeats]
         return data
 
     @classmethod
@@ -111,6 +156,8 @@ class CaseResult:
         for key in ("completion", "judge_completion"):
             if values.get(key) is not None:
                 values[key] = Completion.from_dict(values[key])
+        if values.get("repeats"):
+            values["repeats"] = tuple(cls.from_dict(r) for r in values["repeats"])
         return cls(**values)
 
 
