@@ -7,6 +7,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -589,3 +590,19 @@ def test_a_run_without_judged_cases_says_nothing_of_calibration(
     result.assert_outcomes(passed=2)
     assert "uncalibrated" not in result.stdout.str()
     assert "run llmregress judge calibrate" not in result.stdout.str()
+
+
+def test_the_docs_run_summary_is_what_such_a_run_prints(
+    pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
+) -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "reading-verdicts.md").read_text()
+    block = doc.split("<!-- run-summary -->\n```\n", 1)[1].split("```", 1)[0]
+    cases = qa_cases(12)
+    write_cases(pytester, "qa.jsonl", cases)
+    provider_env(
+        make_server(sampling_scenario(cases, [0.2, 0.5, 0.8, 1.0] * 3, seed=7, models=(CANDIDATE,)))
+    )
+
+    result = pytester.runpytest(*model_args("--llm-repeat=5", "--llm-min-pass-rate=0.6"))
+
+    result.stdout.fnmatch_lines([line.replace("[", "[[]") for line in block.splitlines()])

@@ -145,6 +145,15 @@ def render_verdict(result: CaseResult) -> str:
         f"threshold {result.deciding_threshold:.2f}"
         + (f" ({failed} scorers failed)" if failed > 1 else "")
     )
+    if result.repeats:  # the scores below are the first failing repeat's
+        outcomes = result.repeat_outcomes
+        scored = [o for o in outcomes if o is not None]
+        errored = len(outcomes) - len(scored)
+        lines.append(
+            f"  {sum(scored)} of {len(scored)} scored repeats passed"
+            + (f", {errored} errored" if errored else "")
+            + " (--llm-repeat); the first failing one:"
+        )
     for item in result.scores:
         mark = "ok  " if item.passed else "FAIL"
         limit = f" (threshold {item.threshold:.2f})" if item.threshold is not None else ""

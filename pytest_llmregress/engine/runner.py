@@ -712,6 +712,17 @@ class Runner:
         calls = [(ref, n, False) for ref in self.judges for n in range(self._judge_repeat)]
         if order_check:
             calls.append((self.judges[0], 0, True))
+        if len(calls) == 1:  # one judge, once: no task of its own (the common case's CPU)
+            return await self._judge_once(
+                self.judges[0],
+                task=task,
+                reference=reference,
+                output=output,
+                threshold=threshold,
+                rubric=rubric,
+                repeat=first_repeat,
+                swapped=False,
+            )
         answers = await asyncio.gather(
             *(
                 self._judge_once(
