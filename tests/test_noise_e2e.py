@@ -606,3 +606,54 @@ def test_the_docs_run_summary_is_what_such_a_run_prints(
     result = pytester.runpytest(*model_args("--llm-repeat=5", "--llm-min-pass-rate=0.6"))
 
     result.stdout.fnmatch_lines([line.replace("[", "[[]") for line in block.splitlines()])
+
+
+def test_a_stored_repeated_run_is_a_baseline_compared_on_pass_fractions(
+    pytester: pytest.Pytester,
+    make_server: MakeServer,
+    provider_env: PointEnv,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from pytest_llmregress.cli.compare import main as compare_main
+
+    cases = qa_cases(10)
+    write_cases(pytester, "qa.jsonl", cases)
+    rates = [0.4, 0.6, 0.8, 1.0, 1.0] * 2
+    server = make_server(sampling_scenario(cases, rates, seed=2, models=(CANDIDATE, PRODUCTION)))
+    provider_env(server)
+    expected = predicted(server, PRODUCTION, cases, 3)
+
+    base = pytester.runpytest(
+        f"--llm-model={PRODUCTION}",
+        f"--llm-judge-model={JUDGE}",
+        "--llm-repeat=3",
+        "--llm-min-pass-rate=0",
+        "--llm-report=base.json",
+        "--llm-markdown=base.md",
+    )
+    assert base.ret == pytest.ExitCode.OK
+    stored = json.loads((pytester.path / "base.json").read_text())["metadata"]["noise"]
+    per_case = {c["nodeid"].split("::")[1]: c for c in stored["repeats"]["cases"]}
+    for case in expected:
+        got = per_case[case.nodeid]
+        assert (got["passes"], got["trials"], got["flaky"]) == (
+            case.passes,
+            case.trials,
+            case.flipped,
+        )
+        assert got["pass_hat_k"] is case.all_pass
+    markdown = (pytester.path / "base.md").read_text()
+    assert "| Mean pass rate over 3 repeats |" in markdown
+    assert "- repeats: each case 3 times;" in markdown
+
+    candidate = pytester.runpytest(
+        *model_args("--llm-repeat=3", "--llm-baseline=base.json", "--llm-report=cand.json")
+    )
+    candidate.stdout.fnmatch_lines(
+        ["*; paired sign-flip test on per-case pass fractions p = * (alpha 0.05)"]
+    )
+    files = [str(pytester.path / "base.json"), str(pytester.path / "cand.json")]
+    assert compare_main(["compare", *files]) == 0
+    printed = capsys.readouterr().out
+    assert "paired sign-flip test on per-case pass fractions" in printed
+    assert "mean pass rate over repeats" in printed

@@ -87,7 +87,9 @@ def _compare_parser() -> argparse.ArgumentParser:
             "Compare a candidate run with a baseline run of the same golden cases (paired by "
             "case id), without calling a model. The verdict is 'regression' when the "
             "candidate's pass rate is lower by more than --max-regression AND the exact "
-            "McNemar test on the flips is significant at --alpha."
+            "McNemar test on the flips is significant at --alpha. Runs with repeats "
+            "(--llm-repeat) are compared on per-case pass fractions with a paired sign-flip "
+            "test instead."
         ),
     )
     parser.add_argument(

@@ -231,6 +231,18 @@ class Noise:
                     for c in summary.flakiest
                 ],
                 "errored_repeats": self.repeats.errored_repeats,
+                "cases": [
+                    {
+                        "nodeid": c.nodeid,
+                        "passes": c.passes,
+                        "trials": c.trials,
+                        "errors": c.errors,
+                        "pass_hat_k": c.all_pass,
+                        "pass_at_k": c.any_pass,
+                        "flaky": c.flipped,
+                    }
+                    for c in self.repeats.cases
+                ],
             }
         if self.repeats is not None or self.judge_repeats > 1:
             data["flaky_sources"] = {
