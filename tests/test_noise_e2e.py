@@ -633,7 +633,7 @@ def test_a_stored_repeated_run_is_a_baseline_compared_on_pass_fractions(
     )
     assert base.ret == pytest.ExitCode.OK
     stored = json.loads((pytester.path / "base.json").read_text())["metadata"]["noise"]
-    per_case = {c["nodeid"].split("::")[1]: c for c in stored["repeats"]["cases"]}
+    per_case = {c["nodeid"].split("::")[1]: c for c in stored["repeats"]["per_case"]}
     for case in expected:
         got = per_case[case.nodeid]
         assert (got["passes"], got["trials"], got["flaky"]) == (

@@ -446,3 +446,48 @@ def test_record_then_replay_through_the_chain_calls_nothing(
     assert [(c.text, c.fallback_model, c.cached) for c in replayed] == [
         (c.text, c.fallback_model, True) for c in recorded
     ]
+
+
+def test_the_limiter_hands_slots_to_the_oldest_waiter_first() -> None:
+    """A freed slot goes to the call that waited longest, not to one that just arrived:
+    pytest reports cases in order, so a case passed over by later ones stalls the run."""
+
+    async def scenario() -> tuple[list[int], int, int]:
+        limiter = AdaptiveLimiter(2)
+        order: list[int] = []
+        await limiter.acquire()
+        await limiter.acquire()
+
+        async def call(number: int) -> None:
+            await limiter.acquire()
+            order.append(number)
+
+        waiting = [asyncio.create_task(call(n)) for n in range(5)]
+        await asyncio.sleep(0)  # every waiter is queued
+        cancelled = waiting.pop(1)
+        cancelled.cancel()  # a waiter that gives up loses its place, not a slot
+        await limiter.release()
+        newcomer = asyncio.create_task(call(99))  # arrives while waiters are queued
+        await limiter.release()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        await limiter.release()
+        await limiter.release()
+        await limiter.release()
+        await asyncio.wait_for(asyncio.gather(*waiting, newcomer), 60)  # a bound on a hang
+        return order, limiter.in_use, limiter.peak
+
+    order, in_use, peak = asyncio.run(scenario())
+    assert order == [0, 2, 3, 4, 99]
+    assert in_use == 2  # five slots handed on as five were released: never more than two
+    assert peak == 2
+
+
+def test_the_limiter_wakes_a_waiter_when_a_hold_ends() -> None:
+    async def scenario() -> int:
+        limiter = AdaptiveLimiter(2)
+        limiter.on_rate_limit(limiter.generation, retry_after=0.01)
+        await limiter.acquire()  # nothing in use: only the end of the hold can wake it
+        return limiter.in_use
+
+    assert asyncio.run(scenario()) == 1

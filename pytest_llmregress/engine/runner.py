@@ -11,6 +11,7 @@ engine: its rules (``providers/fallback.walk_chain``) walk that same path once p
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import random
 import re
@@ -95,35 +96,58 @@ class AdaptiveLimiter:
         self._hold_until = 0.0  # loop time before which no new call starts
         self._quickest: tuple[float, float] | None = None  # the fewest seconds, in all and
         # per token, an answer took
-        self._condition: asyncio.Condition | None = None
-
-    def _cond(self) -> asyncio.Condition:
-        if self._condition is None:
-            self._condition = asyncio.Condition()
-        return self._condition
+        # Calls waiting for a slot, first come first served: a freed slot is handed to the
+        # oldest waiter, never taken by a newcomer (pytest reports cases in order, so a case
+        # pushed back by later ones would stall the run's progress).
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._wake_at: asyncio.TimerHandle | None = None  # a wake-up when a hold ends
 
     async def acquire(self) -> None:
-        """Wait for a slot, and for any hold to pass."""
-        condition = self._cond()
+        """Wait for a slot, in turn, and for any hold to pass."""
         loop = asyncio.get_running_loop()
-        while True:
-            hold = self._hold_until - loop.time()
-            if hold > 0:
-                await asyncio.sleep(hold)
+        if not self._waiters and self.in_use < self.current and self._hold_until <= loop.time():
+            self._take()
+            return
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        self._wake()  # a hold that ends needs a wake-up; nothing else may come to give one
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():  # handed a slot, then cancelled
+                self.in_use -= 1
+            elif waiter in self._waiters:  # else ``_wake`` already passed over it
+                self._waiters.remove(waiter)
+            self._wake()
+            raise
+
+    def _take(self) -> None:
+        self.in_use += 1
+        self.peak = max(self.peak, self.in_use)
+
+    def _wake(self) -> None:
+        """Hand free slots to the oldest waiters, unless a hold is in force (then wake up
+        again when it ends)."""
+        loop = asyncio.get_running_loop()
+        hold = self._hold_until - loop.time()
+        if hold > 0:
+            if self._waiters and self._wake_at is None:
+                self._wake_at = loop.call_later(hold, self._end_hold)
+            return
+        while self._waiters and self.in_use < self.current:
+            waiter = self._waiters.popleft()
+            if waiter.done():  # cancelled while waiting
                 continue
-            async with condition:
-                await condition.wait_for(lambda: self.in_use < self.current)
-                if self._hold_until > loop.time():
-                    continue  # a hold began while this call waited for a slot
-                self.in_use += 1
-                self.peak = max(self.peak, self.in_use)
-                return
+            self._take()
+            waiter.set_result(None)
+
+    def _end_hold(self) -> None:
+        self._wake_at = None
+        self._wake()
 
     async def release(self) -> None:
-        condition = self._cond()
-        async with condition:
-            self.in_use -= 1
-            condition.notify()
+        self.in_use -= 1
+        self._wake()
 
     def on_rate_limit(self, generation: int, retry_after: float | None = None) -> None:
         """A 429 to a call that started in ``generation``.
@@ -168,10 +192,8 @@ class AdaptiveLimiter:
         self._successes += 1
         if self._successes >= self._recover_after:
             self._successes = 0
-            condition = self._cond()
-            async with condition:
-                self.current += 1
-                condition.notify()
+            self.current += 1
+            self._wake()
 
 
 @dataclass

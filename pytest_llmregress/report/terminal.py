@@ -143,9 +143,7 @@ def summary_lines(
             if result.repeats:
                 runs = [o for o in result.repeat_outcomes if o is not None]
                 repeats = f"; {sum(runs)} of {len(runs)} repeats passed"
-            lines.append(
-                Line(f"  {result.nodeid}  {failing_scores_text(result)}{repeats}", "red")
-            )
+            lines.append(Line(f"  {result.nodeid}  {failing_scores_text(result)}{repeats}", "red"))
             for failing in result.failing_scores:
                 lines.append(Line(f"      {failing.scorer}: {one_line(failing.reason)}"))
     errored = [r for r in results if r.outcome == "error"]

@@ -204,9 +204,7 @@ def judge_calibrations(plan: RunPlan, gathered: Gatherer) -> list[tuple[str, boo
         find_calibration,
     )
 
-    judged = any(
-        score.scorer == "judge" for result in gathered.results for score in result.scores
-    )
+    judged = any(score.scorer == "judge" for result in gathered.results for score in result.scores)
     if not judged:
         return []
     store = plan.settings.calibration

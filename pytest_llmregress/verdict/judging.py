@@ -231,7 +231,7 @@ class Noise:
                     for c in summary.flakiest
                 ],
                 "errored_repeats": self.repeats.errored_repeats,
-                "cases": [
+                "per_case": [
                     {
                         "nodeid": c.nodeid,
                         "passes": c.passes,
