@@ -551,7 +551,7 @@ def test_usage_errors_exit_2_before_any_call(
     with pytest.raises(SystemExit) as exited:
         main(["calibrate", str(LABELS), "--judge-model", JUDGE, "--threshold", "2"])
     assert exited.value.code == 2
-    assert "must be between 0 and 1: '2'" in capsys.readouterr().err
+    assert "expected a number between 0 and 1, got '2'" in capsys.readouterr().err
     # A damaged store is refused before any call, naming the file; it is left as it was.
     store = tmp_path / "golden_cases" / "judge-calibration.json"
     store.parent.mkdir()

@@ -79,26 +79,6 @@ examples:
 """
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1: {text!r}")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``llmregress judge`` and its subcommands."""
     parser = argparse.ArgumentParser(
@@ -127,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     calibrate_parser.add_argument(
         "--threshold",
-        type=_fraction,
+        type=OPTIONS_BY_NAME["min_pass_rate"].parse,  # a number from 0 to 1, as there
         default=DEFAULT_THRESHOLD,
         help=(
             "the judge score from which a case passes, as in golden files "
@@ -148,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     default_concurrency = OPTIONS_BY_NAME["judge_concurrency"].default
     calibrate_parser.add_argument(
         "--concurrency",
-        type=_positive,
+        type=OPTIONS_BY_NAME["judge_concurrency"].parse,
         default=default_concurrency,
         metavar="N",
         help=f"judge calls in flight at once (default {default_concurrency})",
