@@ -483,6 +483,14 @@ OPTIONS: tuple[Option, ...] = (
         "PATH",
     ),
     Option(
+        "html",
+        _text,
+        None,
+        "write a self-contained HTML report here (opens offline: filters, search, diffs, "
+        "the comparison side by side)",
+        "PATH",
+    ),
+    Option(
         "history",
         _text,
         None,
@@ -557,6 +565,7 @@ class Settings:
     max_regression: float
     alpha: float
     markdown: str | None
+    html: str | None
     history: str | None
     worst: int
     golden_files: tuple[str, ...]
@@ -703,7 +712,7 @@ def resolve_settings(
     ``cli`` and ``ini`` map option names to values or None when not given; ``pyproject`` is the
     raw ``[tool.llmregress]`` table, whose unknown keys are an error.
     """
-    known_tables = {"models", "lifecycle"}  # read by pytest_llmregress.models
+    known_tables = {"models", "lifecycle", "prices"}  # read by pytest_llmregress.models
     unknown = sorted(set(pyproject) - set(OPTIONS_BY_NAME) - known_tables)
     if unknown:
         raise SettingsError(

@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "import": ("pytest_llmregress.cli.import_logs", "turn production logs into golden cases"),
     "schema": ("pytest_llmregress.cli.schema", "print the golden-file JSON Schema for editors"),
     "judge": ("pytest_llmregress.cli.judge", "measure the judge against human labels"),
+    "report": ("pytest_llmregress.cli.report", "an HTML report from a results file"),
 }
 
 

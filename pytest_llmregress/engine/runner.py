@@ -342,6 +342,18 @@ class Runner:
         # Judges that refused structured output (a 400), with the refusal: asked in plain text.
         self.plain_judges: dict[ModelRef, str] = {}
 
+    def status(self) -> dict[str, Any]:
+        """What the calls are doing now, for the progress line: calls in flight, each kind's
+        limit against its maximum, and how long new calls are still held (retry-after)."""
+        loop = asyncio.get_running_loop()
+        held = max(0.0, max(lim._hold_until for lim in self.limiters.values()) - loop.time())
+        return {
+            "in_flight": {kind: lim.in_use for kind, lim in self.limiters.items()},
+            "limit": {kind: lim.current for kind, lim in self.limiters.items()},
+            "max": {kind: lim.limit for kind, lim in self.limiters.items()},
+            "held_s": round(held, 1),
+        }
+
     def traffic_lines(self) -> dict[str, str | None]:
         """Each kind's ``Traffic.describe``: what its calls met, or None when nothing did."""
         return {
@@ -768,10 +780,21 @@ class Runner:
                 if swapped and isinstance(answer, (ProviderError, ScorerError)):
                     continue
                 raise answer
-            score, _ = answer
+            score, call = answer
             if not swapped:
                 scores.append(score)
-            votes.append(Vote(str(ref), score.value, score.passed, n, swapped))
+            votes.append(
+                Vote(
+                    str(ref),
+                    score.value,
+                    score.passed,
+                    n,
+                    swapped,
+                    call.input_tokens,
+                    call.output_tokens,
+                    call.cached,
+                )
+            )
         first = answers[0]
         assert not isinstance(first, BaseException)
         return combine(scores, votes, self._panel_mode), first[1]

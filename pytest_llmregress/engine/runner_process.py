@@ -22,7 +22,8 @@ with one line once the preflight is done: ``{"problems": {"provider:model": mess
 its lifeline closes: ``{"cache": health, "cache_use": counts, ...}`` (damaged cache entries
 replaced, hits and misses per kind of call, for the summary; see ``_say_last_words``).
 Clients send ``{"op": "case", "key", "case", "systems"}``, ``{"op": "complete", "id",
-"request"}`` or ``{"op": "judge", "id", "args"}`` over the socket; answers come back as calls
+"request"}``, ``{"op": "judge", "id", "args"}`` or ``{"op": "status", "id"}`` over the
+socket; answers come back as calls
 finish: ``{"key", "result", "baseline"}`` (or ``{"key", "failure"}``) and ``{"id", "value"}``
 (or ``{"id", "error"}``). A case runs once per session, keyed by its node id, however many
 processes send it (``CaseBoard``).
@@ -332,6 +333,11 @@ class RunnerClient:
             "params": dict(request.params),
         }
         return Completion.from_dict(self._call("complete", request=message))
+
+    def status(self) -> dict[str, Any]:
+        """The runner's calls now (``Runner.status``), for the progress line."""
+        value: dict[str, Any] = self._call("status")
+        return value
 
     def judge_sync(
         self, *, task: str, reference: str, output: str, threshold: float, rubric: Rubric = ()
@@ -703,6 +709,9 @@ async def _handle(runner: Runner, board: CaseBoard, reader: Any, writer: Any) ->
             message = json.loads(line)
             if message["op"] == "case":
                 board.request(message, send_bytes)
+                continue
+            if message["op"] == "status":  # answered at once, from the loop
+                send({"id": message["id"], "value": runner.status()})
                 continue
             task = asyncio.create_task(run_call(message))
             mine.add(task)

@@ -43,6 +43,13 @@ from pytest_llmregress.models.lifecycle import (
     parse_override,
     refresh_from_openai_models,
 )
+from pytest_llmregress.models.prices import (
+    ModelPrice,
+    PriceError,
+    PriceTable,
+    bundled_prices,
+    load_prices,
+)
 
 __all__ = [
     "CONFIG_FILENAME",
@@ -61,17 +68,22 @@ __all__ = [
     "ModelConfig",
     "ModelConfigError",
     "ModelInfo",
+    "ModelPrice",
     "ModelRole",
     "ParsedModelId",
+    "PriceError",
+    "PriceTable",
     "Provider",
     "Surface",
     "bundled_lifecycle",
+    "bundled_prices",
     "check",
     "classify",
     "find_config_file",
     "is_model_id",
     "load_model_config",
     "load_overrides_file",
+    "load_prices",
     "parse_model_id",
     "parse_override",
     "refresh_from_openai_models",

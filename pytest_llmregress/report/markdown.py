@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pytest_llmregress.report.terminal import failing_scores_text, noise_texts, worst_cases
+from pytest_llmregress.report.terminal import (
+    cost_change_text,
+    cost_texts,
+    failing_scores_text,
+    noise_texts,
+    worst_cases,
+)
 from pytest_llmregress.verdict.compare import (
     Attribution,
     Comparison,
@@ -24,6 +30,9 @@ from pytest_llmregress.verdict.gate import Verdict, decide
 from pytest_llmregress.verdict.judging import noise
 from pytest_llmregress.verdict.results import CaseResult, RunResult
 from pytest_llmregress.verdict.stats import wilson_interval
+
+if TYPE_CHECKING:
+    from pytest_llmregress.verdict.cost import CostChange, RunCost
 
 _ICON = {"regression": "❌", "within noise": "✅", "improvement": "🟢"}
 
@@ -105,9 +114,14 @@ _FLIP_HEADER = ("Case", "Baseline", "Candidate", "Δ score", "Candidate output",
 
 
 def comparison_markdown(
-    comparison: Comparison, *, worst: int = 10, title: str | None = None
+    comparison: Comparison,
+    *,
+    worst: int = 10,
+    title: str | None = None,
+    cost: CostChange | None = None,
 ) -> str:
-    """A comparison as a GitHub-flavoured markdown section."""
+    """A comparison as a GitHub-flavoured markdown section. ``cost``: the candidate calls'
+    cost per case in both runs, a row of the statistics."""
     c = comparison
     icon = _ICON[c.verdict]
     lines = [
@@ -145,6 +159,9 @@ def comparison_markdown(
             + ")",
         ],
     ]
+    if cost is not None:
+        change = cost_change_text(cost)
+        stats.append(["Cost per case", cell(change.removeprefix("cost per case").strip(" :"))])
     if c.score_delta is not None:
         d = c.score_delta
         stats.append(
@@ -254,8 +271,14 @@ def run_markdown(
     candidate: str | None = None,
     worst: int = 5,
     title: str | None = None,
+    cost: RunCost | None = None,
+    compare_cost: RunCost | None = None,
+    compare_label: str = "",
 ) -> str:
-    """One run's gate verdict as markdown: pass rate, verdict, reasons, worst cases.
+    """One run's gate verdict as markdown: pass rate, verdict, reasons, cost, worst cases.
+
+    ``cost``: what the run's calls cost (``verdict.cost.run_cost``); ``compare_cost``: the
+    ``--llm-compare-model``'s calls, named ``compare_label``.
 
     ``source`` is a :class:`~pytest_llmregress.verdict.gate.Verdict`, the ``verdict`` mapping of a
     results document, or a whole :class:`RunResult` (its cases give the worst cases; pass
@@ -309,6 +332,12 @@ def run_markdown(
         lines.append("**Noise**")
         lines.append("")
         lines += [f"- {cell(text.strip(), 600)}" for text in noise_texts(measured)]
+        lines.append("")
+    spent = [] if cost is None else cost_texts(cost, compare=compare_cost, label=compare_label)
+    if spent:
+        lines.append("**Cost**")
+        lines.append("")
+        lines += [f"- {cell(text.strip(), 400)}" for text in spent]
         lines.append("")
     bad = worst_cases(results, worst)
     if bad:

@@ -14,6 +14,7 @@ from pytest_llmregress.verdict.results import CaseResult
 if TYPE_CHECKING:  # the comparison module loads only when a run is compared
     from pytest_llmregress.scoring.score import Score
     from pytest_llmregress.verdict.compare import Comparison
+    from pytest_llmregress.verdict.cost import CostChange, RunCost
     from pytest_llmregress.verdict.judging import Noise
 
 
@@ -65,8 +66,14 @@ def summary_lines(
     chain: Sequence[str] = (),
     cache_use: str | None = None,
     damaged_state: Sequence[str] = (),
+    cost: RunCost | None = None,
+    compare_cost: RunCost | None = None,
+    compare_label: str = "",
 ) -> list[Line]:
     """Lines of the ``llmregress`` summary section, most important first.
+
+    ``cost``: what the run's calls cost (``verdict.cost.run_cost``), said after the tokens;
+    ``compare_cost``: the ``--llm-compare-model``'s calls, named ``compare_label``.
 
     ``cache_use``: the cache's hits and misses (``cache.cache_use_line``), None without a cache.
     ``damaged_state``: what was healed or skipped (damaged cache entries replaced, damaged
@@ -174,6 +181,9 @@ def summary_lines(
             + (f"; judge {judge_in} in / {judge_out} out" if judge else "")
         )
     )
+    if cost is not None:
+        spent = cost_texts(cost, compare=compare_cost, label=compare_label)
+        lines += [Line(text, "yellow" if "unknown price" in text else "") for text in spent]
     for requested, versions in sorted(resolved.items()):
         listed = ", ".join(f"{name} x{count}" for name, count in sorted(versions.items()))
         lines.append(Line(f"answered by: {requested} -> {listed}"))
@@ -212,8 +222,78 @@ def summary_lines(
     return lines
 
 
-def comparison_lines(comparison: Comparison, *, worst: int = 5) -> list[Line]:
-    """The comparison as terminal summary lines, most important first."""
+def money(value: float) -> str:
+    """``$0.42``, ``$12.30``; below a cent two significant digits (``$0.0031``)."""
+    if value == 0:
+        return "$0"
+    if abs(value) >= 0.01:
+        return f"${value:,.2f}"
+    digits = max(2, -math.floor(math.log10(abs(value))) + 1)
+    return f"${value:.{digits}f}"
+
+
+def _as_of(cost: RunCost) -> str:
+    dates = [d.isoformat() for d in cost.as_of]
+    text = ""
+    if dates:
+        text = f"prices as of {dates[0]}" + (f" to {dates[-1]}" if len(dates) > 1 else "")
+    if cost.project_prices:
+        text += ("; " if text else "") + "the project's own prices"
+    return text
+
+
+def cost_texts(cost: RunCost, *, compare: RunCost | None = None, label: str = "") -> list[str]:
+    """What the run's calls cost, one sentence each (the terminal summary and the markdown):
+    the candidate's and the judge's, the prices' date, what came from the response cache,
+    and every model whose price is unknown (said, never guessed). ``compare``: the
+    ``--llm-compare-model`` run's candidate calls, named ``label``."""
+    if not cost.candidate.calls and not cost.judge.calls:
+        return []
+    parts = [f"candidate {money(cost.candidate.cost)}"]
+    if cost.judge.calls:
+        parts.append(f"judge {money(cost.judge.cost)}")
+    if compare is not None and compare.candidate.calls:
+        parts.append(f"{label or 'compare model'} {money(compare.candidate.cost)}")
+    when = _as_of(cost)
+    text = f"cost: {', '.join(parts)}" + (f" ({when})" if when else "")
+    per_case = cost.candidate_per_case
+    if per_case is not None:
+        text += f"; candidate {money(per_case)} per case"
+    texts = [text]
+    cached = cost.cached_cost + (compare.cached_cost if compare is not None else 0.0)
+    if cached:
+        texts.append(f"  {money(cached)} of it replayed from the response cache, not spent")
+    unpriced = dict(cost.candidate.unpriced)
+    for model, calls in [
+        *cost.judge.unpriced.items(),
+        *(compare.candidate.unpriced.items() if compare is not None else ()),
+    ]:
+        unpriced[model] = unpriced.get(model, 0) + calls
+    for model, calls in sorted(unpriced.items()):
+        texts.append(
+            f"  unknown price for {model} ({calls} call{'s' if calls != 1 else ''} not in the "
+            "cost): add it under [tool.llmregress.prices]"
+        )
+    return texts
+
+
+def cost_change_text(change: CostChange) -> str:
+    """``cost per case $0.0031 -> $0.0024 (-23%)``, or why it cannot be said."""
+    if change.unpriced:
+        return f"cost per case: unknown price for {', '.join(change.unpriced)}"
+    if change.baseline_per_case is None or change.candidate_per_case is None:
+        return "cost per case: no priced calls"
+    text = f"cost per case {money(change.baseline_per_case)} -> {money(change.candidate_per_case)}"
+    if change.relative is not None:
+        text += f" ({change.relative:+.0%})"
+    return text + f" on {cases(change.cases)}"
+
+
+def comparison_lines(
+    comparison: Comparison, *, worst: int = 5, cost: CostChange | None = None
+) -> list[Line]:
+    """The comparison as terminal summary lines, most important first. ``cost``: the
+    candidate calls' cost per case in both runs, said next to the quality change."""
     from pytest_llmregress.verdict.compare import worst_pairs
 
     c = comparison
@@ -260,6 +340,8 @@ def comparison_lines(comparison: Comparison, *, worst: int = 5) -> list[Line]:
             + (", mid-p" if c.mid_p else "")
         )
     )
+    if cost is not None:
+        lines.append(Line(cost_change_text(cost)))
     if c.score_delta is not None:
         d = c.score_delta
         lines.append(

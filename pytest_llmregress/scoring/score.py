@@ -24,7 +24,9 @@ class Vote:
 
     ``repeat``: which of the judge's repeats (0 first); ``swapped``: the judge saw the candidate
     before the reference (the order check): such a vote is measured, never counted in the
-    score.
+    score. ``input_tokens``, ``output_tokens``: the call's usage, and ``cached``: its verdict
+    came from the judge cache (what the call cost, for the cost report; 0 in results written
+    before votes kept them).
     """
 
     judge: str
@@ -32,6 +34,9 @@ class Vote:
     passed: bool
     repeat: int = 0
     swapped: bool = False
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

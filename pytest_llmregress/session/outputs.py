@@ -16,9 +16,11 @@ from pytest_llmregress.core.masking import mask_url
 from pytest_llmregress.settings import format_value
 
 if TYPE_CHECKING:
+    from pytest_llmregress.models.prices import PriceTable
     from pytest_llmregress.report.terminal import Line
     from pytest_llmregress.session.gather import Gatherer
     from pytest_llmregress.session.plan import RunPlan
+    from pytest_llmregress.verdict.cost import CostChange, RunCost
     from pytest_llmregress.verdict.results import CaseResult, RunResult
 
 
@@ -116,6 +118,105 @@ def junit_properties(result: CaseResult) -> list[tuple[str, object]]:
 # -- at the end ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Costs:
+    """What the session's calls cost: the candidate's and the judge's (``run``), the
+    ``--llm-compare-model``'s, the comparison's cost change; ``error`` when the project's
+    prices do not read (then nothing is priced)."""
+
+    run: RunCost | None = None
+    compare: RunCost | None = None
+    change: CostChange | None = None
+    error: str | None = None
+
+
+def plan_prices(plan: RunPlan) -> PriceTable:
+    """The bundled prices with the project's ``[tool.llmregress.prices]`` (the model config's
+    file); :class:`~pytest_llmregress.models.prices.PriceError` naming file and key."""
+    from pytest_llmregress.models.prices import load_prices
+
+    config = plan.model_config
+    return load_prices(config.path if config is not None else None)
+
+
+def session_costs(plan: RunPlan, gathered: Gatherer) -> Costs:
+    """The session's :class:`Costs` (``verdict/cost.py``'s arithmetic on the gathered
+    results)."""
+    from pytest_llmregress.models.prices import PriceError
+    from pytest_llmregress.verdict.cost import cost_change, run_cost
+
+    try:
+        table = plan_prices(plan)
+    except PriceError as error:
+        return Costs(error=f"cost: prices not read: {error}")
+    comparison = gathered.comparison
+    return Costs(
+        run=run_cost(gathered.results, table),
+        compare=run_cost(gathered.compare_results, table) if gathered.compare_results else None,
+        change=cost_change(comparison, table) if comparison is not None else None,
+    )
+
+
+def junit_session_properties(plan: RunPlan, gathered: Gatherer) -> list[tuple[str, object]]:
+    """The session's verdict as JUnit test-suite properties: the verdict, pass rate and its
+    interval, the counts, the comparison's verdict and p-value, and the cost."""
+    verdict = gathered.verdict
+    if plan.candidate is None or verdict is None:
+        return []
+    outcome = "recorded" if verdict.is_recording else ("passed" if verdict.ok else "failed")
+    properties: list[tuple[str, object]] = [
+        ("llm_verdict", outcome),
+        ("llm_model", str(plan.candidate)),
+        ("llm_passed", verdict.passed),
+        ("llm_failed", verdict.failed),
+        ("llm_errors", verdict.errors),
+    ]
+    if verdict.pass_rate is not None and not verdict.is_recording:
+        low, high = verdict.interval
+        properties += [
+            ("llm_pass_rate", round(verdict.pass_rate, 4)),
+            ("llm_pass_rate_low", round(low, 4)),
+            ("llm_pass_rate_high", round(high, 4)),
+            ("llm_min_pass_rate", verdict.min_pass_rate),
+        ]
+    if verdict.reasons and not verdict.is_recording:
+        properties.append(("llm_reasons", "; ".join(verdict.reasons)))
+    comparison = gathered.comparison
+    if comparison is not None:
+        properties += [
+            ("llm_comparison", comparison.verdict),
+            ("llm_comparison_baseline", comparison.baseline_label),
+            ("llm_comparison_p_value", round(comparison.p_value, 6)),
+            ("llm_comparison_difference", round(comparison.difference, 4)),
+        ]
+    costs = session_costs(plan, gathered)
+    if costs.run is not None:
+        run = costs.run
+        properties += [
+            ("llm_cost_usd", round(run.total, 6)),
+            ("llm_cost_candidate_usd", round(run.candidate.cost, 6)),
+            ("llm_cost_judge_usd", round(run.judge.cost, 6)),
+        ]
+        if run.as_of:
+            properties.append(("llm_prices_as_of", run.as_of[-1].isoformat()))
+        unpriced = sorted({*run.candidate.unpriced, *run.judge.unpriced})
+        if unpriced:
+            properties.append(("llm_cost_unknown_price", ", ".join(unpriced)))
+    if costs.change is not None and costs.change.relative is not None:
+        properties.append(("llm_comparison_cost_change", round(costs.change.relative, 4)))
+    return properties
+
+
+def add_junit_session_properties(xml: object, plan: RunPlan, gathered: Gatherer) -> None:
+    """Add :func:`junit_session_properties` to pytest's JUnit XML (``xml``: the junitxml
+    plugin's ``LogXML``, None without ``--junitxml``), before it writes the file."""
+    add = getattr(xml, "add_global_property", None)
+    if add is None:
+        return
+    for name, value in junit_session_properties(plan, gathered):
+        add(name, value)
+
+
 def model_warnings(plan: RunPlan, gathered: Gatherer) -> list[str]:
     """Lifecycle warnings (an alias says which snapshot it answered as in this run), then
     the preflight's and the runner's warnings about models."""
@@ -161,6 +262,7 @@ def summary(plan: RunPlan, gathered: Gatherer, recorded: Recorded) -> list[Line]
         return [Line(f"model warning: {w}", "yellow") for w in model_warnings(plan, gathered)]
 
     report_path = plan.report_path
+    costs = session_costs(plan, gathered)
     lines = summary_lines(
         verdict,
         gathered.results,
@@ -175,7 +277,12 @@ def summary(plan: RunPlan, gathered: Gatherer, recorded: Recorded) -> list[Line]
         chain=[str(ref) for ref in plan.chain] if plan.fallbacks else (),
         cache_use=gathered.cache_use,
         damaged_state=gathered.damaged_state,
+        cost=costs.run,
+        compare_cost=costs.compare,
+        compare_label=str(plan.compare or ""),
     )
+    if costs.error:
+        lines.append(Line(costs.error, "red"))
     if not verdict.is_recording:
         lines += [Line(text) for text in noise_texts(gathered.noise())]
         lines += [
@@ -184,7 +291,7 @@ def summary(plan: RunPlan, gathered: Gatherer, recorded: Recorded) -> list[Line]
         ]
     lines += [Line(text, "yellow") for text in gathered.traffic_lines]
     if gathered.comparison is not None:
-        lines += comparison_lines(gathered.comparison, worst=plan.settings.worst)
+        lines += comparison_lines(gathered.comparison, worst=plan.settings.worst, cost=costs.change)
     if gathered.comparison_error:
         lines.append(Line(gathered.comparison_error, "red"))
     for text in recorded.lines:
@@ -246,6 +353,16 @@ def run_result(plan: RunPlan, gathered: Gatherer) -> RunResult:
         noise=gathered.noise().to_dict() or None,
         comparison=None if comparison is None else comparison.to_dict(cases=False),
     )
+    costs = session_costs(plan, gathered)
+    if costs.run is not None:
+        cost = costs.run.to_dict()
+        if costs.compare is not None:
+            cost["compare"] = costs.compare.to_dict()
+        if costs.change is not None:
+            cost["change"] = costs.change.to_dict()
+        metadata["cost"] = cost
+    elif costs.error:
+        metadata["cost"] = {"error": costs.error}
 
     def in_file_order(results: list[CaseResult]) -> list[CaseResult]:
         return sorted(results, key=lambda r: (r.path, r.line, r.case_id))
@@ -259,8 +376,9 @@ def write_outputs(
     plan: RunPlan, gathered: Gatherer, environ: Mapping[str, str] | None = None
 ) -> Recorded:
     """Everything the end of a run writes: the results file (``--llm-report``, replacing its
-    journals unless cases are missing), the history copy, the markdown summary, and recorded
-    references. ``environ``: where ``GITHUB_STEP_SUMMARY`` is read (default ``os.environ``)."""
+    journals unless cases are missing), the history copy, the markdown summary, the HTML page
+    (``--llm-html``) and recorded references. ``environ``: where ``GITHUB_STEP_SUMMARY`` is
+    read (default ``os.environ``)."""
     from pytest_llmregress.verdict.results import finish_results, write_json_atomic
 
     run = run_result(plan, gathered)
@@ -272,6 +390,7 @@ def write_outputs(
         model = "".join(c if c.isalnum() or c in "-._" else "_" for c in str(plan.candidate))
         write_json_atomic(folder / f"{stamp}_{model}.json", run.to_dict())
     write_markdown(plan, gathered, run, os.environ if environ is None else environ)
+    write_html(plan, gathered, run)
     return record_references(plan, gathered.results)
 
 
@@ -286,14 +405,22 @@ def write_markdown(
     from pytest_llmregress.report.markdown import comparison_markdown, run_markdown
 
     verdict = gathered.verdict
+    costs = session_costs(plan, gathered)
     text = run_markdown(
         verdict if verdict is not None else run,
         results=gathered.results,
         candidate=str(plan.candidate),
         worst=settings.worst,
+        cost=costs.run,
+        compare_cost=costs.compare,
+        compare_label=str(plan.compare or ""),
     )
+    if costs.error:
+        text += f"\n> ⚠️ {costs.error}\n"
     if gathered.comparison is not None:
-        text += "\n" + comparison_markdown(gathered.comparison, worst=settings.worst)
+        text += "\n" + comparison_markdown(
+            gathered.comparison, worst=settings.worst, cost=costs.change
+        )
     if settings.markdown:
         target = plan.rooted(settings.markdown)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -301,6 +428,32 @@ def write_markdown(
     if step_summary:
         with open(step_summary, "a", encoding="utf-8") as handle:
             handle.write(text + "\n")
+
+
+def write_html(plan: RunPlan, gathered: Gatherer, run: RunResult) -> None:
+    """``--llm-html``: the run's self-contained HTML page, with the comparison, the runs
+    before this one in ``--llm-history``, each case's input from its golden file and the
+    model warnings."""
+    if not plan.settings.html:
+        return
+    from pytest_llmregress.report.html import (
+        history_points,
+        load_history_runs,
+        load_inputs,
+        render_html,
+    )
+    from pytest_llmregress.report.html import write_html as write_page
+
+    history = plan.settings.history
+    runs = load_history_runs(plan.rooted(history), exclude=run) if history else []
+    page = render_html(
+        run,
+        comparison=gathered.comparison,
+        history=history_points(runs),
+        inputs=load_inputs(run.cases, plan.root),
+        warnings=model_warnings(plan, gathered),
+    )
+    write_page(plan.rooted(plan.settings.html), page)
 
 
 def record_references(plan: RunPlan, results: list[CaseResult]) -> Recorded:

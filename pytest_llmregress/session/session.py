@@ -15,17 +15,24 @@ all there is to do when the session never reached its end (a usage error at star
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from _pytest.junitxml import xml_key as junit_xml_key  # pytest's LogXML, --junitxml
 
 from pytest_llmregress.hookspecs import session_scorers
 from pytest_llmregress.scoring.finish import finish_with_team_scorers
 from pytest_llmregress.session.gather import Gatherer
-from pytest_llmregress.session.outputs import Recorded, junit_properties, write_outputs
+from pytest_llmregress.session.outputs import (
+    Recorded,
+    add_junit_session_properties,
+    junit_properties,
+    write_outputs,
+)
 from pytest_llmregress.session.plan import (
     WORKER_DIST,
     WORKER_RUNNER,
@@ -35,6 +42,7 @@ from pytest_llmregress.session.plan import (
     dist_problem,
     resolve_plan,
 )
+from pytest_llmregress.session.progress import Progress
 from pytest_llmregress.settings import Settings
 from pytest_llmregress.verdict.results import CaseResult, ResultsJournal
 
@@ -98,6 +106,9 @@ class LLMRegressSession:
         self._own_results: dict[str, CaseResult] = {}  # a lone process's results, by node id
         self._submitted_groups: set[str] = set()
         self._groups: dict[str, list[GoldenItem]] | None = None
+        self._progress: Progress | bool | None = None  # False: no progress line this run
+        self._status_client: RunnerClient | None = None  # the xdist controller's, for it
+        self._started = time.monotonic()  # the progress line's ETA counts from here
 
     # -- start-up ----------------------------------------------------------------------------
 
@@ -371,6 +382,56 @@ class LLMRegressSession:
             CaseResult.from_dict(baseline) if baseline is not None else None,
             failed=report.failed,
         )
+        self._tick_progress()
+
+    def _tick_progress(self) -> None:
+        """The progress line (``progress.py``): in CI logs (no TTY) and under xdist, not
+        with ``-q``."""
+        if self._progress is None:
+            self._progress = self._make_progress() or False
+        if self._progress is False:
+            return
+        assert isinstance(self._progress, Progress)
+        if not self._progress.due():  # cheap: most reports only look at the clock
+            return
+        results = self.gathered.results
+        outcomes = [r.outcome for r in results]
+        self._progress.tick(
+            done=len(results),
+            total=len(self.gathered.expected) or len(results),
+            passed=outcomes.count("passed"),
+            failed=outcomes.count("failed"),
+            errors=outcomes.count("error"),
+        )
+
+    def _make_progress(self) -> Progress | None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None or self.config.get_verbosity() < 0 or self.plan.candidate is None:
+            return None
+        under_xdist = self.runner is None and self.runner_process is not None
+        if reporter.isatty() and not under_xdist:  # pytest's own progress line says enough
+            return None
+
+        def write(text: str) -> None:
+            # On a line of progress dots: a line of its own (pytest's ensure_newline knows
+            # only the file-name prefix it wrote itself).
+            if getattr(getattr(reporter, "_tw", None), "width_of_current_line", 0):
+                reporter.write("\n")
+            reporter.write_line(text)
+
+        return Progress(write=write, status=self._runner_status, started=self._started)
+
+    def _runner_status(self) -> dict[str, Any] | None:
+        """The runner's calls now; the xdist controller asks over a connection of its own."""
+        if self.runner is not None:
+            return self.runner.status()
+        if self.runner_process is None:
+            return None
+        if self._status_client is None:
+            from pytest_llmregress.engine.runner_process import RunnerClient
+
+            self._status_client = RunnerClient(self.runner_process.address)
+        return self._status_client.status()
 
     def note_collect_error(self, nodeid: str) -> None:
         self.gathered.note_collect_error(nodeid)
@@ -394,6 +455,9 @@ class LLMRegressSession:
             session.exitstatus = pytest.ExitCode(settled)
         try:
             if self.plan.candidate is not None and self.gathered.results:
+                # Before junitxml's own pytest_sessionfinish writes the file (ours is tryfirst).
+                xml = session.config.stash.get(junit_xml_key, None)
+                add_junit_session_properties(xml, self.plan, self.gathered)
                 self.recorded = write_outputs(self.plan, self.gathered, os.environ)
         finally:
             self.close()
@@ -416,6 +480,9 @@ class LLMRegressSession:
         if self.runner is not None:
             self.runner.close()
             self.runner = None
+        if self._status_client is not None:
+            self._status_client.close()
+            self._status_client = None
         if self.runner_process is not None:
             self.runner_process.stop()
             for notice in self.runner_process.notices:  # a damaged cache file moved aside
