@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -657,3 +658,5 @@ def test_a_stored_repeated_run_is_a_baseline_compared_on_pass_fractions(
     printed = capsys.readouterr().out
     assert "paired sign-flip test on per-case pass fractions" in printed
     assert "mean pass rate over repeats" in printed
+    # Priced with the bundled table: the migration's cost per case beside its quality.
+    assert re.search(r"cost per case \$[\d.]+ -> \$[\d.]+ \([+-]\d+%\) on 10 cases", printed)

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_llmregress.report.terminal import comparison_lines
 from pytest_llmregress.verdict.compare import (
@@ -46,6 +46,9 @@ from pytest_llmregress.verdict.compare import (
     within_run_moves,
 )
 from pytest_llmregress.verdict.results import RunResult, read_results
+
+if TYPE_CHECKING:
+    from pytest_llmregress.verdict.cost import CostChange
 
 EXIT_OK = 0
 EXIT_REGRESSION = 1
@@ -199,8 +202,27 @@ def _append(path: str, text: str) -> None:
         handle.write("\n")
 
 
-def _text(comparison: Comparison, worst: int) -> str:
-    return "\n".join(line.text for line in comparison_lines(comparison, worst=worst)) + "\n"
+def _text(comparison: Comparison, worst: int, cost: CostChange | None = None) -> str:
+    lines = comparison_lines(comparison, worst=worst, cost=cost)
+    return "\n".join(line.text for line in lines) + "\n"
+
+
+def _cost_change(comparison: Comparison) -> CostChange | None:
+    """The migration's cost per case, priced with the bundled table and this project's own
+    prices (``llmregress.toml``, else ``pyproject.toml`` in the current folder); None, with a
+    note, when the project's prices do not read."""
+    from pytest_llmregress.models.prices import PriceError, load_prices
+    from pytest_llmregress.verdict.cost import cost_change
+
+    config = next(
+        (p for p in (Path("llmregress.toml"), Path("pyproject.toml")) if p.is_file()), None
+    )
+    try:
+        table = load_prices(config)
+    except PriceError as exc:
+        print(f"llmregress: note: prices not read, no cost shown: {exc}", file=sys.stderr)
+        return None
+    return cost_change(comparison, table)
 
 
 def _attribution_text(attribution: Attribution) -> str:
@@ -270,17 +292,19 @@ def compare_main(argv: Sequence[str]) -> int:
         baseline_fallback=args.files[0],
         candidate_fallback=args.files[1],
     )
+    cost = _cost_change(comparison)
     if args.format == "json":
         document = comparison.to_dict()
         document["files"] = {"baseline": args.files[0], "candidate": args.files[1]}
+        document["cost"] = None if cost is None else cost.to_dict()
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
     elif args.format == "markdown":
-        sys.stdout.write(comparison_markdown(comparison, worst=args.worst))
+        sys.stdout.write(comparison_markdown(comparison, worst=args.worst, cost=cost))
     else:
         sys.stdout.write(f"baseline:  {args.files[0]}\ncandidate: {args.files[1]}\n")
-        sys.stdout.write(_text(comparison, args.worst))
+        sys.stdout.write(_text(comparison, args.worst, cost))
     if args.markdown:
-        _append(args.markdown, comparison_markdown(comparison, worst=args.worst))
+        _append(args.markdown, comparison_markdown(comparison, worst=args.worst, cost=cost))
     if args.fail_on_regression and comparison.is_regression:
         return EXIT_REGRESSION
     if args.fail_on_regression and not comparison.comparable:
