@@ -58,6 +58,7 @@ _fraction = _number(float, lambda x: 0.0 <= x <= 1.0, "a number between 0 and 1"
 _positive_int = _number(int, lambda x: x >= 1, "a positive integer")
 _non_negative_int = _number(int, lambda x: x >= 0, "an integer >= 0")
 _positive_float = _number(float, lambda x: 0.0 < x < math.inf, "a number of seconds > 0")
+_dollars = _number(float, lambda x: 0.0 <= x < math.inf, "an amount of US dollars >= 0")
 
 
 def _choice(*choices: str) -> Callable[[str], str]:
@@ -491,6 +492,15 @@ OPTIONS: tuple[Option, ...] = (
         "PATH",
     ),
     Option(
+        "max_cost",
+        _dollars,
+        None,
+        "a budget in US dollars: no call is sent that could take the spend past it (each call "
+        "reserves its input and max_tokens at the model's price); cases not run are reported "
+        "and the gate fails (default: none)",
+        "USD",
+    ),
+    Option(
         "history",
         _text,
         None,
@@ -566,6 +576,7 @@ class Settings:
     alpha: float
     markdown: str | None
     html: str | None
+    max_cost: float | None
     history: str | None
     worst: int
     golden_files: tuple[str, ...]
@@ -618,6 +629,7 @@ class RunnerSettings:
     judge_repeat: int
     judge_panel: str
     judge_order_sample: float
+    max_cost: float | None
 
     @classmethod
     def of(cls, settings: Settings) -> RunnerSettings:
@@ -639,6 +651,7 @@ class RunnerSettings:
             judge_repeat=settings.judge_repeat,
             judge_panel=settings.judge_panel,
             judge_order_sample=settings.judge_order_sample,
+            max_cost=settings.max_cost,
         )
 
     @classmethod

@@ -39,6 +39,7 @@ def test_the_runner_slice_is_built_from_the_settings_and_crosses_as_json() -> No
         judge_repeat=3,
         judge_panel="majority",
         judge_order_sample=0.25,
+        max_cost=2.5,
     )
     slice_ = RunnerSettings.of(settings)
     assert slice_ == RunnerSettings(
@@ -58,6 +59,7 @@ def test_the_runner_slice_is_built_from_the_settings_and_crosses_as_json() -> No
         judge_repeat=3,
         judge_panel="majority",
         judge_order_sample=0.25,
+        max_cost=2.5,
     )
     assert RunnerSettings.from_json(json.loads(json.dumps(slice_.to_json()))) == slice_
 

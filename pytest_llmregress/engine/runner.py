@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pytest_llmregress.cases.golden import GoldenCase
 from pytest_llmregress.core.masking import mask_url, mask_urls_in
+from pytest_llmregress.engine.budget import Budget
 from pytest_llmregress.engine.cache import ResponseCache, request_key
 from pytest_llmregress.providers.base import (
     ChatMessage,
@@ -295,6 +296,7 @@ class Runner:
         compare: ModelRef | None = None,
         fallbacks: tuple[ModelRef, ...] = (),
         panel: tuple[ModelRef, ...] = (),
+        prices: Mapping[str, tuple[float, float]] | None = None,
         base_delay: float = RetryPolicy.base_delay,
     ) -> None:
         self.candidate = candidate
@@ -314,6 +316,12 @@ class Runner:
         self._judge_repeat = settings.judge_repeat
         self._panel_mode: PanelMode = "majority" if settings.judge_panel == "majority" else "mean"
         self._order_sample = settings.judge_order_sample
+        # --llm-max-cost: every call reserves its most at its model's price (``prices``:
+        # (input, output) USD per million tokens by provider:model; the plan checks that
+        # every model of the run has one).
+        self.budget: Budget | None = (
+            Budget(settings.max_cost, prices or {}) if settings.max_cost is not None else None
+        )
         self._endpoints = endpoints
         self._timeout = settings.timeout
         self._case_deadline = settings.case_deadline
@@ -372,6 +380,13 @@ class Runner:
         """
         assert self.candidate is not None
         systems = systems or {}
+        if self.budget is not None and self.budget.stopped:
+            message = (
+                f"not run: the budget was reached ({self.budget.describe()}); a partial run "
+                "is never a pass"
+            )
+            compare = case_error(key, case, message, "budget") if self.compare else None
+            return case_error(key, case, message, "budget"), compare
         if self.compare is None:
             return await self._run_repeats(key, case, self.candidate, systems), None
         result, baseline = await asyncio.gather(
@@ -548,6 +563,10 @@ class Runner:
         traffic = self.traffic[kind]
         refused = self.refused_params.setdefault(ref, {})
 
+        budget = self.budget
+        if budget is not None:
+            request = budget.with_bound(request)
+
         async def attempt() -> Completion:
             while True:
                 sent = request
@@ -569,7 +588,13 @@ class Runner:
         async def send(request: Request) -> Completion:
             generation = limiter.generation
             crowded = limiter.in_use > 1
+            reserved = (
+                budget.reserve(str(ref), ref.provider, request, starts_case=kind == "candidate")
+                if budget
+                else 0.0
+            )
             traffic.requests += 1
+            completion: Completion | None = None
             try:
                 completion = await self._complete_in_time(provider, ref, request)
             except ProviderError as error:
@@ -580,6 +605,9 @@ class Runner:
                     traffic.timeouts += 1
                     limiter.back_off(generation)
                 raise
+            finally:
+                if budget is not None:
+                    budget.settle(str(ref), reserved, completion)
             await limiter.on_success(
                 generation, completion.latency_s, completion.output_tokens, crowded
             )
@@ -650,7 +678,8 @@ class Runner:
         try:
             completion = await self._call("candidate", model, request, systems, repeat)
         except ProviderError as error:
-            return _error_result(nodeid, case, started, f"model call failed: {error}", error.kind)
+            failed = "not run" if error.kind == "budget" else "model call failed"
+            return _error_result(nodeid, case, started, f"{failed}: {error}", error.kind)
         scores: list[Score] = []
         judge_completion: Completion | None = None
         # A case none of whose scorers uses a reference (exact with its own value) is judged.

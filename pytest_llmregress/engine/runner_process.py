@@ -124,6 +124,7 @@ def runner_config(
     compare: ModelRef | None = None,
     fallbacks: Iterable[ModelRef] = (),
     panel: Iterable[ModelRef] = (),
+    prices: Mapping[str, tuple[float, float]] | None = None,
     preflight: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
@@ -141,6 +142,7 @@ def runner_config(
         },
         "fallbacks": [str(ref) for ref in fallbacks],
         "panel": [str(ref) for ref in panel],
+        "prices": {model: list(pair) for model, pair in (prices or {}).items()},
         "base_urls": dict(endpoints.base_urls),
         "api_keys": dict(endpoints.api_keys),
         "preflight": preflight,
@@ -553,6 +555,7 @@ async def _serve(config: Mapping[str, Any], listener: socket.socket, ready: IO[s
         compare=models["compare"],
         fallbacks=fallbacks,
         panel=panel,
+        prices={model: (pair[0], pair[1]) for model, pair in config.get("prices", {}).items()},
         endpoints=endpoints,
         settings=settings,
         cache=cache,

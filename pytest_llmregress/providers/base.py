@@ -81,6 +81,7 @@ ErrorKind = Literal[
     "timeout",
     "connection",
     "bad_response",  # the API answered 200 with something unusable (no text)
+    "budget",  # not sent: --llm-max-cost would be passed (no request was made)
 ]
 
 RETRYABLE_KINDS: frozenset[str] = frozenset({"rate_limit", "server", "timeout", "connection"})

@@ -108,7 +108,9 @@ def summary_lines(
     lines.append(
         Line(
             f"{'judged, not recorded: ' if verdict.is_recording else ''}"
-            f"{verdict.passed} passed, {verdict.failed} failed, {verdict.errors} errors "
+            f"{verdict.passed} passed, {verdict.failed} failed, {verdict.errors} errors"
+            + (f", {verdict.not_run} not run (budget)" if verdict.not_run else "")
+            + " "
             f"(errors are not in the pass rate; max error rate {percent(verdict.max_error_rate)})"
         )
     )

@@ -16,7 +16,6 @@ from pytest_llmregress.core.masking import mask_url
 from pytest_llmregress.settings import format_value
 
 if TYPE_CHECKING:
-    from pytest_llmregress.models.prices import PriceTable
     from pytest_llmregress.report.terminal import Line
     from pytest_llmregress.session.gather import Gatherer
     from pytest_llmregress.session.plan import RunPlan
@@ -130,15 +129,6 @@ class Costs:
     error: str | None = None
 
 
-def plan_prices(plan: RunPlan) -> PriceTable:
-    """The bundled prices with the project's ``[tool.llmregress.prices]`` (the model config's
-    file); :class:`~pytest_llmregress.models.prices.PriceError` naming file and key."""
-    from pytest_llmregress.models.prices import load_prices
-
-    config = plan.model_config
-    return load_prices(config.path if config is not None else None)
-
-
 def session_costs(plan: RunPlan, gathered: Gatherer) -> Costs:
     """The session's :class:`Costs` (``verdict/cost.py``'s arithmetic on the gathered
     results)."""
@@ -146,7 +136,7 @@ def session_costs(plan: RunPlan, gathered: Gatherer) -> Costs:
     from pytest_llmregress.verdict.cost import cost_change, run_cost
 
     try:
-        table = plan_prices(plan)
+        table = plan.price_table()
     except PriceError as error:
         return Costs(error=f"cost: prices not read: {error}")
     comparison = gathered.comparison

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from pytest_llmregress.cases.golden import GoldenCase
     from pytest_llmregress.engine.runner import CaseRun, SystemPrompt
     from pytest_llmregress.models import LifecycleFinding, ModelConfig
+    from pytest_llmregress.models.prices import PriceTable
     from pytest_llmregress.prompts.library import PromptLibrary
 
 WORKER_SERVER_URL = "llmregress_server_url"
@@ -154,6 +155,8 @@ class RunPlan:
     resumed: Mapping[str, CaseRun] = field(default_factory=dict)  # node id -> (result, compare)
     resume_notes: tuple[str, ...] = ()  # damaged journal lines skipped on resume
     prompts: PromptResolver | None = None
+    # --llm-max-cost: each model's (input, output) USD per million tokens, by provider:model
+    prices: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     prompts_metadata: Mapping[str, Any] = field(default_factory=dict)  # prompt_model, prompts
 
     # -- derived -----------------------------------------------------------------------------
@@ -197,6 +200,14 @@ class RunPlan:
         roles += [("judge", ref) for ref in self.panel]
         roles += [("fallback", ref) for ref in self.fallbacks]
         return [(role, ref) for role, ref in roles if ref is not None]
+
+    def price_table(self) -> PriceTable:
+        """The bundled prices with the project's ``[tool.llmregress.prices]`` (the model
+        config's file); a ``PriceError`` naming file and key."""
+        from pytest_llmregress.models.prices import load_prices
+
+        config = self.model_config
+        return load_prices(config.path if config is not None else None)
 
     def is_golden(self, nodeid: str) -> bool:
         """Whether a node id is a golden case (``path::case`` of a ``golden_files`` file)."""
@@ -250,6 +261,7 @@ class RunPlan:
             compare=self.compare,
             fallbacks=self.fallbacks,
             panel=self.panel,
+            prices=self.prices,
             preflight=settings.preflight != "off" and settings.cache != "replay",
             cache_dir=self.cache_dir,
         )
@@ -347,11 +359,40 @@ def resolve_plan(
         resumed, notes = load_resumed(plan.rooted(settings.resume), plan.compare)
         plan = replace(plan, resumed=resumed, resume_notes=notes)
     check_baseline(plan)
+    plan = replace(plan, prices=budget_prices(plan))
     if collect_only or plan.key_problem:
         # Nothing will call a model: start no process, import no SDK. A missing key stops
         # the session only if a selected test needs a model (the session's ``before_run``).
         return plan
     return resolve_prompts(plan)  # bad prompt files stop the run here
+
+
+def budget_prices(plan: RunPlan) -> dict[str, tuple[float, float]]:
+    """``--llm-max-cost``: the price of every model of the run, or a ``PlanError`` naming those
+    without one (a budget cannot bound calls it cannot price)."""
+    if plan.settings.max_cost is None:
+        return {}
+    from pytest_llmregress.models.prices import PriceError
+
+    try:
+        table = plan.price_table()
+    except PriceError as exc:
+        raise PlanError(f"pytest-llmregress: --llm-max-cost: {exc}") from None
+    prices: dict[str, tuple[float, float]] = {}
+    unpriced: list[str] = []
+    for _, ref in plan.models_by_role():
+        price = table.lookup(ref.provider, ref.model)
+        if price is None:
+            unpriced.append(str(ref))
+        else:
+            prices[str(ref)] = (price.input, price.output)
+    if unpriced:
+        raise PlanError(
+            f"pytest-llmregress: --llm-max-cost needs the price of every model of the run; "
+            f"none is known for {', '.join(dict.fromkeys(unpriced))} (add it under "
+            '[tool.llmregress.prices."ID"], see docs/cost.md)'
+        )
+    return prices
 
 
 def load_model_config(root: Path, pyproject: Path | None) -> ModelConfig:

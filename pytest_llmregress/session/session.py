@@ -47,6 +47,7 @@ from pytest_llmregress.settings import Settings
 from pytest_llmregress.verdict.results import CaseResult, ResultsJournal
 
 if TYPE_CHECKING:
+    from pytest_llmregress.cases.golden import GoldenCase
     from pytest_llmregress.collect.items import GoldenItem
     from pytest_llmregress.engine.runner import CaseRun
     from pytest_llmregress.engine.runner_process import (
@@ -109,6 +110,7 @@ class LLMRegressSession:
         self._progress: Progress | bool | None = None  # False: no progress line this run
         self._status_client: RunnerClient | None = None  # the xdist controller's, for it
         self._started = time.monotonic()  # the progress line's ETA counts from here
+        self._budget_said = False
 
     # -- start-up ----------------------------------------------------------------------------
 
@@ -217,6 +219,15 @@ class LLMRegressSession:
         collecting_only = self.config.option.collectonly
         if plan.key_problem and plan.candidate is not None and expected and not collecting_only:
             raise pytest.UsageError(plan.key_problem)
+        distributing = self.config.pluginmanager.has_plugin("dsession")
+        if (
+            distributing
+            and expected
+            and plan.settings.max_cost is not None
+            and not self._budget_said
+        ):
+            self._budget_said = True  # every worker collects the same cases: said once
+            self._say_budget(self._expected_cases())
 
     def before_run(self, session: pytest.Session) -> None:
         """Just before the first test runs: the preflight verdict, and golden collect errors.
@@ -247,6 +258,58 @@ class LLMRegressSession:
         if self.gathered.only_golden_files_broken:
             # A malformed golden file fails the session, but the other files still run.
             session.config.option.continue_on_collection_errors = True
+        distributing = session.config.pluginmanager.has_plugin("dsession")
+        if self.plan.settings.max_cost is not None and not self.is_worker and not distributing:
+            from pytest_llmregress.collect.items import GoldenItem
+
+            self._say_budget([i.case for i in session.items if isinstance(i, GoldenItem)])
+
+    def _say_budget(self, cases: Sequence[GoldenCase]) -> None:
+        """``--llm-max-cost``: before the first call, what the selected cases may cost (an
+        xdist controller, which collects nothing, reads them from their files)."""
+        from pytest_llmregress.engine.budget import estimate
+
+        plan, settings = self.plan, self.plan.settings
+        answering = [plan.prices[str(ref)] for ref in (plan.candidate, plan.compare) if ref]
+        judges = [plan.prices[str(ref)] for ref in plan.judges]
+        bound = estimate(
+            (
+                (
+                    "\n".join(filter(None, [c.system, *(m.content for m in c.messages)])),
+                    c.reference or "",
+                    c.params.get("max_tokens") or settings.params.get("max_tokens"),
+                    any(spec.name == "judge" for spec in c.scorers),
+                )
+                for c in cases
+            ),
+            answering=answering,
+            judges=judges,
+            repeat=settings.repeat,
+            judge_repeat=settings.judge_repeat,
+        )
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"llmregress: budget ${settings.max_cost:.2f} (--llm-max-cost); the "
+                f"{len(cases)} selected cases cost at most about ${bound:.2f} if every answer "
+                "is as long as its max_tokens allows"
+            )
+
+    def _expected_cases(self) -> list[GoldenCase]:
+        """The golden cases of the selected node ids, read from their files."""
+        from pytest_llmregress.cases.golden import CaseFileError, load_cases
+
+        by_file: dict[str, set[str]] = {}
+        for nodeid in self.gathered.expected:
+            path, _, case_id = nodeid.partition("::")
+            by_file.setdefault(path, set()).add(case_id)
+        found: list[GoldenCase] = []
+        for path, ids in by_file.items():
+            try:
+                found += [c for c in load_cases(self.plan.root / path) if c.id in ids]
+            except (CaseFileError, OSError):
+                continue  # its collection error is reported already
+        return found
 
     @staticmethod
     def _calls_models(session: pytest.Session) -> bool:

@@ -30,6 +30,7 @@ class Verdict(PassRate):
     gate: str = "mean"
     mean_rate: float | None = None
     mean_interval: tuple[float, float] | None = None
+    not_run: int = 0  # cases the budget (--llm-max-cost) stopped: not errors, not in any rate
 
     @property
     def pass_rate(self) -> float | None:
@@ -60,11 +61,12 @@ class Verdict(PassRate):
 
     @property
     def total(self) -> int:
-        return self.scored + self.errors + self.by_fallback
+        return self.scored + self.errors + self.by_fallback + self.not_run
 
     @property
     def error_rate(self) -> float:
-        return self.errors / self.total if self.total else 0.0
+        ran = self.total - self.not_run
+        return self.errors / ran if ran else 0.0
 
     @property
     def ok(self) -> bool:
@@ -93,10 +95,12 @@ def decide(
     from pytest_llmregress.verdict.judging import repeat_report
 
     results = list(results)
-    passed = failed = errors = by_fallback = recorded = 0
+    passed = failed = errors = by_fallback = recorded = not_run = 0
     errored: list[CaseResult] = []
     for result in results:
-        if result.recorded:
+        if result.outcome == "error" and result.error_kind == "budget":
+            not_run += 1
+        elif result.recorded:
             recorded += 1
         elif result.completion is not None and result.completion.fallback_model:
             by_fallback += 1
@@ -139,6 +143,11 @@ def decide(
             reasons.append(f"the primary model answered no case: fallbacks answered all {total}")
         else:
             reasons.append("no case could be scored")
+    if not_run:
+        reasons.append(
+            f"the budget (--llm-max-cost) stopped the run: {not_run} cases not run or not "
+            "finished; a partial run is never a pass"
+        )
     if missing:
         reasons.append(
             f"{missing} golden cases have no result (interrupted, or a worker died): the run is "
@@ -158,6 +167,7 @@ def decide(
         gate,
         mean_rate,
         mean_interval,
+        not_run,
     )
 
 
