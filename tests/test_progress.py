@@ -17,7 +17,8 @@ PointEnv = Callable[[LocalProviderServer], None]
 
 LINE = re.compile(
     r"llmregress: (\d+)/24 cases \(\d+%\)(, pass rate [\d.]+% so far)?, \d+ errors?"
-    r"(; in flight: \d+ candidate, \d+ judge calls)?(; backing off: [^;]+)?(; ETA .+)?$"
+    r"(; in flight: \d+ candidate, \d+ judge calls)?(; backing off: [^;]+)?"
+    r"(; spent \$\d+\.\d\d)?(; ETA .+)?$"
 )
 
 
@@ -27,6 +28,7 @@ def test_the_line_says_counts_runner_state_and_eta() -> None:
         "limit": {"candidate": 8, "judge": 32},
         "max": {"candidate": 32, "judge": 32},
         "held_s": 1.5,
+        "spent": 0.4213,
     }
     text = progress_text(
         done=120, total=500, passed=110, failed=10, errors=2, elapsed_s=30.0, status=status
@@ -34,7 +36,7 @@ def test_the_line_says_counts_runner_state_and_eta() -> None:
     assert text == (
         "llmregress: 120/500 cases (24%), pass rate 91.7% so far, 2 errors; in flight: 16 "
         "candidate, 12 judge calls; backing off: candidate limit 8 of 32, new calls held 1.5 s "
-        "(retry-after); ETA 1 min 35 s"
+        "(retry-after); spent $0.42; ETA 1 min 35 s"
     )
     assert progress_text(
         done=0, total=10, passed=0, failed=0, errors=1, elapsed_s=1.0, status=None
@@ -95,6 +97,7 @@ def test_a_long_run_in_a_ci_log_says_its_progress(
         assert match, line
         assert 0 < int(match.group(1)) < 24
         assert match.group(3), line  # the runner's calls in flight, in either mode
+        assert match.group(5), line  # the spend so far: both models have a price
 
 
 def test_quiet_runs_say_no_progress(

@@ -24,6 +24,14 @@ PER_MESSAGE_TOKENS = 8
 PER_MILLION = 1_000_000
 
 
+def call_cost(
+    prices: Mapping[str, tuple[float, float]], model: str, completion: Completion
+) -> float:
+    """USD of one answered call by its usage; 0 for a model without a price here."""
+    price_in, price_out = prices.get(model, (0.0, 0.0))
+    return (completion.input_tokens * price_in + completion.output_tokens * price_out) / PER_MILLION
+
+
 @dataclass
 class Budget:
     """The run's spend against ``limit`` (USD). ``prices``: each model's (input, output) USD
@@ -76,10 +84,7 @@ class Budget:
         """The call is over: its reservation goes, its cost (from its usage) counts."""
         self.reserved = max(0.0, self.reserved - bound)
         if completion is not None:
-            price_in, price_out = self.prices[model]
-            self.spent += (
-                completion.input_tokens * price_in + completion.output_tokens * price_out
-            ) / PER_MILLION
+            self.spent += call_cost(self.prices, model, completion)
 
     def with_bound(self, request: Request) -> Request:
         """``request`` with ``max_tokens`` set, so that its output has a bound."""

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pytest_llmregress.cases.golden import GoldenCase
 from pytest_llmregress.core.masking import mask_url, mask_urls_in
-from pytest_llmregress.engine.budget import Budget
+from pytest_llmregress.engine.budget import Budget, call_cost
 from pytest_llmregress.engine.cache import ResponseCache, request_key
 from pytest_llmregress.providers.base import (
     ChatMessage,
@@ -319,9 +319,11 @@ class Runner:
         # --llm-max-cost: every call reserves its most at its model's price (``prices``:
         # (input, output) USD per million tokens by provider:model; the plan checks that
         # every model of the run has one).
+        self._prices = dict(prices or {})
         self.budget: Budget | None = (
-            Budget(settings.max_cost, prices or {}) if settings.max_cost is not None else None
+            Budget(settings.max_cost, self._prices) if settings.max_cost is not None else None
         )
+        self.spent = 0.0  # USD of the answered calls of priced models (the progress line)
         self._endpoints = endpoints
         self._timeout = settings.timeout
         self._case_deadline = settings.case_deadline
@@ -360,6 +362,7 @@ class Runner:
             "limit": {kind: lim.current for kind, lim in self.limiters.items()},
             "max": {kind: lim.limit for kind, lim in self.limiters.items()},
             "held_s": round(held, 1),
+            "spent": self.spent if self._prices else None,
         }
 
     def traffic_lines(self) -> dict[str, str | None]:
@@ -608,6 +611,8 @@ class Runner:
             finally:
                 if budget is not None:
                     budget.settle(str(ref), reserved, completion)
+                if completion is not None:
+                    self.spent += call_cost(self._prices, str(ref), completion)
             await limiter.on_success(
                 generation, completion.latency_s, completion.output_tokens, crowded
             )

@@ -359,7 +359,7 @@ def resolve_plan(
         resumed, notes = load_resumed(plan.rooted(settings.resume), plan.compare)
         plan = replace(plan, resumed=resumed, resume_notes=notes)
     check_baseline(plan)
-    plan = replace(plan, prices=budget_prices(plan))
+    plan = replace(plan, prices=run_prices(plan))
     if collect_only or plan.key_problem:
         # Nothing will call a model: start no process, import no SDK. A missing key stops
         # the session only if a selected test needs a model (the session's ``before_run``).
@@ -367,16 +367,19 @@ def resolve_plan(
     return resolve_prompts(plan)  # bad prompt files stop the run here
 
 
-def budget_prices(plan: RunPlan) -> dict[str, tuple[float, float]]:
-    """``--llm-max-cost``: the price of every model of the run, or a ``PlanError`` naming those
-    without one (a budget cannot bound calls it cannot price)."""
-    if plan.settings.max_cost is None:
-        return {}
+def run_prices(plan: RunPlan) -> dict[str, tuple[float, float]]:
+    """The price of every model of the run that has one, for the runner (its spend in the
+    progress line, and ``--llm-max-cost``). With a budget, a model without a price, or prices
+    that do not read, are a ``PlanError`` (a budget cannot bound calls it cannot price);
+    without one they only leave the spend unknown (the summary says why)."""
     from pytest_llmregress.models.prices import PriceError
 
+    budget = plan.settings.max_cost is not None
     try:
         table = plan.price_table()
     except PriceError as exc:
+        if not budget:
+            return {}
         raise PlanError(f"pytest-llmregress: --llm-max-cost: {exc}") from None
     prices: dict[str, tuple[float, float]] = {}
     unpriced: list[str] = []
@@ -386,7 +389,7 @@ def budget_prices(plan: RunPlan) -> dict[str, tuple[float, float]]:
             unpriced.append(str(ref))
         else:
             prices[str(ref)] = (price.input, price.output)
-    if unpriced:
+    if unpriced and budget:
         raise PlanError(
             f"pytest-llmregress: --llm-max-cost needs the price of every model of the run; "
             f"none is known for {', '.join(dict.fromkeys(unpriced))} (add it under "

@@ -3,7 +3,7 @@ TTY, where pytest prints dots) and under xdist (where the controller prints a ch
 report). Every ``interval`` seconds at most, as results arrive:
 
     llmregress: 120/500 cases (24%), pass rate 91.7% so far, 2 errors; in flight: 16 candidate,
-    12 judge calls; backing off: candidate limit 8 of 32; ETA 1 min 20 s
+    12 judge calls; backing off: candidate limit 8 of 32; spent $0.42; ETA 1 min 20 s
 
 Off with ``-q``. The runner's side (calls in flight, back-off) comes from the runner
 process's ``status``; the rest from the results gathered so far.
@@ -64,6 +64,8 @@ def progress_text(
             backing.append(f"new calls held {status['held_s']:.1f} s (retry-after)")
         if backing:
             parts.append("backing off: " + ", ".join(backing))
+        if status.get("spent") is not None:
+            parts.append(f"spent ${status['spent']:.2f}")
     if 0 < done < total and elapsed_s > 0:
         parts.append(f"ETA {_duration(elapsed_s / done * (total - done))}")
     return "; ".join(parts)
