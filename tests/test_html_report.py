@@ -540,6 +540,9 @@ def test_llm_html_end_to_end(
     assert by_id["case-001"]["sys"] == "Answer briefly."
     assert [h["current"] for h in data["history"]] == [False, True]  # not this run twice
     assert [h["rate"] for h in data["history"]] == [0.9, 5 / 6]
+    # What the run cost, as the summary says it (both models have a bundled price).
+    cost_line = next(line for line in result.outlines if line.startswith("cost: candidate $"))
+    assert data["cost"][0] == cost_line
 
     opened = open_report(html)
     opened.page.select_option("#filter", "failed")
@@ -570,6 +573,29 @@ def test_llm_html_with_a_compare_model(
     data = embedded((pytester.path / "r.html").read_text())
     assert data["comparison"]["pass_to_fail"] == 1
     assert [c["id"] for c in data["cases"] if c.get("flip") == "pass->fail"] == ["case-000"]
+    # claude-sonnet-5 has no bundled price: said, never guessed.
+    assert "cost per case: unknown price for anthropic:claude-sonnet-5" in data["cost"]
+    # The same page from the stored results says the same cost.
+    result = pytester.runpytest(
+        f"--llm-model={candidate}", f"--llm-compare-model={production}", "--llm-report=r.json"
+    )
+    assert (
+        llmregress(
+            [
+                "report",
+                str(pytester.path / "r.json"),
+                "-o",
+                str(pytester.path / "s.html"),
+                "--root",
+                str(pytester.path),
+            ]
+        )
+        == 0
+    )
+    stored = embedded((pytester.path / "s.html").read_text())
+    assert [line.split(" (")[0] for line in stored["cost"]][:1] == [
+        line.split(" (")[0] for line in data["cost"]
+    ][:1]
 
 
 # -- the docs' screenshots -----------------------------------------------------------------

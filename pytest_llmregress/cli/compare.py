@@ -211,14 +211,11 @@ def _cost_change(comparison: Comparison) -> CostChange | None:
     """The migration's cost per case, priced with the bundled table and this project's own
     prices (``llmregress.toml``, else ``pyproject.toml`` in the current folder); None, with a
     note, when the project's prices do not read."""
-    from pytest_llmregress.models.prices import PriceError, load_prices
+    from pytest_llmregress.models.prices import PriceError, project_prices
     from pytest_llmregress.verdict.cost import cost_change
 
-    config = next(
-        (p for p in (Path("llmregress.toml"), Path("pyproject.toml")) if p.is_file()), None
-    )
     try:
-        table = load_prices(config)
+        table = project_prices(Path())
     except PriceError as exc:
         print(f"llmregress: note: prices not read, no cost shown: {exc}", file=sys.stderr)
         return None

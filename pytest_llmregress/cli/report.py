@@ -17,8 +17,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_llmregress.verdict.results import RunResult, read_results
+
+if TYPE_CHECKING:
+    from pytest_llmregress.verdict.compare import Comparison
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -64,6 +68,24 @@ def _load(path: str) -> RunResult:
     return run
 
 
+def _cost(run: RunResult, comparison: Comparison | None, root: Path) -> list[str]:
+    """The page's cost sentences, priced with the bundled table and the project's prices in
+    ``root``; a note instead when those do not read."""
+    from pytest_llmregress.models.prices import PriceError, project_prices
+    from pytest_llmregress.report.terminal import run_cost_texts
+
+    try:
+        return run_cost_texts(
+            run.cases,
+            comparison,
+            project_prices(root),
+            compare_results=run.compare_cases,
+            compare_label=str(run.metadata.get("compare") or ""),
+        )
+    except PriceError as exc:
+        return [f"cost: prices not read: {exc}"]
+
+
 def _named(path: str, error: Exception) -> str:
     text = str(error)
     return text if path in text else f"{path}: {text}"
@@ -82,7 +104,7 @@ def main(argv: Sequence[str]) -> int:
         render_html,
         write_html,
     )
-    from pytest_llmregress.verdict.compare import Comparison, compare_runs
+    from pytest_llmregress.verdict.compare import compare_runs
 
     loaded: list[RunResult] = []
     for path in (args.results, args.baseline):
@@ -111,6 +133,7 @@ def main(argv: Sequence[str]) -> int:
         history=history,
         title=args.title,
         inputs=load_inputs(run.cases, args.root),
+        cost=_cost(run, comparison, Path(args.root)),
     )
     try:
         write_html(args.output, page)

@@ -324,6 +324,16 @@ def load_prices(config_path: Path | None = None) -> PriceTable:
     return table.with_overrides(entries, path=config_path, prefix=prefix) if entries else table
 
 
+def project_prices(folder: Path) -> PriceTable:
+    """The bundled prices with those of the project in ``folder`` (``llmregress.toml``, else
+    ``pyproject.toml``), for commands that read stored results (``llmregress compare``,
+    ``llmregress report``); a ``PriceError`` naming file and key."""
+    config = next(
+        (p for p in (folder / "llmregress.toml", folder / "pyproject.toml") if p.is_file()), None
+    )
+    return load_prices(config)
+
+
 def cost(completion: Completion, table: PriceTable | None = None) -> float | None:
     """USD for one completion's tokens (``table``: default the bundled one); None when its
     model's price is unknown."""

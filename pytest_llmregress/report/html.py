@@ -282,8 +282,10 @@ def page_data(
     title: str = "LLM regression report",
     inputs: Mapping[str, CaseInput] | None = None,
     warnings: Sequence[str] = (),
+    cost: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """What the page shows, as the JSON it embeds."""
+    """What the page shows, as the JSON it embeds. ``cost``: the run's cost sentences
+    (``report.terminal.run_cost_texts``)."""
     inputs = inputs or {}
     cases = [_case(result, inputs) for result in run.cases]
     if comparison is not None:
@@ -312,6 +314,7 @@ def page_data(
         "verdict": verdict,
         "warnings": _warnings(run, warnings),
         "noise": noise_texts(measured) if measured is not None and measured.measured else [],
+        "cost": list(cost),
         "tags": tags,
         "cases": cases,
         "comparison": None if comparison is None else _comparison(comparison),
@@ -346,13 +349,15 @@ def render_html(
     title: str = "LLM regression report",
     inputs: Mapping[str, CaseInput] | None = None,
     warnings: Sequence[str] = (),
+    cost: Sequence[str] = (),
 ) -> str:
     """The page of one run: one HTML document with everything inline.
 
     ``comparison``: the run (as candidate) against a baseline; ``history``: the runs before
     this one, oldest first (:func:`history_points` flags model changes and alias moves);
     ``inputs``: each case's input by node id (:func:`load_inputs`); ``warnings``: model
-    warnings of the session (lifecycle, preflight).
+    warnings of the session (lifecycle, preflight); ``cost``: what the run's calls cost, in
+    sentences (:func:`pytest_llmregress.report.terminal.run_cost_texts`).
     """
     data = page_data(
         run,
@@ -361,6 +366,7 @@ def render_html(
         title=title,
         inputs=inputs,
         warnings=warnings,
+        cost=cost,
     )
     return (
         _PAGE.replace("@TITLE@", _text(title))
@@ -495,6 +501,10 @@ function header() {
     top.appendChild(el("ul", {id: "reasons"}, v.reasons.map(r => el("li", {text: r}))));
   }
   for (const w of D.warnings) top.appendChild(el("div", {cls: "warn", text: "\u26a0 " + w}));
+  if (D.cost && D.cost.length) {
+    top.appendChild(el("h2", {text: "Cost"}));
+    top.appendChild(el("ul", {id: "cost"}, D.cost.map(t => el("li", {text: t.trim()}))));
+  }
   if (D.noise.length) {
     top.appendChild(el("h2", {text: "Noise"}));
     top.appendChild(el("ul", {id: "noise"}, D.noise.map(t => el("li", {text: t.trim()}))));

@@ -12,6 +12,7 @@ from pytest_llmregress.verdict.gate import Verdict
 from pytest_llmregress.verdict.results import CaseResult
 
 if TYPE_CHECKING:  # the comparison module loads only when a run is compared
+    from pytest_llmregress.models.prices import PriceTable
     from pytest_llmregress.scoring.score import Score
     from pytest_llmregress.verdict.compare import Comparison
     from pytest_llmregress.verdict.cost import CostChange, RunCost
@@ -276,6 +277,26 @@ def cost_texts(cost: RunCost, *, compare: RunCost | None = None, label: str = ""
             f"  unknown price for {model} ({calls} call{'s' if calls != 1 else ''} not in the "
             "cost): add it under [tool.llmregress.prices]"
         )
+    return texts
+
+
+def run_cost_texts(
+    results: Sequence[CaseResult],
+    comparison: Comparison | None,
+    table: PriceTable,
+    *,
+    compare_results: Sequence[CaseResult] = (),
+    compare_label: str = "",
+) -> list[str]:
+    """A run's cost sentences, with the ``--llm-compare-model``'s calls and the comparison's
+    cost change: ``cost_texts`` and ``cost_change_text`` over results priced with ``table``
+    (the HTML page)."""
+    from pytest_llmregress.verdict.cost import cost_change, run_cost
+
+    compare = run_cost(compare_results, table) if compare_results else None
+    texts = cost_texts(run_cost(results, table), compare=compare, label=compare_label)
+    if comparison is not None:
+        texts.append(cost_change_text(cost_change(comparison, table)))
     return texts
 
 

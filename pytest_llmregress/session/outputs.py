@@ -420,6 +420,24 @@ def write_markdown(
             handle.write(text + "\n")
 
 
+def html_cost(plan: RunPlan, gathered: Gatherer) -> list[str]:
+    """The page's cost sentences, as the summary says them."""
+    from pytest_llmregress.models.prices import PriceError
+    from pytest_llmregress.report.terminal import run_cost_texts
+
+    try:
+        table = plan.price_table()
+    except PriceError as error:
+        return [f"cost: prices not read: {error}"]
+    return run_cost_texts(
+        gathered.results,
+        gathered.comparison,
+        table,
+        compare_results=gathered.compare_results,
+        compare_label=str(plan.compare or ""),
+    )
+
+
 def write_html(plan: RunPlan, gathered: Gatherer, run: RunResult) -> None:
     """``--llm-html``: the run's self-contained HTML page, with the comparison, the runs
     before this one in ``--llm-history``, each case's input from its golden file and the
@@ -442,6 +460,7 @@ def write_html(plan: RunPlan, gathered: Gatherer, run: RunResult) -> None:
         history=history_points(runs),
         inputs=load_inputs(run.cases, plan.root),
         warnings=model_warnings(plan, gathered),
+        cost=html_cost(plan, gathered),
     )
     write_page(plan.rooted(plan.settings.html), page)
 
