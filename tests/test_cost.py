@@ -237,7 +237,7 @@ def test_an_unknown_price_is_said_never_guessed(
     judge = by_hand(GPT_55, tokens(run.cases, "judge_completion"))
     result.stdout.fnmatch_lines(
         [
-            f"cost: candidate $0, judge {money(judge)} (prices as of {AS_OF})",
+            f"cost: candidate unknown, judge {money(judge)} (prices as of {AS_OF})",
             "  unknown price for openai:tiny-chat-v1 (3 calls not in the cost): add it under "
             "[tool.llmregress.prices]",
         ]
@@ -390,3 +390,13 @@ def test_run_cost_of_a_stored_run_and_old_votes_without_tokens() -> None:
     total = run_cost(RunResult({}, [result]).cases, table)
     assert total.cached_cost == pytest.approx(calls[0].cost)
     assert json.loads(json.dumps(total.to_dict()))["cases"] == 1
+
+
+def test_a_role_with_some_calls_unpriced_is_a_floor_and_none_priced_is_unknown() -> None:
+    from pytest_llmregress.report.terminal import cost_texts
+    from pytest_llmregress.verdict.cost import RoleCost, RunCost
+
+    partly = RoleCost(calls=3, cost=0.5, unpriced={"openai:x": 1})
+    nothing = RoleCost(calls=2, unpriced={"openai:x": 2})
+    line = cost_texts(RunCost(candidate=partly, judge=nothing, cases=3))[0]
+    assert line.startswith("cost: candidate at least $0.50, judge unknown")

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # the comparison module loads only when a run is compared
     from pytest_llmregress.models.prices import PriceTable
     from pytest_llmregress.scoring.score import Score
     from pytest_llmregress.verdict.compare import Comparison
-    from pytest_llmregress.verdict.cost import CostChange, RunCost
+    from pytest_llmregress.verdict.cost import CostChange, RoleCost, RunCost
     from pytest_llmregress.verdict.judging import Noise
 
 
@@ -252,11 +252,17 @@ def cost_texts(cost: RunCost, *, compare: RunCost | None = None, label: str = ""
     ``--llm-compare-model`` run's candidate calls, named ``label``."""
     if not cost.candidate.calls and not cost.judge.calls:
         return []
-    parts = [f"candidate {money(cost.candidate.cost)}"]
+    def amount(role: RoleCost) -> str:
+        """A role's cost: unknown when no call had a price, a floor when some lacked one."""
+        if role.unpriced and sum(role.unpriced.values()) == role.calls:
+            return "unknown"
+        return ("at least " if role.unpriced else "") + money(role.cost)
+
+    parts = [f"candidate {amount(cost.candidate)}"]
     if cost.judge.calls:
-        parts.append(f"judge {money(cost.judge.cost)}")
+        parts.append(f"judge {amount(cost.judge)}")
     if compare is not None and compare.candidate.calls:
-        parts.append(f"{label or 'compare model'} {money(compare.candidate.cost)}")
+        parts.append(f"{label or 'compare model'} {amount(compare.candidate)}")
     when = _as_of(cost)
     text = f"cost: {', '.join(parts)}" + (f" ({when})" if when else "")
     per_case = cost.candidate_per_case
