@@ -252,6 +252,7 @@ def cost_texts(cost: RunCost, *, compare: RunCost | None = None, label: str = ""
     ``--llm-compare-model`` run's candidate calls, named ``label``."""
     if not cost.candidate.calls and not cost.judge.calls:
         return []
+
     def amount(role: RoleCost) -> str:
         """A role's cost: unknown when no call had a price, a floor when some lacked one."""
         if role.unpriced and sum(role.unpriced.values()) == role.calls:
