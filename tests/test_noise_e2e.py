@@ -250,6 +250,11 @@ def test_a_panel_decides_by_mean_or_majority_and_reports_its_agreement(
     assert panel["krippendorff_alpha"] == pytest.approx(alpha)
     votes = [len(c.scores[0].votes) for c in run.cases]
     assert votes == [3] * 10
+    # The token line counts every judge call of the panel, not only the first judge's.
+    judge_in = sum(v.input_tokens for c in run.cases for v in c.scores[0].votes)
+    firsts = sum(c.judge_completion.input_tokens for c in run.cases if c.judge_completion)
+    assert judge_in > 2 * firsts
+    result.stdout.fnmatch_lines([f"tokens: candidate * in / * out; judge {judge_in} in / * out"])
 
 
 def test_a_judge_twice_in_a_panel_is_refused(pytester: pytest.Pytester) -> None:

@@ -175,7 +175,11 @@ def summary_lines(
         if result.completion is not None:
             tokens_in += result.completion.input_tokens
             tokens_out += result.completion.output_tokens
-        if result.judge_completion is not None:
+        votes = [vote for score in result.scores for vote in score.votes]
+        if votes:  # a judge score of several calls: every call's tokens
+            judge_in += sum(vote.input_tokens for vote in votes)
+            judge_out += sum(vote.output_tokens for vote in votes)
+        elif result.judge_completion is not None:
             judge_in += result.judge_completion.input_tokens
             judge_out += result.judge_completion.output_tokens
     lines.append(
