@@ -35,7 +35,7 @@ from pytest_llmregress.verdict.compare import (
     within_run_moves,
 )
 from pytest_llmregress.verdict.gate import decide
-from pytest_llmregress.verdict.judging import noise
+from pytest_llmregress.verdict.judging import Noise, noise
 from pytest_llmregress.verdict.results import CaseResult, RunResult, read_results
 
 
@@ -283,9 +283,11 @@ def page_data(
     inputs: Mapping[str, CaseInput] | None = None,
     warnings: Sequence[str] = (),
     cost: Sequence[str] = (),
+    measured: Noise | None = None,
 ) -> dict[str, Any]:
     """What the page shows, as the JSON it embeds. ``cost``: the run's cost sentences
-    (``report.terminal.run_cost_texts``)."""
+    (``report.terminal.cost_lines``); ``measured``: the cases' noise when the caller has it
+    already (else computed here)."""
     inputs = inputs or {}
     cases = [_case(result, inputs) for result in run.cases]
     if comparison is not None:
@@ -303,7 +305,10 @@ def page_data(
             if pair.flip is not None:
                 data["flip"] = pair.flip
     verdict = _verdict(run)
-    measured = noise(run.cases) if run.cases and not verdict["recorded"] else None
+    if measured is None and run.cases and not verdict["recorded"]:
+        measured = noise(run.cases)  # unless the caller has it already
+    if verdict["recorded"]:
+        measured = None
     points = [p if isinstance(p, HistoryPoint) else HistoryPoint(p) for p in history]
     tags = sorted({tag for result in run.cases for tag in result.tags})
     return {
@@ -350,6 +355,7 @@ def render_html(
     inputs: Mapping[str, CaseInput] | None = None,
     warnings: Sequence[str] = (),
     cost: Sequence[str] = (),
+    measured: Noise | None = None,
 ) -> str:
     """The page of one run: one HTML document with everything inline.
 
@@ -367,6 +373,7 @@ def render_html(
         inputs=inputs,
         warnings=warnings,
         cost=cost,
+        measured=measured,
     )
     return (
         _PAGE.replace("@TITLE@", _text(title))

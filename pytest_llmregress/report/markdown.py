@@ -33,6 +33,7 @@ from pytest_llmregress.verdict.stats import wilson_interval
 
 if TYPE_CHECKING:
     from pytest_llmregress.verdict.cost import CostChange, RunCost
+    from pytest_llmregress.verdict.judging import Noise
 
 _ICON = {"regression": "❌", "within noise": "✅", "improvement": "🟢"}
 
@@ -274,8 +275,11 @@ def run_markdown(
     cost: RunCost | None = None,
     compare_cost: RunCost | None = None,
     compare_label: str = "",
+    measured: Noise | None = None,
 ) -> str:
     """One run's gate verdict as markdown: pass rate, verdict, reasons, cost, worst cases.
+
+    ``measured``: the results' noise when the caller has it already (else computed here).
 
     ``cost``: what the run's calls cost (``verdict.cost.run_cost``); ``compare_cost``: the
     ``--llm-compare-model``'s calls, named ``compare_label``.
@@ -327,7 +331,10 @@ def run_markdown(
         lines.append("")
         lines += [f"- {cell(reason, 400)}" for reason in reasons]
         lines.append("")
-    measured = noise(results) if results and not recorded else None
+    if measured is None and results and not recorded:
+        measured = noise(results)
+    if recorded:
+        measured = None
     if measured is not None and measured.measured:
         lines.append("**Noise**")
         lines.append("")

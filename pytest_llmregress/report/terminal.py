@@ -291,6 +291,21 @@ def cost_texts(cost: RunCost, *, compare: RunCost | None = None, label: str = ""
     return texts
 
 
+def cost_lines(
+    run: RunCost,
+    *,
+    compare: RunCost | None = None,
+    change: CostChange | None = None,
+    label: str = "",
+) -> list[str]:
+    """A run's cost sentences (``cost_texts``) with the comparison's cost change: the HTML
+    page's."""
+    texts = cost_texts(run, compare=compare, label=label)
+    if change is not None:
+        texts.append(cost_change_text(change))
+    return texts
+
+
 def run_cost_texts(
     results: Sequence[CaseResult],
     comparison: Comparison | None,
@@ -299,16 +314,15 @@ def run_cost_texts(
     compare_results: Sequence[CaseResult] = (),
     compare_label: str = "",
 ) -> list[str]:
-    """A run's cost sentences, with the ``--llm-compare-model``'s calls and the comparison's
-    cost change: ``cost_texts`` and ``cost_change_text`` over results priced with ``table``
-    (the HTML page)."""
+    """:func:`cost_lines` of stored results priced with ``table`` (``llmregress report``)."""
     from pytest_llmregress.verdict.cost import cost_change, run_cost
 
-    compare = run_cost(compare_results, table) if compare_results else None
-    texts = cost_texts(run_cost(results, table), compare=compare, label=compare_label)
-    if comparison is not None:
-        texts.append(cost_change_text(cost_change(comparison, table)))
-    return texts
+    return cost_lines(
+        run_cost(results, table),
+        compare=run_cost(compare_results, table) if compare_results else None,
+        change=cost_change(comparison, table) if comparison is not None else None,
+        label=compare_label,
+    )
 
 
 def cost_change_text(change: CostChange) -> str:

@@ -11,7 +11,7 @@ warnings, the cache's use, what was healed), which the summary says. No pytest h
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from pytest_llmregress.verdict.gate import Verdict, decide
@@ -20,11 +20,25 @@ from pytest_llmregress.verdict.results import CaseResult
 if TYPE_CHECKING:
     from pytest_llmregress.session.plan import RunPlan
     from pytest_llmregress.verdict.compare import Comparison
+    from pytest_llmregress.verdict.cost import CostChange, RunCost
     from pytest_llmregress.verdict.judging import Noise
 
 # pytest's exit statuses (``pytest.ExitCode``) that the gate may turn into each other.
 EXIT_OK = 0
 EXIT_TESTS_FAILED = 1
+
+
+@dataclass(frozen=True)
+class Costs:
+    """What the session's calls cost: the candidate's and the judge's (``run``), the
+    ``--llm-compare-model``'s (named ``label``), the comparison's cost change; ``error`` when
+    the project's prices do not read (then nothing is priced)."""
+
+    run: RunCost | None = None
+    compare: RunCost | None = None
+    change: CostChange | None = None
+    label: str = ""
+    error: str | None = None
 
 
 class Gatherer:
@@ -47,6 +61,9 @@ class Gatherer:
         self.damaged_state: list[str] = list(plan.resume_notes)  # healed or skipped
         self.traffic_lines: list[str] = []  # retries, timeouts, back-off
         self.cache_use: str | None = None  # the cache's hits and misses
+        # What the end of the run derives from the results, for every output: computed once
+        # (``noise``, ``costs``), forgotten when a result arrives or the verdict is made.
+        self._derived: dict[str, Any] = {}
 
     # -- during the run ----------------------------------------------------------------------
 
@@ -62,6 +79,7 @@ class Gatherer:
         failed, which the gate may forgive."""
         if failed:
             self.golden_failures += 1
+        self._derived.clear()
         self.results.append(result)
         if baseline is not None:
             self.compare_results.append(baseline)
@@ -167,7 +185,34 @@ class Gatherer:
         """What the results say about their noise: repeats, judges, the order check."""
         from pytest_llmregress.verdict.judging import noise
 
-        return noise(self.results)
+        if "noise" not in self._derived:
+            self._derived["noise"] = noise(self.results)
+        result: Noise = self._derived["noise"]
+        return result
+
+    def costs(self) -> Costs:
+        """What the run's calls cost (``verdict/cost.py``'s arithmetic on the results, priced
+        with the plan's table); after ``conclude``, with the comparison's cost change."""
+        if "costs" not in self._derived:
+            self._derived["costs"] = self._price()
+        result: Costs = self._derived["costs"]
+        return result
+
+    def _price(self) -> Costs:
+        from pytest_llmregress.models.prices import PriceError
+        from pytest_llmregress.verdict.cost import cost_change, run_cost
+
+        try:
+            table = self.plan.price_table()
+        except PriceError as error:
+            return Costs(error=f"cost: prices not read: {error}")
+        compare = self.compare_results
+        return Costs(
+            run=run_cost(self.results, table),
+            compare=run_cost(compare, table) if compare else None,
+            change=cost_change(self.comparison, table) if self.comparison is not None else None,
+            label=str(self.plan.compare or ""),
+        )
 
     def conclude(self) -> Verdict | None:
         """The run's verdict: the gate, a regression against the baseline, a baseline that
@@ -186,6 +231,7 @@ class Gatherer:
                 broken = f"{count} golden file{'s' if count > 1 else ''} could not be loaded"
                 reason = f"{broken} (see the collection errors above): {names}"
                 verdict = replace(verdict, reasons=(*verdict.reasons, reason))
+        self._derived.clear()  # the comparison is known now
         self.verdict = verdict
         return verdict
 

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from pytest_llmregress.report.terminal import Line
     from pytest_llmregress.session.gather import Gatherer
     from pytest_llmregress.session.plan import RunPlan
-    from pytest_llmregress.verdict.cost import CostChange, RunCost
     from pytest_llmregress.verdict.results import CaseResult, RunResult
 
 
@@ -117,36 +116,6 @@ def junit_properties(result: CaseResult) -> list[tuple[str, object]]:
 # -- at the end ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Costs:
-    """What the session's calls cost: the candidate's and the judge's (``run``), the
-    ``--llm-compare-model``'s, the comparison's cost change; ``error`` when the project's
-    prices do not read (then nothing is priced)."""
-
-    run: RunCost | None = None
-    compare: RunCost | None = None
-    change: CostChange | None = None
-    error: str | None = None
-
-
-def session_costs(plan: RunPlan, gathered: Gatherer) -> Costs:
-    """The session's :class:`Costs` (``verdict/cost.py``'s arithmetic on the gathered
-    results)."""
-    from pytest_llmregress.models.prices import PriceError
-    from pytest_llmregress.verdict.cost import cost_change, run_cost
-
-    try:
-        table = plan.price_table()
-    except PriceError as error:
-        return Costs(error=f"cost: prices not read: {error}")
-    comparison = gathered.comparison
-    return Costs(
-        run=run_cost(gathered.results, table),
-        compare=run_cost(gathered.compare_results, table) if gathered.compare_results else None,
-        change=cost_change(comparison, table) if comparison is not None else None,
-    )
-
-
 def junit_session_properties(plan: RunPlan, gathered: Gatherer) -> list[tuple[str, object]]:
     """The session's verdict as JUnit test-suite properties: the verdict, pass rate and its
     interval, the counts, the comparison's verdict and p-value, and the cost."""
@@ -179,7 +148,7 @@ def junit_session_properties(plan: RunPlan, gathered: Gatherer) -> list[tuple[st
             ("llm_comparison_p_value", round(comparison.p_value, 6)),
             ("llm_comparison_difference", round(comparison.difference, 4)),
         ]
-    costs = session_costs(plan, gathered)
+    costs = gathered.costs()
     if costs.run is not None:
         run = costs.run
         properties += [
@@ -252,7 +221,7 @@ def summary(plan: RunPlan, gathered: Gatherer, recorded: Recorded) -> list[Line]
         return [Line(f"model warning: {w}", "yellow") for w in model_warnings(plan, gathered)]
 
     report_path = plan.report_path
-    costs = session_costs(plan, gathered)
+    costs = gathered.costs()
     lines = summary_lines(
         verdict,
         gathered.results,
@@ -269,7 +238,7 @@ def summary(plan: RunPlan, gathered: Gatherer, recorded: Recorded) -> list[Line]
         damaged_state=gathered.damaged_state,
         cost=costs.run,
         compare_cost=costs.compare,
-        compare_label=str(plan.compare or ""),
+        compare_label=costs.label,
     )
     if costs.error:
         lines.append(Line(costs.error, "red"))
@@ -343,7 +312,7 @@ def run_result(plan: RunPlan, gathered: Gatherer) -> RunResult:
         noise=gathered.noise().to_dict() or None,
         comparison=None if comparison is None else comparison.to_dict(cases=False),
     )
-    costs = session_costs(plan, gathered)
+    costs = gathered.costs()
     if costs.run is not None:
         cost = costs.run.to_dict()
         if costs.compare is not None:
@@ -395,7 +364,7 @@ def write_markdown(
     from pytest_llmregress.report.markdown import comparison_markdown, run_markdown
 
     verdict = gathered.verdict
-    costs = session_costs(plan, gathered)
+    costs = gathered.costs()
     text = run_markdown(
         verdict if verdict is not None else run,
         results=gathered.results,
@@ -403,7 +372,8 @@ def write_markdown(
         worst=settings.worst,
         cost=costs.run,
         compare_cost=costs.compare,
-        compare_label=str(plan.compare or ""),
+        compare_label=costs.label,
+        measured=gathered.noise(),
     )
     if costs.error:
         text += f"\n> ⚠️ {costs.error}\n"
@@ -420,22 +390,14 @@ def write_markdown(
             handle.write(text + "\n")
 
 
-def html_cost(plan: RunPlan, gathered: Gatherer) -> list[str]:
+def html_cost(gathered: Gatherer) -> list[str]:
     """The page's cost sentences, as the summary says them."""
-    from pytest_llmregress.models.prices import PriceError
-    from pytest_llmregress.report.terminal import run_cost_texts
+    from pytest_llmregress.report.terminal import cost_lines
 
-    try:
-        table = plan.price_table()
-    except PriceError as error:
-        return [f"cost: prices not read: {error}"]
-    return run_cost_texts(
-        gathered.results,
-        gathered.comparison,
-        table,
-        compare_results=gathered.compare_results,
-        compare_label=str(plan.compare or ""),
-    )
+    costs = gathered.costs()
+    if costs.run is None:
+        return [costs.error] if costs.error else []
+    return cost_lines(costs.run, compare=costs.compare, change=costs.change, label=costs.label)
 
 
 def write_html(plan: RunPlan, gathered: Gatherer, run: RunResult) -> None:
@@ -460,7 +422,8 @@ def write_html(plan: RunPlan, gathered: Gatherer, run: RunResult) -> None:
         history=history_points(runs),
         inputs=load_inputs(run.cases, plan.root),
         warnings=model_warnings(plan, gathered),
-        cost=html_cost(plan, gathered),
+        cost=html_cost(gathered),
+        measured=gathered.noise(),
     )
     write_page(plan.rooted(plan.settings.html), page)
 
