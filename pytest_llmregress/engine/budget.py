@@ -34,10 +34,11 @@ def call_cost(
 
 @dataclass
 class Budget:
-    """The run's spend against ``limit`` (USD). ``prices``: each model's (input, output) USD
-    per million tokens, by ``provider:model``."""
+    """The run's spend, the one ledger of it, against ``limit`` (USD; None: no limit, the
+    spend is only counted, for the progress line). ``prices``: each model's (input, output)
+    USD per million tokens, by ``provider:model``."""
 
-    limit: float
+    limit: float | None
     prices: Mapping[str, tuple[float, float]]
     spent: float = 0.0
     reserved: float = 0.0
@@ -63,6 +64,8 @@ class Budget:
         Once a call was refused, no call that would start a case (``starts_case``: a candidate
         call) is sent any more; a judge call still finishes a case already answered if it
         fits."""
+        if self.limit is None:
+            return 0.0
         bound = self.bound(model, request)
         over = self.spent + self.reserved + bound > self.limit
         if over or (self.stopped and starts_case):
@@ -86,16 +89,23 @@ class Budget:
         if completion is not None:
             self.spent += call_cost(self.prices, model, completion)
 
+    @property
+    def known(self) -> bool:
+        """Whether any model of the run has a price (else the spend is not known at all)."""
+        return bool(self.prices)
+
     def with_bound(self, request: Request) -> Request:
-        """``request`` with ``max_tokens`` set, so that its output has a bound."""
-        if request.params.get("max_tokens"):
+        """``request`` with ``max_tokens`` set, so that its output has a bound (as it is
+        without a limit)."""
+        if self.limit is None or request.params.get("max_tokens"):
             return request
         from dataclasses import replace
 
         return replace(request, params={**request.params, "max_tokens": BUDGET_MAX_TOKENS})
 
     def describe(self) -> str:
-        return f"budget: ${self.spent:.4f} spent of ${self.limit:.2f} (--llm-max-cost)" + (
+        limit = "no limit" if self.limit is None else f"${self.limit:.2f}"
+        return f"budget: ${self.spent:.4f} spent of {limit} (--llm-max-cost)" + (
             f"; {self.refused} calls not sent" if self.refused else ""
         )
 

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pytest_llmregress.cases.golden import GoldenCase
 from pytest_llmregress.core.masking import mask_url, mask_urls_in
-from pytest_llmregress.engine.budget import Budget, call_cost
+from pytest_llmregress.engine.budget import Budget
 from pytest_llmregress.engine.cache import ResponseCache, request_key
 from pytest_llmregress.providers.base import (
     ChatMessage,
@@ -319,11 +319,8 @@ class Runner:
         # --llm-max-cost: every call reserves its most at its model's price (``prices``:
         # (input, output) USD per million tokens by provider:model; the plan checks that
         # every model of the run has one).
-        self._prices = dict(prices or {})
-        self.budget: Budget | None = (
-            Budget(settings.max_cost, self._prices) if settings.max_cost is not None else None
-        )
-        self.spent = 0.0  # USD of the answered calls of priced models (the progress line)
+        # The spend of the run (priced models' answered calls), against --llm-max-cost if set.
+        self.budget = Budget(settings.max_cost, dict(prices or {}))
         self._endpoints = endpoints
         self._timeout = settings.timeout
         self._case_deadline = settings.case_deadline
@@ -362,7 +359,7 @@ class Runner:
             "limit": {kind: lim.current for kind, lim in self.limiters.items()},
             "max": {kind: lim.limit for kind, lim in self.limiters.items()},
             "held_s": round(held, 1),
-            "spent": self.spent if self._prices else None,
+            "spent": self.budget.spent if self.budget.known else None,
         }
 
     def traffic_lines(self) -> dict[str, str | None]:
@@ -383,7 +380,7 @@ class Runner:
         """
         assert self.candidate is not None
         systems = systems or {}
-        if self.budget is not None and self.budget.stopped:
+        if self.budget.stopped:
             message = (
                 f"not run: the budget was reached ({self.budget.describe()}); a partial run "
                 "is never a pass"
@@ -567,8 +564,7 @@ class Runner:
         refused = self.refused_params.setdefault(ref, {})
 
         budget = self.budget
-        if budget is not None:
-            request = budget.with_bound(request)
+        request = budget.with_bound(request)
 
         async def attempt() -> Completion:
             while True:
@@ -591,10 +587,8 @@ class Runner:
         async def send(request: Request) -> Completion:
             generation = limiter.generation
             crowded = limiter.in_use > 1
-            reserved = (
-                budget.reserve(str(ref), ref.provider, request, starts_case=kind == "candidate")
-                if budget
-                else 0.0
+            reserved = budget.reserve(
+                str(ref), ref.provider, request, starts_case=kind == "candidate"
             )
             traffic.requests += 1
             completion: Completion | None = None
@@ -609,10 +603,7 @@ class Runner:
                     limiter.back_off(generation)
                 raise
             finally:
-                if budget is not None:
-                    budget.settle(str(ref), reserved, completion)
-                if completion is not None:
-                    self.spent += call_cost(self._prices, str(ref), completion)
+                budget.settle(str(ref), reserved, completion)
             await limiter.on_success(
                 generation, completion.latency_s, completion.output_tokens, crowded
             )
