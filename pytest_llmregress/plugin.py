@@ -137,6 +137,12 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     return golden
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from pytest_llmregress.collect.shard import select_shard
+
+    select_shard(config, items)  # --llm-shard: the other shards' cases are deselected
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     llm_session = find_session(session.config)
     if llm_session is not None and not llm_session.is_worker:

@@ -149,6 +149,26 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def _shard(value: str) -> str:
+    """``I/N``: shard I (1-based) of N, kept as written (``shard_of`` reads it)."""
+    shard_of(value)
+    return value.strip()
+
+
+def shard_of(value: str) -> tuple[int, int]:
+    """``"2/4"`` as ``(2, 4)``; anything else is an ``ArgumentTypeError`` saying why."""
+    index, sep, count = value.strip().partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        i = n = 0
+    if not sep or n < 1 or not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(
+            f"expected I/N with 1 <= I <= N (shard I of N, e.g. 2/4), got {value!r}"
+        )
+    return i, n
+
+
 def _text(value: str) -> str:
     value = value.strip()
     if not value:
@@ -362,6 +382,39 @@ OPTIONS: tuple[Option, ...] = (
         "PATH",
     ),
     Option(
+        "batch",
+        _boolean,
+        False,
+        "send the golden cases' candidate calls, then their judge calls, through the "
+        "providers' Batch APIs (half price, results within 24 h); with --llm-report the batch "
+        "ids are journaled the moment they exist, so --llm-resume polls the same batches",
+        switch=True,
+    ),
+    Option(
+        "batch_poll",
+        _positive_float,
+        10.0,
+        "seconds before the first poll of a batch; each later wait is 1.5 times longer, up to "
+        "5 minutes (default 10)",
+        "SECONDS",
+    ),
+    Option(
+        "batch_failed",
+        _choice("error", "online"),
+        "error",
+        "a batch request that failed or expired: error (an error of its case, the default) or "
+        "online (sent again as an ordinary call)",
+        "error|online",
+    ),
+    Option(
+        "shard",
+        _shard,
+        None,
+        "run only shard I of N (1-based): a stable share of the golden cases chosen by case id, "
+        "for CI matrices; combine the shards' results with `llmregress merge`",
+        "I/N",
+    ),
+    Option(
         "preflight",
         _choice("on", "off"),
         "on",
@@ -557,6 +610,10 @@ class Settings:
     judge_cache: str
     cache_dir: str
     resume: str | None
+    batch: bool
+    batch_poll: float
+    batch_failed: str
+    shard: str | None
     preflight: str
     report: str | None
     serve: str | None
@@ -630,10 +687,16 @@ class RunnerSettings:
     judge_panel: str
     judge_order_sample: float
     max_cost: float | None
+    batch: bool
+    batch_poll: float
+    batch_failed: str
+    batch_journal: str | None  # where batch ids are journaled (the results file's journal dir)
+    batch_resume: bool  # read the journal: the run resumes one that may have left batches
 
     @classmethod
-    def of(cls, settings: Settings) -> RunnerSettings:
-        """The slice of a session's settings."""
+    def of(cls, settings: Settings, *, batch_journal: str | None = None) -> RunnerSettings:
+        """The slice of a session's settings; ``batch_journal``: the session's batch journal
+        (``--llm-batch`` with a results file)."""
         return cls(
             concurrency=settings.concurrency,
             judge_concurrency=settings.judge_concurrency,
@@ -652,6 +715,11 @@ class RunnerSettings:
             judge_panel=settings.judge_panel,
             judge_order_sample=settings.judge_order_sample,
             max_cost=settings.max_cost,
+            batch=settings.batch,
+            batch_poll=settings.batch_poll,
+            batch_failed=settings.batch_failed,
+            batch_journal=batch_journal,
+            batch_resume=settings.resume is not None,
         )
 
     @classmethod

@@ -40,8 +40,12 @@ def test_the_runner_slice_is_built_from_the_settings_and_crosses_as_json() -> No
         judge_panel="majority",
         judge_order_sample=0.25,
         max_cost=2.5,
+        batch=True,
+        batch_poll=2.0,
+        batch_failed="online",
+        resume="run.json",
     )
-    slice_ = RunnerSettings.of(settings)
+    slice_ = RunnerSettings.of(settings, batch_journal="run.json.partial/batches.jsonl")
     assert slice_ == RunnerSettings(
         concurrency=3,
         judge_concurrency=2,
@@ -60,6 +64,11 @@ def test_the_runner_slice_is_built_from_the_settings_and_crosses_as_json() -> No
         judge_panel="majority",
         judge_order_sample=0.25,
         max_cost=2.5,
+        batch=True,
+        batch_poll=2.0,
+        batch_failed="online",
+        batch_journal="run.json.partial/batches.jsonl",
+        batch_resume=True,
     )
     assert RunnerSettings.from_json(json.loads(json.dumps(slice_.to_json()))) == slice_
 

@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "schema": ("pytest_llmregress.cli.schema", "print the golden-file JSON Schema for editors"),
     "judge": ("pytest_llmregress.cli.judge", "measure the judge against human labels"),
     "report": ("pytest_llmregress.cli.report", "an HTML report from a results file"),
+    "merge": ("pytest_llmregress.cli.merge", "merge the results of a run's shards into one"),
 }
 
 

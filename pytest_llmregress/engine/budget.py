@@ -27,7 +27,7 @@ PER_MILLION = 1_000_000
 def call_cost(
     prices: Mapping[str, tuple[float, float]], model: str, completion: Completion
 ) -> float:
-    """USD of one answered call by its usage; 0 for a model without a price here."""
+    """USD of one answered call by its usage at ``prices``; 0 for a model without one."""
     price_in, price_out = prices.get(model, (0.0, 0.0))
     return (completion.input_tokens * price_in + completion.output_tokens * price_out) / PER_MILLION
 
@@ -36,18 +36,23 @@ def call_cost(
 class Budget:
     """The run's spend, the one ledger of it, against ``limit`` (USD; None: no limit, the
     spend is only counted, for the progress line). ``prices``: each model's (input, output)
-    USD per million tokens, by ``provider:model``."""
+    USD per million tokens, by ``provider:model``; ``batch_prices``: the same through the
+    Batch API (``--llm-batch``; a model missing there is priced at ``prices``)."""
 
     limit: float | None
     prices: Mapping[str, tuple[float, float]]
+    batch_prices: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     spent: float = 0.0
     reserved: float = 0.0
     refused: int = 0  # calls not sent
     stopped: bool = field(default=False)  # a call was refused: no new case starts
 
-    def bound(self, model: str, request: Request) -> float:
-        """The most ``request`` to ``model`` can cost."""
-        price_in, price_out = self.prices[model]
+    def _prices(self, batch: bool) -> Mapping[str, tuple[float, float]]:
+        return {**self.prices, **self.batch_prices} if batch else self.prices
+
+    def bound(self, model: str, request: Request, *, batch: bool = False) -> float:
+        """The most ``request`` to ``model`` can cost (through the Batch API: ``batch``)."""
+        price_in, price_out = self._prices(batch)[model]
         texts = [request.system or "", *(m.content for m in request.messages)]
         tokens_in = sum(len(t.encode("utf-8")) for t in texts)
         tokens_in += PER_MESSAGE_TOKENS * (len(request.messages) + 1)
@@ -57,7 +62,13 @@ class Budget:
         return (tokens_in * price_in + tokens_out * price_out) / PER_MILLION
 
     def reserve(
-        self, model: str, provider: str, request: Request, *, starts_case: bool = True
+        self,
+        model: str,
+        provider: str,
+        request: Request,
+        *,
+        starts_case: bool = True,
+        batch: bool = False,
     ) -> float:
         """Reserve the call's bound, or raise a ``budget`` error without sending it.
 
@@ -66,7 +77,7 @@ class Budget:
         fits."""
         if self.limit is None:
             return 0.0
-        bound = self.bound(model, request)
+        bound = self.bound(model, request, batch=batch)
         over = self.spent + self.reserved + bound > self.limit
         if over or (self.stopped and starts_case):
             self.refused += 1
@@ -87,7 +98,7 @@ class Budget:
         """The call is over: its reservation goes, its cost (from its usage) counts."""
         self.reserved = max(0.0, self.reserved - bound)
         if completion is not None:
-            self.spent += call_cost(self.prices, model, completion)
+            self.spent += call_cost(self._prices(completion.batch), model, completion)
 
     @property
     def known(self) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import logging
 import random
 import re
@@ -22,6 +23,7 @@ from typing import Any, Literal
 
 from pytest_llmregress.cases.golden import GoldenCase
 from pytest_llmregress.core.masking import mask_url, mask_urls_in
+from pytest_llmregress.engine.batch import BatchJournal, BatchQueue, custom_id
 from pytest_llmregress.engine.budget import Budget
 from pytest_llmregress.engine.cache import ResponseCache, request_key
 from pytest_llmregress.providers.base import (
@@ -48,6 +50,9 @@ from pytest_llmregress.settings import RunnerSettings
 from pytest_llmregress.verdict.results import CaseResult
 
 CallKind = Literal["candidate", "judge"]
+_BATCHED: contextvars.ContextVar[bool] = contextvars.ContextVar("llmregress_batched", default=False)
+"""Set while a golden case runs in batch mode: its calls go to the Batch API (the ``llm``
+fixture's calls, made one at a time by test bodies, stay online)."""
 CaseRun = tuple[CaseResult, CaseResult | None]
 SystemPrompt = tuple[str | None, str | None]
 """A case's system prompt for one model, or why it could not be resolved (text, problem)."""
@@ -297,6 +302,7 @@ class Runner:
         fallbacks: tuple[ModelRef, ...] = (),
         panel: tuple[ModelRef, ...] = (),
         prices: Mapping[str, tuple[float, float]] | None = None,
+        batch_prices: Mapping[str, tuple[float, float]] | None = None,
         base_delay: float = RetryPolicy.base_delay,
     ) -> None:
         self.candidate = candidate
@@ -320,7 +326,7 @@ class Runner:
         # (input, output) USD per million tokens by provider:model; the plan checks that
         # every model of the run has one).
         # The spend of the run (priced models' answered calls), against --llm-max-cost if set.
-        self.budget = Budget(settings.max_cost, dict(prices or {}))
+        self.budget = Budget(settings.max_cost, dict(prices or {}), dict(batch_prices or {}))
         self._endpoints = endpoints
         self._timeout = settings.timeout
         self._case_deadline = settings.case_deadline
@@ -348,6 +354,14 @@ class Runner:
         self._rng = random.Random(0)
         # Judges that refused structured output (a 400), with the refusal: asked in plain text.
         self.plain_judges: dict[ModelRef, str] = {}
+        # --llm-batch: the golden cases' calls through the providers' Batch APIs.
+        self.batch: BatchQueue | None = None
+        self._batch_online = settings.batch_failed == "online"
+        if settings.batch:
+            journal = BatchJournal(settings.batch_journal, resume=settings.batch_resume)
+            self.batch = BatchQueue(
+                self._provider, journal, poll=settings.batch_poll, logger=self._logger
+            )
 
     def status(self) -> dict[str, Any]:
         """What the calls are doing now, for the progress line: calls in flight, each kind's
@@ -360,6 +374,7 @@ class Runner:
             "max": {kind: lim.limit for kind, lim in self.limiters.items()},
             "held_s": round(held, 1),
             "spent": self.budget.spent if self.budget.known else None,
+            "batches": self.batch.status() if self.batch is not None else [],
         }
 
     def traffic_lines(self) -> dict[str, str | None]:
@@ -387,13 +402,17 @@ class Runner:
             )
             compare = case_error(key, case, message, "budget") if self.compare else None
             return case_error(key, case, message, "budget"), compare
-        if self.compare is None:
-            return await self._run_repeats(key, case, self.candidate, systems), None
-        result, baseline = await asyncio.gather(
-            self._run_repeats(key, case, self.candidate, systems),
-            self._run_repeats(key, case, self.compare, systems),
-        )
-        return result, baseline
+        batched = _BATCHED.set(self.batch is not None)
+        try:
+            if self.compare is None:
+                return await self._run_repeats(key, case, self.candidate, systems), None
+            result, baseline = await asyncio.gather(
+                self._run_repeats(key, case, self.candidate, systems),
+                self._run_repeats(key, case, self.compare, systems),
+            )
+            return result, baseline
+        finally:
+            _BATCHED.reset(batched)
 
     async def _run_repeats(
         self, nodeid: str, case: GoldenCase, model: ModelRef, systems: Mapping[str, SystemPrompt]
@@ -448,7 +467,9 @@ class Runner:
         return {ref: answer for ref, answer in zip(distinct, answers, strict=True) if answer}
 
     async def aclose(self) -> None:
-        """Close the HTTP clients and the cache."""
+        """Close the HTTP clients and the cache (batches go on at the provider)."""
+        if self.batch is not None:
+            await self.batch.aclose()
         for provider in self._providers.values():
             await provider.aclose()
         self._providers.clear()
@@ -509,16 +530,34 @@ class Runner:
         """One model's call: the cache first where allowed, then the network with retries.
 
         A replay miss is a ``not_found`` error (a chain falls through it to the next model's
-        cache). ``give_up``: error kinds raised without a retry.
+        cache). ``give_up``: error kinds raised without a retry. In batch mode (a golden case's
+        call, ``--llm-batch``) the network part is the Batch API's (``_send_batched``), and the
+        call counts as preparing while it is not waiting on a batch (``BatchQueue``).
         """
+        if self.batch is None or not _BATCHED.get():
+            return await self._call_cached(kind, ref, request, give_up=give_up, repeat=repeat)
+        with self.batch.preparing():
+            return await self._call_cached(
+                kind, ref, request, give_up=give_up, repeat=repeat, batched=True
+            )
+
+    async def _call_cached(
+        self,
+        kind: CallKind,
+        ref: ModelRef,
+        request: Request,
+        *,
+        give_up: Collection[str],
+        repeat: int,
+        batched: bool = False,
+    ) -> Completion:
         provider = self._provider(ref.provider)
         use_cache = self._cache is not None and (
             (kind == "candidate" and self._cache_mode != "off")
             or (kind == "judge" and (self._judge_cache or self._cache_mode == "replay"))
         )
         key = ""
-        if use_cache:
-            assert self._cache is not None
+        if use_cache or batched:
             key = request_key(
                 kind=kind,
                 provider=ref.provider,
@@ -527,6 +566,8 @@ class Runner:
                 repeat=repeat,
                 salt=JUDGE_PROMPT_VERSION if kind == "judge" else "",
             )
+        if use_cache:
+            assert self._cache is not None
             if self._cache_mode != "refresh" or kind == "judge":
                 hit = await asyncio.to_thread(self._cache.get, key, kind)
                 if hit is not None:
@@ -539,7 +580,10 @@ class Runner:
                     model=request.model,
                     kind="not_found",
                 )
-        completion = await self._send(kind, ref, provider, request, give_up)
+        if batched:
+            completion = await self._send_batched(kind, ref, provider, request, key, give_up)
+        else:
+            completion = await self._send(kind, ref, provider, request, give_up)
         if use_cache and completion.text.strip():
             assert self._cache is not None
             await asyncio.to_thread(self._cache.put, key, kind, completion)
@@ -620,6 +664,43 @@ class Runner:
             return await call_with_retries(attempt, self._policy, self._rng, wait, give_up=give_up)
         finally:
             await limiter.release()
+
+    async def _send_batched(
+        self,
+        kind: CallKind,
+        ref: ModelRef,
+        provider: Provider,
+        request: Request,
+        key: str,
+        give_up: Collection[str],
+    ) -> Completion:
+        """The network part of a batched call: the budget at the batch price, the request in
+        the next batch (``BatchQueue.call``). A request that failed or expired there is an
+        error of its case, or, with ``--llm-batch-failed=online``, sent again online."""
+        assert self.batch is not None
+        budget = self.budget
+        request = budget.with_bound(request)
+        refused = self.refused_params.get(ref, {})
+        sent = request
+        if refused.keys() & request.params.keys():
+            sent = replace(
+                request, params={k: v for k, v in request.params.items() if k not in refused}
+            )
+        reserved = budget.reserve(
+            str(ref), ref.provider, sent, starts_case=kind == "candidate", batch=True
+        )
+        completion: Completion | None = None
+        try:
+            completion = await self.batch.call(kind, ref, sent, custom_id(key))
+            return completion
+        except ProviderError as error:
+            if not self._batch_online or error.kind == "budget":
+                raise
+            self._logger.warning("%s; sent again online (--llm-batch-failed=online)", error)
+        finally:
+            budget.settle(str(ref), reserved, completion)
+        with self.batch.waiting():
+            return await self._send(kind, ref, provider, request, give_up)
 
     async def _complete_in_time(
         self, provider: Provider, ref: ModelRef, request: Request
@@ -818,6 +899,7 @@ class Runner:
                     call.input_tokens,
                     call.output_tokens,
                     call.cached,
+                    call.batch,
                 )
             )
         first = answers[0]

@@ -70,6 +70,12 @@ LINE_LIMIT = 1 << 26  # one message (a case and its systems) may be this large
 CONNECT_TIMEOUT_S = 30.0
 MAX_DIRECTORY_LENGTH = 90  # leaves room for "/runner.sock" within AF_UNIX's limit
 
+def _tl(stage: str) -> None:  # DEVTIMELINE
+    path = os.environ.get("LLMREGRESS_DEV_TIMELINE")  # DEVTIMELINE
+    if path:  # DEVTIMELINE
+        with open(path, "a") as h:  # DEVTIMELINE
+            h.write(f"{time.time():.3f} {os.getpid()} {stage}\n")  # DEVTIMELINE
+
 
 class _Child(Protocol):
     """The runner process as ``RunnerProcess`` holds it: a ``subprocess.Popen``, or a
@@ -125,6 +131,7 @@ def runner_config(
     fallbacks: Iterable[ModelRef] = (),
     panel: Iterable[ModelRef] = (),
     prices: Mapping[str, tuple[float, float]] | None = None,
+    batch_prices: Mapping[str, tuple[float, float]] | None = None,
     preflight: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
@@ -143,6 +150,7 @@ def runner_config(
         "fallbacks": [str(ref) for ref in fallbacks],
         "panel": [str(ref) for ref in panel],
         "prices": {model: list(pair) for model, pair in (prices or {}).items()},
+        "batch_prices": {model: list(pair) for model, pair in (batch_prices or {}).items()},
         "base_urls": dict(endpoints.base_urls),
         "api_keys": dict(endpoints.api_keys),
         "preflight": preflight,
@@ -169,8 +177,10 @@ class RunnerProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         argv = [sys.executable, "-m", "pytest_llmregress.engine.runner_process", self._directory]
+        _tl("popen")  # DEVTIMELINE
         with open(self.address.log_path, "wb") as log:
             self._process = _start(argv, env, log)
+        _tl("popen done")  # DEVTIMELINE
         assert self._process.stdin is not None
         assert self._process.stdout is not None
         self._stdin: IO[bytes] = self._process.stdin
@@ -314,11 +324,25 @@ class RunnerClient:
                     del self._cases[key]
                 raise
 
-    def result(self, key: str, case: GoldenCase, systems: Systems) -> CaseRun:
-        """Wait for a case's result (starting it if nobody did) and forget it."""
+    def result(
+        self,
+        key: str,
+        case: GoldenCase,
+        systems: Systems,
+        *,
+        while_waiting: Callable[[], None] | None = None,
+        every: float = 5.0,
+    ) -> CaseRun:
+        """Wait for a case's result (starting it if nobody did) and forget it;
+        ``while_waiting`` is called every ``every`` seconds of the wait (a batch's progress)."""
         self.submit([(key, case)], systems)
         future = self._cases[key]
         try:
+            while while_waiting is not None:
+                try:
+                    return future.result(timeout=every)
+                except concurrent.futures.TimeoutError:
+                    while_waiting()
             return future.result()
         finally:
             if future.done():
@@ -515,6 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     import asyncio
 
     directory = (argv if argv is not None else sys.argv[1:])[0]
+    _tl("runner main")  # DEVTIMELINE
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(os.path.join(directory, "runner.sock"))  # clients may connect from now on
@@ -532,9 +557,11 @@ async def _serve(config: Mapping[str, Any], listener: socket.socket, ready: IO[s
     import asyncio
     import importlib
 
+    _tl("config read")  # DEVTIMELINE
     from pytest_llmregress.engine.runner import Runner
     from pytest_llmregress.providers.registry import Endpoints, parse_model
     from pytest_llmregress.settings import RunnerSettings
+    _tl("runner imported")  # DEVTIMELINE
 
     models = {role: parse_model(spec) if spec else None for role, spec in config["models"].items()}
     fallbacks = tuple(parse_model(spec) for spec in config["fallbacks"])
@@ -542,8 +569,6 @@ async def _serve(config: Mapping[str, Any], listener: socket.socket, ready: IO[s
     refs = [ref for ref in models.values() if ref is not None] + list(fallbacks) + list(panel)
     endpoints = Endpoints(config["base_urls"], config["api_keys"])
     settings = RunnerSettings.from_json(config["runner"])
-    for name in dict.fromkeys(ref.provider for ref in refs):
-        importlib.import_module(name)  # provider names are the SDK package names
     cache = None
     if config["cache_dir"]:
         from pytest_llmregress.engine.cache import ResponseCache
@@ -556,11 +581,13 @@ async def _serve(config: Mapping[str, Any], listener: socket.socket, ready: IO[s
         fallbacks=fallbacks,
         panel=panel,
         prices={model: (pair[0], pair[1]) for model, pair in config.get("prices", {}).items()},
+        batch_prices={m: (pair[0], pair[1]) for m, pair in config.get("batch_prices", {}).items()},
         endpoints=endpoints,
         settings=settings,
         cache=cache,
     )
-    problems = await runner.check_models(refs) if config["preflight"] else {}
+    problems = await _import_and_check(runner, refs, preflight=config["preflight"])
+    _tl("preflight done")  # DEVTIMELINE
     _say_ready(ready, problems, cache.notices if cache is not None else [])
     directory = os.path.dirname(listener.getsockname())
     server = await asyncio.start_unix_server(
@@ -577,6 +604,39 @@ async def _serve(config: Mapping[str, Any], listener: socket.socket, ready: IO[s
     # Exit now: a graceful close of every connection and of the interpreter costs the
     # session's wall time and saves nothing (the results are with the pytest processes).
     os._exit(0)
+
+
+async def _import_and_check(
+    runner: Runner, refs: list[ModelRef], *, preflight: bool
+) -> dict[ModelRef, str]:
+    """Import the SDKs the run's models need (only those) and check the models (the
+    preflight): its unavailable models, in the order of ``refs``.
+
+    Each SDK's models are checked the moment it is imported, while the next SDK imports on a
+    thread, so the preflight's round trips overlap the imports instead of following them.
+    """
+    import asyncio
+    import importlib
+
+    by_provider: dict[str, list[ModelRef]] = {}
+    for ref in refs:
+        by_provider.setdefault(ref.provider, []).append(ref)
+    checks: list[asyncio.Task[dict[ModelRef, str]]] = []
+    for name, provider_refs in by_provider.items():
+        # Provider names are the SDK package names.
+        if checks:
+            await asyncio.to_thread(importlib.import_module, name)
+        else:
+            importlib.import_module(name)
+        _tl("imported " + name)  # DEVTIMELINE
+        if preflight:
+            checks.append(asyncio.create_task(runner.check_models(provider_refs)))
+        else:
+            checks.append(asyncio.create_task(asyncio.sleep(0, {})))
+    found: dict[ModelRef, str] = {}
+    for answers in await asyncio.gather(*checks):
+        found.update(answers)
+    return {ref: found[ref] for ref in dict.fromkeys(refs) if ref in found}
 
 
 def _say_ready(ready: IO[str], problems: Mapping[Any, str], notices: list[str]) -> None:
@@ -711,6 +771,8 @@ async def _handle(runner: Runner, board: CaseBoard, reader: Any, writer: Any) ->
         while line := await reader.readline():
             message = json.loads(line)
             if message["op"] == "case":
+                if not board._waiting and not board._answers:  # DEVTIMELINE
+                    _tl("first case")  # DEVTIMELINE
                 board.request(message, send_bytes)
                 continue
             if message["op"] == "status":  # answered at once, from the loop

@@ -22,8 +22,8 @@ provider serves it. A model the bundled table does not know needs ``input`` and 
 :meth:`PriceTable.cost` prices one :class:`~pytest_llmregress.providers.base.Completion`: its
 input tokens at the input price and its output tokens at the output price. The completion's
 resolved model (the snapshot that answered) is looked up first, then the id requested. The
-cached-input and batch prices are kept for reports of their own: a completion does not record
-cached prompt tokens, and runs do not use the batch APIs.
+batch prices price the calls of ``--llm-batch`` runs; cached-input prices are kept for reports
+of their own (a completion does not record cached prompt tokens).
 """
 
 from __future__ import annotations
@@ -87,9 +87,19 @@ class ModelPrice:
     """The day the price was read from its source; None for a project's price without one."""
     source: str = ""
 
-    def cost(self, input_tokens: int, output_tokens: int) -> float:
-        """USD for the tokens at the standard (not cached, not batch) prices."""
-        return (input_tokens * self.input + output_tokens * self.output) / PER_TOKENS
+    @property
+    def batch(self) -> tuple[float, float]:
+        """(input, output) through the Batch API: the table's batch prices, or half the
+        standard ones where a row has none (both providers' batch discount)."""
+        return (
+            self.input / 2 if self.batch_input is None else self.batch_input,
+            self.output / 2 if self.batch_output is None else self.batch_output,
+        )
+
+    def cost(self, input_tokens: int, output_tokens: int, *, batch: bool = False) -> float:
+        """USD for the tokens at the standard (not cached) prices, or the batch prices."""
+        price_in, price_out = self.batch if batch else (self.input, self.output)
+        return (input_tokens * price_in + output_tokens * price_out) / PER_TOKENS
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -137,7 +147,7 @@ class PriceTable:
         price = self.price_of(completion)
         if price is None:
             return None
-        return price.cost(completion.input_tokens, completion.output_tokens)
+        return price.cost(completion.input_tokens, completion.output_tokens, batch=completion.batch)
 
     def with_overrides(
         self, entries: Mapping[str, object], *, path: Path | None = None, prefix: str = "prices."

@@ -9,13 +9,14 @@ import json
 import os
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
 from pytest_llmregress.core.masking import mask_urls_in
 from pytest_llmregress.providers.base import (
+    BatchState,
     ChatMessage,
     Completion,
     ErrorKind,
@@ -403,6 +404,42 @@ class SDKProvider:
                     return error
             await asyncio.sleep(PROBE_RETRY_DELAY)
         raise AssertionError("unreachable")
+
+    # -- the Batch API (--llm-batch) ---------------------------------------------------------
+
+    async def batch_create(self, items: Sequence[tuple[str, Request]]) -> str:
+        """Send ``items`` (custom id, request) as one batch of the provider's Batch API; its id."""
+        raise NotImplementedError
+
+    async def batch_state(self, batch_id: str) -> BatchState:
+        """How far the batch is (one poll)."""
+        raise NotImplementedError
+
+    async def batch_results(
+        self, batch_id: str, requests: Mapping[str, Request]
+    ) -> dict[str, Completion | ProviderError]:
+        """The ended batch's outcome for every custom id of ``requests``: a ``Completion``
+        (``batch`` set), or the ``ProviderError`` of a request that failed, expired or was
+        canceled, or that the results lack."""
+        raise NotImplementedError
+
+    async def batch_cancel(self, batch_id: str) -> None:
+        """Ask the provider to cancel the batch (what it already processed stays)."""
+        raise NotImplementedError
+
+    def batch_missing(self, request: Request, batch_id: str, status: str) -> ProviderError:
+        """The error of a request the ended batch has no result for: expired, canceled, or a
+        result the provider lost."""
+        kind: ErrorKind
+        if status in ("expired",):
+            kind, why = "expired", "expired before the provider processed it"
+        elif status in ("canceled", "cancelled", "canceling", "cancelling"):
+            kind, why = "canceled", "its batch was canceled before the provider processed it"
+        else:
+            kind, why = "bad_response", f"the batch ended ({status}) without a result for it"
+        return ProviderError(
+            f"batch {batch_id}: {why}", provider=self.name, model=request.model, kind=kind
+        )
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -61,6 +61,7 @@ class Completion:
     attempts: int = 1
     fallback_model: str | None = None
     cached: bool = False  # served from the response cache, not the network
+    batch: bool = False  # answered through the provider's Batch API (--llm-batch)
 
     def to_dict(self) -> dict[str, Any]:
         # Only scalar fields: a shallow copy is the JSON-able dict (asdict deep-copies, slowly).
@@ -82,6 +83,8 @@ ErrorKind = Literal[
     "connection",
     "bad_response",  # the API answered 200 with something unusable (no text)
     "budget",  # not sent: --llm-max-cost would be passed (no request was made)
+    "expired",  # a batch request the provider did not process in the batch's window
+    "canceled",  # a batch request whose batch was canceled before it was processed
 ]
 
 RETRYABLE_KINDS: frozenset[str] = frozenset({"rate_limit", "server", "timeout", "connection"})
@@ -137,6 +140,19 @@ def kind_for_status(status: int, code: str | None = None) -> ErrorKind:
     return "bad_request"
 
 
+@dataclass(frozen=True)
+class BatchState:
+    """A provider batch as its last poll saw it: ``done`` of ``total`` requests processed
+    (whatever their outcome); ``ended``: its results can be read; ``status``: the provider's
+    own word for its state."""
+
+    id: str
+    status: str
+    ended: bool
+    done: int
+    total: int
+
+
 class Provider(Protocol):
     """A provider turns a ``Request`` into a ``Completion`` (one attempt, no retries)."""
 
@@ -147,5 +163,19 @@ class Provider(Protocol):
 
     async def check_model(self, model: str) -> None:
         """Raise ``ProviderError`` unless the provider serves ``model`` (the preflight)."""
+
+    async def batch_create(self, items: Sequence[tuple[str, Request]]) -> str:
+        """Send ``items`` (custom id, request) as one batch of the provider's Batch API."""
+
+    async def batch_state(self, batch_id: str) -> BatchState:
+        """How far the batch is (one poll)."""
+
+    async def batch_results(
+        self, batch_id: str, requests: Mapping[str, Request]
+    ) -> dict[str, Completion | ProviderError]:
+        """The ended batch's outcome for every custom id of ``requests``."""
+
+    async def batch_cancel(self, batch_id: str) -> None:
+        """Cancel the batch at the provider."""
 
     async def aclose(self) -> None: ...

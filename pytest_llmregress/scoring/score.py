@@ -25,8 +25,8 @@ class Vote:
     ``repeat``: which of the judge's repeats (0 first); ``swapped``: the judge saw the candidate
     before the reference (the order check): such a vote is measured, never counted in the
     score. ``input_tokens``, ``output_tokens``: the call's usage, and ``cached``: its verdict
-    came from the judge cache (what the call cost, for the cost report; 0 in results written
-    before votes kept them).
+    came from the judge cache, and ``batch``: it went through the Batch API (what the call cost,
+    for the cost report; 0 in results written before votes kept them).
     """
 
     judge: str
@@ -37,6 +37,7 @@ class Vote:
     input_tokens: int = 0
     output_tokens: int = 0
     cached: bool = False
+    batch: bool = False  # made through the provider's Batch API (priced at its batch price)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

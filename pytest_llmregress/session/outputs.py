@@ -62,9 +62,14 @@ def header_lines(plan: RunPlan) -> list[str]:
         for name, value in explicit.items()
         if name not in ("golden_files",)
     )
+    calls = (
+        f"through the Batch APIs (--llm-batch{', journaled' if plan.batch_journal else ''})"
+        if settings.batch
+        else f"concurrency {settings.concurrency}"
+    )
     lines = [
         f"llmregress: model {plan.candidate} at {where}, {judge}, min pass rate "
-        f"{settings.min_pass_rate:.0%}{repeats}, concurrency {settings.concurrency}{served}",
+        f"{settings.min_pass_rate:.0%}{repeats}, {calls}{served}",
         sampling_line(plan),
         f"llmregress: rerun with {rerun}",
     ]
@@ -296,6 +301,7 @@ def run_result(plan: RunPlan, gathered: Gatherer) -> RunResult:
         finished_at=dt.datetime.now(dt.UTC).isoformat(),
         resolved_models=gathered.resolved_models(),
         missing=gathered.missing(),
+        broken_golden_files=sorted(gathered.broken_golden_files),  # for llmregress merge
         verdict=None
         if verdict is None
         else {

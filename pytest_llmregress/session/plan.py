@@ -86,11 +86,18 @@ def golden_units(
     return {nodeid: f"llmregress-unit-{index // size}" for index, nodeid in enumerate(golden)}
 
 
-def dist_problem(dist: str) -> str | None:
+def dist_problem(dist: str, *, batch: bool = False) -> str | None:
     """Why an xdist ``--dist`` mode cannot run a model: ``each`` would pay for every model call
     once per worker. Every other mode runs each case once: ``load`` through work units
     (``collect/scheduling.py``), the others through the runner process, which runs a case once
-    whoever asks for it."""
+    whoever asks for it. ``--llm-batch`` takes no xdist at all: every case's calls wait in the
+    one runner's batches, so workers would only wait (and would split the batches)."""
+    if batch and dist != "no":
+        return (
+            "pytest-llmregress: --llm-batch sends every selected case's calls in the runner's "
+            "batches, so xdist workers would only wait on them: run it without -n (a "
+            "matrix of --llm-shard jobs spreads a suite over machines)"
+        )
     if dist != "each":
         return None
     return (
@@ -157,6 +164,8 @@ class RunPlan:
     prompts: PromptResolver | None = None
     # --llm-max-cost: each model's (input, output) USD per million tokens, by provider:model
     prices: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    # --llm-batch: the same through the Batch APIs (the table's batch prices)
+    batch_prices: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     prompts_metadata: Mapping[str, Any] = field(default_factory=dict)  # prompt_model, prompts
 
     # -- derived -----------------------------------------------------------------------------
@@ -170,6 +179,17 @@ class RunPlan:
         """The results file: ``--llm-report``, else the file being resumed."""
         chosen = self.settings.report or self.settings.resume
         return self.rooted(chosen) if chosen else None
+
+    @property
+    def batch_journal(self) -> str | None:
+        """Where ``--llm-batch`` journals its batch ids: beside the results file's journals,
+        so that ``--llm-resume`` of the file finds them."""
+        from pytest_llmregress.verdict.results import BATCH_JOURNAL, journal_dir
+
+        path = self.report_path
+        if not self.settings.batch or path is None:
+            return None
+        return str(journal_dir(path) / BATCH_JOURNAL)
 
     @property
     def cache_dir(self) -> Path | None:
@@ -255,13 +275,14 @@ class RunPlan:
         assert self.endpoints is not None
         return runner_config(
             endpoints=self.endpoints,
-            settings=RunnerSettings.of(settings),
+            settings=RunnerSettings.of(settings, batch_journal=self.batch_journal),
             candidate=self.candidate,
             judge=self.judge,
             compare=self.compare,
             fallbacks=self.fallbacks,
             panel=self.panel,
             prices=self.prices,
+            batch_prices=self.batch_prices,
             preflight=settings.preflight != "off" and settings.cache != "replay",
             cache_dir=self.cache_dir,
         )
@@ -300,6 +321,11 @@ class RunPlan:
                     "judge_cache",
                     "serve",
                     "resume",
+                    "batch",
+                    "max_regression",  # the comparison's and the summary's, for merging shards
+                    "alpha",
+                    "worst",
+                    "shard",
                 )
             },
         }
@@ -341,13 +367,18 @@ def resolve_plan(
             "pytest-llmregress: --llm-record takes one output per case as its reference; "
             "run it without --llm-repeat"
         )
+    if settings.batch and settings.case_deadline is not None:
+        raise PlanError(
+            "pytest-llmregress: --llm-case-deadline bounds a case in seconds, and a batch's "
+            "results come within 24 hours: run --llm-batch without it"
+        )
     if settings.compare_model and settings.baseline:
         raise PlanError(
             "pytest-llmregress: --llm-baseline and --llm-compare-model both name the baseline;"
             " give one"
         )
     if plan.candidate is not None and not plan.is_worker:
-        problem = dist_problem(dist)
+        problem = dist_problem(dist, batch=settings.batch)
         if problem:
             raise PlanError(problem)
     plan = check_lifecycle(plan)
@@ -359,7 +390,8 @@ def resolve_plan(
         resumed, notes = load_resumed(plan.rooted(settings.resume), plan.compare)
         plan = replace(plan, resumed=resumed, resume_notes=notes)
     check_baseline(plan)
-    plan = replace(plan, prices=run_prices(plan))
+    prices, batch_prices = run_prices(plan)
+    plan = replace(plan, prices=prices, batch_prices=batch_prices)
     if collect_only or plan.key_problem:
         # Nothing will call a model: start no process, import no SDK. A missing key stops
         # the session only if a selected test needs a model (the session's ``before_run``).
@@ -367,11 +399,14 @@ def resolve_plan(
     return resolve_prompts(plan)  # bad prompt files stop the run here
 
 
-def run_prices(plan: RunPlan) -> dict[str, tuple[float, float]]:
-    """The price of every model of the run that has one, for the runner (its spend in the
-    progress line, and ``--llm-max-cost``). With a budget, a model without a price, or prices
-    that do not read, are a ``PlanError`` (a budget cannot bound calls it cannot price);
-    without one they only leave the spend unknown (the summary says why)."""
+def run_prices(
+    plan: RunPlan,
+) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]]]:
+    """The price of every model of the run that has one, online and through the Batch API,
+    for the runner (its spend in the progress line, and ``--llm-max-cost``). With a budget, a
+    model without a price, or prices that do not read, are a ``PlanError`` (a budget cannot
+    bound calls it cannot price); without one they only leave the spend unknown (the summary
+    says why)."""
     from pytest_llmregress.models.prices import PriceError
 
     budget = plan.settings.max_cost is not None
@@ -379,9 +414,10 @@ def run_prices(plan: RunPlan) -> dict[str, tuple[float, float]]:
         table = plan.price_table()
     except PriceError as exc:
         if not budget:
-            return {}
+            return {}, {}
         raise PlanError(f"pytest-llmregress: --llm-max-cost: {exc}") from None
     prices: dict[str, tuple[float, float]] = {}
+    batch_prices: dict[str, tuple[float, float]] = {}
     unpriced: list[str] = []
     for _, ref in plan.models_by_role():
         price = table.lookup(ref.provider, ref.model)
@@ -389,13 +425,14 @@ def run_prices(plan: RunPlan) -> dict[str, tuple[float, float]]:
             unpriced.append(str(ref))
         else:
             prices[str(ref)] = (price.input, price.output)
+            batch_prices[str(ref)] = price.batch
     if unpriced and budget:
         raise PlanError(
             f"pytest-llmregress: --llm-max-cost needs the price of every model of the run; "
             f"none is known for {', '.join(dict.fromkeys(unpriced))} (add it under "
             '[tool.llmregress.prices."ID"], see docs/cost.md)'
         )
-    return prices
+    return prices, batch_prices
 
 
 def load_model_config(root: Path, pyproject: Path | None) -> ModelConfig:

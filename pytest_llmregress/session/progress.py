@@ -5,8 +5,10 @@ report). Every ``interval`` seconds at most, as results arrive:
     llmregress: 120/500 cases (24%), pass rate 91.7% so far, 2 errors; in flight: 16 candidate,
     12 judge calls; backing off: candidate limit 8 of 32; spent $0.42; ETA 1 min 20 s
 
-Off with ``-q``. The runner's side (calls in flight, back-off) comes from the runner
-process's ``status``; the rest from the results gathered so far.
+With ``--llm-batch`` it also says how far the provider batches are (and shows in a terminal
+too: nothing else moves while a batch runs). Off with ``-q``. The runner's side (calls in
+flight, back-off, batches) comes from the runner process's ``status``; the rest from the
+results gathered so far.
 """
 
 from __future__ import annotations
@@ -64,6 +66,14 @@ def progress_text(
             backing.append(f"new calls held {status['held_s']:.1f} s (retry-after)")
         if backing:
             parts.append("backing off: " + ", ".join(backing))
+        batches = status.get("batches") or []
+        if batches:
+            done = sum(b["done"] for b in batches)
+            total = sum(b["total"] for b in batches)
+            ended = sum(1 for b in batches if b["status"] == "read")
+            parts.append(
+                f"batches: {ended} of {len(batches)} read, {done}/{total} requests processed"
+            )
         if status.get("spent") is not None:
             parts.append(f"spent ${status['spent']:.2f}")
     if 0 < done < total and elapsed_s > 0:

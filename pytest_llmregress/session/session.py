@@ -120,6 +120,8 @@ class LLMRegressSession:
         ``run_cases`` is False on an xdist controller, whose workers run the cases.
         """
         config = self.config
+        from pytest_llmregress.engine.runner_process import _tl  # DEVTIMELINE
+        _tl("session start")  # DEVTIMELINE
         workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
         try:
             self.plan = resolve_plan(
@@ -248,8 +250,11 @@ class LLMRegressSession:
         ):
             self._stop_runner()  # e.g. unit tests only: no wait for a runner nobody needs
         if self.runner_process is not None:
+            from pytest_llmregress.engine.runner_process import _tl  # DEVTIMELINE
+            _tl("before_run wait")  # DEVTIMELINE
             try:
                 problems = self.runner_process.preflight_problems()
+                _tl("preflight read")  # DEVTIMELINE
             except RunnerError as exc:
                 pytest.exit(f"pytest-llmregress: {exc}", returncode=pytest.ExitCode.INTERNAL_ERROR)
             refusal = self.gathered.note_preflight(problems)
@@ -384,7 +389,13 @@ class LLMRegressSession:
                 ),
                 systems,
             )
-            return self.runner.result(item.nodeid, item.case, systems)
+            if not self.plan.settings.batch:
+                return self.runner.result(item.nodeid, item.case, systems)
+            # A batch takes minutes to hours, and nothing is reported meanwhile: the progress
+            # line says how far the batches are while the first case waits.
+            return self.runner.result(
+                item.nodeid, item.case, systems, while_waiting=self._tick_progress
+            )
         except RunnerError as exc:
             return case_error(item.nodeid, item.case, str(exc), "runner"), None
 
@@ -472,8 +483,8 @@ class LLMRegressSession:
         if reporter is None or self.config.get_verbosity() < 0 or self.plan.candidate is None:
             return None
         under_xdist = self.runner is None and self.runner_process is not None
-        if reporter.isatty() and not under_xdist:  # pytest's own progress line says enough
-            return None
+        if reporter.isatty() and not under_xdist and not self.plan.settings.batch:
+            return None  # pytest's own progress line says enough (not while batches run)
 
         def write(text: str) -> None:
             # On a line of progress dots: a line of its own (pytest's ensure_newline knows

@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_SCENARIO",
     "WILDCARD",
     "AnswerRule",
+    "BatchesConfig",
     "DriftConfig",
     "ErrorRule",
     "JudgeNoise",
@@ -68,6 +69,10 @@ ERROR_SHAPES = ("provider", "detail", "detail_list", "error_string", "message", 
 ``{"detail": "..."}`` (``detail``) or validation list ``{"detail": [{"loc", "msg", "type"}]}``
 (``detail_list``), ``{"error": "..."}`` (``error_string``), ``{"message": "..."}``
 (``message``), or the message as plain text (``text``)."""
+
+APPLIES_TO = ("online", "batch", "both")
+"""Which requests an error rule fires on: online requests (the default), the requests of a
+batch (Message Batches, OpenAI Batch) or both."""
 
 AUTH_MODES = ("required", "none")
 MODELS_ENDPOINT_MODES = ("full", "loaded", "none")
@@ -201,6 +206,7 @@ class ErrorRule:
     latency_ms: float = 0.0
     param: str | None = None
     shape: str | None = None  # one of ERROR_SHAPES; None: the server's error_shape
+    applies_to: str = "online"  # one of APPLIES_TO
 
 
 @dataclass(frozen=True)
@@ -277,6 +283,21 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class BatchesConfig:
+    """How the server's batches (Message Batches, OpenAI Batch) progress.
+
+    A batch ends on its ``polls``-th retrieval, once ``delay_s`` seconds have passed since its
+    creation (both must hold), unless the server holds batches. ``expire_after``: a batch
+    expires instead of completing, with that many of its requests answered (the first ones, in
+    order) and the others expired.
+    """
+
+    polls: int = 1
+    delay_s: float = 0.0
+    expire_after: int | None = None
+
+
+@dataclass(frozen=True)
 class Scenario:
     """A whole validated scenario: global defaults, aliases and per-model configurations."""
 
@@ -290,6 +311,7 @@ class Scenario:
     source: str = "<dict>"
     base_dir: Path = field(default_factory=Path.cwd)
     server: ServerConfig = field(default_factory=ServerConfig)
+    batches: BatchesConfig = field(default_factory=BatchesConfig)
 
     def resolve(self, model_id: str) -> tuple[str, ModelConfig] | None:
         """Resolve a requested model id (or alias) to ``(snapshot id, config)``.
@@ -453,6 +475,7 @@ _ERROR_KEYS = (
     "latency_ms",
     "param",
     "shape",
+    "applies_to",
 )
 _UNKNOWN_MODEL_KEYS = ("status", "message", "type", "code", "param", "shape")
 _RATE_LIMIT_KEYS = ("requests_per_second", "burst")
@@ -465,7 +488,9 @@ _TOP_KEYS = (
     "models",
     "description",
     "server",
+    "batches",
 )
+_BATCHES_KEYS = ("polls", "delay_s", "expire_after")
 
 
 def _parse_answer(ctx: _Ctx, path: str, value: object) -> AnswerRule:
@@ -617,6 +642,7 @@ def _parse_error(
         latency_ms=opt("latency_ms", _number) or 0.0,
         param=opt("param", _string),
         shape=opt("shape", _choice(ERROR_SHAPES)),
+        applies_to=opt("applies_to", _choice(APPLIES_TO)) or "online",
     )
 
 
@@ -639,6 +665,22 @@ def _parse_server(ctx: _Ctx, value: object) -> ServerConfig:
         key: parsers[key](ctx, _join("server", key), item) for key, item in raw.items()
     }
     return ServerConfig(**parsed)
+
+
+def _parse_batches(ctx: _Ctx, value: object) -> BatchesConfig:
+    raw = _mapping(ctx, "batches", {} if value is None else value)
+    _check_keys(ctx, "batches", raw, _BATCHES_KEYS)
+    config = BatchesConfig()
+    if raw.get("polls") is not None:
+        polls = _integer(ctx, "batches.polls", raw["polls"], minimum=1)
+        config = dataclasses.replace(config, polls=polls)
+    if raw.get("delay_s") is not None:
+        delay = _number(ctx, "batches.delay_s", raw["delay_s"])
+        config = dataclasses.replace(config, delay_s=delay)
+    if raw.get("expire_after") is not None:
+        done = _integer(ctx, "batches.expire_after", raw["expire_after"], minimum=0)
+        config = dataclasses.replace(config, expire_after=done)
+    return config
 
 
 def _parse_answers_from(ctx: _Ctx, path: str, value: object) -> tuple[Path, ...]:
@@ -794,6 +836,7 @@ def parse_scenario(
         source=source,
         base_dir=base,
         server=server,
+        batches=_parse_batches(ctx, raw.get("batches")),
     )
 
 

@@ -6,7 +6,9 @@ golden answers, aliases that can be re-pointed while running, drift, malformed j
 latency, and injected faults (429 with ``retry-after``, 500, 529, retired models, ...). Its
 nondeterminism is *known*: a model that samples, a noisy judge and a judge with a position bias
 draw from hashes, and :func:`answers_normally`, :func:`sampled_answer_ok` and
-:func:`judge_flips` tell a test what the server will answer.
+:func:`judge_flips` tell a test what the server will answer. It also speaks both providers'
+batch APIs (Message Batches; OpenAI Batch and Files: ``batches.py``), whose batches end when a
+test says so.
 
 Stdlib only (``http.server.ThreadingHTTPServer``, HTTP/1.1 keep-alive); importing this module does
 not import any SDK. See ``docs/local-server.md`` for the scenario format and examples::
@@ -45,6 +47,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from pytest_llmregress.testing.batches import BatchAnswer, BatchAPIError, BatchInfo, BatchStore
 from pytest_llmregress.testing.scenario import (
     WILDCARD,
     ErrorRule,
@@ -62,6 +65,7 @@ from pytest_llmregress.testing.scenario import (
 )
 
 __all__ = [
+    "BatchInfo",
     "JudgePair",
     "LocalProviderServer",
     "RequestRecord",
@@ -654,6 +658,13 @@ class LocalProviderServer:
         # candidate) judged by a noisy judge: the n of the next draw
         self._sample_counts: dict[tuple[str, str], int] = {}
         self._judge_counts: dict[tuple[str, str, str], int] = {}
+        self._batch_states: dict[str, _ModelState] = {}  # first_n and share of batch requests
+        self._batches = BatchStore(
+            self._batch_answer,
+            lambda: self._scenario.batches,
+            self._notify,
+            self._batch_model_problem,
+        )
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -759,7 +770,9 @@ class LocalProviderServer:
         ``queued`` and ``generating`` now, ``max_generating``, ``started`` and ``finished``
         (requests that began and ended generating), ``dropped`` (queued requests whose client
         went away, never generated) and ``lost_answers`` (answers generated for a client that
-        had gone)."""
+        had gone); ``batches``: the batch APIs' own counters (batches created per provider,
+        files uploaded, retrievals, results downloads, cancels, batched requests by model),
+        which the online counters leave out."""
         with self._lock:
             return self._stats()
 
@@ -779,7 +792,12 @@ class LocalProviderServer:
             "finished": self._finished,
             "dropped": self._dropped,
             "lost_answers": self._lost_answers,
+            "batches": self._batches.counters(),
         }
+
+    def _notify(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
 
     def wait_until(
         self, condition: Callable[[dict[str, Any]], bool], timeout: float = 10.0
@@ -806,6 +824,35 @@ class LocalProviderServer:
             self._max_in_flight = self._in_flight
             self._started = self._finished = self._dropped = self._lost_answers = 0
             self._max_generating = self._generating
+            self._batch_states.clear()
+        self._batches.reset_counters()
+
+    # -- batches -----------------------------------------------------------------------------
+
+    def batches(self) -> list[BatchInfo]:
+        """Every batch of both providers, oldest first: id, provider, status (as the provider
+        names it), custom ids, outcomes so far, retrievals. Batches live in memory only."""
+        return self._batches.infos()
+
+    def hold_batches(self) -> None:
+        """Hold every batch in progress: none ends, however often it is retrieved, until
+        :meth:`release_batches` (or :meth:`expire_batches`)."""
+        self._batches.hold()
+
+    def release_batches(self) -> None:
+        """Stop holding batches and end every batch in progress now: its requests are answered
+        (a canceling batch's are canceled)."""
+        self._batches.release()
+
+    def expire_batches(self) -> None:
+        """End every batch in progress now as expired: requests already answered (see
+        :meth:`process_batches`) keep their answer, the others are expired."""
+        self._batches.expire()
+
+    def process_batches(self, count: int | None = None) -> None:
+        """Answer the next ``count`` requests (all when None) of every batch in progress
+        without ending it, so that a later expiry or cancel finds them done."""
+        self._batches.process(count)
 
     def pause(self, after: int = 0) -> None:
         """Hold model requests (after they are counted as in flight) until :meth:`resume`:
@@ -896,11 +943,85 @@ class LocalProviderServer:
             return self._guard(
                 provider, lambda: self._models_endpoint(provider, headers, model_id, query)
             )
+        batch_provider = BatchStore.routes(path)
+        if batch_provider is not None:
+            return self._guard(
+                batch_provider,
+                lambda: self._batch_route(batch_provider, method, path, query, headers, body),
+            )
         self._count_other()
         return _json_response(
             404,
             {"error": {"type": "not_found", "message": f"No route for {method} {split.path}"}},
         )
+
+    def _batch_route(
+        self,
+        provider: Provider,
+        method: str,
+        path: str,
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> Response:
+        """A request to the batch or file routes (``batches.py``), after the provider's auth."""
+        self._check_auth(provider, headers)
+        host = _header(headers, "host")
+        base_url = f"http://{host}" if host else self.url
+        try:
+            reply = self._batches.handle(provider, method, path, query, headers, body, base_url)
+        except BatchAPIError as exc:
+            raise _HTTPError(
+                exc.status, exc.message, code=exc.code, param=exc.param, error_type=exc.error_type
+            ) from None
+        if reply.raw is not None:
+            return Response(reply.status, reply.raw, dict(reply.headers), reply.content_type)
+        return _json_response(reply.status, reply.payload)
+
+    def _batch_model_problem(self, model: str) -> str | None:
+        """Why an OpenAI batch file's model cannot run (the online 404's message), or None."""
+        try:
+            self._resolve("openai", model)
+        except _HTTPError as exc:
+            return exc.message
+        return None
+
+    def _batch_answer(self, provider: Provider, body: object) -> BatchAnswer:
+        """Answer one batched request as the online request would be answered (the body's
+        checks, the model's errors, answers, judge and token counts), without latency, slots,
+        rate limit or the online counters; error rules fire when they apply to batches."""
+        request_id = _new_id("req_")
+        requested: str | None = None
+        resolved: str | None = None
+        try:
+            if not isinstance(body, dict):
+                raise _HTTPError(400, "The request body must be a JSON object.")
+            model = body.get("model")
+            requested = model if isinstance(model, str) else None
+            if provider == "anthropic":
+                prompt = _anthropic_prompt(body)
+            else:
+                prompt = _openai_prompt(body, self._scenario.server.accepts_params)
+            if body.get("stream"):
+                raise _HTTPError(400, "streaming is not supported in a batch", param="stream")
+            resolved, config = self._resolve(provider, prompt.model)
+            _check_refused_params(provider, config, body)
+            _check_structured(prompt, config)
+            self._inject_faults(resolved, config, prompt, batch=True)
+            text, verdict = self._reply(resolved, config, prompt)
+        except _HTTPError as exc:
+            resolved = resolved or exc.resolved
+            error = _provider_error(provider, exc, request_id)
+            return BatchAnswer(exc.status, error, request_id, requested, resolved)
+        if provider == "anthropic":
+            payload = _anthropic_message_payload(resolved, text, prompt, verdict)
+            usage = payload["usage"]
+            tokens = (usage["input_tokens"], usage["output_tokens"])
+        else:
+            payload = _openai_completion_payload(resolved, config, text, prompt, verdict)
+            usage = payload["usage"]
+            tokens = (usage["prompt_tokens"], usage["completion_tokens"])
+        return BatchAnswer(200, payload, request_id, requested, resolved, tokens)
 
     def _count_other(self) -> None:
         with self._lock:
@@ -960,13 +1081,7 @@ class LocalProviderServer:
                     )
                 resolved, config = self._resolve(provider, prompt.model)
                 _check_refused_params(provider, config, data)
-                if prompt.structured and not config.structured_output:
-                    raise _HTTPError(
-                        400,
-                        f"{prompt.structured} is not supported by this model (the scenario sets "
-                        "structured_output: false)",
-                        param=prompt.structured.split(" ")[0],
-                    )
+                _check_structured(prompt, config)
                 self._inject_faults(resolved, config, prompt)
                 response = self._generate(provider, resolved, config, prompt, client_gone)
             except Exception as exc:
@@ -1178,14 +1293,35 @@ class LocalProviderServer:
             self._states[snapshot] = state
         return state
 
-    def _inject_faults(self, snapshot: str, config: ModelConfig, prompt: _Prompt) -> None:
+    def _batch_state(self, snapshot: str) -> _ModelState:
+        """Per-snapshot state of batched requests; call with the lock held."""
+        state = self._batch_states.get(snapshot)
+        if state is None:
+            seed = self._scenario.seed
+            state = _ModelState(
+                count=0,
+                error_rng=random.Random(f"batch-errors:{seed}:{snapshot}"),
+                jitter_rng=random.Random(f"batch-jitter:{seed}:{snapshot}"),
+            )
+            self._batch_states[snapshot] = state
+        return state
+
+    def _inject_faults(
+        self, snapshot: str, config: ModelConfig, prompt: _Prompt, *, batch: bool = False
+    ) -> None:
+        """Raise the error of the model's first error rule that fires (and its rate limit's
+        429). A batched request (``batch``) has its own first_n counts and random stream, no
+        rate limit, no rule latency, and meets only the rules that apply to batches."""
         fired: ErrorRule | None = None
+        skip = "online" if batch else "batch"
         with self._lock:
-            state = self._state(snapshot)
+            state = self._batch_state(snapshot) if batch else self._state(snapshot)
             state.count += 1
-            if config.rate_limit is not None:
+            if config.rate_limit is not None and not batch:
                 _take_token(state, config.rate_limit)
             for rule in config.errors:
+                if rule.applies_to == skip:
+                    continue
                 if (
                     rule.match is not None
                     and rule.match.casefold() not in prompt.user_text.casefold()
@@ -1199,7 +1335,7 @@ class LocalProviderServer:
                 break
         if fired is None:
             return
-        if fired.latency_ms:
+        if fired.latency_ms and not batch:
             time.sleep(fired.latency_ms / 1000)
         raise _injected_error(fired, prompt.model)
 
@@ -1382,6 +1518,27 @@ class LocalProviderServer:
             if method == "POST" and path in ("/_admin/pause", "/_admin/resume"):
                 (self.pause if path.endswith("pause") else self.resume)()
                 return _json_response(200, {"ok": True})
+            if method == "GET" and path == "/_admin/batches":
+                return _json_response(
+                    200, {"data": [dataclasses.asdict(b) for b in self.batches()]}
+                )
+            if method == "POST" and path.startswith("/_admin/batches/"):
+                action = path[len("/_admin/batches/") :]
+                if action in ("hold", "release", "expire"):
+                    {
+                        "hold": self.hold_batches,
+                        "release": self.release_batches,
+                        "expire": self.expire_batches,
+                    }[action]()
+                    return _json_response(200, {"ok": True})
+                if action == "process":
+                    count = _parse_json(body).get("count") if body else None
+                    if count is not None and (
+                        not isinstance(count, int) or isinstance(count, bool) or count < 0
+                    ):
+                        raise ScenarioError('body must be {"count": int >= 0} or empty')
+                    self.process_batches(count)
+                    return _json_response(200, {"ok": True})
             if method == "POST" and path == "/_admin/reset":
                 self.reset_stats()
                 return _json_response(200, {"ok": True})
@@ -1502,6 +1659,17 @@ def _check_refused_params(provider: Provider, config: ModelConfig, data: Mapping
             code="unsupported_parameter",
         )
     raise _HTTPError(400, f"`{name}` is not supported by this model.", param=name)
+
+
+def _check_structured(prompt: _Prompt, config: ModelConfig) -> None:
+    """A 400 for a request for structured output to a model without it."""
+    if prompt.structured and not config.structured_output:
+        raise _HTTPError(
+            400,
+            f"{prompt.structured} is not supported by this model (the scenario sets "
+            "structured_output: false)",
+            param=prompt.structured.split(" ")[0],
+        )
 
 
 def _require_model(data: Mapping[str, Any]) -> str:
@@ -1839,28 +2007,37 @@ def _error_response(
         loc = ["body", *exc.param.split(".")] if exc.param else ["body"]
         item = {"type": exc.error_type or "value_error", "loc": loc, "msg": exc.message}
         return _json_response(exc.status, {"detail": [item]}, exc.headers)
+    return _json_response(exc.status, _provider_error(provider, exc, request_id), exc.headers)
+
+
+def _provider_error(provider: Provider, exc: _HTTPError, request_id: str) -> dict[str, Any]:
+    """The error body in the provider's own format."""
     anthropic_type, openai_type, openai_code = _error_types(exc.status)
     if provider == "anthropic":
-        payload: dict[str, Any] = {
+        return {
             "type": "error",
             "error": {"type": exc.error_type or anthropic_type, "message": exc.message},
             "request_id": request_id,
         }
-    else:
-        payload = {
-            "error": {
-                "message": exc.message,
-                "type": exc.error_type or openai_type,
-                "param": exc.param,
-                "code": exc.code if exc.code is not None else openai_code,
-            }
+    return {
+        "error": {
+            "message": exc.message,
+            "type": exc.error_type or openai_type,
+            "param": exc.param,
+            "code": exc.code if exc.code is not None else openai_code,
         }
-    return _json_response(exc.status, payload, exc.headers)
+    }
 
 
 def _anthropic_message(
     snapshot: str, text: str, prompt: _Prompt, verdict: dict[str, Any] | None = None
 ) -> Response:
+    return _json_response(200, _anthropic_message_payload(snapshot, text, prompt, verdict))
+
+
+def _anthropic_message_payload(
+    snapshot: str, text: str, prompt: _Prompt, verdict: dict[str, Any] | None = None
+) -> dict[str, Any]:
     content: list[dict[str, Any]] = [{"type": "text", "text": text}]
     stop_reason = "end_turn"
     if verdict is not None and prompt.tool is not None:  # the forced tool, called once
@@ -1881,7 +2058,7 @@ def _anthropic_message(
             "output_tokens": _tokens(len(text)),
         },
     }
-    return _json_response(200, payload)
+    return payload
 
 
 def _openai_completion(
@@ -1891,6 +2068,16 @@ def _openai_completion(
     prompt: _Prompt,
     verdict: dict[str, Any] | None = None,
 ) -> Response:
+    return _json_response(200, _openai_completion_payload(snapshot, config, text, prompt, verdict))
+
+
+def _openai_completion_payload(
+    snapshot: str,
+    config: ModelConfig,
+    text: str,
+    prompt: _Prompt,
+    verdict: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     n = int(prompt.params.get("n", 1))
     message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
     if prompt.json_only and verdict is None and text == _JUDGE_REFUSAL:
@@ -1919,7 +2106,7 @@ def _openai_completion(
             "total_tokens": prompt_tokens + completion_tokens,
         },
     }
-    return _json_response(200, payload)
+    return payload
 
 
 def _anthropic_model(model_id: str, config: ModelConfig) -> dict[str, Any]:

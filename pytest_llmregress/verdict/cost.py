@@ -53,7 +53,9 @@ def _completion_call(role: Role, completion: Completion, table: PriceTable) -> C
         f"{completion.provider}:{completion.requested_model}",
         completion.input_tokens,
         completion.output_tokens,
-        None if price is None else price.cost(completion.input_tokens, completion.output_tokens),
+        None
+        if price is None
+        else price.cost(completion.input_tokens, completion.output_tokens, batch=completion.batch),
         completion.cached,
         None if price is None else price.as_of,
     )
@@ -78,7 +80,7 @@ def case_calls(result: CaseResult, table: PriceTable) -> list[Call]:
                         vote.output_tokens,
                         None
                         if price is None
-                        else price.cost(vote.input_tokens, vote.output_tokens),
+                        else price.cost(vote.input_tokens, vote.output_tokens, batch=vote.batch),
                         vote.cached,
                         None if price is None else price.as_of,
                     )

@@ -309,6 +309,11 @@ def _array_lines(text: str, key: str) -> list[int]:
     return lines
 
 
+BATCH_JOURNAL = "batches.jsonl"
+"""``--llm-batch``'s journal of the batches a run created, beside the results journals (not one
+of them: it holds batch ids, no results)."""
+
+
 def journal_dir(path: str | os.PathLike[str]) -> Path:
     """Where the processes of a run append their results while it goes."""
     return Path(os.fspath(path) + ".partial")
@@ -442,7 +447,13 @@ def _read_document(target: Path) -> RunResult:
 def read_results(path: str | os.PathLike[str]) -> tuple[RunResult, list[SkippedLines]]:
     """``load_results``, and the damaged journal lines it skipped (one entry per journal)."""
     target = Path(path)
-    journals = sorted(journal_dir(target).glob("*.jsonl")) if journal_dir(target).is_dir() else []
+    journals = [
+        journal
+        for journal in (
+            sorted(journal_dir(target).glob("*.jsonl")) if journal_dir(target).is_dir() else []
+        )
+        if journal.name != BATCH_JOURNAL
+    ]
     if target.suffix == ".jsonl" and target.is_file():
         journals, document = [target], None
     elif target.is_file():
