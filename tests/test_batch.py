@@ -7,6 +7,7 @@ the server's events (a retrieval, ``release_batches``, ``expire_batches``), neve
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -16,9 +17,14 @@ from typing import Any
 
 import pytest
 
+from pytest_llmregress.cases.golden import GoldenCase, Message
+from pytest_llmregress.engine import batch as batch_module
+from pytest_llmregress.engine.runner import Runner
 from pytest_llmregress.models.prices import bundled_prices
+from pytest_llmregress.providers.registry import ModelRef, local_server_endpoints
+from pytest_llmregress.settings import RunnerSettings
 from pytest_llmregress.testing.server import LocalProviderServer
-from pytest_llmregress.verdict.results import load_results
+from pytest_llmregress.verdict.results import CaseResult, load_results
 from tests.conftest import CANDIDATE, JUDGE
 from tests.test_plugin_e2e import (
     MakeServer,
@@ -217,7 +223,7 @@ def test_a_budget_bounds_batched_calls_at_the_batch_price(
     result = pytester.runpytest(*model_args(*BATCH, f"--llm-max-cost={budget:.6f}"))
 
     # All four candidate calls went out (at the standard price the fourth would not have).
-    assert [(b.provider, len(b.custom_ids)) for b in server.batches()][0] == ("anthropic", 4)
+    assert (server.batches()[0].provider, len(server.batches()[0].custom_ids)) == ("anthropic", 4)
     result.stdout.fnmatch_lines(["* not run (budget)*"])
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
@@ -370,3 +376,76 @@ def test_progress_line_names_the_batches(
         done=10, total=50, passed=9, failed=1, errors=0, elapsed_s=60, status=status
     )
     assert "batches: 1 of 2 read, 50/60 requests processed" in text
+
+
+# -- the runner alone: the queue's batches -----------------------------------------------------
+
+PRIMARY, FALLBACK = "claude-sonnet-4-6", "claude-opus-4-7"
+
+
+def batch_runner(server: LocalProviderServer, **settings: Any) -> Runner:
+    return Runner(
+        candidate=ModelRef("anthropic", PRIMARY),
+        judge=ModelRef("openai", JUDGE),
+        endpoints=local_server_endpoints(server.url),
+        settings=RunnerSettings.defaults(timeout=10.0, batch=True, batch_poll=0.01, **settings),
+        fallbacks=(ModelRef("anthropic", FALLBACK),),
+        base_delay=0.001,
+    )
+
+
+def golden(i: int, reference: str) -> GoldenCase:
+    return GoldenCase(f"c-{i}", (Message("user", f"question {i}"),), reference=reference)
+
+
+def run_all(runner: Runner, cases: list[GoldenCase]) -> list[CaseResult]:
+    async def run() -> list[CaseResult]:
+        try:
+            runs = await asyncio.gather(*(runner.run_case(f"n::{c.id}", c) for c in cases))
+            return [result for result, _ in runs]
+        finally:
+            await runner.aclose()
+
+    return asyncio.run(run())
+
+
+def test_a_fallback_answers_a_failed_batch_request_through_a_next_batch(
+    make_server: MakeServer,
+) -> None:
+    server = make_server(
+        {
+            "models": {
+                PRIMARY: {
+                    "default_reply": "primary says hi",
+                    "errors": [{"status": 404, "match": "question 1", "applies_to": "batch"}],
+                },
+                FALLBACK: {"default_reply": "primary says hi"},
+                JUDGE: {"judge": True},
+            }
+        }
+    )
+    results = run_all(batch_runner(server), [golden(i, "primary says hi") for i in range(3)])
+
+    assert [r.outcome for r in results] == ["passed"] * 3
+    assert results[1].completion is not None
+    assert results[1].completion.fallback_model == FALLBACK
+    # The primary's batch of 3; then, at once, the fallback's batch of 1 and the judge's
+    # batch of the other 2 answers; then the judge's batch of the fallback's answer.
+    batches = [(b.provider, len(b.custom_ids)) for b in server.batches()]
+    assert batches[0] == ("anthropic", 3)
+    assert sorted(batches[1:3]) == [("anthropic", 1), ("openai", 2)]
+    assert batches[3:] == [("openai", 1)]
+    assert server.requests == []  # nothing online
+
+
+def test_large_queues_are_sent_in_several_batches(
+    make_server: MakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batch_module, "MAX_BATCH_REQUESTS", 3)
+    server = make_server({"models": {PRIMARY: {"default_reply": "ok"}, JUDGE: {"judge": True}}})
+    results = run_all(batch_runner(server), [golden(i, "ok") for i in range(7)])
+
+    assert [r.outcome for r in results] == ["passed"] * 7
+    for provider in ("anthropic", "openai"):  # the candidate's calls, then the judge's
+        sizes = sorted(len(b.custom_ids) for b in server.batches() if b.provider == provider)
+        assert sizes == [1, 3, 3]

@@ -41,6 +41,9 @@ POLL_MAX = 300.0
 POLL_FAILURES = 5
 """Transient failures of polling in a row (5xx, timeouts) after which a batch's requests fail."""
 CUSTOM_ID_LENGTH = 48
+MAX_BATCH_REQUESTS = 10_000
+"""Requests per batch at most: well inside both providers' limits (Anthropic 100,000 requests
+or 256 MB, OpenAI 50,000 requests or 200 MB per input file) for prompts of up to 20 kB."""
 
 
 def custom_id(key: str) -> str:
@@ -242,8 +245,10 @@ class BatchQueue:
                 journaled.setdefault(batch_id, {})[cid] = waiting
         for batch_id, part in journaled.items():
             self._spawn(self._watch(kind, ref, batch_id, part, resumed=True))
-        if fresh:
-            self._spawn(self._submit(kind, ref, fresh))
+        ids = list(fresh)
+        for start in range(0, len(ids), MAX_BATCH_REQUESTS):
+            chunk = {cid: fresh[cid] for cid in ids[start : start + MAX_BATCH_REQUESTS]}
+            self._spawn(self._submit(kind, ref, chunk))
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.create_task(work)
