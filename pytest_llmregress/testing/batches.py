@@ -225,16 +225,14 @@ class BatchStore:
             return copy
 
     def reset_counters(self) -> None:
+        """Zero the counters; the batches and files stay."""
         with self._lock:
             self._counters = self._zero()
         self._changed()
 
-    def _count(self, key: str, provider: Provider | None = None) -> None:
+    def _count(self, key: str) -> None:
         with self._lock:
-            if provider is not None:
-                self._counters[key][provider] += 1
-            else:
-                self._counters[key] += 1
+            self._counters[key] += 1
         self._changed()
 
     def hold(self) -> None:
