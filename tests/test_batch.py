@@ -228,6 +228,25 @@ def test_a_budget_bounds_batched_calls_at_the_batch_price(
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 
+def kill_once_journaled(
+    pytester: pytest.Pytester, server: LocalProviderServer, args: list[str]
+) -> None:
+    """Run pytest with ``args`` in a child and kill it (SIGKILL) once its first batch was
+    polled: the batch exists and is journaled (the journal line comes before any poll)."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=pytester.path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        assert server.wait_until(lambda s: s["batches"]["retrievals"] >= 1, timeout=60)
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+
+
 def test_a_killed_run_resumed_polls_the_same_batch_instead_of_paying_again(
     pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
 ) -> None:
@@ -237,27 +256,7 @@ def test_a_killed_run_resumed_polls_the_same_batch_instead_of_paying_again(
     provider_env(server)
     server.hold_batches()
 
-    args = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-p",
-        "no:cacheprovider",
-        *model_args(*BATCH, "--llm-report=run.json"),
-    ]
-    child = subprocess.Popen(
-        args,
-        cwd=pytester.path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        # Polled: the batch exists and is journaled (the journal line comes before any poll).
-        assert server.wait_until(lambda s: s["batches"]["retrievals"] >= 1, timeout=60)
-    finally:
-        os.killpg(child.pid, signal.SIGKILL)
-        child.wait()
+    kill_once_journaled(pytester, server, model_args(*BATCH, "--llm-report=run.json"))
     journal = pytester.path / "run.json.partial" / "batches.jsonl"
     lines = [json.loads(line) for line in journal.read_text().splitlines()]
     assert [(line["provider"], line["kind"], len(line["requests"])) for line in lines] == [
@@ -273,6 +272,43 @@ def test_a_killed_run_resumed_polls_the_same_batch_instead_of_paying_again(
     assert created(server) == {"anthropic": 1, "openai": 1}
     assert online_completions(server, CANDIDATE) == 0
     assert not journal.exists()  # a complete run drops its journals
+
+
+def test_llmregress_batches_lists_and_cancels_a_killed_runs_batches(
+    pytester: pytest.Pytester,
+    make_server: MakeServer,
+    provider_env: PointEnv,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from pytest_llmregress.cli.batches import main as batches_main
+
+    cases = qa_cases(4)
+    write_cases(pytester, "qa.jsonl", cases)
+    server = make_server(scenario(cases))
+    provider_env(server)
+    server.hold_batches()
+    kill_once_journaled(pytester, server, model_args(*BATCH, "--llm-report=run.json"))
+    results = str(pytester.path / "run.json")
+
+    assert batches_main([results]) == 0
+    listed = capsys.readouterr().out
+    assert f"{server.batches()[0].id}  anthropic:{CANDIDATE}  candidate  4 requests" in listed
+    assert "in_progress, 0/4 processed" in listed
+    assert server.stats()["batches"]["cancels"] == 0
+
+    assert batches_main([results, "--cancel"]) == 0
+    assert "cancel requested" in capsys.readouterr().out
+    assert server.stats()["batches"]["cancels"] == 1
+    server.release_batches()
+
+    # The resumed run reads the canceled batch: its unprocessed requests are errors.
+    resumed = pytester.runpytest(*model_args(*BATCH, "--llm-resume=run.json"))
+    resumed.assert_outcomes(errors=4)
+    resumed.stdout.fnmatch_lines(["*its batch was canceled before the provider processed it*"])
+    assert created(server) == {"anthropic": 1, "openai": 0}
+
+    assert batches_main([str(pytester.path / "none.json")]) == 2
+    assert "no batches journaled" in capsys.readouterr().err
 
 
 def test_a_new_run_does_not_poll_an_earlier_runs_batches(

@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "judge": ("pytest_llmregress.cli.judge", "measure the judge against human labels"),
     "report": ("pytest_llmregress.cli.report", "an HTML report from a results file"),
     "merge": ("pytest_llmregress.cli.merge", "merge the results of a run's shards into one"),
+    "batches": ("pytest_llmregress.cli.batches", "list or cancel a --llm-batch run's batches"),
 }
 
 

@@ -65,18 +65,31 @@ class BatchJournal:
         self.resumed: set[str] = set()  # batch ids read from an earlier run
         if self.path is None:
             return
-        if resume and self.path.is_file():
-            for raw in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
-                try:
-                    line = json.loads(raw)
-                    batch_id, requests = str(line["batch"]), list(line["requests"])
-                except (ValueError, KeyError, TypeError):
-                    continue  # a line cut by a kill: its batch is paid for again
+        if resume:
+            for line in self.read(self.path):
+                batch_id = str(line["batch"])
                 self.resumed.add(batch_id)
-                for cid in requests:
+                for cid in line["requests"]:
                     self._batches[str(cid)] = batch_id
         elif self.path.exists():
             self.path.unlink()
+
+    @staticmethod
+    def read(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+        """The journal's batches (``batch``, ``provider``, ``model``, ``kind``, ``created``,
+        ``requests``), oldest first; none when there is no journal. A line cut by a kill is
+        left out: its batch is paid for again."""
+        lines: list[dict[str, Any]] = []
+        if not Path(path).is_file():
+            return lines
+        for raw in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                line = json.loads(raw)
+                if isinstance(line["batch"], str) and isinstance(line["requests"], list):
+                    lines.append(line)
+            except (ValueError, KeyError, TypeError):
+                continue
+        return lines
 
     def batch_of(self, cid: str) -> str | None:
         """The journaled batch that holds this request, if any."""
