@@ -68,9 +68,9 @@ def test_shards_are_chosen_by_a_stable_hash_of_the_case_id() -> None:
 
 
 @pytest.mark.parametrize(
-    ("min_pass_rate", "shard_mode", "expected_status"),
-    [("0.7", [], 0), ("0.9", [], 1), ("0.7", ["-n2"], 0)],
-    ids=["passing", "failing-gate-exits-1", "shards-under-xdist"],
+    ("min_pass_rate", "repeat", "shard_mode", "expected_status"),
+    [("0.7", 1, [], 0), ("0.9", 1, [], 1), ("0.7", 1, ["-n2"], 0), ("0.7", 2, [], 0)],
+    ids=["passing", "failing-gate-exits-1", "shards-under-xdist", "repeated-bootstrap"],
 )
 def test_three_shards_merge_to_the_verdict_of_one_run(
     pytester: pytest.Pytester,
@@ -78,23 +78,24 @@ def test_three_shards_merge_to_the_verdict_of_one_run(
     provider_env: PointEnv,
     capsys: pytest.CaptureFixture[str],
     min_pass_rate: str,
+    repeat: int,
     shard_mode: list[str],
     expected_status: int,
 ) -> None:
     cases, scripted = drifted(30, bad=6)
     write_cases(pytester, "qa.jsonl", cases)
-    gate = f"--llm-min-pass-rate={min_pass_rate}"
+    gate = (f"--llm-min-pass-rate={min_pass_rate}", f"--llm-repeat={repeat}")
 
     single_server = make_server(scripted)
     provider_env(single_server)
     single = pytester.runpytest(
-        *model_args(gate, "--llm-report=single.json", "--llm-markdown=single.md")
+        *model_args(*gate, "--llm-report=single.json", "--llm-markdown=single.md")
     )
     single.assert_outcomes(passed=24, failed=6)
 
     shard_server = make_server(scripted)
     provider_env(shard_server)
-    shards = run_shards(pytester, 3, gate, *shard_mode)
+    shards = run_shards(pytester, 3, *gate, *shard_mode)
 
     # Each shard ran its own cases and deselected the others'; together, each case once.
     ran = [s.parseoutcomes().get("passed", 0) + s.parseoutcomes().get("failed", 0) for s in shards]
@@ -110,8 +111,8 @@ def test_three_shards_merge_to_the_verdict_of_one_run(
         assert {shard_of_case(c.case_id, 3) for c in document.cases} == {index}
     calls = candidate_calls(shard_server)
     assert sorted(calls) == sorted(c["user"] for c in cases)
-    assert set(calls.values()) == {1}
-    assert sum(1 for r in shard_server.requests if r.requested_model == JUDGE) == 30
+    assert set(calls.values()) == {repeat}
+    assert sum(1 for r in shard_server.requests if r.requested_model == JUDGE) == 30 * repeat
 
     status, out, err = merge(
         pytester,
@@ -408,3 +409,25 @@ def test_a_golden_file_the_shards_could_not_load_fails_the_merged_gate(
     alone = load_results(pytester.path / "single.json").metadata
     assert merged["verdict"] == alone["verdict"]
     assert merged["broken_golden_files"] == ["golden_cases/bad.jsonl"]
+
+
+def test_a_shard_that_selected_no_case_still_counts_as_given(
+    pytester: pytest.Pytester,
+    make_server: MakeServer,
+    provider_env: PointEnv,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cases = qa_cases(2)  # case-000 is shard 1 of 3, case-001 shard 3: shard 2 selects none
+    assert [shard_of_case(c["id"], 3) for c in cases] == [1, 3]
+    write_cases(pytester, "qa.jsonl", cases)
+    provider_env(make_server(scenario(cases)))
+    shards = run_shards(pytester, 3)
+    assert shards[1].ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    shards[1].stdout.fnmatch_lines(["collected 2 items / 2 deselected / 0 selected"])
+
+    status, out, err = merge(pytester, capsys, *shard_files(pytester, 3), "-o", "merged.json")
+
+    assert (status, err) == (0, "")
+    assert "3 shards, 2 cases, each run once" in out
+    merged = load_results(pytester.path / "merged.json").metadata
+    assert [s["cases"] for s in merged["merged_shards"]] == [1, 0, 1]

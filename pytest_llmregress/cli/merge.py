@@ -27,25 +27,40 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_llmregress.collect.shard import shard_of_case
 from pytest_llmregress.providers.registry import ModelSpecError, parse_model
 from pytest_llmregress.settings import OPTIONS_BY_NAME, Settings, shard_of
-from pytest_llmregress.verdict.results import CaseResult, RunResult, read_results
+from pytest_llmregress.verdict.results import RunResult, read_results
+
+if TYPE_CHECKING:
+    from pytest_llmregress.session.gather import Gatherer
+    from pytest_llmregress.session.plan import RunPlan
 
 EXIT_OK = 0
 EXIT_GATE_FAILED = 1
 EXIT_USAGE = 2
 
-GATE_SETTINGS = ("min_pass_rate", "max_error_rate", "gate", "max_regression", "alpha", "worst")
-"""Settings the merge may be given; else the shards' (which must then agree)."""
+GATE_SETTINGS: dict[str, str] = {
+    "min_pass_rate": "the gate's minimum pass rate (0..1)",
+    "max_error_rate": "the largest share of cases that may end in an error (0..1)",
+    "gate": "with repeats, gate on the mean pass rate or on pass^K",
+    "max_regression": "the largest significant drop against the baseline (0..1)",
+    "alpha": "the comparison's significance level",
+    "worst": "worst cases listed in the summary and the markdown",
+}
+"""Settings the merge may be given (with their help); else the shards' (which must agree)."""
 
 DESIGN_SETTINGS = ("repeat", "judge_repeat", "judge_panel", "judge_order_sample")
 """Settings that change what a case's result is: the shards must agree on them."""
 
 SAME_RUN = ("plugin_version", "candidate", "compare", "judge", "judges", "prompt_model", "prompts")
 """Metadata every shard of one run shares."""
+
+
+CASES_LISTED = 20
+"""Problems of single cases listed before the rest are counted."""
 
 
 class MergeError(Exception):
@@ -95,14 +110,14 @@ def _parser() -> argparse.ArgumentParser:
         default=".",
         help="the project: golden files (each case's input), prices, calibration (default: .)",
     )
-    for name in GATE_SETTINGS:
+    for name, text in GATE_SETTINGS.items():
         option = OPTIONS_BY_NAME[name]
         parser.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
             type=option.parse,
             metavar=option.metavar,
-            help=f"{option.help} (default: the shards')",
+            help=f"{text} (default: the shards' {option.flag})",
         )
     return parser
 
@@ -124,7 +139,10 @@ def load_shard(path: str) -> Shard:
     except (OSError, ValueError) as exc:
         raise MergeError(f"cannot read results: {_named(path, exc)}") from None
     for lines in skipped:
-        print(f"llmregress merge: note: {lines.describe()}; their cases are left out")
+        print(
+            f"llmregress merge: note: {lines.describe()}; their cases are left out",
+            file=sys.stderr,
+        )
     value = (run.metadata.get("settings") or {}).get("shard")
     if not isinstance(value, str):
         raise MergeError(
@@ -170,8 +188,8 @@ def check_shards(shards: Sequence[Shard], given: Sequence[str] = ()) -> list[str
         have = ", ".join(f"{s.label} ({s.path})" for s in sorted(shards, key=lambda s: s.index))
         problems.append(
             f"shard{'s' if len(absent) > 1 else ''} {', '.join(absent)} missing: every shard "
-            f"of the run must be given (given: {have}); a shard that selected no case writes "
-            f"no results file: cut fewer shards"
+            f"of the run must be given (given: {have}); a shard that selected no case leaves "
+            f"only its journal (its --llm-report path with .partial/): give that path too"
         )
     for key in SAME_RUN:
         problems += _differing(shards, lambda s, k=key: s.run.metadata.get(k), f"metadata.{key}")
@@ -181,23 +199,27 @@ def check_shards(shards: Sequence[Shard], given: Sequence[str] = ()) -> list[str
             lambda s, n=name: (s.run.metadata.get("settings") or {}).get(n),
             f"settings.{name}" + (" (or give it to merge)" if name in GATE_SETTINGS else ""),
         )
+    cases: list[str] = []
     seen: dict[str, Shard] = {}
     for shard in shards:
         for result in shard.run.cases:
             belongs = shard_of_case(result.case_id, count)
             if belongs != shard.index:
-                problems.append(
+                cases.append(
                     f"case {result.nodeid} (id {result.case_id!r}) is in {shard.path} "
                     f"(shard {shard.label}) but its id belongs to shard {belongs}/{count}: "
                     f"the shards did not run the same cases"
                 )
             first = seen.setdefault(result.nodeid, shard)
             if first is not shard:
-                problems.append(
+                cases.append(
                     f"case {result.nodeid} ran more than once: in {first.path} "
                     f"(shard {first.label}) and in {shard.path} (shard {shard.label})"
                 )
-    return problems
+    if len(cases) > CASES_LISTED:
+        more = len(cases) - CASES_LISTED
+        cases[CASES_LISTED:] = [f"... and {more} more problem{'s' if more > 1 else ''} of cases"]
+    return problems + cases
 
 
 def _started(run: RunResult, key: str) -> dt.datetime | None:
@@ -230,11 +252,12 @@ def _settings(shard: Shard, args: argparse.Namespace) -> Settings:
     )
 
 
-def merge(shards: Sequence[Shard], args: argparse.Namespace) -> tuple[Any, Any, RunResult]:
+def merge(shards: Sequence[Shard], args: argparse.Namespace) -> tuple[RunPlan, Gatherer, RunResult]:
     """The merged run's plan, gatherer (concluded) and results document."""
     from pytest_llmregress.session.gather import Gatherer
     from pytest_llmregress.session.outputs import run_result
     from pytest_llmregress.session.plan import PlanError, RunPlan, load_model_config
+    from pytest_llmregress.verdict.results import in_file_order
 
     first = shards[0].run.metadata
     root = Path(args.root).resolve()
@@ -262,9 +285,6 @@ def merge(shards: Sequence[Shard], args: argparse.Namespace) -> tuple[Any, Any, 
         compare=models["compare"],
         prompts_metadata={k: first[k] for k in ("prompt_model", "prompts") if k in first},
     )
-
-    def in_file_order(results: list[CaseResult]) -> list[CaseResult]:
-        return sorted(results, key=lambda r: (r.path, r.line, r.case_id))
 
     results = in_file_order([case for shard in shards for case in shard.run.cases])
     compared = {case.nodeid: case for shard in shards for case in shard.run.compare_cases}

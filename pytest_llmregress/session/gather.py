@@ -15,13 +15,14 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from pytest_llmregress.verdict.gate import Verdict, decide
-from pytest_llmregress.verdict.results import CaseResult
+from pytest_llmregress.verdict.results import CaseResult, in_file_order
 
 if TYPE_CHECKING:
     from pytest_llmregress.session.plan import RunPlan
     from pytest_llmregress.verdict.compare import Comparison
     from pytest_llmregress.verdict.cost import CostChange, RunCost
     from pytest_llmregress.verdict.judging import Noise
+
 
 # pytest's exit statuses (``pytest.ExitCode``) that the gate may turn into each other.
 EXIT_OK = 0
@@ -267,13 +268,13 @@ class Gatherer:
             label = f"baseline {settings.baseline}"
         elif plan.compare is not None:
             meta = {**plan.metadata(), "candidate": str(plan.compare)}
-            baseline = RunResult(meta, list(self.compare_results))
+            baseline = RunResult(meta, in_file_order(self.compare_results))
             label = str(plan.compare)
         else:
             return None
         return compare_runs(
             baseline,
-            RunResult(plan.metadata(), list(self.results)),
+            RunResult(plan.metadata(), in_file_order(self.results)),
             max_regression=settings.max_regression,
             alpha=settings.alpha,
             baseline_fallback=label,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pytest_llmregress.scoring.score import Score, Vote
 from pytest_llmregress.verdict.agreement import krippendorff_alpha
 from pytest_llmregress.verdict.repeats import CaseRepeats, RepeatSummary, summarize_repeats
-from pytest_llmregress.verdict.results import CaseResult
+from pytest_llmregress.verdict.results import CaseResult, in_file_order
 
 
 def _runs(result: CaseResult) -> tuple[CaseResult, ...]:
@@ -93,12 +93,14 @@ def case_repeats(result: CaseResult) -> CaseRepeats:
 
 def repeat_report(results: Sequence[CaseResult], *, seed: int = 0) -> RepeatReport | None:
     """The repeated-case statistics of the cases that count in the gate (not recorded, not
-    answered by a fallback); None when no case was repeated."""
-    counted = [
+    answered by a fallback); None when no case was repeated. The cases are taken in file
+    order, as a results file lists them, so the bootstrap does not depend on the order they
+    finished in (a run, its results file and its merged shards give the same interval)."""
+    counted = in_file_order(
         r
         for r in results
         if not r.recorded and not (r.completion is not None and r.completion.fallback_model)
-    ]
+    )
     if not any(r.repeats for r in counted):
         return None
     cases = tuple(case_repeats(r) for r in counted)

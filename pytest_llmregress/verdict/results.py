@@ -20,7 +20,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -307,6 +307,13 @@ def _array_lines(text: str, key: str) -> list[int]:
     except (ValueError, IndexError):
         pass
     return lines
+
+
+def in_file_order(results: Iterable[CaseResult]) -> list[CaseResult]:
+    """Results as a results file lists them (by golden file, line, case id): statistics that
+    resample or pair cases do not depend on the order cases finished in, so a run, its results
+    file and its merged shards give the same numbers."""
+    return sorted(results, key=lambda r: (r.path, r.line, r.case_id))
 
 
 BATCH_JOURNAL = "batches.jsonl"
