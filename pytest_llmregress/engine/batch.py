@@ -342,7 +342,7 @@ class BatchQueue:
             if future.done():
                 continue
             if isinstance(outcome, ProviderError):
-                future.set_exception(_copy(outcome))
+                future.set_exception(outcome.copy())
             else:
                 future.set_result(outcome)
             self._waking += 1
@@ -365,21 +365,6 @@ class BatchQueue:
 def _wanted(waiting: _Waiting) -> bool:
     """Whether a task still waits for the request (its case may have been cancelled)."""
     return any(not f.done() for f in waiting.futures)
-
-
-def _copy(error: ProviderError) -> ProviderError:
-    """One exception object per waiting task (a raised exception carries its traceback)."""
-    return ProviderError(
-        error.message,
-        provider=error.provider,
-        model=error.model,
-        kind=error.kind,
-        status=error.status,
-        retry_after=error.retry_after,
-        request_id=error.request_id,
-        attempts=error.attempts,
-        param=error.param,
-    )
 
 
 def _unexpected(ref: ModelRef, error: Exception) -> ProviderError:

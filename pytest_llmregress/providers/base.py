@@ -121,6 +121,21 @@ class ProviderError(Exception):
     def retryable(self) -> bool:
         return self.kind in RETRYABLE_KINDS
 
+    def copy(self) -> ProviderError:
+        """The same error as a new exception object (one raised exception per caller: a
+        raised exception carries its traceback)."""
+        return ProviderError(
+            self.message,
+            provider=self.provider,
+            model=self.model,
+            kind=self.kind,
+            status=self.status,
+            retry_after=self.retry_after,
+            request_id=self.request_id,
+            attempts=self.attempts,
+            param=self.param,
+        )
+
     def __str__(self) -> str:
         status = f"HTTP {self.status} " if self.status is not None else ""
         tries = f" (after {self.attempts} attempts)" if self.attempts > 1 else ""

@@ -132,7 +132,7 @@ async def walk_chain(
         try:
             if skip and ref in skip:
                 # Failed without a call; a copy, so one error's notes never pile up per case.
-                raise _copy_error(skip[ref])
+                raise skip[ref].copy()
             completion = await attempt(ref)
         except ProviderError as error:
             if error.kind not in FALL_THROUGH_KINDS:
@@ -150,19 +150,6 @@ async def walk_chain(
         completion = replace(completion, fallback_model=ref.model)
         return FallbackResult(completion, ref.model, failures, ref, position)
     raise FallbackExhausted(failures)
-
-
-def _copy_error(error: ProviderError) -> ProviderError:
-    return ProviderError(
-        error.message,
-        provider=error.provider,
-        model=error.model,
-        kind=error.kind,
-        status=error.status,
-        retry_after=error.retry_after,
-        request_id=error.request_id,
-        attempts=error.attempts,
-    )
 
 
 class _Pool:

@@ -30,7 +30,14 @@ from typing import Any, Literal
 
 from pytest_llmregress.testing.scenario import BatchesConfig
 
-__all__ = ["BatchAPIError", "BatchAnswer", "BatchInfo", "BatchReply", "BatchStore"]
+__all__ = [
+    "BatchAPIError",
+    "BatchAnswer",
+    "BatchInfo",
+    "BatchReply",
+    "BatchStore",
+    "anthropic_page",
+]
 
 Provider = Literal["anthropic", "openai"]
 
@@ -569,22 +576,7 @@ class BatchStore:
         limit = _limit(query, "limit")
         with self._lock:
             batches = [b for b in reversed(self._batches.values()) if b.provider == "anthropic"]
-        ids = [b.id for b in batches]
-        after, before = query.get("after_id"), query.get("before_id")
-        if before:
-            end = ids.index(before) if before in ids else len(ids)
-            page = batches[max(0, end - limit) : end]
-            has_more = end - limit > 0
-        else:
-            start = ids.index(after) + 1 if after in ids else 0
-            page = batches[start : start + limit]
-            has_more = start + limit < len(batches)
-        return {
-            "data": [self._anthropic_object(b, base_url) for b in page],
-            "has_more": has_more,
-            "first_id": page[0].id if page else None,
-            "last_id": page[-1].id if page else None,
-        }
+        return anthropic_page([self._anthropic_object(b, base_url) for b in batches], query, limit)
 
     @staticmethod
     def _anthropic_line(item: _Item) -> dict[str, Any]:
@@ -921,6 +913,29 @@ def _json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BatchAPIError(400, "The request body must be a JSON object.")
     return data
+
+
+def anthropic_page(
+    entries: list[dict[str, Any]], query: Mapping[str, str], limit: int
+) -> dict[str, Any]:
+    """One page of an Anthropic list (models, batches): ``after_id`` / ``before_id`` cursors,
+    ``has_more``, ``first_id``, ``last_id``."""
+    ids = [entry["id"] for entry in entries]
+    after, before = query.get("after_id"), query.get("before_id")
+    if before:
+        end = ids.index(before) if before in ids else len(ids)
+        page = entries[max(0, end - limit) : end]
+        has_more = end - limit > 0
+    else:
+        start = ids.index(after) + 1 if after in ids else 0
+        page = entries[start : start + limit]
+        has_more = start + limit < len(entries)
+    return {
+        "data": page,
+        "has_more": has_more,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+    }
 
 
 def _limit(query: Mapping[str, str], name: str, default: int = 20) -> int:

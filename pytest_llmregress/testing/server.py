@@ -47,7 +47,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from pytest_llmregress.testing.batches import BatchAnswer, BatchAPIError, BatchInfo, BatchStore
+from pytest_llmregress.testing.batches import (
+    BatchAnswer,
+    BatchAPIError,
+    BatchInfo,
+    BatchStore,
+    anthropic_page,
+)
 from pytest_llmregress.testing.scenario import (
     WILDCARD,
     ErrorRule,
@@ -2135,22 +2141,7 @@ def _anthropic_page(entries: list[dict[str, Any]], query: Mapping[str, str]) -> 
         limit = max(1, min(1000, int(query.get("limit", "20"))))
     except ValueError:
         raise _HTTPError(400, "limit: Input should be a valid integer", param="limit") from None
-    ids = [entry["id"] for entry in entries]
-    after, before = query.get("after_id"), query.get("before_id")
-    if before:
-        end = ids.index(before) if before in ids else len(ids)
-        page = entries[max(0, end - limit) : end]
-        has_more = end - limit > 0
-    else:
-        start = ids.index(after) + 1 if after in ids else 0
-        page = entries[start : start + limit]
-        has_more = start + limit < len(entries)
-    return {
-        "data": page,
-        "has_more": has_more,
-        "first_id": page[0]["id"] if page else None,
-        "last_id": page[-1]["id"] if page else None,
-    }
+    return anthropic_page(entries, query, limit)
 
 
 # -------------------------------------------------------------------------------------------
