@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -96,6 +97,8 @@ def test_candidate_calls_then_judge_calls_go_as_one_batch_each(
         if c.completion
     )
     assert candidate_cost == pytest.approx(standard / 2)
+    assert document["metadata"]["cost"]["candidate"]["batch_calls"] == 8
+    result.stdout.fnmatch_lines(["  16 calls through the Batch APIs, at the batch prices"])
 
 
 def test_failed_batch_requests_are_errors_of_their_cases_not_failures(
@@ -228,11 +231,27 @@ def test_a_budget_bounds_batched_calls_at_the_batch_price(
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux ``/proc``)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def kill_once_journaled(
     pytester: pytest.Pytester, server: LocalProviderServer, args: list[str]
 ) -> None:
-    """Run pytest with ``args`` in a child and kill it (SIGKILL) once its first batch was
-    polled: the batch exists and is journaled (the journal line comes before any poll)."""
+    """Run pytest with ``args`` in a child and kill it and its runner process (SIGKILL) once its
+    first batch was polled: the batch exists and is journaled (the journal line comes before
+    any poll). The runner is killed first, so that it cannot poll on after the kill (a dying
+    runner could otherwise still read a released batch and send the judge's). Tests that use
+    it start runners with Popen (``popen_runner``), so the runner is the child's child."""
     child = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
         cwd=pytester.path,
@@ -242,11 +261,16 @@ def kill_once_journaled(
     )
     try:
         assert server.wait_until(lambda s: s["batches"]["retrievals"] >= 1, timeout=60)
+        runners = children_of(child.pid)
+        assert runners, "the runner process is the pytest child's child"
+        for pid in runners:
+            os.kill(pid, signal.SIGKILL)
     finally:
         os.killpg(child.pid, signal.SIGKILL)
         child.wait()
 
 
+@pytest.mark.popen_runner
 def test_a_killed_run_resumed_polls_the_same_batch_instead_of_paying_again(
     pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
 ) -> None:
@@ -274,6 +298,7 @@ def test_a_killed_run_resumed_polls_the_same_batch_instead_of_paying_again(
     assert not journal.exists()  # a complete run drops its journals
 
 
+@pytest.mark.popen_runner
 def test_llmregress_batches_lists_and_cancels_a_killed_runs_batches(
     pytester: pytest.Pytester,
     make_server: MakeServer,

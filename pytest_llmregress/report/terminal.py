@@ -274,6 +274,14 @@ def cost_texts(cost: RunCost, *, compare: RunCost | None = None, label: str = ""
     if per_case is not None:
         text += f"; candidate {money(per_case)} per case"
     texts = [text]
+    batched = cost.candidate.batch_calls + cost.judge.batch_calls
+    if compare is not None:
+        batched += compare.candidate.batch_calls
+    if batched:
+        texts.append(
+            f"  {batched} call{'s' if batched != 1 else ''} through the Batch APIs, at the "
+            "batch prices"
+        )
     cached = cost.cached_cost + (compare.cached_cost if compare is not None else 0.0)
     if cached:
         texts.append(f"  {money(cached)} of it replayed from the response cache, not spent")

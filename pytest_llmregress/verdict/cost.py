@@ -39,6 +39,8 @@ class Call:
     cached: bool = False
     as_of: date | None = None
     """The date of the price used; None for a project's own price or an unknown one."""
+    batch: bool = False
+    """Made through a Batch API (``--llm-batch``), priced at the batch price."""
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -58,6 +60,7 @@ def _completion_call(role: Role, completion: Completion, table: PriceTable) -> C
         else price.cost(completion.input_tokens, completion.output_tokens, batch=completion.batch),
         completion.cached,
         None if price is None else price.as_of,
+        completion.batch,
     )
 
 
@@ -83,6 +86,7 @@ def case_calls(result: CaseResult, table: PriceTable) -> list[Call]:
                         else price.cost(vote.input_tokens, vote.output_tokens, batch=vote.batch),
                         vote.cached,
                         None if price is None else price.as_of,
+                        vote.batch,
                     )
                 )
         elif run.judge_completion is not None:
@@ -103,6 +107,8 @@ class RoleCost:
     """The part of ``cost`` served from the response cache: priced, not spent in this run."""
     unpriced: dict[str, int] = field(default_factory=dict)
     """Calls without a known price, by ``provider:model``."""
+    batch_calls: int = 0
+    """Calls made through a Batch API (priced at the batch prices)."""
 
     @property
     def known(self) -> bool:
@@ -117,16 +123,18 @@ class RoleCost:
             "cost": self.cost,
             "cached_cost": self.cached_cost,
             "unpriced": dict(self.unpriced),
+            "batch_calls": self.batch_calls,
         }
 
 
 def role_cost(calls: Iterable[Call]) -> RoleCost:
     """The sum of ``calls``."""
-    n = tokens_in = tokens_out = 0
+    n = tokens_in = tokens_out = batched = 0
     total = cached = 0.0
     unpriced: dict[str, int] = {}
     for call in calls:
         n += 1
+        batched += call.batch
         tokens_in += call.input_tokens
         tokens_out += call.output_tokens
         if call.cost is None:
@@ -135,7 +143,9 @@ def role_cost(calls: Iterable[Call]) -> RoleCost:
         total += call.cost
         if call.cached:
             cached += call.cost
-    return RoleCost(n, tokens_in, tokens_out, total, cached, dict(sorted(unpriced.items())))
+    return RoleCost(
+        n, tokens_in, tokens_out, total, cached, dict(sorted(unpriced.items())), batched
+    )
 
 
 @dataclass(frozen=True)
