@@ -1,17 +1,25 @@
 """Benchmarks of pytest-llmregress against the local provider server.
 
-One command: ``python bench/run.py`` (``--quick`` for a smaller run). It writes the figures
-to ``docs/benchmarks.md``. Every timing is a whole command, start-up included, measured as
-wall-clock time of a subprocess; the server runs in its own process.
+One command: ``python bench/run.py`` (about 8 minutes on 2 cores; ``--quick`` for a smaller,
+noisier run while developing). It writes ``docs/benchmarks.md``: every figure, the machine, the
+load average sampled during the run, the CPU other processes took meanwhile, and each target of
+issue 17 with whether it is met.
 
-What it measures:
-- the practical floor: a plain asyncio script over the SDKs' async clients making the same
-  calls (candidate, then judge) with the same concurrency budgets, against the same server;
-- the pytest command in one process and with ``-n 2``, and the peak number of calls in flight
-  the server saw (it must never exceed the budgets the user set);
-- plugin overhead with zero latency (cases per second, CPU seconds per case) and peak memory
-  at 5,000 cases;
-- collection time for 10,000 cases.
+How it measures, so that a figure reproduces when the command is run again:
+
+- every figure is a median over rounds; the commands compared with each other (the plain
+  script, pytest, pytest -n 2; the concurrency budgets) run interleaved, one of each per round,
+  so that a change in the machine's load falls on all of them alike; ratios are taken within a
+  round, then their median is shown with the range over the rounds;
+- a warm-up round comes first and is discarded (bytecode caches, the page cache);
+- the baseline is measured in the same run: the practical floor, a plain asyncio script over
+  the SDKs' async clients making the same calls (candidate, then judge) with the same budgets
+  against the same server;
+- every time is a whole command, interpreter start-up included, measured as the wall-clock
+  time of a subprocess; CPU is user + sys of the command and all its processes; the server
+  runs in a process of its own, outside every command's figures;
+- Python writes bytecode caches (``PYTHONDONTWRITEBYTECODE`` is removed from the commands'
+  environment), as on a developer's machine or in CI.
 """
 
 from __future__ import annotations
@@ -20,19 +28,31 @@ import argparse
 import json
 import os
 import platform
+import resource
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CANDIDATE = "claude-sonnet-4-6"
 JUDGE = "gpt-5.5-2026-04-23"
+
+# Issue 17's targets.
+TARGET_ONE_PROCESS = 1.05  # the whole pytest command / the plain script, 200 ms, 500 cases
+TARGET_TWO_WORKERS = 1.15  # the same with -n 2
+TARGET_CPU_PER_CASE_MS = 0.5  # the plugin's CPU per case above the plain script's
+TARGET_COLLECT_S = 1.2  # collecting 10,000 cases, whole command
+TARGET_MEMORY_MB = 200.0  # pytest's peak plus the runner process's peak, 5,000 cases
+REPRODUCE = 0.10  # every ratio's range over the rounds within this share of its median
 
 FLOOR_SCRIPT = r"""
 import asyncio, json, sys, time
@@ -62,18 +82,19 @@ async def main():
                 {"role": "user", "content": prompt.user}],
                 response_format={"type": "json_schema", "json_schema": schema})
         json.loads(r.choices[0].message.content)
-    started = time.perf_counter()
     await asyncio.gather(*(one(c) for c in cases))
-    print(time.perf_counter() - started)
     await a.close(); await o.close()
 
 asyncio.run(main())
 """
 
-LOOP_TIMER = r"""
-# A pytest plugin for the benchmark: how long pytest's run loop takes, from the first item's
-# set-up (after the preflight) to the last report; appended to $BENCH_LOOP_FILE.
-import os, time
+PROBE = r"""
+# A pytest plugin for the benchmark (-p bench_probe): pytest's run loop (the first item's
+# set-up to the last report), and the CPU and peak memory of this pytest process and of its
+# waited-for children (the runner process; under xdist the workers too), as one JSON line
+# appended to $BENCH_PROBE_FILE by the lone process or the xdist controller.
+import json, os, resource, time
+import pytest
 _first = _last = None
 
 def pytest_runtest_setup(item):
@@ -85,14 +106,26 @@ def pytest_runtest_logreport(report):
     global _last
     _last = time.perf_counter()
 
-def pytest_sessionfinish(session):
-    if _first is not None and _last is not None:
-        with open(os.environ["BENCH_LOOP_FILE"], "a") as handle:
-            handle.write(f"{_last - _first}\n")
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    if hasattr(config, "workerinput") or "BENCH_PROBE_FILE" not in os.environ:
+        return
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    line = {
+        "loop_s": None if _first is None or _last is None else _last - _first,
+        "cpu_s": me.ru_utime + me.ru_stime,
+        "rss_mb": me.ru_maxrss / 1024,
+        "children_cpu_s": kids.ru_utime + kids.ru_stime,
+        "children_rss_mb": kids.ru_maxrss / 1024,
+    }
+    with open(os.environ["BENCH_PROBE_FILE"], "a") as handle:
+        handle.write(json.dumps(line) + "\n")
 """
 
 MEASURE = r"""
 import resource, subprocess, sys, time
+print(time.time(), flush=True)
 started = time.perf_counter()
 code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
 wall = time.perf_counter() - started
@@ -103,52 +136,166 @@ print(code, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
 
 @dataclass
 class Measured:
+    """One run of one command."""
+
     exit_code: int
     wall_s: float
-    cpu_s: float
-    max_rss_mb: float
+    cpu_s: float  # the command and all its processes
+    max_rss_mb: float  # its largest process
+    started_at: float  # time.time() when it started
+    probe: dict[str, Any] = field(default_factory=dict)  # from bench_probe (pytest commands)
+    first_request_s: float | None = None  # from its start to the server's first model request
+    peak_in_flight: int | None = None
+    rejected: int = 0  # 429s the server answered
 
 
-REPEAT = 3  # every figure is the median of this many runs (the machine is noisy)
+def med(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
 
 
-def run_once(command: list[str], cwd: Path) -> Measured:
-    """Run a command in a fresh process: its wall time, CPU time and peak memory."""
-    out = subprocess.run(
-        [sys.executable, "-c", MEASURE, *command],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    return Measured(int(out[0]), float(out[1]), float(out[2]), int(out[3]) / 1024)
+def spread(values: Sequence[float]) -> str:
+    """``median (min-max)``, for ratios (three decimals: a target is met or not at 1.05)."""
+    return f"{med(values):.3f}x ({min(values):.3f}-{max(values):.3f})"
 
 
-def median(runs: list[Measured]) -> Measured:
-    return sorted(runs, key=lambda run: run.wall_s)[len(runs) // 2]
+def reproduces(values: Sequence[float]) -> bool:
+    """Whether every round lies within ``REPRODUCE`` of the median."""
+    middle = med(values)
+    return all(abs(value - middle) <= REPRODUCE * middle for value in values)
 
 
-def measure(command: list[str], cwd: Path) -> Measured:
-    """The median of REPEAT runs of one command."""
-    return median([run_once(command, cwd) for _ in range(REPEAT)])
+class Machine:
+    """The load on the machine while the benchmark runs: the load average sampled every few
+    seconds, and the CPU that processes other than the benchmark's took (from /proc/stat,
+    where there is one)."""
+
+    def __init__(self, every_s: float = 3.0) -> None:
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._every = every_s
+        self._start_busy = _machine_busy_s()
+        self._start_ours = _own_cpu_s()
+        self._start = time.monotonic()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(os.getloadavg()[0])
+            self._stop.wait(self._every)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.wall_s = time.monotonic() - self._start
+        end_busy = _machine_busy_s()
+        self.others_cores: float | None = None
+        if self._start_busy is not None and end_busy is not None:
+            ours = _own_cpu_s() - self._start_ours
+            self.others_cores = max(0.0, (end_busy - self._start_busy - ours) / self.wall_s)
+
+    def describe(self) -> str:
+        samples = self.samples or [os.getloadavg()[0]]
+        text = (
+            f"load average (1 min) during the run, sampled every {self._every:g} s: "
+            f"median {med(samples):.2f}, min {min(samples):.2f}, max {max(samples):.2f}"
+        )
+        if self.others_cores is not None:
+            text += (
+                f"; processes other than the benchmark's used {self.others_cores:.2f} of the "
+                f"{os.cpu_count()} cores on average"
+            )
+        return text
+
+    @property
+    def quiet(self) -> bool:
+        return self.others_cores is None or self.others_cores < 0.1
 
 
-def measure_interleaved(
-    commands: dict[str, list[str]], cwd: Path, after_each: Any = None
-) -> dict[str, Measured]:
-    """The median of REPEAT runs of each command, run in turn (a, b, c, a, b, c, ...), so that
-    a change in the machine's load falls on every command alike, the baseline included."""
-    runs: dict[str, list[Measured]] = {name: [] for name in commands}
-    for _ in range(REPEAT):
-        for name, command in commands.items():
-            runs[name].append(run_once(command, cwd))
-            if after_each is not None:
-                after_each(name)
-    return {name: median(measured) for name, measured in runs.items()}
+def _machine_busy_s() -> float | None:
+    """CPU seconds the whole machine spent busy since boot (Linux), or None."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    """This process's CPU and its waited-for children's (every command and server)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+class Bench:
+    """Runs commands in the benchmark's working directory and environment."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.probe_file = work / "probe.jsonl"
+        (work / "bench_probe.py").write_text(PROBE)
+        self.env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        self.env.update(ANTHROPIC_API_KEY="bench", OPENAI_API_KEY="bench")
+        self.env["BENCH_PROBE_FILE"] = str(self.probe_file)
+        # The probe plugin; PYTHONPATH as given (``PYTHONPATH=OTHER_TREE`` measures that tree).
+        self.env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(work), os.environ.get("PYTHONPATH")])
+        )
+
+    def run(self, command: list[str], server: Server | None = None) -> Measured:
+        """Run a command in a fresh process: its wall time, CPU time, peak memory, and what the
+        server saw of it."""
+        self.probe_file.unlink(missing_ok=True)
+        if server is not None:
+            server.reset()
+        out = subprocess.run(
+            [sys.executable, "-c", MEASURE, *command],
+            cwd=self.work,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        run = Measured(int(out[1]), float(out[2]), float(out[3]), int(out[4]) / 1024, float(out[0]))
+        if self.probe_file.exists():
+            run.probe = json.loads(self.probe_file.read_text().splitlines()[-1])
+        if server is not None:
+            stats = server.stats()
+            run.peak_in_flight = int(stats["max_in_flight"])
+            run.rejected = int(stats["by_status"].get("429", 0))
+            times = [r["time"] for r in server.requests()]
+            if times:
+                run.first_request_s = min(times) - run.started_at
+        return run
+
+    def rounds(
+        self,
+        commands: Mapping[str, tuple[list[str], Server | None]],
+        rounds: int,
+        warm_up: bool = True,
+    ) -> list[dict[str, Measured]]:
+        """``rounds`` rounds of every command in turn (a, b, c, a, b, c, ...), after a warm-up
+        round that is discarded."""
+        done: list[dict[str, Measured]] = []
+        for index in range(rounds + (1 if warm_up else 0)):
+            this = {name: self.run(command, server) for name, (command, server) in commands.items()}
+            if index or not warm_up:
+                done.append(this)
+            print(
+                "  "
+                + ", ".join(f"{name} {run.wall_s:.2f} s" for name, run in this.items())
+                + (" (warm-up)" if warm_up and not index else ""),
+                flush=True,
+            )
+        return done
 
 
 def write_cases(folder: Path, count: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.jsonl"):
+        old.unlink()
     path = folder / "bench.jsonl"
     with path.open("w") as handle:
         for i in range(count):
@@ -166,18 +313,11 @@ class Server:
     """The local provider server in its own process, driven over its admin endpoints."""
 
     def __init__(
-        self,
-        workdir: Path,
-        latency_ms: int,
-        cases: Path,
-        rate_limited: float = 0.0,
-        requests_per_second: float | None = None,
+        self, workdir: Path, latency_ms: int, cases: Path, requests_per_second: float = 0.0
     ) -> None:
-        """``rate_limited``: the share of requests answered 429 with ``retry-after: 1``, at
-        random; ``requests_per_second``: a real rate limit per model (a token bucket)."""
+        """``requests_per_second``: a real rate limit per model (a token bucket of 8 whose 429s
+        say when the next token comes, as providers' do)."""
         limits: dict[str, Any] = {}
-        if rate_limited:
-            limits["errors"] = [{"status": 429, "share": rate_limited, "retry_after": 1}]
         if requests_per_second:
             limits["rate_limit"] = {"requests_per_second": requests_per_second, "burst": 8}
         scenario = {
@@ -187,7 +327,7 @@ class Server:
                 JUDGE: {"judge": True, **limits},
             },
         }
-        path = workdir / f"scenario-{latency_ms}-{rate_limited}-{requests_per_second}.json"
+        path = workdir / f"scenario-{latency_ms}-{requests_per_second}-{secrets.token_hex(4)}.json"
         path.write_text(json.dumps(scenario))
         port = _free_port()
         self.url = f"http://127.0.0.1:{port}"
@@ -215,11 +355,18 @@ class Server:
                 time.sleep(0.05)
         raise RuntimeError("the local provider server did not start")
 
-    def stats(self) -> dict[str, int]:
-        request = urllib.request.Request(self.url + "/_admin/stats", headers=self.admin)
-        with urllib.request.urlopen(request, timeout=5) as response:
-            data: dict[str, int] = json.load(response)
-            return data
+    def _get(self, path: str) -> Any:
+        request = urllib.request.Request(self.url + path, headers=self.admin)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)
+
+    def stats(self) -> dict[str, Any]:
+        data: dict[str, Any] = self._get("/_admin/stats")
+        return data
+
+    def requests(self) -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = self._get("/_admin/requests")["data"]
+        return data
 
     def reset(self) -> None:
         request = urllib.request.Request(
@@ -240,261 +387,420 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def script_command(server: Server, cases: Path, concurrency: int, judge: int) -> list[str]:
+    return [sys.executable, "-c", FLOOR_SCRIPT, server.url, str(cases), str(concurrency),
+            str(judge), CANDIDATE, JUDGE]  # fmt: skip
+
+
 def pytest_command(server: Server, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "golden_cases",
-        f"--llm-model={CANDIDATE}", f"--llm-judge-model={JUDGE}",
+        sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-p", "bench_probe",
+        "golden_cases", f"--llm-model={CANDIDATE}", f"--llm-judge-model={JUDGE}",
         f"--llm-anthropic-base-url={server.url}", f"--llm-openai-base-url={server.url}/v1",
         "--llm-judge-cache=off", *extra,
     ]  # fmt: skip
 
 
-RATE_LIMITED = 0.15  # the share of requests answered 429 with retry-after: 1, at random
-RATE_LIMIT = 50.0  # requests per second per model: a real limit (a token bucket of 8)
+def budgets(candidate: int, judge: int | None = None) -> list[str]:
+    return [f"--llm-concurrency={candidate}", f"--llm-judge-concurrency={judge or candidate}"]
 
 
-def rate_limit_rows(
-    work: Path, cases: Path, n: int, budgets: list[str], notes: list[str]
-) -> list[tuple[str, str]]:
-    """What rate limits cost: one run against a clean server, one whose 429s fall at random,
-    one with a real limit (in turn, like the other comparisons)."""
-    servers = {
-        "clean": Server(work, 200, cases),
-        "random": Server(work, 200, cases, rate_limited=RATE_LIMITED),
-        "bucket": Server(work, 200, cases, requests_per_second=RATE_LIMIT),
-    }
-    rejected: dict[str, list[int]] = {name: [] for name in servers}
+@dataclass
+class Page:
+    rows: list[tuple[str, str]] = field(default_factory=list)
+    targets: list[tuple[str, str, str, bool]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    sweep: list[str] = field(default_factory=list)
+
+    def heading(self, text: str) -> None:
+        self.rows.append((f"**{text}**", ""))
+
+    def row(self, name: str, value: str) -> None:
+        self.rows.append((name, value))
+
+    def target(self, what: str, limit: str, measured: str, met: bool) -> None:
+        self.targets.append((what, limit, measured, met))
+
+
+def bench_latency(bench: Bench, page: Page, n: int, rounds: int, concurrency: int) -> None:
+    """At 200 ms per call: the plain script, pytest and pytest -n 2, interleaved."""
+    latency_ms = 200
+    work = bench.work
+    cases = write_cases(work / "golden_cases", n)
+    server = Server(work, latency_ms, cases)
+    print(f"{n} cases at {latency_ms} ms, budgets {concurrency} + {concurrency}", flush=True)
     try:
-
-        def count_429s(name: str) -> None:
-            rejected[name].append(servers[name].stats()["by_status"].get("429", 0))
-            servers[name].reset()
-
-        measured = measure_interleaved(
-            {name: pytest_command(server, *budgets) for name, server in servers.items()},
-            work,
-            count_429s,
+        done = bench.rounds(
+            {
+                "script": (script_command(server, cases, concurrency, concurrency), server),
+                "pytest": (pytest_command(server, *budgets(concurrency)), server),
+                "pytest -n 2": (pytest_command(server, *budgets(concurrency), "-n", "2"), server),
+            },
+            rounds,
         )
+    finally:
+        server.stop()
+    latency = latency_ms / 1000
+
+    def walls(name: str) -> list[float]:
+        return [r[name].wall_s for r in done]
+
+    def firsts(name: str) -> list[float]:
+        return [r[name].first_request_s or 0.0 for r in done]
+
+    one = [r["pytest"].wall_s / r["script"].wall_s for r in done]
+    two = [r["pytest -n 2"].wall_s / r["script"].wall_s for r in done]
+    loops = [r["pytest"].probe.get("loop_s") or 0.0 for r in done]
+    pipelined = n * latency / concurrency + latency
+    page.heading(
+        f"{n} cases, {latency_ms} ms per call, {concurrency} candidate + {concurrency} judge "
+        f"calls in flight ({len(done)} rounds)"
+    )
+    page.row(
+        "latency alone: N x 2L / C (pipelined: N x L / C + L)",
+        f"{n * 2 * latency / concurrency:.2f} s ({pipelined:.2f} s)",
+    )
+    for name in ("script", "pytest", "pytest -n 2"):
+        runs = [r[name] for r in done]
+        what = {
+            "script": "plain asyncio script (the floor), whole command",
+            "pytest": "pytest, one process, whole command",
+            "pytest -n 2": "pytest -n 2, whole command",
+        }[name]
+        value = (
+            f"{med(walls(name)):.2f} s; first request after {med(firsts(name)):.2f} s; "
+            f"CPU {med([m.cpu_s for m in runs]):.2f} s; exit {sorted({m.exit_code for m in runs})}"
+        )
+        if name == "pytest":
+            value += f"; {spread(one)} the script"
+        elif name == "pytest -n 2":
+            value += f"; {spread(two)} the script"
+        page.row(what, value)
+    page.row("pytest's run loop alone (first item's set-up to last report)", f"{med(loops):.2f} s")
+    peaks = {name: max(r[name].peak_in_flight or 0 for r in done) for name in done[0]}
+    page.row(
+        f"peak calls in flight: script / pytest / -n 2 (budget {2 * concurrency})",
+        " / ".join(str(peaks[name]) for name in ("script", "pytest", "pytest -n 2")),
+    )
+    page.target(
+        f"whole pytest command / plain script, one process ({n} cases, {latency_ms} ms)",
+        f"<= {TARGET_ONE_PROCESS:.2f}x",
+        spread(one),
+        med(one) <= TARGET_ONE_PROCESS,
+    )
+    page.target(
+        f"the same with -n 2 ({n} cases, {latency_ms} ms)",
+        f"<= {TARGET_TWO_WORKERS:.2f}x",
+        spread(two),
+        med(two) <= TARGET_TWO_WORKERS,
+    )
+    page.target(
+        "each ratio reproduces: every round within 10% of its median",
+        "10%",
+        f"one process {'yes' if reproduces(one) else 'no'}, -n 2 "
+        f"{'yes' if reproduces(two) else 'no'}",
+        reproduces(one) and reproduces(two),
+    )
+    page.target(
+        "no more calls in flight than the budgets allow",
+        f"{2 * concurrency}",
+        f"{max(peaks['pytest'], peaks['pytest -n 2'])}",
+        max(peaks["pytest"], peaks["pytest -n 2"]) <= 2 * concurrency,
+    )
+    gap = med(firsts("pytest")) - med(firsts("script"))
+    page.notes.append(
+        f"Where the rest goes: pytest's first request leaves {gap:.2f} s after the script's "
+        f"(pytest starts and reads its configuration before it can start the runner process, "
+        f"which then imports the SDKs the run's models need, as the script does, and checks "
+        f"the models while the second SDK imports); under -n 2 the two workers start on the "
+        f"same 2 cores while the runner imports, and xdist tears them down at the end."
+    )
+
+
+def bench_concurrency(
+    bench: Bench, page: Page, n: int, rounds: int, levels: Sequence[int], rate: float
+) -> None:
+    """Runs at several budgets against a server with realistic latency, without a rate limit
+    and with one (a token bucket whose 429s name the wait; the limiter halves on 429)."""
+    latency_ms = 500
+    work = bench.work
+    cases = write_cases(work / "golden_cases", n)
+    servers = {
+        "none": Server(work, latency_ms, cases),
+        "limit": Server(work, latency_ms, cases, rate),
+    }
+    print(f"concurrency: {n} cases at {latency_ms} ms, budgets {list(levels)}", flush=True)
+    try:
+        commands = {
+            f"{kind} {level}": (pytest_command(server, *budgets(level)), server)
+            for kind, server in servers.items()
+            for level in levels
+        }
+        done = bench.rounds(commands, rounds, warm_up=False)
     finally:
         for server in servers.values():
             server.stop()
-    clean, random_, bucket = (measured[name] for name in ("clean", "random", "bucket"))
-    floor = n / RATE_LIMIT  # each model's requests at the limit, back to back
-
-    def rejections(name: str) -> str:
-        return f"{min(rejected[name])}-{max(rejected[name])} rejections per run"
-
-    notes.append(
-        f"Rate limits (issue 12): every case must be scored however the server pushes back "
-        f"(exit 0 is the default gate, which allows no error). Against a real limit (a token "
-        f"bucket of {RATE_LIMIT:g} requests per second per model, the 429's `retry-after` the "
-        f"time until the next token) the run takes {bucket.wall_s / floor:.2f}x the time the "
-        f"limit itself allows ({floor:.0f} s for {n} requests per model). With "
-        f"{RATE_LIMITED:.0%} of requests rejected *at random* with `retry-after: 1`, each "
-        f"rejected call waits out 1 to 1.25 s holding its slot, and each fresh rejection halves "
-        f"the budget and holds new calls back for 1 s. Against a real limit, where every "
-        f"request fails until the named time, backing off costs nothing; against rejections "
-        f"that do not follow the load, as here, it is the price of never erroring."
+    floor = n / rate  # each model's requests at the limit's rate, back to back
+    header = "| budget (candidate + judge) | " + " | ".join(
+        f"{level} + {level}" for level in levels
     )
-    return [
-        (
-            f"**rate limits**: {n} cases at 200 ms, no limit",
-            f"{clean.wall_s:.2f} s (exit {clean.exit_code})",
-        ),
-        (
-            f"real limit, {RATE_LIMIT:g} requests/s per model ({rejections('bucket')})",
-            f"{bucket.wall_s:.2f} s (exit {bucket.exit_code}) = {bucket.wall_s / floor:.2f}x "
-            f"the limit's own {floor:.0f} s",
-        ),
-        (
-            f"{RATE_LIMITED:.0%} of requests answered 429 at random, retry-after 1 s "
-            f"({rejections('random')})",
-            f"{random_.wall_s:.2f} s (exit {random_.exit_code}) = "
-            f"{random_.wall_s / clean.wall_s:.2f}x the run without limits",
-        ),
+    page.sweep += [
+        f"{n} cases, {latency_ms} ms per call, {len(done)} rounds, medians; the rate limit is "
+        f"a token bucket of {rate:g} requests per second per model (burst 8), whose 429s say "
+        f"when the next token comes (the limit alone needs {floor:.1f} s per model):",
+        "",
+        header + " |",
+        "|---" * (len(levels) + 1) + "|",
     ]
+    wall: dict[str, float] = {}
+    rejected: dict[str, float] = {}
+    failed: list[str] = []
+    for kind, label in (("none", "no rate limit"), ("limit", f"{rate:g} requests/s per model")):
+        cells = []
+        for level in levels:
+            runs = [r[f"{kind} {level}"] for r in done]
+            wall[f"{kind} {level}"] = med([m.wall_s for m in runs])
+            rejected[f"{kind} {level}"] = med([m.rejected for m in runs])
+            if any(m.exit_code for m in runs):
+                failed.append(f"{label} at {level} + {level}")
+            codes = sorted({m.exit_code for m in runs})
+            cell = f"{med([m.wall_s for m in runs]):.2f} s"
+            if kind == "limit":
+                cell += f", {med([m.rejected for m in runs]):.0f} 429s"
+            if codes != [0]:
+                cell += f", exit {codes}"
+            cells.append(cell)
+        page.sweep.append(f"| {label} | " + " | ".join(cells) + " |")
+        peaks = [max(r[f"{kind} {level}"].peak_in_flight or 0 for r in done) for level in levels]
+        page.sweep.append(
+            f"| peak in flight, {label} | " + " | ".join(str(peak) for peak in peaks) + " |"
+        )
+    low, high = levels[0], levels[-1]
+    assert 32 in levels, "the default's own budget is one of the levels"
+    limited = [wall[f"limit {level}"] for level in levels]
+    page.sweep += [
+        "",
+        f"Without a limit the run takes about N x 2L / C: {low} + {low} took "
+        f"{wall[f'none {low}'] / wall['none 32']:.1f}x as long as 32 + 32, and {high} + {high} "
+        f"saved {1 - wall[f'none {high}'] / wall['none 32']:.0%} more. Against the limit every "
+        f"budget took {min(limited):.1f} to {max(limited):.1f} s "
+        + ("with no error" if not failed else f"(errors: {', '.join(failed)})")
+        + ", because the limiter halves the budget on a 429 and waits the time the 429 names; "
+        f"what a larger budget costs there is rejected requests (not billed): "
+        f"{rejected[f'limit {low}']:.0f} at {low} + {low}, {rejected['limit 32']:.0f} at "
+        f"32 + 32, {rejected[f'limit {high}']:.0f} at {high} + {high}, for {2 * n} calls. "
+        f"Hence the default of 32 + 32: without a limit it took "
+        f"{wall['none 32'] / wall[f'none {high}'] - 1:.0%} longer than {high} + {high}, and "
+        f"under the limit it drew {rejected['limit 32'] / max(1.0, rejected[f'limit {high}']):.0%}"
+        f" of its rejections.",
+    ]
+
+
+def bench_cpu(bench: Bench, page: Page, n: int, rounds: int) -> None:
+    """Zero latency: the CPU per case of the script and of pytest (both processes)."""
+    work = bench.work
+    cases = write_cases(work / "golden_cases", n)
+    server = Server(work, 0, cases)
+    print(f"zero latency, {n} cases", flush=True)
+    try:
+        done = bench.rounds(
+            {
+                "script": (script_command(server, cases, 16, 16), server),
+                "pytest": (pytest_command(server, *budgets(16)), server),
+            },
+            rounds,
+        )
+    finally:
+        server.stop()
+    script = med([r["script"].cpu_s for r in done])
+    whole = med([r["pytest"].cpu_s for r in done])
+    own = med([r["pytest"].probe["cpu_s"] for r in done])
+    runner = med([r["pytest"].probe["children_cpu_s"] for r in done])
+    above = [(r["pytest"].cpu_s - r["script"].cpu_s) / n * 1000 for r in done]
+    page.heading(f"zero latency, {n} cases, budgets 16 + 16 ({len(done)} rounds)")
+    page.row(
+        "plain asyncio script",
+        f"{n / med([r['script'].wall_s for r in done]):.0f} cases/s, "
+        f"{script / n * 1000:.2f} ms CPU per case",
+    )
+    page.row(
+        "pytest, one process",
+        f"{n / med([r['pytest'].wall_s for r in done]):.0f} cases/s, {whole / n * 1000:.2f} ms "
+        f"CPU per case: pytest's process {own / n * 1000:.2f} ms, the runner process "
+        f"{runner / n * 1000:.2f} ms (server excluded)",
+    )
+    page.target(
+        f"the plugin's CPU per case above the plain script's (zero latency, {n} cases, whole "
+        "commands, start-up included)",
+        f"<= {TARGET_CPU_PER_CASE_MS:.1f} ms",
+        f"{med(above):.2f} ms ({min(above):.2f}-{max(above):.2f}; every round within 10% of "
+        f"the median: {'yes' if reproduces(above) else 'no'})",
+        med(above) <= TARGET_CPU_PER_CASE_MS,
+    )
+
+
+def bench_memory(bench: Bench, page: Page, n: int, rounds: int) -> None:
+    """Zero latency, many cases, with --llm-report: peak memory of pytest and the runner."""
+    work = bench.work
+    cases = write_cases(work / "golden_cases", n)
+    server = Server(work, 0, cases)
+    print(f"memory, {n} cases", flush=True)
+    try:
+        done = bench.rounds(
+            {"pytest": (pytest_command(server, *budgets(16), "--llm-report=results.json"), server)},
+            rounds,
+            warm_up=False,
+        )
+    finally:
+        server.stop()
+    runs = [r["pytest"] for r in done]
+    pytest_mb = med([m.probe["rss_mb"] for m in runs])
+    runner_mb = med([m.probe["children_rss_mb"] for m in runs])
+    both = [m.probe["rss_mb"] + m.probe["children_rss_mb"] for m in runs]
+    page.heading(f"{n} cases, zero latency, one process, with --llm-report ({len(done)} runs)")
+    page.row(
+        "throughput and peak memory",
+        f"{n / med([m.wall_s for m in runs]):.0f} cases/s, "
+        f"{med([m.cpu_s for m in runs]) / n * 1000:.2f} ms CPU per case; peak memory pytest "
+        f"{pytest_mb:.0f} MB + runner process {runner_mb:.0f} MB = {med(both):.0f} MB",
+    )
+    page.target(
+        f"peak memory of pytest plus the runner process ({n} cases)",
+        f"<= {TARGET_MEMORY_MB:.0f} MB",
+        f"{med(both):.0f} MB",
+        med(both) <= TARGET_MEMORY_MB,
+    )
+
+
+def bench_collect(bench: Bench, page: Page, n: int, rounds: int) -> None:
+    """Collecting many cases (no model: nothing is called)."""
+    write_cases(bench.work / "golden_cases", n)
+    print(f"collection, {n} cases", flush=True)
+    collect = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q",
+               "golden_cases"]  # fmt: skip
+    done = bench.rounds(
+        {
+            "collect": (collect, None),
+            "version": ([sys.executable, "-m", "pytest", "--version"], None),
+        },
+        rounds,
+    )
+    walls = [r["collect"].wall_s for r in done]
+    page.heading(f"collection ({len(done)} rounds)")
+    page.row(
+        f"pytest --collect-only, {n} cases, whole command",
+        f"{med(walls):.2f} s ({min(walls):.2f}-{max(walls):.2f}); `pytest --version` alone "
+        f"{med([r['version'].wall_s for r in done]):.2f} s",
+    )
+    page.target(
+        f"collecting {n} cases, whole command",
+        f"<= {TARGET_COLLECT_S:.1f} s",
+        f"{med(walls):.2f} s",
+        med(walls) <= TARGET_COLLECT_S,
+    )
+
+
+def render(page: Page, machine: Machine, command: str, quick: bool) -> str:
+    met = sum(1 for *_, ok in page.targets if ok)
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `{command}` (every figure below is rewritten by each run; the command "
+        f"took {machine.wall_s / 60:.1f} minutes). How it measures, so that each figure "
+        "reproduces when the command is run again:",
+        "",
+        "- Every figure is a median over rounds. The commands compared with each other run "
+        "interleaved, one of each per round (script, pytest, pytest -n 2, script, ...), so that "
+        "a change in the machine's load falls on all of them alike; a ratio is taken within a "
+        "round, and its median is shown with its range over the rounds.",
+        "- A warm-up round comes first and is discarded. The baseline, a plain asyncio script "
+        "over the SDKs' async clients making the same calls (candidate, then judge) with the "
+        "same budgets against the same server, is measured in the same run.",
+        "- Every time is a whole command, interpreter start-up included; CPU is user + sys of "
+        "the command and all its processes. The local provider server runs in a process of its "
+        "own, outside every figure. Judge caching is off, so every case makes both calls.",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, {time.strftime('%Y-%m-%d')}; {machine.describe()}.",
+    ]
+    if quick:
+        lines += ["", "**A `--quick` run: smaller and fewer runs, for development only.**"]
+    if not machine.quiet:
+        lines += [
+            "",
+            "**Other processes loaded the machine during this run: these figures are not the "
+            "ones to publish.**",
+        ]
+    lines += [
+        "",
+        f"## Targets (issue 17): {met} of {len(page.targets)} met",
+        "",
+        "| target | limit | measured | met |",
+        "|---|---|---|---|",
+        *[
+            f"| {what} | {limit} | {value} | {'yes' if ok else '**no**'} |"
+            for what, limit, value, ok in page.targets
+        ],
+        "",
+        "## Figures",
+        "",
+        "| measurement | result |",
+        "|---|---|",
+        *[f"| {name} | {value} |" for name, value in page.rows],
+        "",
+        *page.notes,
+    ]
+    if page.sweep:
+        lines += [
+            "",
+            "## The default concurrency",
+            "",
+            "`--llm-concurrency` and `--llm-judge-concurrency` default to 32 each. The whole "
+            "pytest command at each budget, against a server without a rate limit and against "
+            "one with a real limit:",
+            "",
+            *page.sweep,
+        ]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller N, for a smoke run")
+    parser.add_argument("--quick", action="store_true", help="smaller and fewer runs (noisy)")
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=("latency", "concurrency", "cpu", "memory", "collect"),
+        help="run only these parts (repeatable); the page then holds only their figures",
+    )
     args = parser.parse_args(argv)
-    n = 100 if args.quick else 500
-    n_overhead = 200 if args.quick else 1000
-    n_memory = 1000 if args.quick else 5000
-    n_collect = 2000 if args.quick else 10000
-    concurrency = 32
-    os.environ.update(ANTHROPIC_API_KEY="bench", OPENAI_API_KEY="bench")
-    rows: list[tuple[str, str]] = []
-    notes: list[str] = []
-    load_before = os.getloadavg()
-
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        cases = write_cases(work / "golden_cases", n)
-        (work / "bench_loop_timer.py").write_text(LOOP_TIMER)
-        os.environ["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(work), os.environ.get("PYTHONPATH")])
-        )
-        budgets = [f"--llm-concurrency={concurrency}", f"--llm-judge-concurrency={concurrency}"]
-        rows.append(
-            ("N cases, budgets", f"{n}, {concurrency} candidate + {concurrency} judge calls")
-        )
-        for latency_ms in (200, 1000):
-            latency = latency_ms / 1000
-            server = Server(work, latency_ms, cases)
-            try:
-                floor_cmd = [sys.executable, "-c", FLOOR_SCRIPT, server.url, str(cases),
-                             str(concurrency), str(concurrency), CANDIDATE, JUDGE]  # fmt: skip
-                loop_only = float(
-                    subprocess.run(
-                        floor_cmd, cwd=work, capture_output=True, text=True, check=True
-                    ).stdout
-                )
-                server.reset()
-                loop_file = work / f"loop-{latency_ms}.txt"
-                os.environ["BENCH_LOOP_FILE"] = str(loop_file)
-                peaks: dict[str, int] = {}
-
-                def note_peak(
-                    name: str, server: Server = server, peaks: dict[str, int] = peaks
-                ) -> None:
-                    peaks[name] = max(peaks.get(name, 0), server.stats()["max_in_flight"])
-                    server.reset()
-
-                measured = measure_interleaved(
-                    {
-                        "script": floor_cmd,
-                        "single": pytest_command(server, *budgets, "-p", "bench_loop_timer"),
-                        "double": pytest_command(server, *budgets, "-n", "2"),
-                    },
-                    work,
-                    note_peak,
-                )
-                floor, single, double = (measured[k] for k in ("script", "single", "double"))
-                pytest_loop = sorted(map(float, loop_file.read_text().split()))[REPEAT // 2]
-                single_peak, double_peak = peaks["single"], peaks["double"]
-            finally:
-                server.stop()
-            pipelined = n * latency / concurrency + latency
-            rows += [
-                (f"**latency {latency_ms} ms per call**: N x 2L / C (pipelined: N x L / C + L)", f"{n * 2 * latency / concurrency:.2f} s ({pipelined:.2f} s)"),
-                ("plain asyncio script, whole process", f"{floor.wall_s:.2f} s (its loop alone {loop_only:.2f} s)"),
-                ("pytest, one process, whole command", f"{single.wall_s:.2f} s = {single.wall_s / floor.wall_s:.2f}x the script, {single.wall_s / loop_only:.2f}x its loop (exit {single.exit_code})"),
-                ("pytest, one process, its run loop alone (first item to last report)", f"{pytest_loop:.2f} s = {pytest_loop / loop_only:.2f}x the script's loop"),
-                ("pytest -n 2, whole command", f"{double.wall_s:.2f} s = {double.wall_s / floor.wall_s:.2f}x the script, {double.wall_s / loop_only:.2f}x its loop (exit {double.exit_code})"),
-                ("peak calls in flight, one process / -n 2 (budget 64)", f"{single_peak} / {double_peak}"),
-            ]  # fmt: skip
-            if latency_ms == 200:
-                one, two = single.wall_s / floor.wall_s, double.wall_s / floor.wall_s
-                notes.append(
-                    f"Targets at 200 ms (issue 3): the whole pytest command within 1.1x of the "
-                    f"plain asyncio script in one process ({one:.2f}x: "
-                    f"{'met' if one <= 1.1 else 'not met'}) and within 1.3x with `-n 2` "
-                    f"({two:.2f}x: {'met' if two <= 1.3 else 'not met'}). Both sides are whole "
-                    f"commands: a loop timed without its interpreter start-up and SDK imports "
-                    f"(about 2 s here) cannot be compared with a command timed with them, so the "
-                    f"loops are compared alone on their own row (pytest's run loop, first item to "
-                    f"last report: {pytest_loop / loop_only:.2f}x the script's loop)."
-                )
-                notes.append(
-                    f"Reading the figures: at 200 ms the script's event loop alone needs "
-                    f"{loop_only:.2f} s where latency alone would allow {pipelined:.2f} s, so the "
-                    f"work is bound by CPU as much as by the network: each SDK call costs "
-                    f"milliseconds of CPU, on {os.cpu_count()} cores shared with the server "
-                    f"process. The plugin's calls run in a runner process of their own, which "
-                    f"imports the SDKs while pytest starts and collects, and sends requests "
-                    f"through the SDK clients without their parameter transform and response "
-                    f"models; pytest's per-item work runs on the other core. Under `-n 2` the "
-                    f"workers share that one runner (the SDKs are imported once). At 1,000 ms per "
-                    f"call the network dominates and the ratios show the design itself."
-                )
-
-        rows += rate_limit_rows(work, cases, n, budgets, notes)
-
-        cases = write_cases(work / "golden_cases", n_overhead)
-        server = Server(work, 0, cases)
-        try:
-            zero = measure(
-                pytest_command(server, "--llm-concurrency=16", "--llm-judge-concurrency=16"), work
-            )
-            script = measure(
-                [
-                    sys.executable,
-                    "-c",
-                    FLOOR_SCRIPT,
-                    server.url,
-                    str(cases),
-                    "16",
-                    "16",
-                    CANDIDATE,
-                    JUDGE,
-                ],
-                work,
-            )
-            overhead = (zero.cpu_s - script.cpu_s) / n_overhead * 1000
-            rows += [
-                (
-                    f"zero latency, {n_overhead} cases, plain asyncio script",
-                    f"{n_overhead / script.wall_s:.0f} cases/s, {script.cpu_s / n_overhead * 1000:.2f} ms CPU per case",
-                ),
-                (
-                    f"zero latency, {n_overhead} cases, pytest, one process",
-                    f"{n_overhead / zero.wall_s:.0f} cases/s, {zero.cpu_s / n_overhead * 1000:.2f} ms "
-                    f"CPU per case (client side, server excluded), peak {zero.max_rss_mb:.0f} MB; "
-                    f"plugin and pytest overhead {overhead:.2f} ms CPU per case",
-                ),
-            ]
-            cases = write_cases(work / "golden_cases", n_memory)
-            server.stop()
-            server = Server(work, 0, cases)
-            big = measure(
-                pytest_command(server, "--llm-concurrency=16", "--llm-report=results.json"), work
-            )
-            rows.append(
-                (
-                    f"zero latency, {n_memory} cases, one process, with --llm-report",
-                    f"{n_memory / big.wall_s:.0f} cases/s, {big.cpu_s / n_memory * 1000:.2f} ms CPU "
-                    f"per case, peak {big.max_rss_mb:.0f} MB",
-                )
-            )
-        finally:
-            server.stop()
-
-        write_cases(work / "golden_cases", n_collect)
-        collect = measure(
-            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q", "golden_cases"],
-            work,
-        )  # fmt: skip
-        rows.append((f"collection of {n_collect} cases (whole command)", f"{collect.wall_s:.2f} s"))
-        baseline = measure([sys.executable, "-m", "pytest", "--version"], work)
-        notes.append(f"`pytest --version` alone takes {baseline.wall_s:.2f} s on this machine.")
-
-    lines = [
-        "# Benchmarks",
-        "",
-        "Measured by `python bench/run.py` (figures below are rewritten by each run). Every time is",
-        "a whole command, interpreter start-up included, unless its row says *alone*; each is the",
-        "median of three runs, and the script, pytest and pytest -n 2 at one latency are run in",
-        "turn (script, pytest, pytest -n 2, script, ...) so that a change in load falls on all of",
-        "them alike. The local provider server runs in its own process. Judge caching is off so",
-        "every case makes both calls. Single runs on this machine vary by up to 20%.",
-        "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"{time.strftime('%Y-%m-%d')}; load average (1, 5, 15 min) "
-        f"{', '.join(f'{v:.2f}' for v in load_before)} before the run and "
-        f"{', '.join(f'{v:.2f}' for v in os.getloadavg())} after it.",
-        "",
-        "| measurement | result |",
-        "|---|---|",
-        *[f"| {name} | {value} |" for name, value in rows],
-        "",
-        "\n\n".join(notes),
-        "",
+    quick = args.quick
+    parts = set(args.only or ("latency", "concurrency", "cpu", "memory", "collect"))
+    page = Page()
+    machine = Machine()
+    steps: list[tuple[str, Callable[[Bench], None]]] = [
+        ("latency", lambda b: bench_latency(b, page, 100 if quick else 500, 2 if quick else 5, 32)),
+        (
+            "concurrency",
+            lambda b: bench_concurrency(
+                b, page, 48 if quick else 96, 1 if quick else 3, (8, 16, 32, 64), 15.0
+            ),
+        ),
+        ("cpu", lambda b: bench_cpu(b, page, 200 if quick else 2000, 1 if quick else 5)),
+        ("memory", lambda b: bench_memory(b, page, 1000 if quick else 5000, 1 if quick else 3)),
+        ("collect", lambda b: bench_collect(b, page, 2000 if quick else 10000, 2 if quick else 5)),
     ]
-    Path(args.output).write_text("\n".join(lines))
-    print("\n".join(lines))
+    with tempfile.TemporaryDirectory() as tmp:
+        bench = Bench(Path(tmp))
+        for name, step in steps:
+            if name in parts:
+                step(bench)
+    machine.stop()
+    command = "python bench/run.py" + (" --quick" if quick else "")
+    text = render(page, machine, command, quick)
+    Path(args.output).write_text(text)
+    print(text)
     return 0
 
 

@@ -285,15 +285,17 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "concurrency",
         _positive_int,
-        8,
-        "candidate model calls in flight at once, in total across xdist workers (default 8)",
+        32,
+        "candidate model calls in flight at once, in total across xdist workers; halves on "
+        "429, timeouts and queueing, and recovers (default 32: measured in benchmarks.md)",
         "N",
     ),
     Option(
         "judge_concurrency",
         _positive_int,
-        8,
-        "judge calls in flight at once, in total across xdist workers (default 8)",
+        32,
+        "judge calls in flight at once, in total across xdist workers; backs off like "
+        "--llm-concurrency (default 32)",
         "N",
     ),
     Option(

@@ -305,7 +305,10 @@ def test_a_server_that_generates_one_request_at_a_time(
     provider_env(server)
 
     result = pytester.runpytest(
-        f"--llm-model=openai:{SELF_HOSTED}", "--llm-timeout=0.45", "--llm-retries=6"
+        f"--llm-model=openai:{SELF_HOSTED}",
+        "--llm-timeout=0.45",
+        "--llm-retries=6",
+        "--llm-concurrency=8",
     )
 
     result.assert_outcomes(passed=16)

@@ -31,6 +31,7 @@ processes send it (``CaseBoard``).
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -69,12 +70,6 @@ Systems = Callable[["GoldenCase"], Mapping[str, "SystemPrompt"]]
 LINE_LIMIT = 1 << 26  # one message (a case and its systems) may be this large
 CONNECT_TIMEOUT_S = 30.0
 MAX_DIRECTORY_LENGTH = 90  # leaves room for "/runner.sock" within AF_UNIX's limit
-
-def _tl(stage: str) -> None:  # DEVTIMELINE
-    path = os.environ.get("LLMREGRESS_DEV_TIMELINE")  # DEVTIMELINE
-    if path:  # DEVTIMELINE
-        with open(path, "a") as h:  # DEVTIMELINE
-            h.write(f"{time.time():.3f} {os.getpid()} {stage}\n")  # DEVTIMELINE
 
 
 class _Child(Protocol):
@@ -177,10 +172,8 @@ class RunnerProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         argv = [sys.executable, "-m", "pytest_llmregress.engine.runner_process", self._directory]
-        _tl("popen")  # DEVTIMELINE
         with open(self.address.log_path, "wb") as log:
             self._process = _start(argv, env, log)
-        _tl("popen done")  # DEVTIMELINE
         assert self._process.stdin is not None
         assert self._process.stdout is not None
         self._stdin: IO[bytes] = self._process.stdin
@@ -539,7 +532,6 @@ def main(argv: list[str] | None = None) -> int:
     import asyncio
 
     directory = (argv if argv is not None else sys.argv[1:])[0]
-    _tl("runner main")  # DEVTIMELINE
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(os.path.join(directory, "runner.sock"))  # clients may connect from now on
@@ -555,13 +547,10 @@ def main(argv: list[str] | None = None) -> int:
 
 async def _serve(config: Mapping[str, Any], listener: socket.socket, ready: IO[str]) -> None:
     import asyncio
-    import importlib
 
-    _tl("config read")  # DEVTIMELINE
     from pytest_llmregress.engine.runner import Runner
     from pytest_llmregress.providers.registry import Endpoints, parse_model
     from pytest_llmregress.settings import RunnerSettings
-    _tl("runner imported")  # DEVTIMELINE
 
     models = {role: parse_model(spec) if spec else None for role, spec in config["models"].items()}
     fallbacks = tuple(parse_model(spec) for spec in config["fallbacks"])
@@ -587,11 +576,14 @@ async def _serve(config: Mapping[str, Any], listener: socket.socket, ready: IO[s
         cache=cache,
     )
     problems = await _import_and_check(runner, refs, preflight=config["preflight"])
-    _tl("preflight done")  # DEVTIMELINE
     _say_ready(ready, problems, cache.notices if cache is not None else [])
     directory = os.path.dirname(listener.getsockname())
+    # Batch mode sends every started case's calls in one batch: there, every case starts.
+    slots = settings.concurrency + settings.judge_concurrency
+    window = None if runner.batch is not None else 2 * slots
+    board = CaseBoard(runner, window)
     server = await asyncio.start_unix_server(
-        functools.partial(_handle, runner, CaseBoard(runner)), sock=listener, limit=LINE_LIMIT
+        functools.partial(_handle, runner, board), sock=listener, limit=LINE_LIMIT
     )
     await asyncio.to_thread(sys.stdin.buffer.read)  # the lifeline: returns when it closes
     server.close()
@@ -613,7 +605,7 @@ async def _import_and_check(
     preflight): its unavailable models, in the order of ``refs``.
 
     Each SDK's models are checked the moment it is imported, while the next SDK imports on a
-    thread, so the preflight's round trips overlap the imports instead of following them.
+    thread, so the preflight's round trips overlap the import instead of following it.
     """
     import asyncio
     import importlib
@@ -628,11 +620,8 @@ async def _import_and_check(
             await asyncio.to_thread(importlib.import_module, name)
         else:
             importlib.import_module(name)
-        _tl("imported " + name)  # DEVTIMELINE
         if preflight:
             checks.append(asyncio.create_task(runner.check_models(provider_refs)))
-        else:
-            checks.append(asyncio.create_task(asyncio.sleep(0, {})))
     found: dict[ModelRef, str] = {}
     for answers in await asyncio.gather(*checks):
         found.update(answers)
@@ -679,16 +668,24 @@ class CaseBoard:
     The board keys cases by node id: the first request starts the case, later ones wait for
     the same answer, and a finished case's answer is kept for whoever asks next. A case is
     cancelled only when every process that asked for it is gone.
+
+    Cases start in the order they were asked for, at most ``window`` at a time (None: all at
+    once); the others wait as the messages they came in. A started case is a task holding its
+    case, its coroutines and its place in the budgets' queues, about 12 KB: 5,000 of them at
+    once were a third of the runner's memory. A window of twice the budgets' slots keeps every
+    slot busy, since each started case needs at least one slot at a time.
     """
 
-    def __init__(self, runner: Runner) -> None:
+    def __init__(self, runner: Runner, window: int | None = None) -> None:
         self._runner = runner
         self._answers: dict[str, bytes] = {}
+        # Asked for and not answered: the task (None until the case starts) and who waits.
         self._waiting: dict[str, tuple[Any, set[Callable[[bytes], None]]]] = {}
+        self._queued: collections.deque[Mapping[str, Any]] = collections.deque()
+        self._window = window
+        self._started = 0  # cases started and not finished
 
     def request(self, message: Mapping[str, Any], send: Callable[[bytes], None]) -> None:
-        import asyncio
-
         key = message["key"]
         answer = self._answers.get(key)
         if answer is not None:
@@ -696,7 +693,9 @@ class CaseBoard:
         elif key in self._waiting:
             self._waiting[key][1].add(send)
         else:
-            self._waiting[key] = (asyncio.create_task(self._run(message)), {send})
+            self._waiting[key] = (None, {send})
+            self._queued.append(message)
+            self._start_next()
 
     def forget(self, send: Callable[[bytes], None]) -> None:
         """A pytest process went away: cancel the cases nobody else waits for."""
@@ -704,7 +703,27 @@ class CaseBoard:
             senders.discard(send)
             if not senders:
                 del self._waiting[key]
-                task.cancel()
+                if task is not None:
+                    task.cancel()
+
+    def _start_next(self) -> None:
+        """Start queued cases while the window has room; a case nobody waits for any more is
+        dropped, and one asked for again after that starts once, from its newer message."""
+        import asyncio
+
+        while self._queued and (self._window is None or self._started < self._window):
+            message = self._queued.popleft()
+            entry = self._waiting.get(message["key"])
+            if entry is None or entry[0] is not None:  # forgotten (and perhaps asked again)
+                continue
+            task = asyncio.create_task(self._run(message))
+            self._waiting[message["key"]] = (task, entry[1])
+            self._started += 1
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: Any) -> None:
+        self._started -= 1
+        self._start_next()
 
     async def _run(self, message: Mapping[str, Any]) -> None:
         from pytest_llmregress.cases.golden import GoldenCase
@@ -771,8 +790,6 @@ async def _handle(runner: Runner, board: CaseBoard, reader: Any, writer: Any) ->
         while line := await reader.readline():
             message = json.loads(line)
             if message["op"] == "case":
-                if not board._waiting and not board._answers:  # DEVTIMELINE
-                    _tl("first case")  # DEVTIMELINE
                 board.request(message, send_bytes)
                 continue
             if message["op"] == "status":  # answered at once, from the loop

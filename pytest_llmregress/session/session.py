@@ -120,8 +120,6 @@ class LLMRegressSession:
         ``run_cases`` is False on an xdist controller, whose workers run the cases.
         """
         config = self.config
-        from pytest_llmregress.engine.runner_process import _tl  # DEVTIMELINE
-        _tl("session start")  # DEVTIMELINE
         workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
         try:
             self.plan = resolve_plan(
@@ -250,11 +248,8 @@ class LLMRegressSession:
         ):
             self._stop_runner()  # e.g. unit tests only: no wait for a runner nobody needs
         if self.runner_process is not None:
-            from pytest_llmregress.engine.runner_process import _tl  # DEVTIMELINE
-            _tl("before_run wait")  # DEVTIMELINE
             try:
                 problems = self.runner_process.preflight_problems()
-                _tl("preflight read")  # DEVTIMELINE
             except RunnerError as exc:
                 pytest.exit(f"pytest-llmregress: {exc}", returncode=pytest.ExitCode.INTERNAL_ERROR)
             refusal = self.gathered.note_preflight(problems)
