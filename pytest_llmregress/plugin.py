@@ -212,8 +212,7 @@ def pytest_assertrepr_compare(
 def pytest_report_teststatus(
     report: pytest.TestReport, config: pytest.Config
 ) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
-    result = getattr(report, "llmregress", None)
-    if result is not None and result.get("outcome") == "error":
+    if getattr(report, "llmregress_outcome", None) == "error":  # a golden case's (annotate_report)
         return "error", "E", ("ERROR", {"red": True})
     return None
 

@@ -30,7 +30,7 @@ from pytest_llmregress.report.html import (
 from pytest_llmregress.scoring.score import Score
 from pytest_llmregress.testing.server import LocalProviderServer
 from pytest_llmregress.verdict.compare import compare_runs
-from pytest_llmregress.verdict.results import CaseResult, RunResult, write_json_atomic
+from pytest_llmregress.verdict.results import CaseResult, RunResult, write_run
 from tests.conftest import CANDIDATE, JUDGE
 from tests.test_plugin_e2e import model_args, qa_cases, scenario, write_cases
 
@@ -252,12 +252,12 @@ def test_inputs_come_from_the_golden_files(tmp_path: Path) -> None:
 
 
 def test_report_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    write_json_atomic(tmp_path / "run.json", sample_run().to_dict())
-    write_json_atomic(tmp_path / "base.json", baseline_run().to_dict())
+    write_run(tmp_path / "run.json", sample_run())
+    write_run(tmp_path / "base.json", baseline_run())
     history = tmp_path / "history"
     for n, run in enumerate(history_runs()):
-        write_json_atomic(history / f"{n}.json", run.to_dict())
-    write_json_atomic(history / "this.json", sample_run().to_dict())  # the run itself: left out
+        write_run(history / f"{n}.json", run)
+    write_run(history / "this.json", sample_run())  # the run itself: left out
     out = tmp_path / "site" / "report.html"
     status = llmregress(
         [
@@ -283,7 +283,7 @@ def test_report_command_compares_a_compare_model_run(tmp_path: Path) -> None:
     run = sample_run()
     run.metadata["compare"] = "anthropic:claude-sonnet-4-6"
     run.compare_cases = baseline_run().cases
-    write_json_atomic(tmp_path / "run.json", run.to_dict())
+    write_run(tmp_path / "run.json", run)
     assert llmregress(["report", str(tmp_path / "run.json"), "-o", str(tmp_path / "r.html")]) == 0
     data = embedded((tmp_path / "r.html").read_text())
     assert data["comparison"]["baseline"] == "anthropic:claude-sonnet-4-6"
@@ -306,7 +306,7 @@ def test_report_command_refuses_what_it_cannot_read(
     expected: str,
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    write_json_atomic(tmp_path / "run.json", sample_run().to_dict())
+    write_run(tmp_path / "run.json", sample_run())
     (tmp_path / "bad.json").write_text("nonsense")
     assert llmregress(["report", *files, "-o", "out.html"]) == 2
     err = capsys.readouterr().err
@@ -526,7 +526,7 @@ def test_llm_html_end_to_end(
     scripted["models"][CANDIDATE]["answers"][0]["reply"] = "The answer is " + HOSTILE
     provider_env(make_server(scripted))
     earlier = history_runs()[0]  # a run of the same model, kept by --llm-history
-    write_json_atomic(pytester.path / "hist" / "20261120T100000Z_earlier.json", earlier.to_dict())
+    write_run(pytester.path / "hist" / "20261120T100000Z_earlier.json", earlier)
     result = pytester.runpytest(*model_args("--llm-html=out/report.html", "--llm-history=hist"))
     result.assert_outcomes(passed=5, failed=1)
     html = (pytester.path / "out/report.html").read_text()
@@ -640,3 +640,16 @@ def take_screenshots(folder: Path) -> list[Path]:
 if __name__ == "__main__":  # pragma: no cover
     for shot in take_screenshots(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/img")):
         print(shot)
+
+
+@pytest.mark.parametrize("compared", [False, True])
+@pytest.mark.parametrize("count", [0, 1, 12])
+def test_a_results_document_is_written_a_case_at_a_time_as_json_dumps_writes_it(
+    tmp_path: Path, count: int, compared: bool
+) -> None:
+    run = sample_run(count) if count else RunResult({"candidate": "x"}, [])
+    if compared:
+        run = RunResult(run.metadata, run.cases, baseline_run(count).cases)
+    write_run(tmp_path / "run.json", run)
+    text = (tmp_path / "run.json").read_text(encoding="utf-8")
+    assert text == json.dumps(run.to_dict(), indent=2) + "\n"

@@ -325,7 +325,7 @@ def main(argv: Sequence[str]) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     from pytest_llmregress.session.outputs import Recorded, summary, write_html, write_markdown
-    from pytest_llmregress.verdict.results import write_json_atomic
+    from pytest_llmregress.verdict.results import write_run
 
     try:
         shards = [load_shard(path) for path in args.shards]
@@ -341,7 +341,7 @@ def main(argv: Sequence[str]) -> int:
     if verdict is None:
         return _error("the shards hold no case results: nothing to gate")
     try:
-        write_json_atomic(args.output, run.to_dict())
+        write_run(args.output, run)
         write_markdown(plan, gathered, run, {})
         write_html(plan, gathered, run)
     except OSError as exc:

@@ -13,6 +13,7 @@ import contextlib
 import os
 import secrets
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = ["FileChangedError", "atomic_write_bytes", "atomic_write_text"]
@@ -42,12 +43,13 @@ def _create_temp(target: Path) -> tuple[int, str]:
 
 def atomic_write_bytes(
     path: str | os.PathLike[str],
-    data: bytes,
+    data: bytes | Iterable[bytes],
     *,
     keep_mode: bool = True,
     expected: bytes | None = None,
 ) -> None:
-    """Replace ``path`` with ``data`` atomically.
+    """Replace ``path`` with ``data`` atomically (``data``: the bytes, or pieces of them written
+    as they come, so that a large document need not be held whole).
 
     With ``keep_mode`` an existing file keeps its permission bits; a new file (or any file,
     without ``keep_mode``) gets the usual ones, 0666 minus the umask. With ``expected``, the
@@ -63,7 +65,10 @@ def atomic_write_bytes(
     fd, temp = _create_temp(target)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            if isinstance(data, bytes):
+                handle.write(data)
+            else:
+                handle.writelines(data)
             handle.flush()
             os.fsync(handle.fileno())
         if mode is not None:

@@ -344,7 +344,7 @@ def write_outputs(
     journals unless cases are missing), the history copy, the markdown summary, the HTML page
     (``--llm-html``) and recorded references. ``environ``: where ``GITHUB_STEP_SUMMARY`` is
     read (default ``os.environ``)."""
-    from pytest_llmregress.verdict.results import finish_results, write_json_atomic
+    from pytest_llmregress.verdict.results import finish_results, write_run
 
     run = run_result(plan, gathered)
     if plan.report_path is not None:
@@ -353,7 +353,7 @@ def write_outputs(
         folder = plan.rooted(plan.settings.history)
         stamp = plan.started_at.strftime("%Y%m%dT%H%M%SZ")
         model = "".join(c if c.isalnum() or c in "-._" else "_" for c in str(plan.candidate))
-        write_json_atomic(folder / f"{stamp}_{model}.json", run.to_dict())
+        write_run(folder / f"{stamp}_{model}.json", run)
     write_markdown(plan, gathered, run, os.environ if environ is None else environ)
     write_html(plan, gathered, run)
     return record_references(plan, gathered.results)

@@ -104,7 +104,8 @@ class LLMRegressSession:
         self.runner_process: RunnerProcess | None = None  # started here (not on a worker)
         self.runner: RunnerClient | None = None  # this process's connection to it
         self.journal: ResultsJournal | None = None
-        self._own_results: dict[str, CaseResult] = {}  # a lone process's results, by node id
+        # A lone process's results (and compare results), by node id, until gathered.
+        self._own_results: dict[str, tuple[CaseResult, CaseResult | None]] = {}
         self._submitted_groups: set[str] = set()
         self._groups: dict[str, list[GoldenItem]] | None = None
         self._progress: Progress | bool | None = None  # False: no progress line this run
@@ -421,12 +422,16 @@ class LLMRegressSession:
         result: CaseResult | None = getattr(item, "case_result", None)
         if result is None:
             return
-        report.llmregress = result.to_dict()  # type: ignore[attr-defined]
-        if not self.is_worker:
-            self._own_results[report.nodeid] = result
         baseline: CaseResult | None = getattr(item, "baseline_result", None)
-        if baseline is not None:
-            report.llmregress_baseline = baseline.to_dict()  # type: ignore[attr-defined]
+        report.llmregress_outcome = result.outcome  # type: ignore[attr-defined]
+        if not self.is_worker:
+            # A lone process gathers the objects themselves: no dict on a report that pytest
+            # keeps to the end (at 5,000 cases they were a tenth of the process's memory).
+            self._own_results[report.nodeid] = (result, baseline)
+        else:
+            report.llmregress = result.to_dict()  # type: ignore[attr-defined]
+            if baseline is not None:
+                report.llmregress_baseline = baseline.to_dict()  # type: ignore[attr-defined]
         properties = junit_properties(result)
         # JUnit XML reads properties from the teardown report, which copies the item's.
         item.user_properties.extend(properties)
@@ -440,17 +445,18 @@ class LLMRegressSession:
             self.gathered.note_skipped(report.nodeid)
         if report.when != "call":
             return
-        data = getattr(report, "llmregress", None)
-        if data is None:
-            return
-        # A lone process still holds the object; only xdist's reports need rebuilding.
-        result = self._own_results.pop(report.nodeid, None) or CaseResult.from_dict(data)
-        baseline = getattr(report, "llmregress_baseline", None)
-        self.gathered.add(
-            result,
-            CaseResult.from_dict(baseline) if baseline is not None else None,
-            failed=report.failed,
-        )
+        # A lone process holds the objects; xdist's reports carry them as dicts.
+        own = self._own_results.pop(report.nodeid, None)
+        if own is not None:
+            result, compared = own
+        else:
+            data = getattr(report, "llmregress", None)
+            if data is None:
+                return
+            result = CaseResult.from_dict(data)
+            baseline = getattr(report, "llmregress_baseline", None)
+            compared = CaseResult.from_dict(baseline) if baseline is not None else None
+        self.gathered.add(result, compared, failed=report.failed)
         self._tick_progress()
 
     def _tick_progress(self) -> None:

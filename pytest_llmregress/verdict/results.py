@@ -20,12 +20,12 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from pytest_llmregress.core.files import atomic_write_text
+from pytest_llmregress.core.files import atomic_write_bytes
 from pytest_llmregress.providers.base import Completion
 from pytest_llmregress.scoring.score import Score
 
@@ -501,25 +501,31 @@ def load_results(path: str | os.PathLike[str]) -> RunResult:
     return read_results(path)[0]
 
 
-def write_json_atomic(path: str | os.PathLike[str], document: Any) -> None:
-    """Write JSON so that readers see the old file or the new one, never half of one."""
+def write_run(path: str | os.PathLike[str], run: RunResult) -> None:
+    """Write a run's results document so that readers see the old file or the new one, never
+    half of one: ``json.dumps(run.to_dict(), indent=2)``, the same bytes, written a case at a
+    time, so that neither the whole document nor its text is held (at 5,000 cases they were
+    most of the memory the end of a run took)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(target, _indented_json(document) + "\n")
+    atomic_write_bytes(target, (piece.encode("utf-8") for piece in _run_json(run)))
 
 
-def _indented_json(document: Any) -> str:
-    """``json.dumps(document, indent=2)``, joined a few thousand pieces at a time: the indenting
-    encoder yields a piece per token, and a list of them all took 80 MB for 5,000 cases."""
-    parts: list[str] = []
-    pieces: list[str] = []
-    for piece in json.JSONEncoder(indent=2).iterencode(document):
-        pieces.append(piece)
-        if len(pieces) == 8192:
-            parts.append("".join(pieces))
-            pieces.clear()
-    parts.append("".join(pieces))
-    return "".join(parts)
+def _run_json(run: RunResult) -> Iterator[str]:
+    """The text of ``json.dumps(run.to_dict(), indent=2) + "\n"``, in pieces: each case is
+    dumped alone and indented to its depth (a JSON string holds no raw line break)."""
+    head = json.dumps({"version": RESULTS_VERSION, "metadata": run.metadata}, indent=2)
+    yield head[: -len("\n}")]
+    lists = [("cases", run.cases)]
+    if run.compare_cases:
+        lists.append(("compare_cases", run.compare_cases))
+    for name, cases in lists:
+        yield f',\n  "{name}": ['
+        for index, case in enumerate(cases):
+            text = json.dumps(case.to_dict(), indent=2).replace("\n", "\n    ")
+            yield ("," if index else "") + "\n    " + text
+        yield "\n  ]" if cases else "]"
+    yield "\n}\n"
 
 
 class ResultsJournal:
@@ -570,7 +576,7 @@ def _ends_with_newline(path: Path) -> bool:
 
 def finish_results(path: str | os.PathLike[str], run: RunResult, *, keep_journals: bool) -> None:
     """Write the run's document atomically; drop the journals once the run is complete."""
-    write_json_atomic(path, run.to_dict())
+    write_run(path, run)
     if not keep_journals:
         directory = journal_dir(path)
         for journal in directory.glob("*.jsonl"):
