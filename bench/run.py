@@ -616,6 +616,11 @@ def bench_cpu(bench: Bench, page: Page, n: int, rounds: int) -> None:
     whole = med([r["pytest"].cpu_s for r in done])
     own = med([r["pytest"].probe["cpu_s"] for r in done])
     runner = med([r["pytest"].probe["children_cpu_s"] for r in done])
+    # What other work on the machine does to a command's CPU (cache misses, preemption) only
+    # ever adds to it: the least CPU each command took over the rounds is its own cost, and
+    # their difference the plugin's. The median of the rounds' differences, a small
+    # difference of two noisy figures, moved from 0.44 to 0.71 ms between runs of this command.
+    least = (min(r["pytest"].cpu_s for r in done) - min(r["script"].cpu_s for r in done)) / n
     above = [(r["pytest"].cpu_s - r["script"].cpu_s) / n * 1000 for r in done]
     page.heading(f"zero latency, {n} cases, budgets 16 + 16 ({len(done)} rounds)")
     page.row(
@@ -633,9 +638,9 @@ def bench_cpu(bench: Bench, page: Page, n: int, rounds: int) -> None:
         f"the plugin's CPU per case above the plain script's (zero latency, {n} cases, whole "
         "commands, start-up included)",
         f"<= {TARGET_CPU_PER_CASE_MS:.1f} ms",
-        f"{med(above):.2f} ms ({min(above):.2f}-{max(above):.2f}; every round within 10% of "
-        f"the median: {'yes' if reproduces(above) else 'no'})",
-        med(above) <= TARGET_CPU_PER_CASE_MS,
+        f"{least * 1000:.2f} ms, the least CPU of each over the rounds (the rounds' own "
+        f"differences: {min(above):.2f} to {max(above):.2f})",
+        least * 1000 <= TARGET_CPU_PER_CASE_MS,
     )
 
 
@@ -712,7 +717,10 @@ def render(page: Page, machine: Machine, command: str, quick: bool) -> str:
         "- Every figure is a median over rounds. The commands compared with each other run "
         "interleaved, one of each per round (script, pytest, pytest -n 2, script, ...), so that "
         "a change in the machine's load falls on all of them alike; a ratio is taken within a "
-        "round, and its median is shown with its range over the rounds.",
+        "round, and its median is shown with its range over the rounds. One exception: the "
+        "plugin's CPU per case is the least CPU pytest took over the rounds less the least the "
+        "script took (load only ever adds CPU; a small difference of two medians does not "
+        "reproduce).",
         "- A warm-up round comes first and is discarded. The baseline, a plain asyncio script "
         "over the SDKs' async clients making the same calls (candidate, then judge) with the "
         "same budgets against the same server, is measured in the same run.",
@@ -787,7 +795,7 @@ def main(argv: list[str] | None = None) -> int:
                 b, page, 48 if quick else 96, 1 if quick else 3, (8, 16, 32, 64), 15.0
             ),
         ),
-        ("cpu", lambda b: bench_cpu(b, page, 200 if quick else 2000, 1 if quick else 5)),
+        ("cpu", lambda b: bench_cpu(b, page, 200 if quick else 2000, 1 if quick else 7)),
         ("memory", lambda b: bench_memory(b, page, 1000 if quick else 5000, 1 if quick else 3)),
         ("collect", lambda b: bench_collect(b, page, 2000 if quick else 10000, 2 if quick else 5)),
     ]
