@@ -1286,30 +1286,21 @@ class LocalProviderServer:
             )
         return snapshot, config
 
-    def _state(self, snapshot: str) -> _ModelState:
-        """Per-snapshot runtime state; call with the lock held."""
-        state = self._states.get(snapshot)
+    def _state(self, snapshot: str, *, batch: bool = False) -> _ModelState:
+        """Per-snapshot runtime state, of online requests or of batched ones (their own counts
+        and random streams, so batches do not shift the online draws); call with the lock
+        held."""
+        states = self._batch_states if batch else self._states
+        state = states.get(snapshot)
         if state is None:
             seed = self._scenario.seed
+            prefix = "batch-" if batch else ""
             state = _ModelState(
                 count=0,
-                error_rng=random.Random(f"errors:{seed}:{snapshot}"),
-                jitter_rng=random.Random(f"jitter:{seed}:{snapshot}"),
+                error_rng=random.Random(f"{prefix}errors:{seed}:{snapshot}"),
+                jitter_rng=random.Random(f"{prefix}jitter:{seed}:{snapshot}"),
             )
-            self._states[snapshot] = state
-        return state
-
-    def _batch_state(self, snapshot: str) -> _ModelState:
-        """Per-snapshot state of batched requests; call with the lock held."""
-        state = self._batch_states.get(snapshot)
-        if state is None:
-            seed = self._scenario.seed
-            state = _ModelState(
-                count=0,
-                error_rng=random.Random(f"batch-errors:{seed}:{snapshot}"),
-                jitter_rng=random.Random(f"batch-jitter:{seed}:{snapshot}"),
-            )
-            self._batch_states[snapshot] = state
+            states[snapshot] = state
         return state
 
     def _inject_faults(
@@ -1321,7 +1312,7 @@ class LocalProviderServer:
         fired: ErrorRule | None = None
         skip = "online" if batch else "batch"
         with self._lock:
-            state = self._batch_state(snapshot) if batch else self._state(snapshot)
+            state = self._state(snapshot, batch=batch)
             state.count += 1
             if config.rate_limit is not None and not batch:
                 _take_token(state, config.rate_limit)
