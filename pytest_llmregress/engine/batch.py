@@ -62,15 +62,12 @@ class BatchJournal:
     def __init__(self, path: str | os.PathLike[str] | None, *, resume: bool) -> None:
         self.path = Path(path) if path is not None else None
         self._batches: dict[str, str] = {}  # custom id -> batch id
-        self.resumed: set[str] = set()  # batch ids read from an earlier run
         if self.path is None:
             return
         if resume:
             for line in self.read(self.path):
-                batch_id = str(line["batch"])
-                self.resumed.add(batch_id)
                 for cid in line["requests"]:
-                    self._batches[str(cid)] = batch_id
+                    self._batches[str(cid)] = line["batch"]
         elif self.path.exists():
             self.path.unlink()
 
@@ -178,7 +175,6 @@ class BatchQueue:
         self._sender: asyncio.Task[None] | None = None
         self._watchers: set[asyncio.Task[None]] = set()
         self.runs: dict[str, BatchRun] = {}
-        self.created = 0
 
     # -- who is busy ------------------------------------------------------------------------
 
@@ -279,7 +275,6 @@ class BatchQueue:
         except Exception as error:  # never leave a task waiting forever
             self._fail(requests, _unexpected(ref, error))
             return
-        self.created += 1
         self.journal.record(batch_id, ref, kind, list(requests))
         self._logger.info("batch %s: %d %s requests to %s", batch_id, len(items), kind, ref)
         await self._watch(kind, ref, batch_id, requests)

@@ -278,6 +278,13 @@ def with_params(defaults: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str
     return {name: value for name, value in merged.items() if value is not None}
 
 
+def _without(refused: Mapping[str, str], request: Request) -> Request:
+    """``request`` without the parameters its model refused earlier in the run."""
+    if not refused.keys() & request.params.keys():
+        return request
+    return replace(request, params={k: v for k, v in request.params.items() if k not in refused})
+
+
 def judge_request_params(judge_params: Mapping[str, Any]) -> dict[str, Any]:
     """What every judge call sends: ``--llm-judge-params`` over ``JUDGE_PARAMS``."""
     return with_params({**JUDGE_PARAMS, **judge_params}, {})
@@ -322,10 +329,9 @@ class Runner:
         self._judge_repeat = settings.judge_repeat
         self._panel_mode: PanelMode = "majority" if settings.judge_panel == "majority" else "mean"
         self._order_sample = settings.judge_order_sample
-        # --llm-max-cost: every call reserves its most at its model's price (``prices``:
-        # (input, output) USD per million tokens by provider:model; the plan checks that
-        # every model of the run has one).
-        # The spend of the run (priced models' answered calls), against --llm-max-cost if set.
+        # The run's spend (its priced models' answered calls), against --llm-max-cost if set:
+        # every call reserves its most at its model's price first (``prices``, and through a
+        # Batch API ``batch_prices``: (input, output) USD per million tokens by provider:model).
         self.budget = Budget(settings.max_cost, dict(prices or {}), dict(batch_prices or {}))
         self._endpoints = endpoints
         self._timeout = settings.timeout
@@ -612,10 +618,7 @@ class Runner:
 
         async def attempt() -> Completion:
             while True:
-                sent = request
-                if refused.keys() & request.params.keys():
-                    params = {k: v for k, v in request.params.items() if k not in refused}
-                    sent = replace(request, params=params)
+                sent = _without(refused, request)
                 try:
                     return await send(sent)
                 except ProviderError as error:
@@ -680,12 +683,7 @@ class Runner:
         assert self.batch is not None
         budget = self.budget
         request = budget.with_bound(request)
-        refused = self.refused_params.get(ref, {})
-        sent = request
-        if refused.keys() & request.params.keys():
-            sent = replace(
-                request, params={k: v for k, v in request.params.items() if k not in refused}
-            )
+        sent = _without(self.refused_params.get(ref, {}), request)
         reserved = budget.reserve(
             str(ref), ref.provider, sent, starts_case=kind == "candidate", batch=True
         )

@@ -431,7 +431,7 @@ class SDKProvider:
         """The error of a request the ended batch has no result for: expired, canceled, or a
         result the provider lost."""
         kind: ErrorKind
-        if status in ("expired",):
+        if status == "expired":
             kind, why = "expired", "expired before the provider processed it"
         elif status in ("canceled", "cancelled", "canceling", "cancelling"):
             kind, why = "canceled", "its batch was canceled before the provider processed it"

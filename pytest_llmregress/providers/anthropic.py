@@ -179,7 +179,7 @@ class AnthropicProvider(SDKProvider):
                 kind=kind_for_status(status),
                 status=status,
             )
-        return self.batch_missing(request, batch_id, "canceled" if kind == "canceled" else kind)
+        return self.batch_missing(request, batch_id, kind)  # canceled or expired
 
     async def batch_cancel(self, batch_id: str) -> None:
         client = self._get_client()

@@ -271,8 +271,9 @@ class LLMRegressSession:
         from pytest_llmregress.engine.budget import estimate
 
         plan, settings = self.plan, self.plan.settings
-        answering = [plan.prices[str(ref)] for ref in (plan.candidate, plan.compare) if ref]
-        judges = [plan.prices[str(ref)] for ref in plan.judges]
+        prices = plan.batch_prices if settings.batch else plan.prices
+        answering = [prices[str(ref)] for ref in (plan.candidate, plan.compare) if ref]
+        judges = [prices[str(ref)] for ref in plan.judges]
         bound = estimate(
             (
                 (
