@@ -653,3 +653,15 @@ def test_a_results_document_is_written_a_case_at_a_time_as_json_dumps_writes_it(
     write_run(tmp_path / "run.json", run)
     text = (tmp_path / "run.json").read_text(encoding="utf-8")
     assert text == json.dumps(run.to_dict(), indent=2) + "\n"
+
+
+def test_a_results_document_whose_head_is_larger_than_one_piece_is_the_same_bytes(
+    tmp_path: Path,
+) -> None:
+    # The head is encoded a piece at a time and written in slices; a cost per case for
+    # thousands of cases makes it many slices long.
+    per_case = {f"x.jsonl::case-{n}": {"candidate": n / 7, "calls": [n]} for n in range(3000)}
+    run = RunResult({"candidate": "x", "cost": {"per_case": per_case}}, sample_run(2).cases)
+    write_run(tmp_path / "run.json", run)
+    text = (tmp_path / "run.json").read_text(encoding="utf-8")
+    assert text == json.dumps(run.to_dict(), indent=2) + "\n"

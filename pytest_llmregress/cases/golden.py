@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
+from pytest_llmregress.core.text import shared
 from pytest_llmregress.core.validation import (
     MAX_PROBLEMS,
     Problems,
@@ -234,8 +235,13 @@ class PromptRef:
         return {"task": self.task, "vars": dict(self.vars)}
 
 
+# What most cases have, held once rather than once per case (thousands of cases are read).
+_NOTHING: Final[Mapping[str, Any]] = MappingProxyType({})
+_JUDGE_ONLY: Final = (ScorerSpec("judge"),)
+
+
 def _default_scorers() -> tuple[ScorerSpec, ...]:
-    return (ScorerSpec("judge"),)
+    return _JUDGE_ONLY
 
 
 @dataclass(frozen=True)
@@ -254,8 +260,8 @@ class GoldenCase:
     rubric: Rubric = ()
     """The judge's criteria for this case; empty: accuracy, completeness and format."""
     tags: tuple[str, ...] = ()
-    params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    params: Mapping[str, Any] = field(default_factory=lambda: _NOTHING)
+    metadata: Mapping[str, Any] = field(default_factory=lambda: _NOTHING)
     path: str = ""
     line: int = 0
     index: int = 0
@@ -263,7 +269,9 @@ class GoldenCase:
     def __post_init__(self) -> None:
         for name in ("params", "metadata"):
             value = getattr(self, name)
-            if not isinstance(value, MappingProxyType):
+            if not value:
+                object.__setattr__(self, name, _NOTHING)
+            elif not isinstance(value, MappingProxyType):
                 object.__setattr__(self, name, MappingProxyType(dict(value)))
 
     def __hash__(self) -> int:
@@ -1081,15 +1089,15 @@ def _make_case(
     return GoldenCase(
         id=fields["id"],
         messages=messages,
-        system=system_source.get("system"),
+        system=shared(system_source.get("system")),  # most files give all cases one
         prompt=system_source.get("prompt"),
         reference=fields.get("reference"),
         threshold=merged.get("threshold", DEFAULT_THRESHOLD),
         scorers=merged.get("scorers") or _default_scorers(),
         rubric=merged.get("rubric", ()),
         tags=_merge_tags(defaults.get("tags", ()), fields.get("tags", ())),
-        params=MappingProxyType({**defaults.get("params", {}), **fields.get("params", {})}),
-        metadata=MappingProxyType({**defaults.get("metadata", {}), **fields.get("metadata", {})}),
+        params={**defaults.get("params", {}), **fields.get("params", {})},
+        metadata={**defaults.get("metadata", {}), **fields.get("metadata", {})},
         path=path,
         line=line,
         index=index,

@@ -46,6 +46,7 @@ import sys
 import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,7 @@ Systems = Callable[["GoldenCase"], Mapping[str, "SystemPrompt"]]
 
 LINE_LIMIT = 1 << 26  # one message (a case and its systems) may be this large
 CONNECT_TIMEOUT_S = 30.0
+SUBMIT_CHUNK = 256  # cases per write: all 5,000 of a run at once were 10 MB of text at a time
 MAX_DIRECTORY_LENGTH = 90  # leaves room for "/runner.sock" within AF_UNIX's limit
 
 
@@ -299,7 +301,8 @@ class RunnerClient:
         ``systems`` gives a case's system prompt per model; it is asked only for cases that
         start here, once each.
         """
-        keys, lines = [], []
+        keys: list[str] = []
+        lines: list[str] = []
         for key, case in cases:
             if key in self._cases:
                 continue
@@ -309,13 +312,19 @@ class RunnerClient:
             message = {"op": "case", "key": key, "case": case.to_dict(), "systems": systems(case)}
             keys.append(key)
             lines.append(json.dumps(message))
+            if len(lines) == SUBMIT_CHUNK:
+                self._submit(keys, lines)
+                keys, lines = [], []
         if lines:
-            try:
-                self._send("\n".join(lines))
-            except RunnerError:
-                for key in keys:  # never sent: asking for them again must raise, not wait
-                    del self._cases[key]
-                raise
+            self._submit(keys, lines)
+
+    def _submit(self, keys: list[str], lines: list[str]) -> None:
+        try:
+            self._send("\n".join(lines))
+        except RunnerError:
+            for key in keys:  # never sent: asking for them again must raise, not wait
+                del self._cases[key]
+            raise
 
     def result(
         self,
@@ -670,31 +679,33 @@ class CaseBoard:
     cancelled only when every process that asked for it is gone.
 
     Cases start in the order they were asked for, at most ``window`` at a time (None: all at
-    once); the others wait as the messages they came in. A started case is a task holding its
-    case, its coroutines and its place in the budgets' queues, about 12 KB: 5,000 of them at
-    once were a third of the runner's memory. A window of twice the budgets' slots keeps every
-    slot busy, since each started case needs at least one slot at a time.
+    once); the others wait as the bytes of the lines they came in (about a tenth of the same
+    message decoded). A started case is a task holding its case, its coroutines and its place
+    in the budgets' queues, about 12 KB: 5,000 of them at once were a third of the runner's
+    memory. A window of twice the budgets' slots keeps every slot busy, since each started
+    case needs at least one slot at a time. A finished case's answer is kept compressed (a
+    third of its size) for a process that asks again.
     """
 
     def __init__(self, runner: Runner, window: int | None = None) -> None:
         self._runner = runner
-        self._answers: dict[str, bytes] = {}
+        self._answers: dict[str, bytes] = {}  # zlib-compressed
         # Asked for and not answered: the task (None until the case starts) and who waits.
         self._waiting: dict[str, tuple[Any, set[Callable[[bytes], None]]]] = {}
-        self._queued: collections.deque[Mapping[str, Any]] = collections.deque()
+        self._queued: collections.deque[tuple[str, bytes]] = collections.deque()
         self._window = window
         self._started = 0  # cases started and not finished
 
-    def request(self, message: Mapping[str, Any], send: Callable[[bytes], None]) -> None:
-        key = message["key"]
+    def request(self, key: str, line: bytes, send: Callable[[bytes], None]) -> None:
+        """A process asks for the case ``key``, whose message is ``line``."""
         answer = self._answers.get(key)
         if answer is not None:
-            send(answer)
+            send(zlib.decompress(answer))
         elif key in self._waiting:
             self._waiting[key][1].add(send)
         else:
             self._waiting[key] = (None, {send})
-            self._queued.append(message)
+            self._queued.append((key, line))
             self._start_next()
 
     def forget(self, send: Callable[[bytes], None]) -> None:
@@ -712,12 +723,12 @@ class CaseBoard:
         import asyncio
 
         while self._queued and (self._window is None or self._started < self._window):
-            message = self._queued.popleft()
-            entry = self._waiting.get(message["key"])
+            key, line = self._queued.popleft()
+            entry = self._waiting.get(key)
             if entry is None or entry[0] is not None:  # forgotten (and perhaps asked again)
                 continue
-            task = asyncio.create_task(self._run(message))
-            self._waiting[message["key"]] = (task, entry[1])
+            task = asyncio.create_task(self._run(key, line))
+            self._waiting[key] = (task, entry[1])
             self._started += 1
             task.add_done_callback(self._finished)
 
@@ -725,12 +736,12 @@ class CaseBoard:
         self._started -= 1
         self._start_next()
 
-    async def _run(self, message: Mapping[str, Any]) -> None:
+    async def _run(self, key: str, line: bytes) -> None:
         from pytest_llmregress.cases.golden import GoldenCase
 
-        key = message["key"]
         reply: dict[str, Any]
         try:
+            message = json.loads(line)
             systems = {model: tuple(value) for model, value in message["systems"].items()}
             result, baseline = await self._runner.run_case(
                 key, GoldenCase.from_dict(message["case"]), systems
@@ -743,7 +754,8 @@ class CaseBoard:
             for record in (reply["result"], baseline_dict):
                 if record is not None and record["error"]:  # e.g. a proxy echoing its upstream
                     record["error"] = mask_urls_in(record["error"])
-        answer = self._answers[key] = json.dumps(reply).encode() + b"\n"
+        answer = json.dumps(reply).encode() + b"\n"
+        self._answers[key] = zlib.compress(answer, 1)
         _, senders = self._waiting.pop(key)
         for send in senders:
             send(answer)
@@ -789,8 +801,8 @@ async def _handle(runner: Runner, board: CaseBoard, reader: Any, writer: Any) ->
     try:
         while line := await reader.readline():
             message = json.loads(line)
-            if message["op"] == "case":
-                board.request(message, send_bytes)
+            if message["op"] == "case":  # kept as its line until it starts
+                board.request(message["key"], line, send_bytes)
                 continue
             if message["op"] == "status":  # answered at once, from the loop
                 send({"id": message["id"], "value": runner.status()})

@@ -6,6 +6,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from pytest_llmregress.core.text import shared
+
+_SHARED = frozenset(
+    {"provider", "requested_model", "resolved_model", "system_fingerprint", "fallback_model"}
+)
+
 Role = Literal["user", "assistant"]
 
 
@@ -69,7 +75,8 @@ class Completion:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Completion:
-        return cls(**data)
+        # Every result of a run names the same few models: one string each, not one per call.
+        return cls(**{k: shared(v) if k in _SHARED else v for k, v in data.items()})
 
 
 ErrorKind = Literal[

@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from pytest_llmregress.core.text import shared
+
 RECORD_SCORER: Final = "record"
 """The name of the score a recording run gives a case whose output becomes its reference."""
 
@@ -44,7 +46,7 @@ class Vote:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Vote:
-        return cls(**data)
+        return cls(**{**data, "judge": shared(data["judge"])})
 
 
 @dataclass(frozen=True)
@@ -107,10 +109,13 @@ class Score:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Score:
+        values = {**data, "scorer": shared(data["scorer"])}
+        if "judge_model" in data:
+            values["judge_model"] = shared(data["judge_model"])
         votes = data.get("votes")
-        if not votes:
-            return cls(**data)
-        return cls(**{**data, "votes": tuple(Vote.from_dict(v) for v in votes)})
+        if votes:
+            values["votes"] = tuple(Vote.from_dict(v) for v in votes)
+        return cls(**values)
 
 
 def decide(

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from pytest_llmregress.core.files import atomic_write_bytes
+from pytest_llmregress.core.text import shared
 from pytest_llmregress.providers.base import Completion
 from pytest_llmregress.scoring.score import Score
 
@@ -151,11 +152,22 @@ class CaseResult:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CaseResult:
         values = dict(data)
-        values["scores"] = tuple(Score.from_dict(s) for s in values.get("scores", ()))
-        values["tags"] = tuple(values.get("tags", ()))
+        for key in ("path", "outcome", "error_kind"):
+            if key in values:
+                values[key] = shared(values[key])
         for key in ("completion", "judge_completion"):
             if values.get(key) is not None:
                 values[key] = Completion.from_dict(values[key])
+        completion, judge = values.get("completion"), values.get("judge_completion")
+        if completion is not None and values.get("output") == completion.text:
+            values["output"] = completion.text  # one string, not two equal ones
+        scores = []
+        for score in values.get("scores", ()):
+            if judge is not None and score.get("raw") == judge.text:
+                score = {**score, "raw": judge.text}
+            scores.append(Score.from_dict(score))
+        values["scores"] = tuple(scores)
+        values["tags"] = tuple(values.get("tags", ()))
         if values.get("repeats"):
             values["repeats"] = tuple(cls.from_dict(r) for r in values["repeats"])
         return cls(**values)
@@ -514,8 +526,19 @@ def write_run(path: str | os.PathLike[str], run: RunResult) -> None:
 def _run_json(run: RunResult) -> Iterator[str]:
     """The text of ``json.dumps(run.to_dict(), indent=2) + "\n"``, in pieces: each case is
     dumped alone and indented to its depth (a JSON string holds no raw line break)."""
-    head = json.dumps({"version": RESULTS_VERSION, "metadata": run.metadata}, indent=2)
-    yield head[: -len("\n}")]
+    # The head too is written as it is encoded: ``json.dumps`` holds every piece of its text
+    # in a list until it joins them (the metadata's cost per case is most of the document's
+    # head). Its last two characters, the document's own "\n}", are held back and dropped.
+    pieces: list[str] = []
+    head = {"version": RESULTS_VERSION, "metadata": run.metadata}
+    for piece in json.JSONEncoder(indent=2).iterencode(head):
+        pieces.append(piece)
+        if len(pieces) > 4096:
+            text = "".join(pieces)
+            yield text[:-2]
+            pieces = [text[-2:]]
+    text = "".join(pieces)
+    yield text[: -len("\n}")]
     lists = [("cases", run.cases)]
     if run.compare_cases:
         lists.append(("compare_cases", run.compare_cases))
