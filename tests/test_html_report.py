@@ -15,6 +15,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -659,9 +660,11 @@ def test_a_results_document_whose_head_is_larger_than_one_piece_is_the_same_byte
     tmp_path: Path,
 ) -> None:
     # The head is encoded a piece at a time and written in slices; a cost per case for
-    # thousands of cases makes it many slices long.
+    # thousands of cases makes it many slices long, and it is a mapping read as it is written
+    # (not a dict), as the run's cost per case is.
     per_case = {f"x.jsonl::case-{n}": {"candidate": n / 7, "calls": [n]} for n in range(3000)}
-    run = RunResult({"candidate": "x", "cost": {"per_case": per_case}}, sample_run(2).cases)
+    cost = {"per_case": MappingProxyType(per_case), "empty": {}, "none": [], "after": (1, 2.5)}
+    run = RunResult({"candidate": "x", "cost": cost, "ok": True}, sample_run(2).cases)
     write_run(tmp_path / "run.json", run)
     text = (tmp_path / "run.json").read_text(encoding="utf-8")
     assert text == json.dumps(run.to_dict(), indent=2) + "\n"

@@ -50,7 +50,7 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Final, Protocol, cast
 
 from pytest_llmregress.core.masking import mask_urls_in
 from pytest_llmregress.engine import FORKSERVER_VARIABLE
@@ -70,6 +70,7 @@ Systems = Callable[["GoldenCase"], Mapping[str, "SystemPrompt"]]
 
 LINE_LIMIT = 1 << 26  # one message (a case and its systems) may be this large
 CONNECT_TIMEOUT_S = 30.0
+_PENDING: Final = object()  # a case submitted whose result has not arrived
 SUBMIT_CHUNK = 256  # cases per write: all 5,000 of a run at once were 10 MB of text at a time
 MAX_DIRECTORY_LENGTH = 90  # leaves room for "/runner.sock" within AF_UNIX's limit
 
@@ -271,7 +272,11 @@ class RunnerClient:
     Results arrive on a reader thread the moment they finish; ``finish`` (a team's scorers,
     ``scoring.finish.finish_with_team_scorers``) completes each result and its compare
     result there, then ``on_result`` (the results journal) sees them, whatever pytest's loop
-    is doing, and only then does the future resolve.
+    is doing, and only then may pytest's thread have the result.
+
+    A case waiting for its result is one entry of a dict, not a ``Future`` (1.6 KB each: a
+    run submits every case at its start, and 5,000 futures were 8 MB); the one thread that
+    waits (pytest's) is woken only by the result it waits for.
     """
 
     def __init__(
@@ -287,7 +292,10 @@ class RunnerClient:
         self._socket: socket.socket | None = None
         self._reader: threading.Thread | None = None
         self._send_lock = threading.Lock()
-        self._cases: dict[str, concurrent.futures.Future[CaseRun]] = {}
+        # Each case submitted and not yet taken: _PENDING, its CaseRun, or the error to raise.
+        self._cases: dict[str, object] = {}
+        self._arrived = threading.Condition()
+        self._awaited: str | None = None  # the case pytest's thread waits for
         self._calls: dict[int, concurrent.futures.Future[Any]] = {}
         self._next_id = 0
         self._broken: RunnerError | None = None
@@ -306,7 +314,7 @@ class RunnerClient:
         for key, case in cases:
             if key in self._cases:
                 continue
-            self._cases[key] = concurrent.futures.Future()
+            self._cases[key] = _PENDING
             if self._finish is not None:
                 self._golden[key] = case
             message = {"op": "case", "key": key, "case": case.to_dict(), "systems": systems(case)}
@@ -338,17 +346,24 @@ class RunnerClient:
         """Wait for a case's result (starting it if nobody did) and forget it;
         ``while_waiting`` is called every ``every`` seconds of the wait (a batch's progress)."""
         self.submit([(key, case)], systems)
-        future = self._cases[key]
-        try:
-            while while_waiting is not None:
-                try:
-                    return future.result(timeout=every)
-                except concurrent.futures.TimeoutError:
-                    while_waiting()
-            return future.result()
-        finally:
-            if future.done():
-                del self._cases[key]
+        while True:
+            with self._arrived:
+                outcome = self._cases[key]
+                if outcome is _PENDING:
+                    self._awaited = key
+                    try:
+                        self._arrived.wait(every if while_waiting is not None else None)
+                    finally:
+                        self._awaited = None
+                    outcome = self._cases[key]
+                if outcome is not _PENDING:
+                    del self._cases[key]
+                    break
+            if while_waiting is not None:
+                while_waiting()  # unlocked: it asks the runner, and the reader reads the reply
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return cast("CaseRun", outcome)
 
     def complete_sync(self, request: Request) -> Completion:
         """One call of the model under test from a test body (the ``llm`` fixture)."""
@@ -448,12 +463,10 @@ class RunnerClient:
             for line in stream:
                 message = json.loads(line)
                 if "key" in message:
-                    future = self._cases.get(message["key"])
                     case = self._golden.pop(message["key"], None)
                     if "failure" in message:
                         error = RunnerError(f"the runner failed on this case: {message['failure']}")
-                        if future is not None:
-                            future.set_exception(error)
+                        self._arrive(message["key"], error)
                         continue
                     result = CaseResult.from_dict(message["result"])
                     baseline = message["baseline"]
@@ -464,8 +477,7 @@ class RunnerClient:
                             compare = _finished(self._finish, compare, case)
                     if self._on_result is not None:
                         self._on_result(result, compare)  # written down before anyone waits
-                    if future is not None:
-                        future.set_result((result, compare))
+                    self._arrive(message["key"], (result, compare))
                 else:
                     call = self._calls.pop(message["id"])
                     if "error" in message:
@@ -478,8 +490,21 @@ class RunnerClient:
             )
             self._fail_pending(self._broken)
 
+    def _arrive(self, key: str, outcome: object) -> None:
+        """A case's result (or the error to raise for it) is here."""
+        with self._arrived:
+            if self._cases.get(key) is _PENDING:
+                self._cases[key] = outcome
+                if key == self._awaited:
+                    self._arrived.notify()
+
     def _fail_pending(self, error: RunnerError) -> None:
-        for future in [*self._cases.values(), *self._calls.values()]:
+        with self._arrived:
+            for key, outcome in list(self._cases.items()):
+                if outcome is _PENDING:
+                    self._cases[key] = error
+            self._arrived.notify_all()
+        for future in list(self._calls.values()):
             if not future.done():
                 future.set_exception(error)
         self._calls.clear()

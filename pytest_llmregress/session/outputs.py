@@ -320,9 +320,9 @@ def run_result(plan: RunPlan, gathered: Gatherer) -> RunResult:
     )
     costs = gathered.costs()
     if costs.run is not None:
-        cost = costs.run.to_dict()
+        cost = costs.run.to_document()
         if costs.compare is not None:
-            cost["compare"] = costs.compare.to_dict()
+            cost["compare"] = costs.compare.to_document()
         if costs.change is not None:
             cost["change"] = costs.change.to_dict()
         metadata["cost"] = cost

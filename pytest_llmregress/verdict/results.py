@@ -188,7 +188,7 @@ class RunResult:
     def to_dict(self) -> dict[str, Any]:
         data = {
             "version": RESULTS_VERSION,
-            "metadata": self.metadata,
+            "metadata": _as_dicts(self.metadata),
             "cases": [case.to_dict() for case in self.cases],
         }
         if self.compare_cases:
@@ -520,25 +520,29 @@ def write_run(path: str | os.PathLike[str], run: RunResult) -> None:
     most of the memory the end of a run took)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(target, (piece.encode("utf-8") for piece in _run_json(run)))
+    atomic_write_bytes(target, (text.encode("utf-8") for text in _joined(_run_json(run))))
+
+
+def _joined(pieces: Iterator[str], size: int = 1 << 16) -> Iterator[str]:
+    """``pieces`` joined into texts of about ``size`` characters (a write each, not one per
+    piece: the metadata comes in hundreds of thousands of pieces)."""
+    batch: list[str] = []
+    length = 0
+    for piece in pieces:
+        batch.append(piece)
+        length += len(piece)
+        if length >= size:
+            yield "".join(batch)
+            batch, length = [], 0
+    yield "".join(batch)
 
 
 def _run_json(run: RunResult) -> Iterator[str]:
-    """The text of ``json.dumps(run.to_dict(), indent=2) + "\n"``, in pieces: each case is
-    dumped alone and indented to its depth (a JSON string holds no raw line break)."""
-    # The head too is written as it is encoded: ``json.dumps`` holds every piece of its text
-    # in a list until it joins them (the metadata's cost per case is most of the document's
-    # head). Its last two characters, the document's own "\n}", are held back and dropped.
-    pieces: list[str] = []
-    head = {"version": RESULTS_VERSION, "metadata": run.metadata}
-    for piece in json.JSONEncoder(indent=2).iterencode(head):
-        pieces.append(piece)
-        if len(pieces) > 4096:
-            text = "".join(pieces)
-            yield text[:-2]
-            pieces = [text[-2:]]
-    text = "".join(pieces)
-    yield text[: -len("\n}")]
+    """The text of ``json.dumps(run.to_dict(), indent=2) + "\n"``, in pieces: the metadata as
+    it is encoded (:func:`_json_pieces`), each case dumped alone and indented to its depth (a
+    JSON string holds no raw line break)."""
+    yield '{\n  "version": ' + json.dumps(RESULTS_VERSION) + ',\n  "metadata": '
+    yield from _json_pieces(run.metadata, 1)
     lists = [("cases", run.cases)]
     if run.compare_cases:
         lists.append(("compare_cases", run.compare_cases))
@@ -549,6 +553,47 @@ def _run_json(run: RunResult) -> Iterator[str]:
             yield ("," if index else "") + "\n    " + text
         yield "\n  ]" if cases else "]"
     yield "\n}\n"
+
+
+def _as_dicts(value: Any) -> Any:
+    """``value`` with every mapping in it a dict (the cost per case is read as it is written:
+    :class:`~pytest_llmregress.verdict.cost.PerCase`)."""
+    if isinstance(value, Mapping):
+        return {key: _as_dicts(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_dicts(item) for item in value]
+    return value
+
+
+def _json_pieces(value: Any, level: int) -> Iterator[str]:
+    """The text of ``json.dumps(value, indent=2)`` for a value at depth ``level``, in pieces.
+
+    ``json.dumps`` holds every piece of its text until it joins them, and needs every value
+    made first; here a mapping that is not a dict (the cost per case,
+    :class:`~pytest_llmregress.verdict.cost.PerCase`) is read an entry at a time as it is
+    written, so that neither it nor its text is ever whole.
+    """
+    if isinstance(value, (Mapping, list, tuple)):
+        if not value:
+            yield "{}" if isinstance(value, Mapping) else "[]"
+            return
+        inner = "\n" + "  " * (level + 1)
+        if isinstance(value, Mapping):
+            opening, closing = "{" + inner, "}"
+            for key, item in value.items():
+                # json.dumps writes a key that is not a string as the string of its JSON.
+                yield opening + json.dumps(key if isinstance(key, str) else json.dumps(key)) + ": "
+                yield from _json_pieces(item, level + 1)
+                opening = "," + inner
+        else:
+            opening, closing = "[" + inner, "]"
+            for item in value:
+                yield opening
+                yield from _json_pieces(item, level + 1)
+                opening = "," + inner
+        yield "\n" + "  " * level + closing
+    else:
+        yield json.dumps(value)
 
 
 class ResultsJournal:
