@@ -127,14 +127,6 @@ class RoleCost:
         }
 
 
-def role_cost(calls: Iterable[Call]) -> RoleCost:
-    """The sum of ``calls``."""
-    tally = _Tally()
-    for call in calls:
-        tally.add(call)
-    return tally.sum()
-
-
 class _Tally:
     """A :class:`RoleCost` summed a call at a time."""
 

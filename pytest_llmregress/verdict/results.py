@@ -27,6 +27,7 @@ from typing import IO, Any, Literal
 
 from pytest_llmregress.core.files import atomic_write_bytes
 from pytest_llmregress.core.text import shared
+from pytest_llmregress.core.validation import plain
 from pytest_llmregress.providers.base import Completion
 from pytest_llmregress.scoring.score import Score
 
@@ -188,7 +189,8 @@ class RunResult:
     def to_dict(self) -> dict[str, Any]:
         data = {
             "version": RESULTS_VERSION,
-            "metadata": _as_dicts(self.metadata),
+            # Plain dicts: the cost per case is a mapping read as it is written (PerCase).
+            "metadata": plain(self.metadata),
             "cases": [case.to_dict() for case in self.cases],
         }
         if self.compare_cases:
@@ -553,16 +555,6 @@ def _run_json(run: RunResult) -> Iterator[str]:
             yield ("," if index else "") + "\n    " + text
         yield "\n  ]" if cases else "]"
     yield "\n}\n"
-
-
-def _as_dicts(value: Any) -> Any:
-    """``value`` with every mapping in it a dict (the cost per case is read as it is written:
-    :class:`~pytest_llmregress.verdict.cost.PerCase`)."""
-    if isinstance(value, Mapping):
-        return {key: _as_dicts(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_as_dicts(item) for item in value]
-    return value
 
 
 def _json_pieces(value: Any, level: int) -> Iterator[str]:
