@@ -291,6 +291,28 @@ def test_the_limit_halves_on_answers_that_queued_and_grows_on_fast_ones() -> Non
     assert asyncio.run(run()) == [8, 8, 8, 4, 4, 5, 6, 7, 3, 3]
 
 
+def test_answers_of_a_few_milliseconds_are_measured_against_the_floor() -> None:
+    """A server that answers in a millisecond when idle and in 30 ms on a busy machine is not
+    queueing; an answer of more than three times the floor still is."""
+    floor = AdaptiveLimiter.QUICKEST_FLOOR_S
+
+    async def run() -> list[int]:
+        limiter = AdaptiveLimiter(16)
+        seen = []
+        await limiter.on_success(limiter.generation, 0.001, 0, crowded=True)  # the quickest
+        await limiter.on_success(limiter.generation, 0.03, 0, crowded=True)  # 30x, not queued
+        await limiter.on_success(limiter.generation, floor * 2.9, 0, crowded=True)
+        seen.append(limiter.current)
+        await limiter.on_success(limiter.generation, floor * 3.1, 0, crowded=True)  # queued
+        seen.append(limiter.current)
+        await limiter.on_success(limiter.generation, floor * 1.9, 0, crowded=True)  # grows
+        await limiter.on_success(limiter.generation, floor * 2.1, 0, crowded=True)  # holds
+        seen.append(limiter.current)
+        return seen
+
+    assert asyncio.run(run()) == [16, 8, 9]
+
+
 def test_a_server_that_generates_one_request_at_a_time(
     pytester: pytest.Pytester, make_server: MakeServer, provider_env: PointEnv
 ) -> None:

@@ -83,11 +83,18 @@ class AdaptiveLimiter:
     short one; in all, a server whose time does not grow with the answer (the local server)
     is as quick for every answer. The per-token time counts ``FIRST_TOKEN_WEIGHT`` tokens for
     the time to the first token.
+
+    Both are measured against no less than ``QUICKEST_FLOOR_S`` (in all; per token, that time
+    over ``FIRST_TOKEN_WEIGHT`` tokens): an answer within a few times 50 ms waited too little
+    to tell a queue from the caller's own machine. Measured: without the floor, the local
+    server at zero latency, answering in 1 to 30 ms as three processes shared two CPUs, read
+    as a queue and backed 16 calls in flight down to 1, taking a different path each run.
     """
 
     QUEUE_FACTOR = 3.0
     GROW_FACTOR = 2.0
     FIRST_TOKEN_WEIGHT = 20
+    QUICKEST_FLOOR_S = 0.05
 
     def __init__(self, limit: int, recover_after: int = 1) -> None:
         self.limit = limit
@@ -187,7 +194,11 @@ class AdaptiveLimiter:
             pace = seconds / (tokens + self.FIRST_TOKEN_WEIGHT)
             quickest, fastest = self._quickest or (seconds, pace)
             quickest, fastest = self._quickest = (min(quickest, seconds), min(fastest, pace))
-            slower = min(seconds / quickest, pace / fastest)  # by the kinder measure
+            floor = self.QUICKEST_FLOOR_S
+            slower = min(  # by the kinder measure
+                seconds / max(quickest, floor),
+                pace / max(fastest, floor / self.FIRST_TOKEN_WEIGHT),
+            )
             if crowded and slower > self.QUEUE_FACTOR:
                 self.back_off(generation)
                 return
