@@ -616,19 +616,27 @@ def bench_cpu(bench: Bench, page: Page, n: int, rounds: int) -> None:
     """Zero latency: the CPU per case of the script and of pytest (both processes)."""
     work = bench.work
     cases = write_cases(work / "golden_cases", n)
-    server = Server(work, 0, cases)
     print(f"zero latency, {n} cases", flush=True)
-    try:
-        done = bench.rounds(
-            {
-                "script": (script_command(server, cases, 16, 16), server),
-                "pytest": (pytest_command(server, *budgets(16)), server),
-                "fixed": ([sys.executable, "-c", FIXED_WORK], None),
-            },
-            rounds,
-        )
-    finally:
-        server.stop()
+    done: list[dict[str, Measured]] = []
+    # A server of its own for each round (both commands of a round share it): one server for
+    # every round made whole runs of this command differ (how fast it answers moves both
+    # commands' CPU per call, by a share that stayed for the run).
+    for index in range(rounds + 1):
+        server = Server(work, 0, cases)
+        try:
+            this = bench.rounds(
+                {
+                    "script": (script_command(server, cases, 16, 16), server),
+                    "pytest": (pytest_command(server, *budgets(16)), server),
+                    "fixed": ([sys.executable, "-c", FIXED_WORK], None),
+                },
+                1,
+                warm_up=False,
+            )
+        finally:
+            server.stop()
+        if index:  # the first round warms up, as in every part
+            done += this
     for r in done:
         print(
             "  CPU: "
@@ -640,12 +648,12 @@ def bench_cpu(bench: Bench, page: Page, n: int, rounds: int) -> None:
     whole = med([r["pytest"].cpu_s for r in done])
     own = med([r["pytest"].probe["cpu_s"] for r in done])
     runner = med([r["pytest"].probe["children_cpu_s"] for r in done])
-    # What other work on the machine does to a command's CPU (cache misses, preemption) only
-    # ever adds to it: the least CPU each command took over the rounds is its own cost, and
-    # their difference the plugin's. The median of the rounds' differences, a small
-    # difference of two noisy figures, moved from 0.02 to 0.57 ms between runs of this command.
-    least = (min(r["pytest"].cpu_s for r in done) - min(r["script"].cpu_s for r in done)) / n
+    # The median of the rounds' differences, as every figure on the page. It does not
+    # reproduce within 10%: it is a difference of two CPU totals about 20 times its size,
+    # each of which moves by more than it between rounds and runs (the rows show by how much).
+    # The least CPU of each over the rounds, tried instead, moved as much (-0.10 to 0.54 ms).
     above = [(r["pytest"].cpu_s - r["script"].cpu_s) / n * 1000 for r in done]
+    difference = med(above)
     fixed = [r["fixed"].cpu_s for r in done]
     scripts = [r["script"].cpu_s / n * 1000 for r in done]
     page.heading(f"zero latency, {n} cases, budgets 16 + 16 ({len(done)} rounds)")
@@ -670,10 +678,9 @@ def bench_cpu(bench: Bench, page: Page, n: int, rounds: int) -> None:
         f"the plugin's CPU per case above the plain script's (zero latency, {n} cases, whole "
         "commands, start-up included)",
         f"<= {TARGET_CPU_PER_CASE_MS:.1f} ms",
-        f"{least * 1000:.2f} ms, the least CPU of each over the rounds (the rounds' own "
-        f"differences: {min(above):.2f} to {max(above):.2f}; the script alone moved "
-        f"{(max(scripts) - min(scripts)):.2f} ms per case between rounds)",
-        least * 1000 <= TARGET_CPU_PER_CASE_MS,
+        f"{difference:.2f} ms ({min(above):.2f} to {max(above):.2f} over the rounds; the "
+        f"script alone moved {max(scripts) - min(scripts):.2f} ms per case between rounds)",
+        difference <= TARGET_CPU_PER_CASE_MS,
     )
 
 
@@ -750,10 +757,15 @@ def render(page: Page, machine: Machine, command: str, quick: bool) -> str:
         "- Every figure is a median over rounds. The commands compared with each other run "
         "interleaved, one of each per round (script, pytest, pytest -n 2, script, ...), so that "
         "a change in the machine's load falls on all of them alike; a ratio is taken within a "
-        "round, and its median is shown with its range over the rounds. One exception: the "
-        "plugin's CPU per case is the least CPU pytest took over the rounds less the least the "
-        "script took (load only ever adds CPU; a small difference of two medians does not "
-        "reproduce).",
+        "round, and its median is shown with its range over the rounds.",
+        "- What does not reproduce within 10% here: CPU time at zero latency, where the server "
+        "and the command share the two CPUs and every call's cost depends on how the three "
+        "processes meet. The same script's CPU moved by up to a quarter between runs of this command "
+        "(a fixed piece of pure-Python work, measured in each round of the CPU part, by a few "
+        "per cent), so the plugin's CPU per case above the script's, a difference about a "
+        "twentieth of either total, is shown with the range of its rounds; the 5,000-case "
+        "throughput likewise. The times and ratios at 200 ms per call, the collection time and "
+        "peak memory reproduce.",
         "- A warm-up round comes first and is discarded. The baseline, a plain asyncio script "
         "over the SDKs' async clients making the same calls (candidate, then judge) with the "
         "same budgets against the same server, is measured in the same run.",
