@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -61,12 +62,20 @@ class SettingWarning:
     message: str
 
 
-def golden_nodeid_matcher(patterns: Sequence[str]) -> Callable[[str], bool]:
-    """A predicate telling golden node ids (``path::case``) from others, by file pattern."""
+@functools.lru_cache(maxsize=8)
+def golden_nodeid_matcher(patterns: tuple[str, ...]) -> Callable[[str], bool]:
+    """A predicate telling golden node ids (``path::case``) from others, by file pattern
+    (each file's path matched once: a file's cases share it)."""
+    golden_paths: dict[str, bool] = {}
 
     def is_golden(nodeid: str) -> bool:
         path, sep, rest = nodeid.partition("::")
-        return bool(sep) and "::" not in rest and any(fnmatch.fnmatch(path, p) for p in patterns)
+        if not sep or "::" in rest:
+            return False
+        known = golden_paths.get(path)
+        if known is None:
+            known = golden_paths[path] = any(fnmatch.fnmatch(path, p) for p in patterns)
+        return known
 
     return is_golden
 
@@ -231,7 +240,7 @@ class RunPlan:
 
     def is_golden(self, nodeid: str) -> bool:
         """Whether a node id is a golden case (``path::case`` of a ``golden_files`` file)."""
-        return golden_nodeid_matcher(self.settings.golden_files)(nodeid)
+        return golden_nodeid_matcher(tuple(self.settings.golden_files))(nodeid)
 
     def is_golden_path(self, path: Path) -> bool:
         """Whether a file is collected as golden cases (``golden_files`` patterns)."""
