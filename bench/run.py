@@ -760,12 +760,13 @@ def render(page: Page, machine: Machine, command: str, quick: bool) -> str:
         "round, and its median is shown with its range over the rounds.",
         "- What does not reproduce within 10% here: CPU time at zero latency, where the server "
         "and the command share the two CPUs and every call's cost depends on how the three "
-        "processes meet. The same script's CPU moved by up to a quarter between runs of this command "
-        "(a fixed piece of pure-Python work, measured in each round of the CPU part, by a few "
-        "per cent), so the plugin's CPU per case above the script's, a difference about a "
-        "twentieth of either total, is shown with the range of its rounds; the 5,000-case "
-        "throughput likewise. The times and ratios at 200 ms per call, the collection time and "
-        "peak memory reproduce.",
+        "processes meet. The same script's CPU moved by up to a quarter between runs of this "
+        "command (a fixed piece of pure-Python work, measured in each round of the CPU part, "
+        "by a few per cent), so the plugin's CPU per case above the script's, a difference "
+        "about a twentieth of either total, is shown with the range of its rounds; the "
+        "5,000-case throughput likewise. The medians of the times and ratios at 200 ms per "
+        "call, the collection time and peak memory reproduce within 10% from run to run; a "
+        "single round can stray further, and the targets' table says when one did.",
         "- A warm-up round comes first and is discarded. The baseline, a plain asyncio script "
         "over the SDKs' async clients making the same calls (candidate, then judge) with the "
         "same budgets against the same server, is measured in the same run.",
