@@ -25,6 +25,7 @@ How it measures, so that a figure reproduces when the command is run again:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -37,7 +38,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -242,6 +243,9 @@ def _own_cpu_s() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+Commands = Mapping[str, tuple[list[str], "Server | None"]]  # by name: the command, its server
+
+
 class Bench:
     """Runs commands in the benchmark's working directory and environment."""
 
@@ -285,15 +289,19 @@ class Bench:
 
     def rounds(
         self,
-        commands: Mapping[str, tuple[list[str], Server | None]],
+        commands: Commands | Callable[[], contextlib.AbstractContextManager[Commands]],
         rounds: int,
         warm_up: bool = True,
     ) -> list[dict[str, Measured]]:
         """``rounds`` rounds of every command in turn (a, b, c, a, b, c, ...), after a warm-up
-        round that is discarded."""
+        round that is discarded. ``commands``: the same each round, or a function whose
+        context gives each round's (a server of its own per round)."""
         done: list[dict[str, Measured]] = []
         for index in range(rounds + (1 if warm_up else 0)):
-            this = {name: self.run(command, server) for name, (command, server) in commands.items()}
+            with commands() if callable(commands) else contextlib.nullcontext(commands) as these:
+                this = {
+                    name: self.run(command, server) for name, (command, server) in these.items()
+                }
             failed = {name: run.exit_code for name, run in this.items() if run.exit_code}
             if failed:  # its figures would measure a failure, not the work
                 raise SystemExit(f"a benchmarked command failed (exit codes {failed})")
@@ -617,26 +625,23 @@ def bench_cpu(bench: Bench, page: Page, n: int, rounds: int) -> None:
     work = bench.work
     cases = write_cases(work / "golden_cases", n)
     print(f"zero latency, {n} cases", flush=True)
-    done: list[dict[str, Measured]] = []
+
     # A server of its own for each round (both commands of a round share it): one server for
     # every round made whole runs of this command differ (how fast it answers moves both
     # commands' CPU per call, by a share that stayed for the run).
-    for index in range(rounds + 1):
+    @contextlib.contextmanager
+    def round_with_its_server() -> Iterator[Commands]:
         server = Server(work, 0, cases)
         try:
-            this = bench.rounds(
-                {
-                    "script": (script_command(server, cases, 16, 16), server),
-                    "pytest": (pytest_command(server, *budgets(16)), server),
-                    "fixed": ([sys.executable, "-c", FIXED_WORK], None),
-                },
-                1,
-                warm_up=False,
-            )
+            yield {
+                "script": (script_command(server, cases, 16, 16), server),
+                "pytest": (pytest_command(server, *budgets(16)), server),
+                "fixed": ([sys.executable, "-c", FIXED_WORK], None),
+            }
         finally:
             server.stop()
-        if index:  # the first round warms up, as in every part
-            done += this
+
+    done = bench.rounds(round_with_its_server, rounds)
     for r in done:
         print(
             "  CPU: "

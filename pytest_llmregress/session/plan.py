@@ -240,7 +240,7 @@ class RunPlan:
 
     def is_golden(self, nodeid: str) -> bool:
         """Whether a node id is a golden case (``path::case`` of a ``golden_files`` file)."""
-        return golden_nodeid_matcher(tuple(self.settings.golden_files))(nodeid)
+        return golden_nodeid_matcher(self.settings.golden_files)(nodeid)
 
     def is_golden_path(self, path: Path) -> bool:
         """Whether a file is collected as golden cases (``golden_files`` patterns)."""
