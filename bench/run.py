@@ -183,13 +183,17 @@ def strays(values: Sequence[float]) -> int:
     return sum(1 for value in values if abs(value - middle) > REPRODUCE * middle)
 
 
-def steady(values: Sequence[float]) -> str:
+def steady(values: Sequence[float]) -> bool:
     """Whether a median is steady: every round but the highest and the lowest within
     ``REPRODUCE`` of it (one stray round, a pause of a shared machine, cannot move a median
     of five; two can)."""
-    middle = sorted(values)[1:-1] if len(values) >= 3 else values
-    verdict = "yes" if strays(middle) == 0 else "no"
-    return f"{verdict} ({strays(values)} of {len(values)} rounds beyond 10%)"
+    return strays(sorted(values)[1:-1] if len(values) >= 3 else values) == 0
+
+
+def steadiness(values: Sequence[float]) -> str:
+    return (
+        f"{'yes' if steady(values) else 'no'} ({strays(values)} of {len(values)} rounds beyond 10%)"
+    )
 
 
 class Machine:
@@ -567,8 +571,8 @@ def bench_latency(bench: Bench, page: Page, n: int, rounds: int, concurrency: in
         "each ratio's median is steady: every round but the highest and the lowest within "
         "10% of it",
         "10%",
-        f"one process {steady(one)}, -n 2 {steady(two)}",
-        steady(one).startswith("yes") and steady(two).startswith("yes"),
+        f"one process {steadiness(one)}, -n 2 {steadiness(two)}",
+        steady(one) and steady(two),
     )
     page.target(
         "no more calls in flight than the budgets allow",
