@@ -1,6 +1,6 @@
 """Benchmarks of pytest-llmregress against the local provider server.
 
-One command: ``python bench/run.py`` (about 12 minutes on 2 cores; ``--quick`` for a smaller,
+One command: ``python bench/run.py`` (about 11 minutes on 2 cores; ``--quick`` for a smaller,
 noisier run while developing). It writes ``docs/benchmarks.md``: every figure, the machine, the
 load average sampled during the run, the CPU other processes took meanwhile, and each target of
 issue 17 with whether it is met.
