@@ -18,7 +18,7 @@ How it measures, so that a figure reproduces when the command is run again:
 - every time is a whole command, interpreter start-up included, measured as the wall-clock
   time of a subprocess; CPU is user + sys of the command and all its processes; the server
   runs in a process of its own, outside every command's figures;
-- CPU time at zero latency does not reproduce on a small shared machine, so the plugin's work
+- CPU time does not reproduce on a small shared machine, so the plugin's work
   per case above the script's is also counted: the instructions each process executes in
   user space, under valgrind's cachegrind (``bench_instructions``; needs ``valgrind``), which
   reproduce to a tenth of a per cent;
@@ -192,7 +192,8 @@ def steady(values: Sequence[float]) -> bool:
 
 def steadiness(values: Sequence[float]) -> str:
     return (
-        f"{'yes' if steady(values) else 'no'} ({strays(values)} of {len(values)} rounds beyond 10%)"
+        f"{'yes' if steady(values) else 'no'} ({strays(values)} of {len(values)} rounds beyond "
+        f"{REPRODUCE:.0%})"
     )
 
 
@@ -703,7 +704,7 @@ def bench_cpu(bench: Bench, page: Page, n: int, rounds: int) -> None:
     own = med([r["pytest"].probe["cpu_s"] for r in done])
     runner = med([r["pytest"].probe["children_cpu_s"] for r in done])
     # The median of the rounds' differences. It does not reproduce within 10%: it is a
-    # difference of two CPU totals about twenty times its size, each of which moves by more
+    # difference of two CPU totals about ten times its size, each of which moves by more
     # than it between rounds and runs (the rows show by how much). The target is therefore
     # judged on instructions counted (bench_instructions), which do reproduce.
     above = [(r["pytest"].cpu_s - r["script"].cpu_s) / n * 1000 for r in done]
@@ -800,7 +801,8 @@ def bench_instructions(bench: Bench, page: Page, small: int, large: int) -> None
     )
     # 0.5 ms of CPU in instructions, at the rate the script ran natively (its CPU time over
     # its instructions, both at `large` cases).
-    limit = TARGET_CPU_PER_CASE_MS / 1000 * sum(counted[large]["script"].values()) / med(native)
+    script_at_large = sum(counted[large]["script"].values())
+    limit = TARGET_CPU_PER_CASE_MS / 1000 * script_at_large / med(native)
     page.row(
         "instructions per case (user space)",
         f"plain script {script:.1f} M; pytest's process {per_case('pytest', 'main'):.1f} M + "
@@ -816,7 +818,7 @@ def bench_instructions(bench: Bench, page: Page, small: int, large: int) -> None
     )
     page.row(
         f"the machine's rate: the plain script natively, {large} cases (3 runs)",
-        f"{med(native):.2f} s CPU for {sum(counted[large]['script'].values()):.0f} M "
+        f"{med(native):.2f} s CPU for {script_at_large:.0f} M "
         f"instructions, so 0.5 ms is {limit:.2f} M instructions",
     )
     page.target(
@@ -911,7 +913,7 @@ def render(page: Page, machine: Machine, command: str, quick: bool) -> str:
         "latency by up to a quarter, where a fixed piece of pure-Python work, measured in each "
         "round of the CPU part, moved by a few per cent), and the throughputs at zero latency, "
         "which the CPU bounds. The CPU figures are there to show where the work goes. The "
-        "plugin's CPU per case above the script's, a difference about a twentieth of either "
+        "plugin's CPU per case above the script's, a difference about a tenth of either "
         "total, is shown with the range of its rounds, and its target is judged on a count "
         "instead: the instructions each command executes in user space, counted by valgrind, "
         "which reproduce to a tenth of a per cent (the kernel's work is not in them; the CPU "
@@ -967,6 +969,9 @@ def render(page: Page, machine: Machine, command: str, quick: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+PARTS = ("collect", "latency", "concurrency", "cpu", "instructions", "memory")  # in run order
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller and fewer runs (noisy)")
@@ -974,12 +979,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=("latency", "concurrency", "cpu", "instructions", "memory", "collect"),
+        choices=PARTS,
         help="run only these parts (repeatable); the page then holds only their figures",
     )
     args = parser.parse_args(argv)
     quick = args.quick
-    parts = set(args.only or ("latency", "concurrency", "cpu", "instructions", "memory", "collect"))
+    parts = set(args.only or PARTS)
     page = Page()
     machine = Machine()
     # Collection first: a short CPU-bound command, measured before the parts that load the
@@ -1000,6 +1005,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         ("memory", lambda b: bench_memory(b, page, 1000 if quick else 5000, 1 if quick else 3)),
     ]
+    assert tuple(name for name, _ in steps) == PARTS
     with tempfile.TemporaryDirectory() as tmp:
         bench = Bench(Path(tmp))
         for name, step in steps:
